@@ -11,15 +11,15 @@ type Code string
 
 // Application error codes.
 const (
-	EINVALID         Code = "invalid"          // the input is malformed or breaks a rule
-	ETOOLARGE        Code = "too_large"        // the input is over a size or count limit
-	ENOTFOUND        Code = "not_found"        // the thing named does not exist
-	ECONFLICT        Code = "conflict"         // the thing already exists, or the state forbids it
-	EPERMISSION      Code = "permission"       // the caller may not do this
-	EUNAUTHENTICATED Code = "unauthenticated"  // the caller is not known (bad, revoked or missing token)
-	ERATELIMIT       Code = "rate_limited"     // too many attempts; try again later
-	EUNAVAILABLE     Code = "unavailable"      // shutting down or overloaded; try again
-	EINTERNAL        Code = "internal"         // a bug or a broken store; details are logged, not shown
+	EINVALID         Code = "invalid"         // the input is malformed or breaks a rule
+	ETOOLARGE        Code = "too_large"       // the input is over a size or count limit
+	ENOTFOUND        Code = "not_found"       // the thing named does not exist
+	ECONFLICT        Code = "conflict"        // the thing already exists, or the state forbids it
+	EPERMISSION      Code = "permission"      // the caller may not do this
+	EUNAUTHENTICATED Code = "unauthenticated" // the caller is not known (bad, revoked or missing token)
+	ERATELIMIT       Code = "rate_limited"    // too many attempts; try again later
+	EUNAVAILABLE     Code = "unavailable"     // shutting down or overloaded; try again
+	EINTERNAL        Code = "internal"        // a bug or a broken store; details are logged, not shown
 )
 
 // Error is an application error: a Code for programs and a Message for
