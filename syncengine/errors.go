@@ -14,7 +14,8 @@ const (
 	EINVALID         Code = "invalid"         // the input is malformed or breaks a rule
 	ETOOLARGE        Code = "too_large"       // the input is over a size or count limit
 	ENOTFOUND        Code = "not_found"       // the thing named does not exist
-	ECONFLICT        Code = "conflict"        // the thing already exists, or the state forbids it
+	EEXISTS          Code = "exists"          // the thing already exists
+	ECONFLICT        Code = "conflict"        // the current state forbids it
 	EPERMISSION      Code = "permission"      // the caller may not do this
 	EUNAUTHENTICATED Code = "unauthenticated" // the caller is not known (bad, revoked or missing token)
 	ERATELIMIT       Code = "rate_limited"    // too many attempts; try again later

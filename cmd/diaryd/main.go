@@ -1,0 +1,205 @@
+// Command diaryd is the diarysync server.
+//
+//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+//	diaryd admin-code [--data DIR]
+//
+// Every flag can also be set in the environment: DIARYSYNC_DATA,
+// DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT, DIARYSYNC_TLS_KEY,
+// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/diarysync/diarysync/server"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "diaryd:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage:
+  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+  diaryd admin-code [--data DIR]
+
+Run "diaryd serve --help" for the flags.`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stdout, stderr)
+	case "admin-code":
+		return adminCode(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	}
+	fmt.Fprintln(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func dataFlag(fs *flag.FlagSet) *string {
+	return fs.String("data", env("DIARYSYNC_DATA", "./diarysync-data"), "data directory (env DIARYSYNC_DATA)")
+}
+
+func openData(ctx context.Context, dir, synchronous string, create bool) (*server.DB, error) {
+	if create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("cannot create data directory: %w", err)
+		}
+	} else if _, err := os.Stat(filepath.Join(dir, "diarysync.db")); err != nil {
+		return nil, fmt.Errorf("no diarysync database in %s: start the server there once first", dir)
+	}
+	return server.OpenDB(ctx, filepath.Join(dir, "diarysync.db"), server.DBOptions{Synchronous: synchronous})
+}
+
+func writeAdminCode(dir, code string) error {
+	path := filepath.Join(dir, "admin-code")
+	if err := os.WriteFile(path, []byte(code+"\n"), 0o600); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return os.Chmod(path, 0o600) // WriteFile keeps the mode of an existing file
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("diaryd serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := dataFlag(fs)
+	addr := fs.String("addr", env("DIARYSYNC_ADDR", "127.0.0.1:8080"), "address to listen on (env DIARYSYNC_ADDR)")
+	cert := fs.String("tls-cert", env("DIARYSYNC_TLS_CERT", ""), "TLS certificate file (env DIARYSYNC_TLS_CERT)")
+	key := fs.String("tls-key", env("DIARYSYNC_TLS_KEY", ""), "TLS key file (env DIARYSYNC_TLS_KEY)")
+	level := fs.String("log-level", env("DIARYSYNC_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env DIARYSYNC_LOG_LEVEL)")
+	demo := fs.Bool("demo", env("DIARYSYNC_DEMO", "") == "1" || env("DIARYSYNC_DEMO", "") == "true", "seed a demo study once and print its enrolment codes (env DIARYSYNC_DEMO=1)")
+	synchronous := fs.String("synchronous", env("DIARYSYNC_SYNCHRONOUS", "FULL"), "SQLite synchronous: FULL (every acknowledged push survives power loss) or NORMAL (env DIARYSYNC_SYNCHRONOUS)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("log level %q: use debug, info, warn or error", *level)
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
+
+	db, err := openData(ctx, *data, *synchronous, true)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	code, created, err := db.EnsureAdmin(ctx)
+	if err != nil {
+		return err
+	}
+	if created {
+		if err := writeAdminCode(*data, code); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "Created the administrator ADMIN. One-time enrolment code (valid 24 hours, also in %s):\n\n    %s\n\n",
+			filepath.Join(*data, "admin-code"), code)
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", *addr, err)
+	}
+	scheme := "http"
+	if *cert != "" {
+		scheme = "https"
+	}
+	url := scheme + "://" + ln.Addr().String()
+	if *demo {
+		people, seeded, err := db.SeedDemo(ctx, time.Now())
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		printDemo(stdout, url, people, seeded)
+	}
+	srv := server.New(server.Config{DB: db, Logger: log})
+	log.Info("serving", "url", url, "data", *data)
+	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
+}
+
+func printDemo(w io.Writer, url string, people []server.DemoUser, seeded bool) {
+	if seeded {
+		fmt.Fprintln(w, "Seeded the demo study: navigators PN-A, PN-B, PN-C; supervisor SUP-1 (assigned to all three); researcher RES-1; four waves (wave 2 holds today).")
+	} else {
+		fmt.Fprintln(w, "The demo study is already here; fresh one-time codes:")
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 3, ' ', 0)
+	fmt.Fprintln(tw, "    study code\trole\tone-time code (24 h)")
+	codes := map[string]string{}
+	for _, p := range people {
+		fmt.Fprintf(tw, "    %s\t%s\t%s\n", p.StudyCode, p.Role, p.Code)
+		codes[p.StudyCode] = p.Code
+	}
+	tw.Flush()
+	fmt.Fprintf(w, `
+Next, in another terminal (the diary command keeps each person's profile in --home):
+
+    go run ./cmd/diary --home /tmp/pn-a enrol --server %[1]s --code %[2]s --name "PN-A phone"
+    go run ./cmd/diary --home /tmp/pn-a write --title "First shift" --share supervisor --body "Met J. at the hostel."
+    go run ./cmd/diary --home /tmp/pn-a sync
+    go run ./cmd/diary --home /tmp/sup1 enrol --server %[1]s --code %[3]s --name "SUP-1 laptop"
+    go run ./cmd/diary --home /tmp/sup1 sync
+    go run ./cmd/diary --home /tmp/sup1 inbox
+
+`, url, codes["PN-A"], codes["SUP-1"])
+}
+
+func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("diaryd admin-code", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := dataFlag(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := openData(ctx, *data, "FULL", false)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	code, err := db.AdminCode(ctx)
+	if err != nil {
+		return err
+	}
+	if err := writeAdminCode(*data, code); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, code)
+	return nil
+}

@@ -1,0 +1,173 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+type adminHandler struct {
+	db  *DB
+	hub *hub
+	log *slog.Logger
+}
+
+func newAdminHandler(db *DB, h *hub, log *slog.Logger) diaryv1connect.AdminServiceHandler {
+	return &adminHandler{db: db, hub: h, log: log}
+}
+
+func userToProto(u *User) *diaryv1.User {
+	return &diaryv1.User{StudyCode: u.StudyCode, Role: diaryv1.Role(u.Role), DisplayName: u.DisplayName, Active: u.Active, CreatedAt: timestamppb.New(u.CreatedAt)}
+}
+
+func deviceToProto(d *Device) *diaryv1.Device {
+	return &diaryv1.Device{
+		DeviceId:   d.PublicID,
+		StudyCode:  d.StudyCode,
+		Name:       d.Name,
+		EnrolledAt: timestamppb.New(d.Enrolled),
+		LastSyncAt: wire.Timestamp(d.LastSync),
+		RevokedAt:  wire.Timestamp(d.Revoked),
+	}
+}
+
+func waveToProto(w *Wave) *diaryv1.Wave {
+	return &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End}
+}
+
+func waveFromProto(w *diaryv1.Wave) Wave {
+	return Wave{Number: w.GetNumber(), Label: w.GetLabel(), Start: w.GetStartDate(), End: w.GetEndDate()}
+}
+
+func (h *adminHandler) CreateUser(ctx context.Context, req *diaryv1.CreateUserRequest) (*diaryv1.CreateUserResponse, error) {
+	u, err := h.db.CreateUser(ctx, req.GetStudyCode(), Role(req.GetRole()), req.GetDisplayName())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "user created", "study_code", u.StudyCode, "role", u.Role.String())
+	return &diaryv1.CreateUserResponse{User: userToProto(u)}, nil
+}
+
+func (h *adminHandler) ListUsers(ctx context.Context, req *diaryv1.ListUsersRequest) (*diaryv1.ListUsersResponse, error) {
+	users, next, err := h.db.ListUsers(ctx, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListUsersResponse{NextPageToken: next}
+	for _, u := range users {
+		resp.Users = append(resp.Users, userToProto(u))
+	}
+	return resp, nil
+}
+
+func (h *adminHandler) DeactivateUser(ctx context.Context, req *diaryv1.DeactivateUserRequest) (*diaryv1.DeactivateUserResponse, error) {
+	u, n, err := h.db.DeactivateUser(ctx, req.GetStudyCode())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "user deactivated", "study_code", u.StudyCode, "devices_revoked", n)
+	return &diaryv1.DeactivateUserResponse{User: userToProto(u), DevicesRevoked: uint32(n)}, nil
+}
+
+func (h *adminHandler) AssignNavigator(ctx context.Context, req *diaryv1.AssignNavigatorRequest) (*diaryv1.AssignNavigatorResponse, error) {
+	created, sup, err := h.db.Assign(ctx, req.GetSupervisorCode(), req.GetNavigatorCode())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	if created {
+		h.hub.notify(&Wakeups{Readers: []int64{sup}})
+	}
+	return &diaryv1.AssignNavigatorResponse{Created: created}, nil
+}
+
+func (h *adminHandler) UnassignNavigator(ctx context.Context, req *diaryv1.UnassignNavigatorRequest) (*diaryv1.UnassignNavigatorResponse, error) {
+	removed, sup, err := h.db.Unassign(ctx, req.GetSupervisorCode(), req.GetNavigatorCode())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	if removed {
+		h.hub.notify(&Wakeups{Readers: []int64{sup}})
+	}
+	return &diaryv1.UnassignNavigatorResponse{Removed: removed}, nil
+}
+
+func (h *adminHandler) ListAssignments(ctx context.Context, req *diaryv1.ListAssignmentsRequest) (*diaryv1.ListAssignmentsResponse, error) {
+	list, next, err := h.db.ListAssignments(ctx, req.GetPageSize(), req.GetPageToken(), req.GetSupervisorCode())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListAssignmentsResponse{NextPageToken: next}
+	for _, a := range list {
+		resp.Assignments = append(resp.Assignments, &diaryv1.Assignment{SupervisorCode: a.SupervisorCode, NavigatorCode: a.NavigatorCode, CreatedAt: timestamppb.New(a.CreatedAt)})
+	}
+	return resp, nil
+}
+
+func (h *adminHandler) IssueEnrollmentCode(ctx context.Context, req *diaryv1.IssueEnrollmentCodeRequest) (*diaryv1.IssueEnrollmentCodeResponse, error) {
+	ttl := req.GetTtl().AsDuration()
+	if req.GetTtl() != nil {
+		if err := req.GetTtl().CheckValid(); err != nil {
+			return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "ttl is not a valid duration"))
+		}
+	}
+	code, expires, err := h.db.IssueEnrollmentCode(ctx, req.GetStudyCode(), ttl)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "enrolment code issued", "study_code", req.GetStudyCode(), "expires", expires)
+	return &diaryv1.IssueEnrollmentCodeResponse{Code: code, ExpiresAt: timestamppb.New(expires)}, nil
+}
+
+func (h *adminHandler) ListDevices(ctx context.Context, req *diaryv1.ListDevicesRequest) (*diaryv1.ListDevicesResponse, error) {
+	devices, next, err := h.db.ListDevices(ctx, req.GetPageSize(), req.GetPageToken(), req.GetStudyCode())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListDevicesResponse{NextPageToken: next}
+	for _, d := range devices {
+		resp.Devices = append(resp.Devices, deviceToProto(d))
+	}
+	return resp, nil
+}
+
+func (h *adminHandler) RevokeDevice(ctx context.Context, req *diaryv1.RevokeDeviceRequest) (*diaryv1.RevokeDeviceResponse, error) {
+	d, err := h.db.RevokeDevice(ctx, req.GetDeviceId())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "device revoked", "device", d.PublicID, "study_code", d.StudyCode)
+	return &diaryv1.RevokeDeviceResponse{Device: deviceToProto(d)}, nil
+}
+
+func (h *adminHandler) CreateWave(ctx context.Context, req *diaryv1.CreateWaveRequest) (*diaryv1.CreateWaveResponse, error) {
+	w, err := h.db.CreateWave(ctx, waveFromProto(req.GetWave()))
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	return &diaryv1.CreateWaveResponse{Wave: waveToProto(w)}, nil
+}
+
+func (h *adminHandler) UpdateWave(ctx context.Context, req *diaryv1.UpdateWaveRequest) (*diaryv1.UpdateWaveResponse, error) {
+	w, err := h.db.UpdateWave(ctx, waveFromProto(req.GetWave()))
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	return &diaryv1.UpdateWaveResponse{Wave: waveToProto(w)}, nil
+}
+
+func (h *adminHandler) ListWaves(ctx context.Context, req *diaryv1.ListWavesRequest) (*diaryv1.ListWavesResponse, error) {
+	waves, next, err := h.db.ListWaves(ctx, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListWavesResponse{NextPageToken: next}
+	for _, w := range waves {
+		resp.Waves = append(resp.Waves, waveToProto(w))
+	}
+	return resp, nil
+}

@@ -1,0 +1,148 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+// DefaultHeartbeat is how often an idle Subscribe stream gets a
+// heartbeat.
+const DefaultHeartbeat = 15 * time.Second
+
+type syncHandler struct {
+	db        *DB
+	hub       *hub
+	log       *slog.Logger
+	metrics   *Metrics
+	heartbeat time.Duration
+}
+
+func newSyncHandler(db *DB, h *hub, log *slog.Logger, m *Metrics, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
+	return &syncHandler{db: db, hub: h, log: log, metrics: m, heartbeat: heartbeat}
+}
+
+func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diaryv1.PushResponse, error) {
+	who := identityFrom(ctx)
+	if n := len(req.GetChanges()); n > MaxPushChanges {
+		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.ETOOLARGE, "a push may carry at most %d changes; this one has %d", MaxPushChanges, n))
+	}
+	in := make([]Incoming, len(req.GetChanges()))
+	for i, p := range req.GetChanges() {
+		in[i].Change, in[i].Invalid = wire.ChangeFromProto(p)
+	}
+	results, wake, err := h.db.Push(ctx, who, in)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.now())}
+	for i, r := range results {
+		resp.Results[i] = &diaryv1.ChangeResult{Outcome: diaryv1.ChangeOutcome(r.Outcome), Reason: diaryv1.RefusalReason(r.Reason), Message: r.Message}
+		switch r.Outcome {
+		case OutcomeApplied:
+			h.metrics.changesApplied.Add(1)
+		case OutcomeDuplicate:
+			h.metrics.changesDuplicate.Add(1)
+		default:
+			h.metrics.changesRefused.Add(1)
+		}
+	}
+	return resp, nil
+}
+
+func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diaryv1.PullResponse, error) {
+	who := identityFrom(ctx)
+	if req.GetCursor() > 1<<62 {
+		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
+	}
+	page, err := h.db.Pull(ctx, who, int64(req.GetCursor()), req.GetPageSize())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.PullResponse{
+		Entries:    make([]*diaryv1.Entry, len(page.Entries)),
+		NextCursor: uint64(page.Next),
+		More:       page.More,
+		Remaining:  uint64(page.Remaining),
+		ServerTime: timestamppb.New(h.db.now()),
+	}
+	for i, e := range page.Entries {
+		resp.Entries[i] = wire.EntryToProto(e)
+	}
+	for _, r := range page.Removals {
+		resp.Removals = append(resp.Removals, &diaryv1.Removal{EntryId: r.Entry.String(), Reason: diaryv1.RemovalReason(r.Reason)})
+	}
+	return resp, nil
+}
+
+func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeRequest, stream *connect.ServerStream[diaryv1.SubscribeResponse]) error {
+	who := identityFrom(ctx)
+	rd, err := readerFor(who)
+	if err != nil {
+		return connectError(ctx, h.log, err)
+	}
+	wake, cancel := h.hub.subscribe(keyFor(rd))
+	defer cancel()
+	h.metrics.activeStreams.Add(1)
+	defer h.metrics.activeStreams.Add(-1)
+
+	sent := int64(req.GetCursor())
+	send := func(heartbeat bool) error {
+		return stream.Send(&diaryv1.SubscribeResponse{Cursor: uint64(sent), Heartbeat: heartbeat, ServerTime: timestamppb.New(h.db.now())})
+	}
+	check := func() error {
+		head, err := h.db.Head(ctx, who)
+		if err != nil {
+			return connectError(ctx, h.log, err)
+		}
+		if head > sent {
+			sent = head
+			return send(false)
+		}
+		return nil
+	}
+	// Subscribing registers before reading the position, so a commit
+	// between the two still wakes the loop below.
+	if err := check(); err != nil {
+		return err
+	}
+	// A first heartbeat at once tells the client the stream is open.
+	if err := send(true); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(h.heartbeat)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.hub.done():
+			return connect.NewError(connect.CodeUnavailable, errors.New("the server is shutting down: reconnect"))
+		case <-wake:
+			if err := check(); err != nil {
+				return err
+			}
+		case <-ticker.C:
+			if err := send(true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (h *syncHandler) GetStateHash(ctx context.Context, _ *diaryv1.GetStateHashRequest) (*diaryv1.GetStateHashResponse, error) {
+	sh, err := h.db.StateHash(ctx, identityFrom(ctx))
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	return &diaryv1.GetStateHashResponse{StateHash: sh.Sum[:], Entries: uint64(sh.Entries), Cursor: uint64(sh.Cursor)}, nil
+}

@@ -1,0 +1,532 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// Limits on a push.
+const (
+	// MaxPushChanges is the most changes one Push may carry.
+	MaxPushChanges = 1000
+	// MaxClockAhead is how far ahead of the server's clock a change's
+	// clock may be. A device whose clock runs faster gets its changes
+	// refused, corrects its offset and stamps them again, instead of
+	// winning every merge until real time catches up.
+	MaxClockAhead = time.Minute
+)
+
+// Outcome is what the server did with one pushed change; the numbers
+// match the API's ChangeOutcome.
+type Outcome int
+
+// Outcomes.
+const (
+	OutcomeApplied   Outcome = 1
+	OutcomeDuplicate Outcome = 2
+	OutcomeRefused   Outcome = 3
+)
+
+// Refusal is why a change was refused; the numbers match the API's
+// RefusalReason.
+type Refusal int
+
+// Refusal reasons.
+const (
+	RefusedInvalid      Refusal = 1
+	RefusedTooLarge     Refusal = 2
+	RefusedNotAuthor    Refusal = 3
+	RefusedNotPermitted Refusal = 4
+	RefusedErased       Refusal = 5
+	RefusedClockAhead   Refusal = 6
+	RefusedWrongReplica Refusal = 7
+)
+
+// ChangeResult is the outcome of one pushed change.
+type ChangeResult struct {
+	Outcome Outcome
+	Reason  Refusal
+	Message string
+}
+
+// Incoming is one pushed change as the handler decoded it. Invalid is set
+// when the change could not even be decoded (a malformed id, a value of
+// the wrong kind).
+type Incoming struct {
+	Change  syncengine.Change
+	Invalid error
+}
+
+// Removal reasons stored in feed.reason; the numbers match the API's
+// RemovalReason.
+const (
+	reasonNotShared  = 1
+	reasonUnassigned = 2
+	reasonDeleted    = 3
+	reasonErased     = 4
+)
+
+// Wakeups says whose Subscribe streams a commit concerns.
+type Wakeups struct {
+	Owners  []int64 // navigators whose own entries changed
+	Readers []int64 // feed readers (supervisor ids; 0 for research) whose feed changed
+}
+
+// loadedEntry is an entry read at the start of a push, and what the push
+// did to it.
+type loadedEntry struct {
+	rid     int64
+	owner   int64
+	exists  bool // a row exists
+	erased  bool
+	entry   *syncengine.Entry
+	before  []byte // canonical encoding when loaded
+	touched bool   // some change was accepted for it
+}
+
+func supVisible(e *syncengine.Entry) bool {
+	return e != nil && e.Exists() && e.ShareSupervisor.Value && !e.Deleted.Value
+}
+
+func resVisible(e *syncengine.Entry) bool {
+	return e != nil && e.Exists() && e.ShareResearch.Value && !e.Deleted.Value
+}
+
+func refusal(r Refusal, format string, args ...any) ChangeResult {
+	return ChangeResult{Outcome: OutcomeRefused, Reason: r, Message: fmt.Sprintf(format, args...)}
+}
+
+// refusalFor turns a validation error into a refusal.
+func refusalFor(err error) ChangeResult {
+	if errors.Is(err, syncengine.ErrTooLarge) {
+		return refusal(RefusedTooLarge, "%s", syncengine.ErrorMessage(err))
+	}
+	return refusal(RefusedInvalid, "%s", syncengine.ErrorMessage(err))
+}
+
+// Push applies a batch of changes from the calling device in one
+// transaction and returns one result per change. It returns an error only
+// when the whole batch could not be committed; then nothing was written.
+func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error) {
+	if len(in) > MaxPushChanges {
+		return nil, nil, syncengine.Errorf(syncengine.ETOOLARGE, "a push may carry at most %d changes; this one has %d", MaxPushChanges, len(in))
+	}
+	results := make([]ChangeResult, len(in))
+	now := db.now()
+	ahead := syncengine.TimestampAt(now.Add(MaxClockAhead))
+	var candidates []int
+	for i := range in {
+		c := &in[i].Change
+		if in[i].Invalid != nil {
+			results[i] = refusalFor(in[i].Invalid)
+			continue
+		}
+		if err := syncengine.ValidateChange(c); err != nil {
+			results[i] = refusalFor(err)
+			continue
+		}
+		if c.Replica != who.Replica {
+			results[i] = refusal(RefusedWrongReplica, "the change was made by replica %s, not by this device (%s)", c.Replica, who.Replica)
+			continue
+		}
+		if c.Clock > ahead {
+			results[i] = refusal(RefusedClockAhead, "the change's clock (%s) is %s ahead of the server's time (%s); the limit is %s: correct the device clock offset and stamp it again",
+				c.Clock.Time().Format(time.RFC3339), c.Clock.Time().Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), MaxClockAhead)
+			continue
+		}
+		switch {
+		case who.Role == RoleNavigator && c.Field.IsFeedback():
+			results[i] = refusal(RefusedNotPermitted, "navigators cannot write feedback")
+			continue
+		case who.Role == RoleSupervisor && !c.Field.IsFeedback():
+			results[i] = refusal(RefusedNotPermitted, "supervisors can write feedback, not entries")
+			continue
+		case who.Role != RoleNavigator && who.Role != RoleSupervisor:
+			results[i] = refusal(RefusedNotPermitted, "a %s cannot write entries or feedback", who.Role)
+			continue
+		}
+		c.Author = who.StudyCode
+		candidates = append(candidates, i)
+	}
+	wake := &Wakeups{}
+	if len(candidates) == 0 {
+		return results, wake, nil
+	}
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		// The transaction may be retried by nobody but the caller; reset
+		// what an earlier failed attempt could have filled in.
+		*wake = Wakeups{}
+		return db.push(ctx, tx, who, in, candidates, results, wake, now)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return results, wake, nil
+}
+
+func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming, candidates []int, results []ChangeResult, wake *Wakeups, now time.Time) error {
+	var ids []syncengine.EntryID
+	seenID := map[syncengine.EntryID]bool{}
+	clocks := make([]int64, 0, len(candidates))
+	for _, i := range candidates {
+		c := &in[i].Change
+		if !seenID[c.Entry] {
+			seenID[c.Entry] = true
+			ids = append(ids, c.Entry)
+		}
+		clocks = append(clocks, int64(c.Clock))
+	}
+	loaded, err := loadEntries(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+	known, err := knownClocks(ctx, tx, who.DeviceID, clocks)
+	if err != nil {
+		return err
+	}
+	supervisors := map[int64][]int64{} // owner → supervisor ids, read once per push
+	supervisorsFor := func(owner int64) ([]int64, error) {
+		if s, ok := supervisors[owner]; ok {
+			return s, nil
+		}
+		s, err := supervisorsOf(ctx, tx, owner)
+		supervisors[owner] = s
+		return s, err
+	}
+
+	var history []historyRow
+	for _, i := range candidates {
+		c := &in[i].Change
+		l := loaded[c.Entry]
+		if l == nil {
+			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
+			loaded[c.Entry] = l
+		}
+		if l.erased {
+			results[i] = refusal(RefusedErased, "entry %s was erased from the study and cannot be written again", c.Entry)
+			continue
+		}
+		switch who.Role {
+		case RoleNavigator:
+			if l.owner != who.UserID {
+				results[i] = refusal(RefusedNotAuthor, "entry %s belongs to another navigator", c.Entry)
+				continue
+			}
+		case RoleSupervisor:
+			sups, err := supervisorsFor(l.owner)
+			if err != nil {
+				return err
+			}
+			if !l.exists || !contains(sups, who.UserID) || !supVisible(l.entry) {
+				results[i] = refusal(RefusedNotPermitted, "entry %s is not shared with you", c.Entry)
+				continue
+			}
+			if f := l.entry.FindFeedback(c.Feedback); f != nil && f.Author != who.StudyCode {
+				results[i] = refusal(RefusedNotAuthor, "feedback %s was written by another supervisor", c.Feedback)
+				continue
+			}
+		}
+		if known[int64(c.Clock)] {
+			results[i] = ChangeResult{Outcome: OutcomeDuplicate}
+			continue
+		}
+		if err := l.entry.Admits(c); err != nil {
+			results[i] = refusalFor(err)
+			continue
+		}
+		known[int64(c.Clock)] = true
+		l.entry.Apply(c)
+		l.touched = true
+		results[i] = ChangeResult{Outcome: OutcomeApplied}
+		history = append(history, historyRow{id: c.Entry, change: c})
+	}
+	if len(history) == 0 {
+		return nil
+	}
+
+	// Write each entry whose encoding changed, at a new sequence number.
+	var changed []*loadedEntry
+	for _, id := range ids {
+		if l := loaded[id]; l != nil && l.touched {
+			if enc := syncengine.EncodeEntry(l.entry); !l.exists || !bytes.Equal(enc, l.before) {
+				changed = append(changed, l)
+			}
+		}
+	}
+	var feed []feedRow
+	var removals []feedRemoval
+	if len(changed) > 0 {
+		first, err := nextSeqs(ctx, tx, len(changed))
+		if err != nil {
+			return err
+		}
+		if err := upsertEntries(ctx, tx, changed, first); err != nil {
+			return err
+		}
+		owners := map[int64]bool{}
+		readers := map[int64]bool{}
+		for k, l := range changed {
+			seq := first + int64(k)
+			owners[l.owner] = true
+			old := (*syncengine.Entry)(nil)
+			if l.exists {
+				if old, err = syncengine.DecodeEntry(l.before); err != nil {
+					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
+				}
+			}
+			sups, err := supervisorsFor(l.owner)
+			if err != nil {
+				return err
+			}
+			for _, aud := range []struct {
+				audience syncengine.Audience
+				visible  func(*syncengine.Entry) bool
+				readers  []int64
+			}{
+				{syncengine.AudienceSupervisor, supVisible, sups},
+				{syncengine.AudienceResearch, resVisible, []int64{0}},
+			} {
+				was, is := aud.visible(old), aud.visible(l.entry)
+				switch {
+				case is && (!was || !bytes.Equal(syncengine.EncodeEntry(old.View(aud.audience)), syncengine.EncodeEntry(l.entry.View(aud.audience)))):
+					for _, r := range aud.readers {
+						feed = append(feed, feedRow{reader: r, entry: l.rid, seq: seq, visible: true})
+						readers[r] = true
+					}
+				case was && !is:
+					reason := reasonNotShared
+					if l.entry.Deleted.Value {
+						reason = reasonDeleted
+					}
+					removals = append(removals, feedRemoval{entry: l.rid, research: aud.audience == syncengine.AudienceResearch, seq: seq, reason: reason})
+					for _, r := range aud.readers {
+						readers[r] = true
+					}
+				}
+			}
+		}
+		for o := range owners {
+			wake.Owners = append(wake.Owners, o)
+		}
+		for r := range readers {
+			wake.Readers = append(wake.Readers, r)
+		}
+	}
+	if err := upsertFeed(ctx, tx, feed); err != nil {
+		return err
+	}
+	for _, r := range removals {
+		if err := removeFromFeed(ctx, tx, r); err != nil {
+			return err
+		}
+	}
+	for k := range history {
+		history[k].rid = loaded[history[k].id].rid
+	}
+	return insertHistory(ctx, tx, history, who, now.UnixMilli())
+}
+
+func contains(s []int64, v int64) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// loadEntries reads the stored state of the given entries.
+func loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.EntryID) (map[syncengine.EntryID]*loadedEntry, error) {
+	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
+	const chunk = 500
+	for start := 0; start < len(ids); start += chunk {
+		part := ids[start:min(start+chunk, len(ids))]
+		args := make([]any, len(part))
+		for i, id := range part {
+			args[i] = id[:]
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT rid, id, owner_id, state, erased_at IS NOT NULL FROM entries WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read entries: %w", err)
+		}
+		for rows.Next() {
+			l := &loadedEntry{exists: true}
+			var id, state []byte
+			if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot read entries: %w", err)
+			}
+			if !l.erased {
+				if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("entry %x: stored state: %w", id, err)
+				}
+				l.before = state
+			}
+			out[syncengine.EntryID(id)] = l
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("cannot read entries: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// knownClocks returns which of the clocks the device has already had
+// accepted: those changes are retries.
+func knownClocks(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]bool, error) {
+	known := make(map[int64]bool, len(clocks))
+	const chunk = 1000
+	for start := 0; start < len(clocks); start += chunk {
+		part := clocks[start:min(start+chunk, len(clocks))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, device)
+		for _, c := range part {
+			args = append(args, c)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT clock FROM history WHERE device_id = ? AND clock IN (`+strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot look for retried changes: %w", err)
+		}
+		for rows.Next() {
+			var c int64
+			if err := rows.Scan(&c); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			known[c] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return known, nil
+}
+
+// upsertEntries writes the changed entries, the k-th at sequence number
+// first+k, and fills in the rid of new ones.
+func upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEntry, first int64) error {
+	const cols = 8
+	chunk := maxVars / cols
+	byID := make(map[syncengine.EntryID]*loadedEntry, len(changed))
+	for start := 0; start < len(changed); start += chunk {
+		part := changed[start:min(start+chunk, len(changed))]
+		args := make([]any, 0, len(part)*cols)
+		for k, l := range part {
+			e := l.entry
+			byID[e.ID] = l
+			args = append(args, e.ID[:], l.owner, first+int64(start+k), syncengine.EncodeEntry(e), e.Date.Value, supVisible(e), resVisible(e), e.Deleted.Value)
+		}
+		rows, err := tx.QueryContext(ctx, `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted) VALUES `+placeholders(len(part), cols)+`
+			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
+				sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted
+			RETURNING id, rid`, args...)
+		if err != nil {
+			return fmt.Errorf("cannot write entries: %w", err)
+		}
+		for rows.Next() {
+			var id []byte
+			var rid int64
+			if err := rows.Scan(&id, &rid); err != nil {
+				rows.Close()
+				return fmt.Errorf("cannot write entries: %w", err)
+			}
+			byID[syncengine.EntryID(id)].rid = rid
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot write entries: %w", err)
+		}
+	}
+	return nil
+}
+
+type feedRow struct {
+	reader, entry, seq int64
+	visible            bool
+	reason             int
+}
+
+// upsertFeed writes feed rows, replacing any row for the same reader and
+// entry.
+func upsertFeed(ctx context.Context, tx *sql.Tx, rows []feedRow) error {
+	const cols = 5
+	chunk := maxVars / cols
+	for start := 0; start < len(rows); start += chunk {
+		part := rows[start:min(start+chunk, len(rows))]
+		args := make([]any, 0, len(part)*cols)
+		for _, r := range part {
+			args = append(args, r.reader, r.entry, r.seq, r.visible, r.reason)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO feed (reader, entry, seq, visible, reason) VALUES `+placeholders(len(part), cols)+`
+			ON CONFLICT (reader, entry) DO UPDATE SET seq = excluded.seq, visible = excluded.visible, reason = excluded.reason`, args...); err != nil {
+			return fmt.Errorf("cannot write feed: %w", err)
+		}
+	}
+	return nil
+}
+
+// feedRemoval turns the visible feed rows of one entry, for supervisors
+// or for research, into removal notices.
+type feedRemoval struct {
+	entry    int64
+	research bool
+	seq      int64
+	reason   int
+}
+
+func removeFromFeed(ctx context.Context, tx *sql.Tx, r feedRemoval) error {
+	cond := `reader > 0`
+	if r.research {
+		cond = `reader = 0`
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 AND `+cond, r.reason, r.seq, r.entry); err != nil {
+		return fmt.Errorf("cannot write removal notices: %w", err)
+	}
+	return nil
+}
+
+type historyRow struct {
+	id     syncengine.EntryID
+	rid    int64
+	change *syncengine.Change
+}
+
+func insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *Identity, received int64) error {
+	const cols = 9
+	chunk := maxVars / cols
+	for start := 0; start < len(rows); start += chunk {
+		part := rows[start:min(start+chunk, len(rows))]
+		args := make([]any, 0, len(part)*cols)
+		for _, r := range part {
+			c := r.change
+			var value any
+			switch c.Field.Kind() {
+			case syncengine.KindText:
+				value = c.Text
+			case syncengine.KindNumber:
+				value = c.Number
+			default:
+				value = c.Flag
+			}
+			var feedback any
+			if c.Field.IsFeedback() {
+				feedback = c.Feedback[:]
+			}
+			args = append(args, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO history (entry, field, tag, feedback, value, clock, device_id, user_id, received_at) VALUES `+placeholders(len(part), cols), args...); err != nil {
+			return fmt.Errorf("cannot write history: %w", err)
+		}
+	}
+	return nil
+}

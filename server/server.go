@@ -1,0 +1,199 @@
+// Package server is the diarysync server: the Connect handlers of the
+// sync, device, admin and research services, authentication and the role
+// policy, the SQLite store, and export.
+//
+// The store keeps each entry's merged state (syncengine's canonical
+// encoding) beside the columns visibility needs, an append-only history of
+// every accepted change, and a feed per non-owning reader that orders, by
+// one server-wide sequence, both data changes and visibility changes
+// (unsharing, unassignment, erasure), so a reader's next Pull carries the
+// removal notices too.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+)
+
+// MaxRequestBytes is the largest request message the server reads.
+const MaxRequestBytes = 4 << 20
+
+// Config configures a Server.
+type Config struct {
+	DB     *DB
+	Logger *slog.Logger // default: discard
+	// Heartbeat is how often idle Subscribe streams get a heartbeat
+	// (default 15 s).
+	Heartbeat time.Duration
+	// EnrollFailures and EnrollRefill rate-limit wrong enrolment codes
+	// per client address: EnrollFailures in a burst, then one more per
+	// EnrollRefill (defaults 10 and 1 minute).
+	EnrollFailures int
+	EnrollRefill   time.Duration
+}
+
+// Server serves the diarysync API over HTTP.
+type Server struct {
+	db      *DB
+	log     *slog.Logger
+	hub     *hub
+	metrics *Metrics
+	handler http.Handler
+}
+
+// New builds a Server from cfg.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.EnrollFailures <= 0 {
+		cfg.EnrollFailures = 10
+	}
+	if cfg.EnrollRefill <= 0 {
+		cfg.EnrollRefill = time.Minute
+	}
+	s := &Server{db: cfg.DB, log: cfg.Logger, hub: newHub(), metrics: NewMetrics()}
+	opts := []connect.HandlerOption{
+		connect.WithInterceptors(&observer{log: s.log, metrics: s.metrics}, &authenticator{db: s.db, log: s.log}),
+		connect.WithReadMaxBytes(MaxRequestBytes),
+		connect.WithCompressMinBytes(1 << 10),
+	}
+	mux := http.NewServeMux()
+	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, cfg.Heartbeat), opts...))
+	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.now)
+	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.log, limiter), opts...))
+	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))
+	mux.Handle(diaryv1connect.NewResearchServiceHandler(newResearchHandler(s.db, s.log), opts...))
+	services := []string{
+		diaryv1connect.SyncServiceName,
+		diaryv1connect.DeviceServiceName,
+		diaryv1connect.AdminServiceName,
+		diaryv1connect.ResearchServiceName,
+	}
+	mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...)))
+	reflector := grpcreflect.NewStaticReflector(services...)
+	mux.Handle(grpcreflect.NewHandlerV1(reflector))
+	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
+	mux.Handle("GET /metrics", s.metrics)
+	s.handler = mux
+	return s
+}
+
+// Handler returns the HTTP handler serving every service.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Metrics returns the server's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Drain ends every Subscribe stream (telling clients to reconnect) so that
+// an HTTP server's Shutdown can complete.
+func (s *Server) Drain() { s.hub.shutdown() }
+
+// flushEvery writes devices' last sync times every interval until ctx
+// ends.
+func (s *Server) flushEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.db.FlushSyncTimes(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("cannot record device sync times", "err", err)
+			}
+		}
+	}
+}
+
+// ServeOptions configures Serve.
+type ServeOptions struct {
+	TLSCert, TLSKey string // both or neither
+	// ShutdownTimeout bounds how long Serve waits for requests in flight
+	// when ctx ends (default 10 s).
+	ShutdownTimeout time.Duration
+}
+
+// Serve serves on ln until ctx ends, then stops taking requests, ends
+// Subscribe streams, waits for requests in flight (every push they carry
+// is committed or not, never half), and records device sync times.
+// Without TLS it speaks HTTP/1.1 and unencrypted HTTP/2 (h2c); with TLS,
+// HTTP/1.1 and HTTP/2.
+func (s *Server) Serve(ctx context.Context, ln net.Listener, opts ServeOptions) error {
+	if opts.ShutdownTimeout <= 0 {
+		opts.ShutdownTimeout = 10 * time.Second
+	}
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	srv := &http.Server{
+		Handler:           s.handler,
+		Protocols:         protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	useTLS := opts.TLSCert != "" || opts.TLSKey != ""
+	if useTLS {
+		if opts.TLSCert == "" || opts.TLSKey == "" {
+			return errors.New("TLS needs both a certificate and a key")
+		}
+		if _, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey); err != nil {
+			return fmt.Errorf("cannot load TLS certificate: %w", err)
+		}
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		protocols.SetHTTP2(true)
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+	flushCtx, stopFlush := context.WithCancel(context.Background())
+	flushed := make(chan struct{})
+	go func() { defer close(flushed); s.flushEvery(flushCtx, 5*time.Second) }()
+
+	errc := make(chan error, 1)
+	go func() {
+		if useTLS {
+			errc <- srv.ServeTLS(ln, opts.TLSCert, opts.TLSKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	var serveErr error
+	select {
+	case err := <-errc:
+		serveErr = err
+	case <-ctx.Done():
+		s.log.Info("shutting down")
+		s.Drain()
+		sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+		if err := srv.Shutdown(sctx); err != nil {
+			s.log.Warn("requests still running at shutdown timeout; closing", "err", err)
+			srv.Close()
+		}
+		cancel()
+		<-errc
+	}
+	stopFlush()
+	<-flushed
+	if err := s.db.FlushSyncTimes(context.Background()); err != nil {
+		s.log.Error("cannot record device sync times", "err", err)
+	}
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return serveErr
+}

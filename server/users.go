@@ -1,0 +1,427 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// User is a person in the study.
+type User struct {
+	ID          int64
+	StudyCode   string
+	Role        Role
+	DisplayName string
+	Active      bool
+	CreatedAt   time.Time
+}
+
+// MaxDisplayNameBytes bounds a user's display name.
+const MaxDisplayNameBytes = 128
+
+// Page sizes for admin lists.
+const (
+	DefaultListPageSize = 100
+	MaxListPageSize     = 1000
+)
+
+func listPageSize(n uint32) int {
+	switch {
+	case n == 0:
+		return DefaultListPageSize
+	case n > MaxListPageSize:
+		return MaxListPageSize
+	}
+	return int(n)
+}
+
+func encodePageToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+func decodePageToken(tok string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil || len(tok) > 200 {
+		return "", syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
+	}
+	return string(b), nil
+}
+
+func decodeIntPageToken(tok string) (int64, error) {
+	if tok == "" {
+		return 0, nil
+	}
+	s, err := decodePageToken(tok)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
+	}
+	return n, nil
+}
+
+const userColumns = `id, study_code, role, display_name, active, created_at`
+
+func scanUser(row interface{ Scan(...any) error }) (*User, error) {
+	var u User
+	var created int64
+	if err := row.Scan(&u.ID, &u.StudyCode, &u.Role, &u.DisplayName, &u.Active, &created); err != nil {
+		return nil, err
+	}
+	u.CreatedAt = time.UnixMilli(created).UTC()
+	return &u, nil
+}
+
+func userByCode(ctx context.Context, q querier, code string) (*User, error) {
+	if err := syncengine.ValidateStudyCode(code); err != nil {
+		return nil, err
+	}
+	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE study_code = ?`, code))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, syncengine.Errorf(syncengine.ENOTFOUND, "no user has the study code %q", code)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up user %q: %w", code, err)
+	}
+	return u, nil
+}
+
+// UserByCode returns the user with the given study code (case-insensitive).
+func (db *DB) UserByCode(ctx context.Context, code string) (*User, error) {
+	return userByCode(ctx, db.read, code)
+}
+
+// CreateUser adds a user. The study code must be unused (ignoring case).
+func (db *DB) CreateUser(ctx context.Context, code string, role Role, displayName string) (*User, error) {
+	if err := syncengine.ValidateStudyCode(code); err != nil {
+		return nil, err
+	}
+	if !role.Valid() {
+		return nil, syncengine.Errorf(syncengine.EINVALID, "a user needs a role: navigator, supervisor, researcher or admin")
+	}
+	displayName = strings.TrimSpace(displayName)
+	if err := syncengine.ValidateText("display name", displayName, MaxDisplayNameBytes, false); err != nil {
+		return nil, err
+	}
+	var u *User
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		u, err = createUser(ctx, tx, code, role, displayName, db.nowMillis())
+		return err
+	})
+	return u, err
+}
+
+func createUser(ctx context.Context, tx *sql.Tx, code string, role Role, displayName string, now int64) (*User, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE study_code = ?`, code).Scan(&n); err != nil {
+		return nil, fmt.Errorf("cannot check study code: %w", err)
+	}
+	if n > 0 {
+		return nil, syncengine.Errorf(syncengine.EEXISTS, "the study code %q is already in use", code)
+	}
+	u, err := scanUser(tx.QueryRowContext(ctx, `INSERT INTO users (study_code, role, display_name, created_at) VALUES (?, ?, ?, ?) RETURNING `+userColumns,
+		code, role, displayName, now))
+	if err != nil {
+		return nil, fmt.Errorf("cannot create user: %w", err)
+	}
+	return u, nil
+}
+
+// ListUsers returns up to size users after the page token, in study-code
+// order, and the token of the next page ("" when there is none).
+func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*User, string, error) {
+	after := ""
+	if token != "" {
+		var err error
+		if after, err = decodePageToken(token); err != nil {
+			return nil, "", err
+		}
+	}
+	n := listPageSize(size)
+	rows, err := db.read.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE study_code > ? ORDER BY study_code LIMIT ?`, after, n+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list users: %w", err)
+	}
+	defer rows.Close()
+	var users []*User
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, "", fmt.Errorf("cannot list users: %w", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("cannot list users: %w", err)
+	}
+	next := ""
+	if len(users) > n {
+		users = users[:n]
+		next = encodePageToken(users[n-1].StudyCode)
+	}
+	return users, next, nil
+}
+
+// DeactivateUser marks a user inactive and revokes all their devices. It
+// returns the user and how many devices it revoked.
+func (db *DB) DeactivateUser(ctx context.Context, code string) (*User, int, error) {
+	var u *User
+	var revoked int64
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if u, err = userByCode(ctx, tx, code); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = 0 WHERE id = ?`, u.ID); err != nil {
+			return fmt.Errorf("cannot deactivate user: %w", err)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`, db.nowMillis(), u.ID)
+		if err != nil {
+			return fmt.Errorf("cannot revoke devices: %w", err)
+		}
+		revoked, _ = res.RowsAffected()
+		u.Active = false
+		return nil
+	})
+	return u, int(revoked), err
+}
+
+// Assignment lets a supervisor see a navigator's shared entries.
+type Assignment struct {
+	SupervisorID, NavigatorID     int64
+	SupervisorCode, NavigatorCode string
+	CreatedAt                     time.Time
+}
+
+func (db *DB) assignmentUsers(ctx context.Context, tx *sql.Tx, supCode, navCode string) (*User, *User, error) {
+	sup, err := userByCode(ctx, tx, supCode)
+	if err != nil {
+		return nil, nil, err
+	}
+	nav, err := userByCode(ctx, tx, navCode)
+	if err != nil {
+		return nil, nil, err
+	}
+	if sup.Role != RoleSupervisor {
+		return nil, nil, syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a supervisor", sup.StudyCode, sup.Role)
+	}
+	if nav.Role != RoleNavigator {
+		return nil, nil, syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a navigator", nav.StudyCode, nav.Role)
+	}
+	return sup, nav, nil
+}
+
+// Assign lets the supervisor see what the navigator shares with
+// supervisors: every such entry enters the supervisor's feed. It reports
+// false if the assignment already existed.
+func (db *DB) Assign(ctx context.Context, supCode, navCode string) (created bool, supID int64, err error) {
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		sup, nav, err := db.assignmentUsers(ctx, tx, supCode, navCode)
+		if err != nil {
+			return err
+		}
+		supID = sup.ID
+		res, err := tx.ExecContext(ctx, `INSERT INTO assignments (supervisor_id, navigator_id, created_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`,
+			sup.ID, nav.ID, db.nowMillis())
+		if err != nil {
+			return fmt.Errorf("cannot assign: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		created = true
+		return setFeedForOwner(ctx, tx, sup.ID, nav.ID, true, 0)
+	})
+	return created, supID, err
+}
+
+// Unassign withdraws an assignment: every entry of the navigator that the
+// supervisor could see gets a removal notice in the supervisor's feed. It
+// reports false if there was no such assignment.
+func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bool, supID int64, err error) {
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		sup, nav, err := db.assignmentUsers(ctx, tx, supCode, navCode)
+		if err != nil {
+			return err
+		}
+		supID = sup.ID
+		res, err := tx.ExecContext(ctx, `DELETE FROM assignments WHERE supervisor_id = ? AND navigator_id = ?`, sup.ID, nav.ID)
+		if err != nil {
+			return fmt.Errorf("cannot unassign: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		removed = true
+		return setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, reasonUnassigned)
+	})
+	return removed, supID, err
+}
+
+// setFeedForOwner makes every entry of owner that supervisors may see
+// visible (or, with visible false, removed for reason) in reader's feed,
+// each at a new sequence number.
+func setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int64, visible bool, reason int) error {
+	var query string
+	if visible {
+		query = `SELECT rid FROM entries WHERE owner_id = ? AND sup_visible = 1`
+	} else {
+		query = `SELECT f.entry FROM feed f JOIN entries e ON e.rid = f.entry
+			WHERE f.reader = ? AND e.owner_id = ? AND f.visible = 1`
+	}
+	args := []any{owner}
+	if !visible {
+		args = []any{reader, owner}
+	}
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("cannot find entries to update in feed: %w", err)
+	}
+	var rids []int64
+	for rows.Next() {
+		var rid int64
+		if err := rows.Scan(&rid); err != nil {
+			rows.Close()
+			return err
+		}
+		rids = append(rids, rid)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(rids) == 0 {
+		return nil
+	}
+	first, err := nextSeqs(ctx, tx, len(rids))
+	if err != nil {
+		return err
+	}
+	rows2 := make([]feedRow, len(rids))
+	for i, rid := range rids {
+		rows2[i] = feedRow{reader: reader, entry: rid, seq: first + int64(i), visible: visible, reason: reason}
+	}
+	return upsertFeed(ctx, tx, rows2)
+}
+
+// ListAssignments returns a page of assignments ordered by supervisor and
+// navigator ids, optionally for one supervisor.
+func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode string) ([]*Assignment, string, error) {
+	var afterSup, afterNav int64
+	if token != "" {
+		s, err := decodePageToken(token)
+		if err != nil {
+			return nil, "", err
+		}
+		a, b, ok := strings.Cut(s, ":")
+		afterSup, err = strconv.ParseInt(a, 10, 64)
+		if !ok || err != nil {
+			return nil, "", syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
+		}
+		if afterNav, err = strconv.ParseInt(b, 10, 64); err != nil {
+			return nil, "", syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
+		}
+	}
+	var supID int64
+	if supCode != "" {
+		sup, err := db.UserByCode(ctx, supCode)
+		if err != nil {
+			return nil, "", err
+		}
+		supID = sup.ID
+	}
+	n := listPageSize(size)
+	rows, err := db.read.QueryContext(ctx, `
+		SELECT a.supervisor_id, a.navigator_id, s.study_code, n.study_code, a.created_at
+		FROM assignments a JOIN users s ON s.id = a.supervisor_id JOIN users n ON n.id = a.navigator_id
+		WHERE (a.supervisor_id, a.navigator_id) > (?, ?) AND (? = 0 OR a.supervisor_id = ?)
+		ORDER BY a.supervisor_id, a.navigator_id LIMIT ?`, afterSup, afterNav, supID, supID, n+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list assignments: %w", err)
+	}
+	defer rows.Close()
+	var out []*Assignment
+	for rows.Next() {
+		var a Assignment
+		var created int64
+		if err := rows.Scan(&a.SupervisorID, &a.NavigatorID, &a.SupervisorCode, &a.NavigatorCode, &created); err != nil {
+			return nil, "", fmt.Errorf("cannot list assignments: %w", err)
+		}
+		a.CreatedAt = time.UnixMilli(created).UTC()
+		out = append(out, &a)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("cannot list assignments: %w", err)
+	}
+	next := ""
+	if len(out) > n {
+		out = out[:n]
+		last := out[n-1]
+		next = encodePageToken(fmt.Sprintf("%d:%d", last.SupervisorID, last.NavigatorID))
+	}
+	return out, next, nil
+}
+
+// supervisorsOf returns the ids of the supervisors assigned to navigator.
+func supervisorsOf(ctx context.Context, q querier, navigator int64) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, `SELECT supervisor_id FROM assignments WHERE navigator_id = ?`, navigator)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read assignments: %w", err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+// EnsureAdmin creates the first administrator (study code "ADMIN") if the
+// store has no administrator yet, and then issues a one-time enrolment
+// code for them. It reports whether it created the user.
+func (db *DB) EnsureAdmin(ctx context.Context) (code string, created bool, err error) {
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ?`, RoleAdmin).Scan(&n); err != nil {
+			return fmt.Errorf("cannot look for an administrator: %w", err)
+		}
+		if n > 0 {
+			return nil
+		}
+		created = true
+		_, err := createUser(ctx, tx, "ADMIN", RoleAdmin, "Administrator", db.nowMillis())
+		return err
+	})
+	if err != nil || !created {
+		return "", created, err
+	}
+	code, _, err = db.IssueEnrollmentCode(ctx, "ADMIN", DefaultCodeTTL)
+	return code, created, err
+}
+
+// AdminCode issues a one-time enrolment code for the first active
+// administrator.
+func (db *DB) AdminCode(ctx context.Context) (string, error) {
+	var code string
+	err := db.read.QueryRowContext(ctx, `SELECT study_code FROM users WHERE role = ? AND active = 1 ORDER BY id LIMIT 1`, RoleAdmin).Scan(&code)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", syncengine.Errorf(syncengine.ENOTFOUND, "this data directory has no active administrator; start the server once to create one")
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot find an administrator: %w", err)
+	}
+	c, _, err := db.IssueEnrollmentCode(ctx, code, DefaultCodeTTL)
+	return c, err
+}
