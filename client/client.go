@@ -1,0 +1,424 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/litedb"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Role is what the enrolled user does in the study; the numbers match the
+// API's Role enum.
+type Role int
+
+// Roles.
+const (
+	RoleNavigator  Role = 1
+	RoleSupervisor Role = 2
+	RoleResearcher Role = 3
+	RoleAdmin      Role = 4
+)
+
+// String returns the role's lowercase name.
+func (r Role) String() string {
+	switch r {
+	case RoleNavigator:
+		return "navigator"
+	case RoleSupervisor:
+		return "supervisor"
+	case RoleResearcher:
+		return "researcher"
+	case RoleAdmin:
+		return "admin"
+	}
+	return fmt.Sprintf("role(%d)", int(r))
+}
+
+// ErrNotEnrolled is returned by calls that need a server when the replica
+// has not enrolled yet.
+var ErrNotEnrolled = syncengine.Errorf(syncengine.ECONFLICT, "this device is not enrolled: enrol it with a one-time code first")
+
+// Options configures Open.
+type Options struct {
+	// Now is the wall clock (default time.Now). Tests use it to play a
+	// device whose clock is wrong.
+	Now func() time.Time
+	// HTTPClient carries the RPCs (default: a client of its own, closed
+	// by Close).
+	HTTPClient *http.Client
+	// Logger receives what the client does (default: discard). It never
+	// logs diary content.
+	Logger *slog.Logger
+	// Synchronous is SQLite's synchronous setting: FULL (the default)
+	// makes every write durable before the call returns.
+	Synchronous string
+	// PushChanges is the most changes one Push carries (default and
+	// maximum 1000, the server's limit).
+	PushChanges int
+	// PullPageSize is the page size asked of Pull (default 1000).
+	PullPageSize uint32
+}
+
+// Profile is who this replica belongs to and where it syncs.
+type Profile struct {
+	ServerURL   string
+	DeviceID    string
+	Replica     syncengine.ReplicaID
+	Role        Role
+	StudyCode   string
+	DisplayName string
+	EnrolledAt  time.Time
+}
+
+// Client is a local replica. Its methods are safe for concurrent use.
+type Client struct {
+	db    *litedb.DB
+	clock *syncengine.Clock
+	opts  Options
+	log   *slog.Logger
+
+	ownHTTP bool
+	http    *http.Client
+
+	mu      sync.Mutex // guards profile, token and the RPC clients
+	profile *Profile
+	token   string
+	rpc     *rpcClients
+
+	syncMu   sync.Mutex // one Sync at a time
+	status   statusTracker
+	watchers watchers
+	kick     chan struct{} // a local write happened: Run should push
+
+	runMu     sync.Mutex
+	runCancel context.CancelFunc
+	runDone   chan struct{}
+	closed    bool
+}
+
+type rpcClients struct {
+	sync     diaryv1connect.SyncServiceClient
+	admin    diaryv1connect.AdminServiceClient
+	research diaryv1connect.ResearchServiceClient
+}
+
+// Open opens the replica in the SQLite file at path, creating it if
+// needed.
+func Open(ctx context.Context, path string, opts Options) (*Client, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.PushChanges <= 0 || opts.PushChanges > 1000 {
+		opts.PushChanges = 1000
+	}
+	if opts.PullPageSize == 0 {
+		opts.PullPageSize = 1000
+	}
+	db, err := litedb.Open(ctx, path, litedb.Options{
+		Synchronous: opts.Synchronous,
+		Readers:     2,
+		Migrations:  migrations,
+		Dir:         "migrations",
+		Now:         func() int64 { return opts.Now().UnixMilli() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		db:    db,
+		clock: syncengine.NewClock(opts.Now),
+		opts:  opts,
+		log:   opts.Logger,
+		http:  opts.HTTPClient,
+		kick:  make(chan struct{}, 1),
+	}
+	if c.http == nil {
+		c.ownHTTP = true
+		c.http = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	}
+	var last, offset int64
+	if err := db.Read.QueryRowContext(ctx, `SELECT last FROM clock WHERE id = 1`).Scan(&last); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("cannot read clock: %w", err)
+	}
+	c.clock.Observe(syncengine.Timestamp(last))
+	p, token, err := loadProfile(ctx, db.Read)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if p != nil {
+		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset FROM profile WHERE id = 1`).Scan(&offset); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("cannot read clock offset: %w", err)
+		}
+		c.clock.SetOffset(time.Duration(offset) * time.Millisecond)
+		c.setProfile(p, token)
+	}
+	return c, nil
+}
+
+// Close stops Run if it is running, and closes the replica. No goroutine
+// of the client is left running when Close returns.
+func (c *Client) Close() error {
+	c.runMu.Lock()
+	c.closed = true
+	cancel, done := c.runCancel, c.runDone
+	c.runMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	c.syncMu.Lock() // wait for a Sync in progress
+	defer c.syncMu.Unlock()
+	c.watchers.closeAll()
+	if c.ownHTTP {
+		c.http.CloseIdleConnections()
+	}
+	return c.db.Close()
+}
+
+func loadProfile(ctx context.Context, q interface {
+	QueryRowContext(context.Context, string, ...any) *sql.Row
+}) (*Profile, string, error) {
+	var (
+		p        Profile
+		token    string
+		replica  []byte
+		enrolled int64
+	)
+	err := q.QueryRowContext(ctx, `SELECT server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at FROM profile WHERE id = 1`).
+		Scan(&p.ServerURL, &token, &p.DeviceID, &replica, &p.Role, &p.StudyCode, &p.DisplayName, &enrolled)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot read profile: %w", err)
+	}
+	copy(p.Replica[:], replica)
+	p.EnrolledAt = time.UnixMilli(enrolled).UTC()
+	return &p, token, nil
+}
+
+func (c *Client) setProfile(p *Profile, token string) {
+	auth := connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {
+		return func(ctx context.Context, req connect.AnyRequest) (connect.AnyResponse, error) {
+			req.Header().Set("Authorization", "Bearer "+token)
+			return next(ctx, req)
+		}
+	})
+	opts := []connect.ClientOption{
+		connect.WithInterceptors(auth, streamAuth(token)),
+		connect.WithSendGzip(),
+		connect.WithCompressMinBytes(1 << 10),
+	}
+	base := strings.TrimRight(p.ServerURL, "/")
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.profile, c.token = p, token
+	c.rpc = &rpcClients{
+		sync:     diaryv1connect.NewSyncServiceClient(c.http, base, opts...),
+		admin:    diaryv1connect.NewAdminServiceClient(c.http, base, opts...),
+		research: diaryv1connect.NewResearchServiceClient(c.http, base, opts...),
+	}
+}
+
+// streamAuth adds the bearer token to streaming calls.
+type streamAuth string
+
+func (t streamAuth) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc { return next }
+
+func (t streamAuth) WrapStreamingClient(next connect.StreamingClientFunc) connect.StreamingClientFunc {
+	return func(ctx context.Context, spec connect.Spec) connect.StreamingClientConn {
+		conn := next(ctx, spec)
+		conn.RequestHeader().Set("Authorization", "Bearer "+string(t))
+		return conn
+	}
+}
+
+func (t streamAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
+	return next
+}
+
+// Profile returns who this replica belongs to, and false if it has not
+// enrolled.
+func (c *Client) Profile() (Profile, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.profile == nil {
+		return Profile{}, false
+	}
+	return *c.profile, true
+}
+
+func (c *Client) rpcs() (*rpcClients, *Profile, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.profile == nil {
+		return nil, nil, ErrNotEnrolled
+	}
+	return c.rpc, c.profile, nil
+}
+
+// Admin returns a client of the admin service that sends this device's
+// token; the server refuses it unless the user is an administrator.
+func (c *Client) Admin() (diaryv1connect.AdminServiceClient, error) {
+	r, _, err := c.rpcs()
+	if err != nil {
+		return nil, err
+	}
+	return r.admin, nil
+}
+
+// Research returns a client of the research service that sends this
+// device's token; the server refuses it unless the user is a researcher.
+func (c *Client) Research() (diaryv1connect.ResearchServiceClient, error) {
+	r, _, err := c.rpcs()
+	if err != nil {
+		return nil, err
+	}
+	return r.research, nil
+}
+
+// Enroll exchanges a one-time enrolment code for this device's
+// credentials and stores them in the replica. A replica enrols once; it
+// may enrol again (after its device was revoked) only for the same user,
+// and then its unsent changes are stamped again with the new replica id.
+func (c *Client) Enroll(ctx context.Context, serverURL, code, deviceName string) (Profile, error) {
+	serverURL = strings.TrimRight(strings.TrimSpace(serverURL), "/")
+	if !strings.HasPrefix(serverURL, "http://") && !strings.HasPrefix(serverURL, "https://") {
+		return Profile{}, syncengine.Errorf(syncengine.EINVALID, "server URL %q must start with http:// or https://", serverURL)
+	}
+	dev := diaryv1connect.NewDeviceServiceClient(c.http, serverURL)
+	t0 := c.opts.Now()
+	resp, err := dev.Enroll(ctx, &diaryv1.EnrollRequest{Code: code, DeviceName: deviceName})
+	if err != nil {
+		return Profile{}, rpcError("enrol", err)
+	}
+	t1 := c.opts.Now()
+	replica, err := syncengine.ParseReplicaID(resp.GetReplicaId())
+	if err != nil {
+		return Profile{}, fmt.Errorf("server sent a bad replica id: %w", err)
+	}
+	p := &Profile{
+		ServerURL:   serverURL,
+		DeviceID:    resp.GetDeviceId(),
+		Replica:     replica,
+		Role:        Role(resp.GetRole()),
+		StudyCode:   resp.GetStudyCode(),
+		DisplayName: resp.GetDisplayName(),
+		EnrolledAt:  t1.UTC(),
+	}
+	offset := clockOffset(t0, t1, resp.GetServerTime().AsTime())
+	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		old, _, err := loadProfile(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if old != nil && !strings.EqualFold(old.StudyCode, p.StudyCode) {
+			return syncengine.Errorf(syncengine.ECONFLICT, "this replica belongs to %s; enrol %s in a new profile", old.StudyCode, p.StudyCode)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset)
+			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET server_url = excluded.server_url, token = excluded.token, device_id = excluded.device_id,
+				replica_id = excluded.replica_id, role = excluded.role, study_code = excluded.study_code,
+				display_name = excluded.display_name, enrolled_at = excluded.enrolled_at, clock_offset = excluded.clock_offset`,
+			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds()); err != nil {
+			return fmt.Errorf("cannot store profile: %w", err)
+		}
+		c.clock.SetOffset(offset)
+		if old != nil {
+			// Changes not yet accepted carry the old replica id, which the
+			// server no longer accepts from this device.
+			return c.restampOutbox(ctx, tx, replica, 0)
+		}
+		return nil
+	})
+	if err != nil {
+		return Profile{}, err
+	}
+	c.setProfile(p, resp.GetToken())
+	c.watchers.notify(EventStatus)
+	return *p, nil
+}
+
+// clockOffset estimates how far the local wall clock is behind the
+// server's: the server answered at serverTime, somewhere between the
+// local times sent and received, assumed half way.
+func clockOffset(sent, received, serverTime time.Time) time.Duration {
+	mid := sent.Add(received.Sub(sent) / 2)
+	return serverTime.Sub(mid).Round(time.Millisecond)
+}
+
+// rpcError turns an RPC error into an error a person understands.
+func rpcError(action string, err error) error {
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		switch ce.Code() {
+		case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeDeadlineExceeded:
+			if ce.Message() == "" || strings.Contains(ce.Message(), "dial tcp") || strings.Contains(ce.Message(), "connection refused") {
+				return &NetworkError{Action: action, Err: err}
+			}
+		}
+		return &ServerError{Action: action, Code: ce.Code(), Message: ce.Message()}
+	}
+	return &NetworkError{Action: action, Err: err}
+}
+
+// ServerError is an error the server answered with.
+type ServerError struct {
+	Action  string
+	Code    connect.Code
+	Message string
+}
+
+func (e *ServerError) Error() string {
+	return fmt.Sprintf("cannot %s: %s", e.Action, e.Message)
+}
+
+// NetworkError is a failure to reach the server or to get its answer.
+type NetworkError struct {
+	Action string
+	Err    error
+}
+
+func (e *NetworkError) Error() string {
+	return fmt.Sprintf("cannot %s: the server cannot be reached (%v)", e.Action, e.Err)
+}
+
+func (e *NetworkError) Unwrap() error { return e.Err }
+
+// ServerStateHash asks the server for the state hash of everything this
+// user may see, and the position it reflects. A replica that has pulled
+// up to that position and has nothing pending holds the same hash
+// (see StateHash).
+func (c *Client) ServerStateHash(ctx context.Context) (sum [32]byte, entries int, cursor uint64, err error) {
+	rpc, _, err := c.rpcs()
+	if err != nil {
+		return sum, 0, 0, err
+	}
+	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{})
+	if err != nil {
+		return sum, 0, 0, rpcError("get the server's state hash", err)
+	}
+	copy(sum[:], resp.GetStateHash())
+	return sum, int(resp.GetEntries()), resp.GetCursor(), nil
+}

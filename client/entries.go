@@ -1,0 +1,627 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/diarysync/diarysync/internal/wire"
+	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/proto"
+)
+
+// Entry is a diary entry as an app shows it.
+type Entry struct {
+	ID              syncengine.EntryID
+	Author          string // study code of the navigator who wrote it
+	Title           string
+	Body            string
+	Date            string // YYYY-MM-DD, or empty
+	Mood            int    // 0 (not recorded) or 1 to 10
+	Tags            []string
+	ShareSupervisor bool
+	ShareResearch   bool
+	Deleted         bool
+	CreatedAt       time.Time // clock of the first write
+	UpdatedAt       time.Time // clock of the last write to the entry itself
+	Pending         int       // local changes the server has not accepted yet
+	ReceivedAt      time.Time // when this replica first got it
+	ReadAt          time.Time // when it was marked read (zero: unread)
+	Feedback        []Feedback
+
+	// State is the merged state with every register's clock, for apps
+	// that need it.
+	State *syncengine.Entry
+}
+
+// Feedback is a supervisor's note on an entry.
+type Feedback struct {
+	ID        syncengine.FeedbackID
+	Author    string // study code of the supervisor
+	Body      string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+func entryFromState(e *syncengine.Entry) *Entry {
+	out := &Entry{
+		ID:              e.ID,
+		Author:          e.Author,
+		Title:           e.Title.Value,
+		Body:            e.Body.Value,
+		Date:            e.Date.Value,
+		Mood:            int(e.Mood.Value),
+		Tags:            e.TagNames(),
+		ShareSupervisor: e.ShareSupervisor.Value,
+		ShareResearch:   e.ShareResearch.Value,
+		Deleted:         e.Deleted.Value,
+		State:           e,
+	}
+	if e.Created != 0 {
+		out.CreatedAt = e.Created.Time()
+	}
+	if u := e.Updated(); u != 0 {
+		out.UpdatedAt = u.Time()
+	}
+	for _, f := range e.Feedback {
+		if f.Deleted.Value {
+			continue
+		}
+		out.Feedback = append(out.Feedback, Feedback{ID: f.ID, Author: f.Author, Body: f.Body.Value, CreatedAt: f.Created.Time(), UpdatedAt: f.Body.Clock.Time()})
+	}
+	return out
+}
+
+// Draft is a new entry.
+type Draft struct {
+	Title           string
+	Body            string
+	Date            string // YYYY-MM-DD; empty means today
+	Mood            int
+	Tags            []string
+	ShareSupervisor bool
+	ShareResearch   bool
+}
+
+// Edit changes some fields of an entry; nil fields stay as they are.
+type Edit struct {
+	Title           *string
+	Body            *string
+	Date            *string
+	Mood            *int
+	AddTags         []string
+	RemoveTags      []string
+	ShareSupervisor *bool
+	ShareResearch   *bool
+	Deleted         *bool
+}
+
+// Create writes a new entry and returns its id. It is durable when Create
+// returns, and reaches the server on the next sync.
+func (c *Client) Create(ctx context.Context, d Draft) (syncengine.EntryID, error) {
+	id := syncengine.NewEntryID()
+	if d.Date == "" {
+		d.Date = c.opts.Now().Format(time.DateOnly)
+	}
+	changes := []syncengine.Change{
+		{Field: syncengine.FieldTitle, Text: d.Title},
+		{Field: syncengine.FieldBody, Text: d.Body},
+		{Field: syncengine.FieldDate, Text: d.Date},
+	}
+	if d.Mood != 0 {
+		changes = append(changes, syncengine.Change{Field: syncengine.FieldMood, Number: int64(d.Mood)})
+	}
+	for _, t := range d.Tags {
+		changes = append(changes, syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
+	}
+	if d.ShareSupervisor {
+		changes = append(changes, syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: true})
+	}
+	if d.ShareResearch {
+		changes = append(changes, syncengine.Change{Field: syncengine.FieldShareResearch, Flag: true})
+	}
+	for i := range changes {
+		changes[i].Entry = id
+	}
+	if err := c.write(ctx, changes, true); err != nil {
+		return syncengine.EntryID{}, err
+	}
+	return id, nil
+}
+
+// Update applies an edit to an entry of this navigator.
+func (c *Client) Update(ctx context.Context, id syncengine.EntryID, e Edit) error {
+	var changes []syncengine.Change
+	add := func(ch syncengine.Change) {
+		ch.Entry = id
+		changes = append(changes, ch)
+	}
+	if e.Title != nil {
+		add(syncengine.Change{Field: syncengine.FieldTitle, Text: *e.Title})
+	}
+	if e.Body != nil {
+		add(syncengine.Change{Field: syncengine.FieldBody, Text: *e.Body})
+	}
+	if e.Date != nil {
+		add(syncengine.Change{Field: syncengine.FieldDate, Text: *e.Date})
+	}
+	if e.Mood != nil {
+		add(syncengine.Change{Field: syncengine.FieldMood, Number: int64(*e.Mood)})
+	}
+	for _, t := range e.AddTags {
+		add(syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
+	}
+	for _, t := range e.RemoveTags {
+		add(syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: false})
+	}
+	if e.ShareSupervisor != nil {
+		add(syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: *e.ShareSupervisor})
+	}
+	if e.ShareResearch != nil {
+		add(syncengine.Change{Field: syncengine.FieldShareResearch, Flag: *e.ShareResearch})
+	}
+	if e.Deleted != nil {
+		add(syncengine.Change{Field: syncengine.FieldDeleted, Flag: *e.Deleted})
+	}
+	if len(changes) == 0 {
+		return syncengine.Errorf(syncengine.EINVALID, "nothing to change")
+	}
+	return c.write(ctx, changes, false)
+}
+
+// Delete marks an entry deleted. The deletion syncs like any edit, so the
+// entry cannot come back from another device; Update with Deleted false
+// restores it.
+func (c *Client) Delete(ctx context.Context, id syncengine.EntryID) error {
+	t := true
+	return c.Update(ctx, id, Edit{Deleted: &t})
+}
+
+// SetSharing sets both sharing flags of an entry.
+func (c *Client) SetSharing(ctx context.Context, id syncengine.EntryID, supervisor, research bool) error {
+	return c.Update(ctx, id, Edit{ShareSupervisor: &supervisor, ShareResearch: &research})
+}
+
+// AddTag adds a tag to an entry.
+func (c *Client) AddTag(ctx context.Context, id syncengine.EntryID, tag string) error {
+	return c.Update(ctx, id, Edit{AddTags: []string{tag}})
+}
+
+// RemoveTag removes a tag from an entry.
+func (c *Client) RemoveTag(ctx context.Context, id syncengine.EntryID, tag string) error {
+	return c.Update(ctx, id, Edit{RemoveTags: []string{tag}})
+}
+
+// WriteFeedback leaves a new feedback note, as a supervisor, on an entry
+// shared with them, and returns its id.
+func (c *Client) WriteFeedback(ctx context.Context, entry syncengine.EntryID, body string) (syncengine.FeedbackID, error) {
+	id := syncengine.NewFeedbackID()
+	err := c.write(ctx, []syncengine.Change{{Entry: entry, Field: syncengine.FieldFeedbackBody, Feedback: id, Text: body}}, false)
+	return id, err
+}
+
+// EditFeedback replaces the text of one of this supervisor's feedback
+// notes.
+func (c *Client) EditFeedback(ctx context.Context, entry syncengine.EntryID, id syncengine.FeedbackID, body string) error {
+	return c.write(ctx, []syncengine.Change{{Entry: entry, Field: syncengine.FieldFeedbackBody, Feedback: id, Text: body}}, false)
+}
+
+// DeleteFeedback deletes one of this supervisor's feedback notes.
+func (c *Client) DeleteFeedback(ctx context.Context, entry syncengine.EntryID, id syncengine.FeedbackID) error {
+	return c.write(ctx, []syncengine.Change{{Entry: entry, Field: syncengine.FieldFeedbackDeleted, Feedback: id, Flag: true}}, false)
+}
+
+var errNotFound = func(id syncengine.EntryID) error {
+	return syncengine.Errorf(syncengine.ENOTFOUND, "no entry %s on this device", id)
+}
+
+// write stamps, validates and applies changes locally, and queues them in
+// the outbox, all in one durable transaction: either every change is
+// written or none is.
+func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool) error {
+	_, p, err := c.rpcs()
+	if err != nil {
+		return err
+	}
+	feedback := changes[0].Field.IsFeedback()
+	switch {
+	case p.Role == RoleNavigator && feedback:
+		return syncengine.Errorf(syncengine.EPERMISSION, "navigators cannot write feedback")
+	case p.Role == RoleSupervisor && !feedback:
+		return syncengine.Errorf(syncengine.EPERMISSION, "only the navigator who wrote an entry can change it")
+	case p.Role != RoleNavigator && p.Role != RoleSupervisor:
+		return syncengine.Errorf(syncengine.EPERMISSION, "a %s cannot write entries or feedback", p.Role)
+	}
+	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		states := map[syncengine.EntryID]*localEntry{}
+		for i := range changes {
+			ch := &changes[i]
+			le := states[ch.Entry]
+			if le == nil {
+				var err error
+				if le, err = loadLocal(ctx, tx, ch.Entry); err != nil {
+					return err
+				}
+				switch {
+				case le == nil && create:
+					le = &localEntry{state: &syncengine.Entry{ID: ch.Entry}}
+				case le == nil:
+					return errNotFound(ch.Entry)
+				case create:
+					return syncengine.Errorf(syncengine.EEXISTS, "entry %s already exists", ch.Entry)
+				}
+				states[ch.Entry] = le
+			}
+			if !feedback && le.state.Author != "" && le.state.Author != p.StudyCode {
+				return syncengine.Errorf(syncengine.EPERMISSION, "entry %s belongs to %s; only they can change it", ch.Entry, le.state.Author)
+			}
+			if feedback {
+				if f := le.state.FindFeedback(ch.Feedback); f != nil && f.Author != p.StudyCode {
+					return syncengine.Errorf(syncengine.EPERMISSION, "feedback %s was written by %s; only they can change it", ch.Feedback, f.Author)
+				} else if f == nil && ch.Field != syncengine.FieldFeedbackBody {
+					return syncengine.Errorf(syncengine.ENOTFOUND, "no feedback %s on entry %s", ch.Feedback, ch.Entry)
+				}
+			}
+			ch.Stamp = syncengine.Stamp{Clock: c.clock.Now(), Replica: p.Replica}
+			ch.Author = p.StudyCode
+			if err := syncengine.ValidateChange(ch); err != nil {
+				return err
+			}
+			if err := le.state.Admits(ch); err != nil {
+				return err
+			}
+			le.state.Apply(ch)
+			le.pending++
+			b, err := proto.Marshal(wire.ChangeToProto(ch))
+			if err != nil {
+				return fmt.Errorf("cannot encode change: %w", err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (entry, clock, change) VALUES (?, ?, ?)`, ch.Entry[:], int64(ch.Clock), b); err != nil {
+				return fmt.Errorf("cannot queue change: %w", err)
+			}
+		}
+		for _, le := range states {
+			if err := storeLocal(ctx, tx, le, c.opts.Now()); err != nil {
+				return err
+			}
+		}
+		return saveClock(ctx, tx, c.clock.Last())
+	})
+	if err != nil {
+		return err
+	}
+	c.watchers.notify(EventEntries)
+	c.watchers.notify(EventStatus)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func saveClock(ctx context.Context, tx *sql.Tx, last syncengine.Timestamp) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE clock SET last = max(last, ?) WHERE id = 1`, int64(last)); err != nil {
+		return fmt.Errorf("cannot save clock: %w", err)
+	}
+	return nil
+}
+
+// localEntry is an entries row being worked on.
+type localEntry struct {
+	exists  bool
+	base    *syncengine.Entry // nil: the server has not sent it
+	state   *syncengine.Entry
+	pending int
+}
+
+func loadLocal(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) (*localEntry, error) {
+	var base, state []byte
+	le := &localEntry{exists: true}
+	err := tx.QueryRowContext(ctx, `SELECT base, state, pending FROM entries WHERE id = ?`, id[:]).Scan(&base, &state, &le.pending)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read entry: %w", err)
+	}
+	if le.state, err = syncengine.DecodeEntry(state); err != nil {
+		return nil, fmt.Errorf("entry %s: stored state: %w", id, err)
+	}
+	if base != nil {
+		if le.base, err = syncengine.DecodeEntry(base); err != nil {
+			return nil, fmt.Errorf("entry %s: stored base: %w", id, err)
+		}
+	}
+	return le, nil
+}
+
+// storeLocal writes an entries row and its tags.
+func storeLocal(ctx context.Context, tx *sql.Tx, le *localEntry, now time.Time) error {
+	e := le.state
+	var base []byte
+	if le.base != nil {
+		base = syncengine.EncodeEntry(le.base)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO entries (id, base, state, author, date, deleted, share_supervisor, share_research, created, updated, pending, received_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET base = excluded.base, state = excluded.state, author = excluded.author, date = excluded.date,
+			deleted = excluded.deleted, share_supervisor = excluded.share_supervisor, share_research = excluded.share_research,
+			created = excluded.created, updated = excluded.updated, pending = excluded.pending`,
+		e.ID[:], base, syncengine.EncodeEntry(e), e.Author, e.Date.Value, e.Deleted.Value, e.ShareSupervisor.Value, e.ShareResearch.Value,
+		int64(e.Created), int64(e.Updated()), le.pending, now.UnixMilli()); err != nil {
+		return fmt.Errorf("cannot store entry: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM entry_tags WHERE entry = ?`, e.ID[:]); err != nil {
+		return fmt.Errorf("cannot store tags: %w", err)
+	}
+	for _, t := range e.TagNames() {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO entry_tags (tag, entry) VALUES (?, ?)`, t, e.ID[:]); err != nil {
+			return fmt.Errorf("cannot store tags: %w", err)
+		}
+	}
+	return nil
+}
+
+func deleteLocal(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE id = ?`, id[:]); err != nil {
+		return fmt.Errorf("cannot drop entry: %w", err)
+	}
+	return nil
+}
+
+const entryColumns = `state, pending, received_at, read_at`
+
+func scanEntry(row interface{ Scan(...any) error }, extra ...any) (*Entry, error) {
+	var (
+		state    []byte
+		pending  int
+		received int64
+		read     sql.NullInt64
+	)
+	if err := row.Scan(append([]any{&state, &pending, &received, &read}, extra...)...); err != nil {
+		return nil, err
+	}
+	s, err := syncengine.DecodeEntry(state)
+	if err != nil {
+		return nil, fmt.Errorf("stored state: %w", err)
+	}
+	e := entryFromState(s)
+	e.Pending = pending
+	if received > 0 {
+		e.ReceivedAt = time.UnixMilli(received).UTC()
+	}
+	if read.Valid {
+		e.ReadAt = time.UnixMilli(read.Int64).UTC()
+	}
+	return e, nil
+}
+
+// Get returns one entry.
+func (c *Client) Get(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
+	e, err := scanEntry(c.db.Read.QueryRowContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE id = ?`, id[:]))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, errNotFound(id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot read entry %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// Sharing selects entries by their sharing flags.
+type Sharing int
+
+// Sharing filters.
+const (
+	SharingAny        Sharing = iota // no filter
+	SharedSupervisor                 // shared with supervisors
+	SharedResearch                   // shared for research
+	SharedWithAnyone                 // shared with supervisors or research
+	SharedWithNoone                  // private
+)
+
+// DeletedFilter selects entries by their deleted flag.
+type DeletedFilter int
+
+// Deleted filters.
+const (
+	HideDeleted DeletedFilter = iota // the default: deleted entries are left out
+	OnlyDeleted
+	WithDeleted
+)
+
+// ListOptions filters and pages List.
+type ListOptions struct {
+	From, To  string // dates, YYYY-MM-DD, inclusive; empty means open
+	Tag       string // only entries with this tag
+	Sharing   Sharing
+	Deleted   DeletedFilter
+	Unread    bool   // only entries not marked read
+	Limit     int    // default 50, at most 1000
+	PageToken string // from the previous page's ListPage.Next
+}
+
+// ListPage is one page of entries, newest date first.
+type ListPage struct {
+	Entries []*Entry
+	Next    string // token for the next page; empty on the last page
+}
+
+// List returns a page of entries, newest date first (then newest created).
+func (c *Client) List(ctx context.Context, o ListOptions) (*ListPage, error) {
+	limit := o.Limit
+	switch {
+	case limit <= 0:
+		limit = 50
+	case limit > 1000:
+		limit = 1000
+	}
+	var where []string
+	var args []any
+	if o.From != "" {
+		if err := syncengine.ValidateDate(o.From); err != nil {
+			return nil, err
+		}
+		where, args = append(where, "date >= ?"), append(args, o.From)
+	}
+	if o.To != "" {
+		if err := syncengine.ValidateDate(o.To); err != nil {
+			return nil, err
+		}
+		where, args = append(where, "date <= ?"), append(args, o.To)
+	}
+	if o.Tag != "" {
+		where, args = append(where, "id IN (SELECT entry FROM entry_tags WHERE tag = ?)"), append(args, o.Tag)
+	}
+	switch o.Sharing {
+	case SharedSupervisor:
+		where = append(where, "share_supervisor = 1")
+	case SharedResearch:
+		where = append(where, "share_research = 1")
+	case SharedWithAnyone:
+		where = append(where, "(share_supervisor = 1 OR share_research = 1)")
+	case SharedWithNoone:
+		where = append(where, "share_supervisor = 0 AND share_research = 0")
+	}
+	switch o.Deleted {
+	case HideDeleted:
+		where = append(where, "deleted = 0")
+	case OnlyDeleted:
+		where = append(where, "deleted = 1")
+	}
+	if o.Unread {
+		where = append(where, "read_at IS NULL")
+	}
+	if o.PageToken != "" {
+		date, id, err := decodeListToken(o.PageToken)
+		if err != nil {
+			return nil, err
+		}
+		where, args = append(where, "(date, id) < (?, ?)"), append(args, date, id)
+	}
+	q := `SELECT ` + entryColumns + `, date, id FROM entries`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY date DESC, id DESC LIMIT ?`
+	args = append(args, limit+1)
+	rows, err := c.db.Read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list entries: %w", err)
+	}
+	defer rows.Close()
+	page := &ListPage{}
+	var lastDate string
+	var lastID []byte
+	for rows.Next() {
+		if len(page.Entries) == limit {
+			page.Next = encodeListToken(lastDate, lastID)
+			break
+		}
+		e, err := scanEntry(rows, &lastDate, &lastID)
+		if err != nil {
+			return nil, fmt.Errorf("cannot list entries: %w", err)
+		}
+		page.Entries = append(page.Entries, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot list entries: %w", err)
+	}
+	return page, nil
+}
+
+func encodeListToken(date string, id []byte) string {
+	return base64.RawURLEncoding.EncodeToString(append([]byte(date+"|"), id...))
+}
+
+func decodeListToken(tok string) (string, []byte, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err == nil {
+		if date, id, ok := strings.Cut(string(b), "|"); ok && len(id) == 16 {
+			return date, []byte(id), nil
+		}
+	}
+	return "", nil, syncengine.Errorf(syncengine.EINVALID, "page token is not one this replica issued")
+}
+
+// MarkRead marks an entry read (or unread), for an inbox. It is local to
+// this replica.
+func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool) error {
+	var at any
+	if read {
+		at = c.opts.Now().UnixMilli()
+	}
+	res, err := c.db.Write.ExecContext(ctx, `UPDATE entries SET read_at = ? WHERE id = ?`, at, id[:])
+	if err != nil {
+		return fmt.Errorf("cannot mark entry read: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return errNotFound(id)
+	}
+	c.watchers.notify(EventEntries)
+	return nil
+}
+
+// StateHash returns the state hash of every entry on this replica, to
+// compare with the server's GetStateHash.
+func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
+	h := syncengine.NewStateHasher()
+	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT state FROM entries ORDER BY id`)
+		if err != nil {
+			return fmt.Errorf("cannot read entries: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				return err
+			}
+			e, err := syncengine.DecodeEntry(b)
+			if err != nil {
+				return fmt.Errorf("stored state: %w", err)
+			}
+			if err := h.Add(e); err != nil {
+				return err
+			}
+		}
+		return rows.Err()
+	})
+	return h.Sum(), h.Count(), err
+}
+
+// FindID returns the entry whose id starts with prefix (at least 4 hex
+// characters, dashes optional), so people can type short ids.
+func (c *Client) FindID(ctx context.Context, prefix string) (syncengine.EntryID, error) {
+	if id, err := syncengine.ParseEntryID(prefix); err == nil {
+		return id, nil
+	}
+	hex := strings.ToUpper(strings.ReplaceAll(prefix, "-", ""))
+	if len(hex) < 4 || len(hex) > 32 || strings.Trim(hex, "0123456789ABCDEF") != "" {
+		return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "%q is not an entry id or the start of one (at least 4 hex digits)", prefix)
+	}
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT id FROM entries WHERE hex(id) LIKE ? LIMIT 2`, hex+"%")
+	if err != nil {
+		return syncengine.EntryID{}, fmt.Errorf("cannot look up entry: %w", err)
+	}
+	defer rows.Close()
+	var found []syncengine.EntryID
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return syncengine.EntryID{}, err
+		}
+		found = append(found, syncengine.EntryID(b))
+	}
+	switch len(found) {
+	case 0:
+		return syncengine.EntryID{}, syncengine.Errorf(syncengine.ENOTFOUND, "no entry on this device has an id starting with %q", prefix)
+	case 1:
+		return found[0], nil
+	}
+	return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "more than one entry has an id starting with %q: type more of it", prefix)
+}

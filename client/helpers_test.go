@@ -1,0 +1,112 @@
+package client
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// testServer is a real diarysync server on loopback with its own store.
+type testServer struct {
+	URL string
+	DB  *server.DB
+	srv *httptest.Server
+	now atomic.Pointer[time.Time] // nil: real time
+}
+
+func startServer(tb testing.TB) *testServer {
+	tb.Helper()
+	ts := &testServer{}
+	path := filepath.Join(tb.TempDir(), "server.db")
+	db, err := server.OpenDB(context.Background(), path, server.DBOptions{Synchronous: "NORMAL", Now: ts.clock})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ts.DB = db
+	ts.srv = httptest.NewServer(server.New(server.Config{DB: db, Heartbeat: 200 * time.Millisecond}).Handler())
+	ts.URL = ts.srv.URL
+	tb.Cleanup(func() {
+		ts.srv.CloseClientConnections()
+		ts.srv.Close()
+		db.Close()
+	})
+	return ts
+}
+
+func (ts *testServer) clock() time.Time {
+	if t := ts.now.Load(); t != nil {
+		return *t
+	}
+	return time.Now()
+}
+
+// user creates a user (if needed) and returns a fresh one-time code.
+func (ts *testServer) code(tb testing.TB, role server.Role, study string) string {
+	tb.Helper()
+	ctx := context.Background()
+	if _, err := ts.DB.UserByCode(ctx, study); err != nil {
+		if _, err := ts.DB.CreateUser(ctx, study, role, "Test "+study); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	code, _, err := ts.DB.IssueEnrollmentCode(ctx, study, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return code
+}
+
+func (ts *testServer) assign(tb testing.TB, sup, nav string) {
+	tb.Helper()
+	if _, _, err := ts.DB.Assign(context.Background(), sup, nav); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// MustOpen opens a client replica in a temporary directory.
+func MustOpen(tb testing.TB, opts Options) *Client {
+	tb.Helper()
+	if opts.Synchronous == "" {
+		opts.Synchronous = "NORMAL"
+	}
+	c, err := Open(context.Background(), filepath.Join(tb.TempDir(), "replica.db"), opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+// device opens a replica and enrols it for study (creating the user).
+func (ts *testServer) device(tb testing.TB, role server.Role, study string, opts Options) *Client {
+	tb.Helper()
+	c := MustOpen(tb, opts)
+	if _, err := c.Enroll(context.Background(), ts.URL, ts.code(tb, role, study), "test "+study); err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
+func mustSync(tb testing.TB, c *Client) {
+	tb.Helper()
+	if err := c.Sync(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func mustCreate(tb testing.TB, c *Client, d Draft) syncengine.EntryID {
+	tb.Helper()
+	id, err := c.Create(context.Background(), d)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return id
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,204 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// RunOptions tunes Run.
+type RunOptions struct {
+	// Interval is how often Run syncs when nothing else prompts it
+	// (default 5 minutes).
+	Interval time.Duration
+	// MinBackoff and MaxBackoff bound the wait after a failed sync; the
+	// wait doubles from MinBackoff (default 1 s) up to MaxBackoff
+	// (default 5 minutes), with jitter.
+	MinBackoff, MaxBackoff time.Duration
+	// Debounce is how long Run waits after a local write before pushing,
+	// so that a burst of edits goes in one push (default 500 ms).
+	Debounce time.Duration
+	// StreamTimeout is how long the Subscribe stream may stay silent
+	// before it is taken for dead (a half-open connection) and opened
+	// again (default 45 s; the server sends a heartbeat every 15 s).
+	StreamTimeout time.Duration
+}
+
+// Run keeps the replica in sync until ctx ends or the client closes:
+// after local writes, when the server's Subscribe stream says there is
+// something new, and on a timer; after a failure it backs off
+// exponentially with jitter. Run returns nil when ctx ends; it is an
+// error to run it twice at once.
+func (c *Client) Run(ctx context.Context, o RunOptions) error {
+	if _, _, err := c.rpcs(); err != nil {
+		return err
+	}
+	if o.Interval <= 0 {
+		o.Interval = 5 * time.Minute
+	}
+	if o.MinBackoff <= 0 {
+		o.MinBackoff = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Minute
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = 500 * time.Millisecond
+	}
+	if o.StreamTimeout <= 0 {
+		o.StreamTimeout = 45 * time.Second
+	}
+	c.runMu.Lock()
+	if c.closed {
+		c.runMu.Unlock()
+		return syncengine.Errorf(syncengine.ECONFLICT, "the client is closed")
+	}
+	if c.runCancel != nil {
+		c.runMu.Unlock()
+		return syncengine.Errorf(syncengine.ECONFLICT, "Run is already running")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	c.runCancel, c.runDone = cancel, done
+	c.runMu.Unlock()
+	defer func() {
+		cancel()
+		c.runMu.Lock()
+		c.runCancel, c.runDone = nil, nil
+		c.runMu.Unlock()
+		close(done)
+	}()
+
+	remote := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.subscribeLoop(ctx, o, remote) }()
+	defer wg.Wait()
+
+	backoff := time.Duration(0)
+	timer := time.NewTimer(0) // sync at once on start
+	defer timer.Stop()
+	for {
+		fromTimer := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+			fromTimer = true
+		case <-remote:
+		case <-c.kick:
+			if backoff == 0 {
+				// Let a burst of writes settle into one push.
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(o.Debounce):
+				}
+			}
+		}
+		if backoff > 0 && !fromTimer {
+			// While backing off, prompts wait for the timer (Go timers
+			// since 1.23 need no draining; it stays armed).
+			continue
+		}
+		err := c.Sync(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+			c.log.Info("sync failed; backing off", "wait", backoff, "err", err)
+			timer.Reset(backoff)
+			continue
+		}
+		backoff = 0
+		timer.Reset(o.Interval)
+	}
+}
+
+// nextBackoff doubles the wait, from min up to max, with full jitter on
+// the upper half so that many devices coming back at once spread out.
+func nextBackoff(cur, min, max time.Duration) time.Duration {
+	next := cur * 2
+	if next < min {
+		next = min
+	}
+	if next > max {
+		next = max
+	}
+	return next/2 + rand.N(next/2+1)
+}
+
+// subscribeLoop keeps a Subscribe stream open and signals remote when the
+// server says there is something past the local cursor. It reconnects
+// with backoff when the stream breaks.
+func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- struct{}) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		ok := c.subscribeOnce(ctx, o.StreamTimeout, remote)
+		if ctx.Err() != nil {
+			return
+		}
+		if ok {
+			backoff = 0
+		}
+		backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+	}
+}
+
+// subscribeOnce runs one Subscribe stream until it ends; it reports
+// whether the stream was established.
+func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}) bool {
+	rpc, _, err := c.rpcs()
+	if err != nil {
+		return false
+	}
+	var cursor int64
+	if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
+		return false
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := rpc.sync.Subscribe(ctx, &diaryv1.SubscribeRequest{Cursor: uint64(cursor)})
+	if err != nil {
+		return false
+	}
+	defer stream.Close()
+	// A stream that stays silent past the heartbeat interval is dead
+	// (a half-open connection): cancel it so Receive returns.
+	watchdog := time.AfterFunc(silence, cancel)
+	defer watchdog.Stop()
+	established := false
+	for stream.Receive() {
+		established = true
+		watchdog.Reset(silence)
+		msg := stream.Msg()
+		if msg.GetHeartbeat() {
+			continue
+		}
+		var local int64
+		if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&local); err != nil {
+			return established
+		}
+		if msg.GetCursor() > uint64(local) {
+			select {
+			case remote <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if err := stream.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		c.log.Debug("subscribe stream ended", "err", err)
+	}
+	return established
+}

@@ -1,0 +1,206 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/proto"
+)
+
+// Event says what changed, so a UI knows what to refresh.
+type Event int
+
+// Events.
+const (
+	EventEntries Event = iota + 1 // entries were written, pulled or removed
+	EventStatus                   // pending count, progress, last sync or last error changed
+)
+
+// watchers fans events out to Watch channels. Each channel holds at most
+// one event of each kind waiting, so a slow UI sees the latest state, not
+// a backlog.
+type watchers struct {
+	mu   sync.Mutex
+	subs map[chan Event]struct{}
+}
+
+func (w *watchers) notify(e Event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.subs {
+		select {
+		case ch <- e:
+		default:
+		}
+	}
+}
+
+func (w *watchers) closeAll() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for ch := range w.subs {
+		close(ch)
+	}
+	w.subs = nil
+}
+
+// Watch returns a channel that receives an Event after entries or the
+// status change, and a function to stop watching. The channel is closed
+// when the client closes.
+func (c *Client) Watch() (<-chan Event, func()) {
+	ch := make(chan Event, 2)
+	c.watchers.mu.Lock()
+	if c.watchers.subs == nil {
+		c.watchers.subs = map[chan Event]struct{}{}
+	}
+	c.watchers.subs[ch] = struct{}{}
+	c.watchers.mu.Unlock()
+	return ch, func() {
+		c.watchers.mu.Lock()
+		defer c.watchers.mu.Unlock()
+		if _, ok := c.watchers.subs[ch]; ok {
+			delete(c.watchers.subs, ch)
+			close(ch)
+		}
+	}
+}
+
+// Progress describes a sync in progress.
+type Progress struct {
+	Running     bool
+	Phase       string // "push" or "pull"
+	PagesPushed int
+	Pushed      int // changes sent so far in this sync
+	PagesPulled int
+	Pulled      int    // entries and removals applied so far in this sync
+	Remaining   uint64 // entries and removals the server said are still waiting
+}
+
+type statusTracker struct {
+	mu       sync.Mutex
+	progress Progress
+}
+
+func (t *statusTracker) set(f func(p *Progress)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	f(&t.progress)
+}
+
+func (t *statusTracker) get() Progress {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.progress
+}
+
+// Status is what an app shows about sync.
+type Status struct {
+	Enrolled    bool
+	Pending     int       // changes waiting to be pushed
+	Refused     int       // changes the server refused (see Refused)
+	Cursor      uint64    // server position pulled up to
+	LastSync    time.Time // end of the last sync that completed; zero if none
+	LastError   string    // the last sync's error, if it failed
+	LastErrorAt time.Time
+	ClockOffset time.Duration // correction applied to this device's clock
+	Progress    Progress
+}
+
+// Status returns the sync status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused)`).Scan(&s.Pending, &s.Refused); err != nil {
+			return fmt.Errorf("cannot count changes: %w", err)
+		}
+		var (
+			cursor      int64
+			last, errAt sql.NullInt64
+			offset      int64
+			lastErr     string
+		)
+		err := tx.QueryRowContext(ctx, `SELECT cursor, last_sync_at, last_error, last_error_at, clock_offset FROM profile WHERE id = 1`).Scan(&cursor, &last, &lastErr, &errAt, &offset)
+		if err == sql.ErrNoRows {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read profile: %w", err)
+		}
+		s.Enrolled = true
+		s.Cursor = uint64(cursor)
+		if last.Valid {
+			s.LastSync = time.UnixMilli(last.Int64).UTC()
+		}
+		s.LastError = lastErr
+		if errAt.Valid {
+			s.LastErrorAt = time.UnixMilli(errAt.Int64).UTC()
+		}
+		s.ClockOffset = time.Duration(offset) * time.Millisecond
+		return nil
+	})
+	s.Progress = c.status.get()
+	return s, err
+}
+
+// RefusedChange is a change the server refused, kept so that the person
+// who made it can see it, and what they wrote.
+type RefusedChange struct {
+	Seq       int64
+	Change    syncengine.Change
+	Reason    diaryv1.RefusalReason
+	Message   string
+	RefusedAt time.Time
+}
+
+// Refused returns a page of refused changes, oldest first, after the
+// given sequence number (0 for the first page).
+func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list refused changes: %w", err)
+	}
+	defer rows.Close()
+	var out []RefusedChange
+	for rows.Next() {
+		var (
+			r  RefusedChange
+			b  []byte
+			at int64
+		)
+		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at); err != nil {
+			return nil, fmt.Errorf("cannot list refused changes: %w", err)
+		}
+		var p diaryv1.Change
+		if err := proto.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("stored refused change: %w", err)
+		}
+		if r.Change, err = wire.ChangeFromProto(&p); err != nil {
+			return nil, fmt.Errorf("stored refused change: %w", err)
+		}
+		r.RefusedAt = time.UnixMilli(at).UTC()
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// DismissRefused forgets a refused change once its author has seen it.
+func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+	res, err := c.db.Write.ExecContext(ctx, `DELETE FROM refused WHERE seq = ?`, seq)
+	if err != nil {
+		return fmt.Errorf("cannot dismiss refused change: %w", err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return syncengine.Errorf(syncengine.ENOTFOUND, "no refused change %d", seq)
+	}
+	c.watchers.notify(EventStatus)
+	return nil
+}

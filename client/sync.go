@@ -1,0 +1,538 @@
+package client
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/proto"
+)
+
+// maxPushBytes keeps a push request well under the server's 4 MiB limit.
+const maxPushBytes = 3 << 20
+
+// Sync pushes every pending change, in pages, then pulls until caught up.
+// It is safe to call at any time; a sync already running is waited for.
+// An interrupted sync (cancelled, network lost, app killed) leaves the
+// replica consistent and the next sync resumes where it stopped.
+func (c *Client) Sync(ctx context.Context) error {
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	rpc, p, err := c.rpcs()
+	if err != nil {
+		return err
+	}
+	c.status.set(func(pr *Progress) { *pr = Progress{Running: true, Phase: "push"} })
+	c.watchers.notify(EventStatus)
+	err = c.push(ctx, rpc, p)
+	if err == nil {
+		c.status.set(func(pr *Progress) { pr.Phase = "pull" })
+		err = c.pull(ctx, rpc)
+	}
+	c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" })
+	if rerr := c.recordResult(err); rerr != nil && err == nil {
+		err = rerr
+	}
+	c.watchers.notify(EventStatus)
+	return err
+}
+
+// recordResult stores the outcome of a sync for Status. It uses its own
+// context: a cancelled sync still records why it stopped.
+func (c *Client) recordResult(syncErr error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := c.opts.Now().UnixMilli()
+	var err error
+	if syncErr == nil {
+		_, err = c.db.Write.ExecContext(ctx, `UPDATE profile SET last_sync_at = ?, last_error = '', last_error_at = NULL WHERE id = 1`, now)
+	} else {
+		_, err = c.db.Write.ExecContext(ctx, `UPDATE profile SET last_error = ?, last_error_at = ? WHERE id = 1`, syncErr.Error(), now)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot record sync result: %w", err)
+	}
+	return nil
+}
+
+type outboxRow struct {
+	seq    int64
+	entry  syncengine.EntryID
+	change *diaryv1.Change
+}
+
+// nextPushPage reads the oldest outbox rows that fit in one push.
+func (c *Client) nextPushPage(ctx context.Context) ([]outboxRow, error) {
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, entry, change FROM outbox ORDER BY seq LIMIT ?`, c.opts.PushChanges)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read outbox: %w", err)
+	}
+	defer rows.Close()
+	var page []outboxRow
+	size := 0
+	for rows.Next() {
+		var r outboxRow
+		var id, b []byte
+		if err := rows.Scan(&r.seq, &id, &b); err != nil {
+			return nil, fmt.Errorf("cannot read outbox: %w", err)
+		}
+		if len(page) > 0 && size+len(b) > maxPushBytes {
+			break
+		}
+		size += len(b) + 8
+		r.entry = syncengine.EntryID(id)
+		r.change = &diaryv1.Change{}
+		if err := proto.Unmarshal(b, r.change); err != nil {
+			return nil, fmt.Errorf("outbox row %d: %w", r.seq, err)
+		}
+		page = append(page, r)
+	}
+	return page, rows.Err()
+}
+
+// push sends the outbox a page at a time until it is empty.
+func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
+	aheadInARow := 0
+	for {
+		page, err := c.nextPushPage(ctx)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		// Before sending, mark the page uncertain: if no answer comes
+		// back, the server may hold these changes, and a clock
+		// correction must not reuse their clocks.
+		first, last := page[0].seq, page[len(page)-1].seq
+		if _, err := c.db.Write.ExecContext(ctx, `UPDATE outbox SET uncertain = 1 WHERE seq BETWEEN ? AND ?`, first, last); err != nil {
+			return fmt.Errorf("cannot mark outbox: %w", err)
+		}
+		req := &diaryv1.PushRequest{Changes: make([]*diaryv1.Change, len(page))}
+		for i, r := range page {
+			req.Changes[i] = r.change
+		}
+		t0 := c.opts.Now()
+		resp, err := rpc.sync.Push(ctx, req)
+		if err != nil {
+			return rpcError("push changes", err)
+		}
+		t1 := c.opts.Now()
+		if len(resp.GetResults()) != len(page) {
+			return fmt.Errorf("cannot push changes: the server answered %d results for %d changes", len(resp.GetResults()), len(page))
+		}
+		offset := clockOffset(t0, t1, resp.GetServerTime().AsTime())
+		ahead, err := c.applyPushResults(ctx, p, page, resp.GetResults(), offset)
+		if err != nil {
+			return err
+		}
+		c.status.set(func(pr *Progress) { pr.PagesPushed++; pr.Pushed += len(page) })
+		c.watchers.notify(EventStatus)
+		c.watchers.notify(EventEntries)
+		if ahead {
+			// Stamped again with the corrected clock; a second refusal in
+			// a row means the server's clock itself is moving about.
+			aheadInARow++
+			if aheadInARow >= 3 {
+				return errors.New("cannot push changes: the server keeps refusing this device's clock as ahead of its own")
+			}
+		} else {
+			aheadInARow = 0
+		}
+	}
+}
+
+// applyPushResults records the server's answer for one page in one
+// transaction: accepted changes leave the outbox and join the entry's
+// base; refused ones move to the refused list; changes refused for a
+// clock ahead of the server's are stamped again.
+func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outboxRow, results []*diaryv1.ChangeResult, offset time.Duration) (ahead bool, err error) {
+	now := c.opts.Now().UnixMilli()
+	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		touched := map[syncengine.EntryID]bool{}
+		var known syncengine.Timestamp
+		for i, r := range results {
+			row := page[i]
+			touched[row.entry] = true
+			switch r.GetOutcome() {
+			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED, diaryv1.ChangeOutcome_CHANGE_OUTCOME_DUPLICATE:
+				known = max(known, syncengine.Timestamp(row.change.GetClock()))
+				if err := c.acknowledge(ctx, tx, p, row); err != nil {
+					return err
+				}
+			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_REFUSED:
+				if r.GetReason() == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
+					ahead = true
+					continue
+				}
+				b, err := proto.Marshal(row.change)
+				if err != nil {
+					return err
+				}
+				if _, err := tx.ExecContext(ctx, `INSERT INTO refused (entry, change, reason, message, refused_at) VALUES (?, ?, ?, ?, ?)`,
+					row.entry[:], b, int(r.GetReason()), r.GetMessage(), now); err != nil {
+					return fmt.Errorf("cannot record refused change: %w", err)
+				}
+				if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, row.seq); err != nil {
+					return fmt.Errorf("cannot update outbox: %w", err)
+				}
+				c.log.Warn("change refused", "entry", row.entry.String(), "reason", r.GetReason().String())
+			default:
+				return fmt.Errorf("cannot push changes: the server answered outcome %v", r.GetOutcome())
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET uncertain = 0 WHERE seq BETWEEN ? AND ?`, page[0].seq, page[len(page)-1].seq); err != nil {
+			return fmt.Errorf("cannot update outbox: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE clock SET known = max(known, ?) WHERE id = 1`, int64(known)); err != nil {
+			return fmt.Errorf("cannot save clock: %w", err)
+		}
+		if err := c.saveOffset(ctx, tx, offset); err != nil {
+			return err
+		}
+		if ahead {
+			var floor int64
+			if err := tx.QueryRowContext(ctx, `SELECT max((SELECT known FROM clock WHERE id = 1), coalesce((SELECT max(clock) FROM outbox WHERE uncertain = 1), 0))`).Scan(&floor); err != nil {
+				return fmt.Errorf("cannot read clock floor: %w", err)
+			}
+			c.clock.SetOffset(offset)
+			c.clock.Rewind(syncengine.Timestamp(floor))
+			c.log.Warn("device clock ahead of the server's; changes stamped again", "offset_ms", offset.Milliseconds())
+			if err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor)); err != nil {
+				return err
+			}
+		}
+		for id := range touched {
+			if err := c.rebuild(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return ahead, err
+}
+
+// saveOffset keeps the clock correction learnt from the server. Changes
+// smaller than a second are noise from the round trip and are ignored.
+func (c *Client) saveOffset(ctx context.Context, tx *sql.Tx, offset time.Duration) error {
+	cur := c.clock.Offset()
+	if d := offset - cur; d < time.Second && d > -time.Second {
+		return nil
+	}
+	c.clock.SetOffset(offset)
+	if _, err := tx.ExecContext(ctx, `UPDATE profile SET clock_offset = ? WHERE id = 1`, offset.Milliseconds()); err != nil {
+		return fmt.Errorf("cannot save clock offset: %w", err)
+	}
+	return nil
+}
+
+// acknowledge removes an accepted change from the outbox and merges it
+// into the entry's base: the server holds it now, so it belongs to the
+// confirmed state even before the next pull brings that state back.
+func (c *Client) acknowledge(ctx context.Context, tx *sql.Tx, p *Profile, row outboxRow) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, row.seq); err != nil {
+		return fmt.Errorf("cannot update outbox: %w", err)
+	}
+	ch, err := wire.ChangeFromProto(row.change)
+	if err != nil {
+		return fmt.Errorf("outbox row %d: %w", row.seq, err)
+	}
+	ch.Author = p.StudyCode
+	le, err := loadLocal(ctx, tx, row.entry)
+	if err != nil || le == nil {
+		return err // an entry removed meanwhile stays removed
+	}
+	if le.base == nil {
+		le.base = &syncengine.Entry{ID: row.entry}
+	}
+	le.base.Apply(&ch)
+	_, err = tx.ExecContext(ctx, `UPDATE entries SET base = ? WHERE id = ?`, syncengine.EncodeEntry(le.base), row.entry[:])
+	if err != nil {
+		return fmt.Errorf("cannot store entry: %w", err)
+	}
+	return nil
+}
+
+// restampOutbox gives every outbox change with a clock above floor a new
+// clock from the (corrected) clock and the given replica id, in outbox
+// order, so the device's own order of edits is kept.
+func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp) error {
+	rows, err := tx.QueryContext(ctx, `SELECT seq, entry, change FROM outbox WHERE clock > ? ORDER BY seq`, int64(floor))
+	if err != nil {
+		return fmt.Errorf("cannot read outbox: %w", err)
+	}
+	type restamp struct {
+		seq   int64
+		entry []byte
+		ch    *diaryv1.Change
+	}
+	var todo []restamp
+	for rows.Next() {
+		var r restamp
+		var b []byte
+		if err := rows.Scan(&r.seq, &r.entry, &b); err != nil {
+			rows.Close()
+			return fmt.Errorf("cannot read outbox: %w", err)
+		}
+		r.ch = &diaryv1.Change{}
+		if err := proto.Unmarshal(b, r.ch); err != nil {
+			rows.Close()
+			return fmt.Errorf("outbox row %d: %w", r.seq, err)
+		}
+		todo = append(todo, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	touched := map[syncengine.EntryID]bool{}
+	for _, r := range todo {
+		r.ch.Clock = uint64(c.clock.Now())
+		r.ch.ReplicaId = replica.String()
+		b, err := proto.Marshal(r.ch)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET clock = ?, change = ?, uncertain = 0 WHERE seq = ?`, int64(r.ch.Clock), b, r.seq); err != nil {
+			return fmt.Errorf("cannot update outbox: %w", err)
+		}
+		touched[syncengine.EntryID(r.entry)] = true
+	}
+	for id := range touched {
+		if err := c.rebuild(ctx, tx, id); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE clock SET last = ? WHERE id = 1`, int64(c.clock.Last())); err != nil {
+		return fmt.Errorf("cannot save clock: %w", err)
+	}
+	return nil
+}
+
+// pendingChanges returns the outbox changes of one entry.
+func (c *Client) pendingChanges(ctx context.Context, tx *sql.Tx, id syncengine.EntryID, author string) ([]syncengine.Change, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT change FROM outbox WHERE entry = ? ORDER BY seq`, id[:])
+	if err != nil {
+		return nil, fmt.Errorf("cannot read outbox: %w", err)
+	}
+	defer rows.Close()
+	var out []syncengine.Change
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		var p diaryv1.Change
+		if err := proto.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		ch, err := wire.ChangeFromProto(&p)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		ch.Author = author
+		out = append(out, ch)
+	}
+	return out, rows.Err()
+}
+
+// rebuild recomputes what the app sees of one entry: its base merged with
+// its outbox changes. An entry the server never sent and that has nothing
+// pending, or that the server erased, is dropped.
+func (c *Client) rebuild(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) error {
+	le, err := loadLocal(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	var base *syncengine.Entry
+	if le != nil {
+		base = le.base
+	}
+	return c.materialize(ctx, tx, id, base, le != nil)
+}
+
+// materialize writes the entry whose confirmed state is base (nil if the
+// server has not sent it): base merged with the outbox changes of the
+// entry.
+func (c *Client) materialize(ctx context.Context, tx *sql.Tx, id syncengine.EntryID, base *syncengine.Entry, exists bool) error {
+	_, p, err := c.rpcs()
+	if err != nil {
+		return err
+	}
+	var erased int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM erased WHERE id = ?`, id[:]).Scan(&erased); err != nil {
+		return fmt.Errorf("cannot read erased entries: %w", err)
+	}
+	pending, err := c.pendingChanges(ctx, tx, id, p.StudyCode)
+	if err != nil {
+		return err
+	}
+	// Only a navigator's own new entries exist before the server sends
+	// them; anything else needs a base (a supervisor's feedback on an
+	// entry they no longer see waits in the outbox for its refusal).
+	if erased > 0 || (base == nil && (len(pending) == 0 || p.Role != RoleNavigator)) {
+		if exists {
+			return deleteLocal(ctx, tx, id)
+		}
+		return nil
+	}
+	state := &syncengine.Entry{ID: id}
+	if base != nil {
+		state = base.Clone()
+	}
+	for i := range pending {
+		state.Apply(&pending[i])
+	}
+	return storeLocal(ctx, tx, &localEntry{base: base, state: state, pending: len(pending)}, c.opts.Now())
+}
+
+// pull applies pages from the server until caught up.
+func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
+	resetOnce := false
+	for {
+		var cursor int64
+		if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
+			return fmt.Errorf("cannot read cursor: %w", err)
+		}
+		resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: uint64(cursor), PageSize: c.opts.PullPageSize})
+		if err != nil {
+			if connect.CodeOf(err) == connect.CodeFailedPrecondition && !resetOnce && cursor > 0 {
+				// The server no longer knows our position: its data was
+				// replaced. Start over, keeping what is still pending.
+				resetOnce = true
+				c.log.Warn("server position reset; pulling everything again")
+				if err := c.resetReplica(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			return rpcError("pull changes", err)
+		}
+		if resp.GetNextCursor() < uint64(cursor) {
+			return fmt.Errorf("cannot pull changes: the server moved the cursor back from %d to %d", cursor, resp.GetNextCursor())
+		}
+		if err := c.applyPullPage(ctx, resp); err != nil {
+			return err
+		}
+		n := len(resp.GetEntries()) + len(resp.GetRemovals())
+		c.status.set(func(pr *Progress) { pr.PagesPulled++; pr.Pulled += n; pr.Remaining = resp.GetRemaining() })
+		c.watchers.notify(EventStatus)
+		if n > 0 {
+			c.watchers.notify(EventEntries)
+		}
+		if !resp.GetMore() {
+			return nil
+		}
+	}
+}
+
+// applyPullPage applies one page and its cursor in one transaction.
+func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) error {
+	_, p, err := c.rpcs()
+	if err != nil {
+		return err
+	}
+	entries := make([]*syncengine.Entry, len(resp.GetEntries()))
+	var seen syncengine.Timestamp
+	for i, pe := range resp.GetEntries() {
+		e, err := wire.EntryFromProto(pe)
+		if err != nil {
+			return fmt.Errorf("cannot pull changes: the server sent %w", err)
+		}
+		if p.Role == RoleNavigator && e.Author != p.StudyCode {
+			return fmt.Errorf("cannot pull changes: the server sent entry %s of %s to %s", e.ID, e.Author, p.StudyCode)
+		}
+		entries[i] = e
+		seen = max(seen, maxClock(e))
+	}
+	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		for _, e := range entries {
+			var exists, pending int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(pending), 0) FROM entries WHERE id = ?`, e.ID[:]).Scan(&exists, &pending); err != nil {
+				return fmt.Errorf("cannot read entry: %w", err)
+			}
+			if pending == 0 && exists == 0 {
+				// The common case on a first sync: nothing local to merge.
+				if err := storeLocal(ctx, tx, &localEntry{base: e, state: e}, c.opts.Now()); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := c.materialize(ctx, tx, e.ID, e, exists > 0); err != nil {
+				return err
+			}
+		}
+		for _, r := range resp.GetRemovals() {
+			id, err := syncengine.ParseEntryID(r.GetEntryId())
+			if err != nil {
+				return fmt.Errorf("cannot pull changes: the server sent a removal for %w", err)
+			}
+			if r.GetReason() == diaryv1.RemovalReason_REMOVAL_REASON_ERASED {
+				if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO erased (id) VALUES (?)`, id[:]); err != nil {
+					return fmt.Errorf("cannot record erased entry: %w", err)
+				}
+			}
+			if err := deleteLocal(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE profile SET cursor = ? WHERE id = 1`, int64(resp.GetNextCursor())); err != nil {
+			return fmt.Errorf("cannot store cursor: %w", err)
+		}
+		c.clock.Observe(seen)
+		if _, err := tx.ExecContext(ctx, `UPDATE clock SET known = max(known, ?), last = max(last, ?) WHERE id = 1`, int64(seen), int64(c.clock.Last())); err != nil {
+			return fmt.Errorf("cannot save clock: %w", err)
+		}
+		return nil
+	})
+	return err
+}
+
+// maxClock returns the newest clock anywhere in e.
+func maxClock(e *syncengine.Entry) syncengine.Timestamp {
+	m := max(e.Updated(), e.Created)
+	for _, f := range e.Feedback {
+		m = max(m, f.Body.Clock, f.Deleted.Clock)
+	}
+	return m
+}
+
+// resetReplica forgets everything the server sent (keeping local changes
+// not yet accepted) and moves the cursor back to the start.
+func (c *Client) resetReplica(ctx context.Context) error {
+	return c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE pending = 0`); err != nil {
+			return fmt.Errorf("cannot reset replica: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM entries`)
+		if err != nil {
+			return fmt.Errorf("cannot reset replica: %w", err)
+		}
+		var ids []syncengine.EntryID
+		for rows.Next() {
+			var b []byte
+			if err := rows.Scan(&b); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, syncengine.EntryID(b))
+		}
+		rows.Close()
+		if _, err := tx.ExecContext(ctx, `UPDATE entries SET base = NULL`); err != nil {
+			return fmt.Errorf("cannot reset replica: %w", err)
+		}
+		for _, id := range ids {
+			if err := c.rebuild(ctx, tx, id); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE profile SET cursor = 0 WHERE id = 1`)
+		return err
+	})
+}

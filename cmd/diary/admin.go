@@ -1,0 +1,349 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/diarysync/diarysync/client"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+)
+
+func cmdAdmin(e *env, args []string) error {
+	if len(args) == 0 {
+		return usagef("admin needs a subcommand: user, assign, unassign, assignments, code, device or wave")
+	}
+	return e.withClient(func(c *client.Client) error {
+		admin, err := c.Admin()
+		if err != nil {
+			return err
+		}
+		a := &adminCmd{env: e, svc: admin}
+		sub, rest := args[0], args[1:]
+		switch sub {
+		case "user":
+			return a.user(rest)
+		case "assign":
+			return a.assign(rest, true)
+		case "unassign":
+			return a.assign(rest, false)
+		case "assignments":
+			return a.assignments(rest)
+		case "code":
+			return a.code(rest)
+		case "device":
+			return a.device(rest)
+		case "wave":
+			return a.wave(rest)
+		}
+		return usagef("unknown admin subcommand %q", sub)
+	})
+}
+
+type adminCmd struct {
+	*env
+	svc diaryv1connect.AdminServiceClient
+}
+
+func rpcErr(action string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return adminError{action, err}
+}
+
+// adminError shows the server's message for a failed admin call.
+type adminError struct {
+	action string
+	err    error
+}
+
+func (e adminError) Error() string {
+	msg := e.err.Error()
+	// connect errors read "code: message"; the message alone is enough.
+	if _, after, ok := strings.Cut(msg, ": "); ok {
+		msg = after
+	}
+	return "cannot " + e.action + ": " + msg
+}
+
+func ts(t *timestamppb.Timestamp) string {
+	if t == nil {
+		return "-"
+	}
+	return t.AsTime().Local().Format("2006-01-02 15:04")
+}
+
+func (a *adminCmd) user(args []string) error {
+	if len(args) == 0 {
+		return usagef("admin user needs add, list or deactivate")
+	}
+	switch args[0] {
+	case "add":
+		fs := flag.NewFlagSet("admin user add", flag.ContinueOnError)
+		role := fs.String("role", "", "navigator, supervisor, researcher or admin")
+		code := fs.String("code", "", "study code, such as PN-D")
+		name := fs.String("name", "", "display name (never shown to research)")
+		if pos, err := parse(fs, args[1:]); err != nil {
+			return err
+		} else if len(pos) > 0 {
+			return usagef("admin user add takes only flags")
+		}
+		r, ok := map[string]diaryv1.Role{"navigator": diaryv1.Role_ROLE_NAVIGATOR, "supervisor": diaryv1.Role_ROLE_SUPERVISOR, "researcher": diaryv1.Role_ROLE_RESEARCHER, "admin": diaryv1.Role_ROLE_ADMIN}[strings.ToLower(*role)]
+		if !ok {
+			return usagef("--role must be navigator, supervisor, researcher or admin")
+		}
+		if *code == "" {
+			return usagef("admin user add needs --code")
+		}
+		resp, err := a.svc.CreateUser(a.ctx, &diaryv1.CreateUserRequest{StudyCode: *code, Role: r, DisplayName: *name})
+		if err != nil {
+			return rpcErr("add user", err)
+		}
+		fmt.Fprintln(a.stdout, resp.GetUser().GetStudyCode())
+		return nil
+	case "list":
+		fs := flag.NewFlagSet("admin user list", flag.ContinueOnError)
+		jsonOut := fs.Bool("json", false, "print JSON, one user per line")
+		if _, err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		if !*jsonOut {
+			fmt.Fprintln(tw, "CODE\tROLE\tNAME\tACTIVE\tCREATED")
+		}
+		for tok := ""; ; {
+			resp, err := a.svc.ListUsers(a.ctx, &diaryv1.ListUsersRequest{PageSize: 500, PageToken: tok})
+			if err != nil {
+				return rpcErr("list users", err)
+			}
+			for _, u := range resp.GetUsers() {
+				role := strings.ToLower(strings.TrimPrefix(u.GetRole().String(), "ROLE_"))
+				if *jsonOut {
+					writeJSON(a.stdout, map[string]any{"study_code": u.GetStudyCode(), "role": role, "display_name": u.GetDisplayName(), "active": u.GetActive(), "created_at": u.GetCreatedAt().AsTime()})
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%v\t%s\n", u.GetStudyCode(), role, u.GetDisplayName(), u.GetActive(), ts(u.GetCreatedAt()))
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if !*jsonOut {
+			return tw.Flush()
+		}
+		return nil
+	case "deactivate":
+		if len(args) != 2 {
+			return usagef("admin user deactivate needs a study code")
+		}
+		resp, err := a.svc.DeactivateUser(a.ctx, &diaryv1.DeactivateUserRequest{StudyCode: args[1]})
+		if err != nil {
+			return rpcErr("deactivate user", err)
+		}
+		fmt.Fprintf(a.stderr, "Deactivated %s; revoked %d device(s).\n", resp.GetUser().GetStudyCode(), resp.GetDevicesRevoked())
+		return nil
+	}
+	return usagef("unknown admin user subcommand %q", args[0])
+}
+
+func (a *adminCmd) assign(args []string, assign bool) error {
+	fs := flag.NewFlagSet("admin assign", flag.ContinueOnError)
+	sup := fs.String("supervisor", "", "supervisor's study code")
+	nav := fs.String("navigator", "", "navigator's study code")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 || *sup == "" || *nav == "" {
+		return usagef("needs --supervisor CODE --navigator CODE")
+	}
+	if assign {
+		resp, err := a.svc.AssignNavigator(a.ctx, &diaryv1.AssignNavigatorRequest{SupervisorCode: *sup, NavigatorCode: *nav})
+		if err != nil {
+			return rpcErr("assign", err)
+		}
+		if !resp.GetCreated() {
+			fmt.Fprintf(a.stderr, "%s was already assigned to %s.\n", *nav, *sup)
+		}
+		return nil
+	}
+	resp, err := a.svc.UnassignNavigator(a.ctx, &diaryv1.UnassignNavigatorRequest{SupervisorCode: *sup, NavigatorCode: *nav})
+	if err != nil {
+		return rpcErr("unassign", err)
+	}
+	if !resp.GetRemoved() {
+		fmt.Fprintf(a.stderr, "%s was not assigned to %s.\n", *nav, *sup)
+	}
+	return nil
+}
+
+func (a *adminCmd) assignments(args []string) error {
+	fs := flag.NewFlagSet("admin assignments", flag.ContinueOnError)
+	sup := fs.String("supervisor", "", "only this supervisor's")
+	jsonOut := fs.Bool("json", false, "print JSON, one per line")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	if !*jsonOut {
+		fmt.Fprintln(tw, "SUPERVISOR\tNAVIGATOR\tSINCE")
+	}
+	for tok := ""; ; {
+		resp, err := a.svc.ListAssignments(a.ctx, &diaryv1.ListAssignmentsRequest{PageSize: 500, PageToken: tok, SupervisorCode: *sup})
+		if err != nil {
+			return rpcErr("list assignments", err)
+		}
+		for _, as := range resp.GetAssignments() {
+			if *jsonOut {
+				writeJSON(a.stdout, map[string]any{"supervisor": as.GetSupervisorCode(), "navigator": as.GetNavigatorCode(), "created_at": as.GetCreatedAt().AsTime()})
+			} else {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", as.GetSupervisorCode(), as.GetNavigatorCode(), ts(as.GetCreatedAt()))
+			}
+		}
+		if tok = resp.GetNextPageToken(); tok == "" {
+			break
+		}
+	}
+	if !*jsonOut {
+		return tw.Flush()
+	}
+	return nil
+}
+
+func (a *adminCmd) code(args []string) error {
+	fs := flag.NewFlagSet("admin code", flag.ContinueOnError)
+	user := fs.String("user", "", "the study code of the person enrolling")
+	ttl := fs.Duration("ttl", 24*time.Hour, "how long the code works (1m to 168h)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 || *user == "" {
+		return usagef("admin code needs --user CODE")
+	}
+	resp, err := a.svc.IssueEnrollmentCode(a.ctx, &diaryv1.IssueEnrollmentCodeRequest{StudyCode: *user, Ttl: durationpb.New(*ttl)})
+	if err != nil {
+		return rpcErr("issue a code", err)
+	}
+	fmt.Fprintln(a.stdout, resp.GetCode())
+	return nil
+}
+
+func (a *adminCmd) device(args []string) error {
+	if len(args) == 0 {
+		return usagef("admin device needs list or revoke")
+	}
+	switch args[0] {
+	case "list":
+		fs := flag.NewFlagSet("admin device list", flag.ContinueOnError)
+		user := fs.String("user", "", "only this user's devices")
+		jsonOut := fs.Bool("json", false, "print JSON, one device per line")
+		if _, err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		if !*jsonOut {
+			fmt.Fprintln(tw, "DEVICE\tUSER\tNAME\tENROLLED\tLAST SYNC\tREVOKED")
+		}
+		for tok := ""; ; {
+			resp, err := a.svc.ListDevices(a.ctx, &diaryv1.ListDevicesRequest{PageSize: 500, PageToken: tok, StudyCode: *user})
+			if err != nil {
+				return rpcErr("list devices", err)
+			}
+			for _, d := range resp.GetDevices() {
+				if *jsonOut {
+					m := map[string]any{"device_id": d.GetDeviceId(), "study_code": d.GetStudyCode(), "name": d.GetName(), "enrolled_at": d.GetEnrolledAt().AsTime(), "last_sync_at": nil, "revoked_at": nil}
+					if d.GetLastSyncAt() != nil {
+						m["last_sync_at"] = d.GetLastSyncAt().AsTime()
+					}
+					if d.GetRevokedAt() != nil {
+						m["revoked_at"] = d.GetRevokedAt().AsTime()
+					}
+					writeJSON(a.stdout, m)
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.GetDeviceId(), d.GetStudyCode(), d.GetName(), ts(d.GetEnrolledAt()), ts(d.GetLastSyncAt()), ts(d.GetRevokedAt()))
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if !*jsonOut {
+			return tw.Flush()
+		}
+		return nil
+	case "revoke":
+		if len(args) != 2 {
+			return usagef("admin device revoke needs a device id")
+		}
+		if _, err := a.svc.RevokeDevice(a.ctx, &diaryv1.RevokeDeviceRequest{DeviceId: args[1]}); err != nil {
+			return rpcErr("revoke device", err)
+		}
+		return nil
+	}
+	return usagef("unknown admin device subcommand %q", args[0])
+}
+
+func (a *adminCmd) wave(args []string) error {
+	if len(args) == 0 {
+		return usagef("admin wave needs add, edit or list")
+	}
+	switch args[0] {
+	case "add", "edit":
+		fs := flag.NewFlagSet("admin wave "+args[0], flag.ContinueOnError)
+		number := fs.Uint("number", 0, "wave number, from 1")
+		label := fs.String("label", "", "label, such as Baseline")
+		from := fs.String("from", "", "first day, YYYY-MM-DD")
+		to := fs.String("to", "", "last day, YYYY-MM-DD")
+		if pos, err := parse(fs, args[1:]); err != nil {
+			return err
+		} else if len(pos) > 0 || *number == 0 || *label == "" || *from == "" || *to == "" {
+			return usagef("admin wave %s needs --number N --label L --from DATE --to DATE", args[0])
+		}
+		w := &diaryv1.Wave{Number: uint32(*number), Label: *label, StartDate: *from, EndDate: *to}
+		var err error
+		if args[0] == "add" {
+			_, err = a.svc.CreateWave(a.ctx, &diaryv1.CreateWaveRequest{Wave: w})
+		} else {
+			_, err = a.svc.UpdateWave(a.ctx, &diaryv1.UpdateWaveRequest{Wave: w})
+		}
+		if err != nil {
+			return rpcErr(args[0]+" wave", err)
+		}
+		fmt.Fprintln(a.stdout, w.GetNumber())
+		return nil
+	case "list":
+		fs := flag.NewFlagSet("admin wave list", flag.ContinueOnError)
+		jsonOut := fs.Bool("json", false, "print JSON, one wave per line")
+		if _, err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		if !*jsonOut {
+			fmt.Fprintln(tw, "WAVE\tLABEL\tFROM\tTO")
+		}
+		for tok := ""; ; {
+			resp, err := a.svc.ListWaves(a.ctx, &diaryv1.ListWavesRequest{PageSize: 500, PageToken: tok})
+			if err != nil {
+				return rpcErr("list waves", err)
+			}
+			for _, w := range resp.GetWaves() {
+				if *jsonOut {
+					writeJSON(a.stdout, map[string]any{"number": w.GetNumber(), "label": w.GetLabel(), "start_date": w.GetStartDate(), "end_date": w.GetEndDate()})
+				} else {
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", w.GetNumber(), w.GetLabel(), w.GetStartDate(), w.GetEndDate())
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if !*jsonOut {
+			return tw.Flush()
+		}
+		return nil
+	}
+	return usagef("unknown admin wave subcommand %q", args[0])
+}

@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strconv"
+	"text/tabwriter"
+	"time"
+
+	"github.com/diarysync/diarysync/client"
+)
+
+// syncWithProgress runs one sync; on a terminal it shows its progress on
+// standard error.
+func (e *env) syncWithProgress(c *client.Client) error {
+	if !isTerminal(e.stderr) {
+		return c.Sync(e.ctx)
+	}
+	events, stop := c.Watch()
+	defer stop()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range events {
+			st, err := c.Status(e.ctx)
+			if err != nil || !st.Progress.Running {
+				continue
+			}
+			p := st.Progress
+			if p.Phase == "push" {
+				fmt.Fprintf(e.stderr, "\rpushing: %d changes sent, %d waiting      ", p.Pushed, st.Pending)
+			} else {
+				fmt.Fprintf(e.stderr, "\rpulling: %d received, %d waiting           ", p.Pulled, p.Remaining)
+			}
+		}
+	}()
+	err := c.Sync(e.ctx)
+	stop()
+	<-done
+	fmt.Fprint(e.stderr, "\r\033[K")
+	return err
+}
+
+func cmdSync(e *env, args []string) error {
+	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
+	watch := fs.Bool("watch", false, "keep syncing until interrupted: after changes here or on the server")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("sync takes no arguments")
+	}
+	return e.withClient(func(c *client.Client) error {
+		if !*watch {
+			if err := e.syncWithProgress(c); err != nil {
+				return err
+			}
+			return e.printSummary(c)
+		}
+		return e.watch(c, func() {
+			st, err := c.Status(e.ctx)
+			if err == nil && !st.Progress.Running {
+				if st.LastError != "" {
+					fmt.Fprintf(e.stderr, "%s  sync failed: %s (retrying)\n", time.Now().Format("15:04:05"), st.LastError)
+				} else {
+					fmt.Fprintf(e.stderr, "%s  in sync: %d pending, %d refused\n", time.Now().Format("15:04:05"), st.Pending, st.Refused)
+				}
+			}
+		})
+	})
+}
+
+// watch runs the client's background sync until interrupted, calling
+// onStatus after each status change.
+func (e *env) watch(c *client.Client, onChange func()) error {
+	events, stop := c.Watch()
+	defer stop()
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx, client.RunOptions{Debounce: 200 * time.Millisecond}) }()
+	last := ""
+	for {
+		select {
+		case err := <-errc:
+			return err
+		case _, ok := <-events:
+			if !ok {
+				return <-errc
+			}
+			st, err := c.Status(e.ctx)
+			if err != nil || st.Progress.Running {
+				continue
+			}
+			key := fmt.Sprint(st.LastSync, st.LastError, st.Pending, st.Refused)
+			if key != last {
+				last = key
+				onChange()
+			}
+		}
+	}
+}
+
+func (e *env) printSummary(c *client.Client) error {
+	st, err := c.Status(e.ctx)
+	if err != nil {
+		return err
+	}
+	if isTerminal(e.stderr) || st.Refused > 0 {
+		msg := fmt.Sprintf("In sync. %d change(s) pending", st.Pending)
+		if st.Refused > 0 {
+			msg += fmt.Sprintf("; %d refused by the server (see \"diary refused\")", st.Refused)
+		}
+		fmt.Fprintln(e.stderr, msg+".")
+	}
+	return nil
+}
+
+func cmdStatus(e *env, args []string) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("status takes no arguments")
+	}
+	return e.withClient(func(c *client.Client) error {
+		st, err := c.Status(e.ctx)
+		if err != nil {
+			return err
+		}
+		p, _ := c.Profile()
+		refused, err := c.Refused(e.ctx, 0, 1000)
+		if err != nil {
+			return err
+		}
+		if *jsonOut {
+			out := map[string]any{
+				"study_code":   p.StudyCode,
+				"role":         p.Role.String(),
+				"server":       p.ServerURL,
+				"device_id":    p.DeviceID,
+				"pending":      st.Pending,
+				"refused":      refusedJSON(refused),
+				"cursor":       st.Cursor,
+				"clock_offset": st.ClockOffset.String(),
+				"last_sync":    nil,
+				"last_error":   st.LastError,
+			}
+			if !st.LastSync.IsZero() {
+				out["last_sync"] = st.LastSync
+			}
+			return writeJSON(e.stdout, out)
+		}
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "profile:\t%s (%s) on %s\n", p.StudyCode, p.Role, p.ServerURL)
+		fmt.Fprintf(tw, "pending:\t%d change(s) not yet synced\n", st.Pending)
+		last := "never"
+		if !st.LastSync.IsZero() {
+			last = st.LastSync.Local().Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "last sync:\t%s\n", last)
+		if st.LastError != "" {
+			fmt.Fprintf(tw, "last error:\t%s (%s)\n", st.LastError, st.LastErrorAt.Local().Format("2006-01-02 15:04:05"))
+		}
+		if st.ClockOffset != 0 {
+			fmt.Fprintf(tw, "clock:\tthis device's clock is corrected by %s\n", st.ClockOffset)
+		}
+		fmt.Fprintf(tw, "refused:\t%d change(s)\n", st.Refused)
+		tw.Flush()
+		for _, r := range refused {
+			fmt.Fprintf(e.stdout, "  #%d entry %s, %s: %s\n", r.Seq, r.Change.Entry.String()[:8], r.Change.Field, r.Message)
+		}
+		return nil
+	})
+}
+
+func refusedJSON(rs []client.RefusedChange) []map[string]any {
+	out := []map[string]any{}
+	for _, r := range rs {
+		m := map[string]any{
+			"seq":        r.Seq,
+			"entry_id":   r.Change.Entry.String(),
+			"field":      r.Change.Field.String(),
+			"reason":     r.Reason.String(),
+			"message":    r.Message,
+			"refused_at": r.RefusedAt,
+		}
+		switch {
+		case r.Change.Field.String() == "tag":
+			m["tag"], m["value"] = r.Change.Tag, r.Change.Flag
+		case r.Change.Text != "":
+			m["value"] = r.Change.Text
+		case r.Change.Number != 0:
+			m["value"] = r.Change.Number
+		default:
+			m["value"] = r.Change.Flag
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func cmdRefused(e *env, args []string) error {
+	fs := flag.NewFlagSet("refused", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	return e.withClient(func(c *client.Client) error {
+		if len(pos) == 2 && pos[0] == "dismiss" {
+			seq, err := strconv.ParseInt(pos[1], 10, 64)
+			if err != nil {
+				return usagef("refused dismiss needs the number shown with the change")
+			}
+			return c.DismissRefused(e.ctx, seq)
+		}
+		if len(pos) > 0 {
+			return usagef("usage: diary refused [--json] | diary refused dismiss SEQ")
+		}
+		var all []client.RefusedChange
+		for after := int64(0); ; {
+			page, err := c.Refused(e.ctx, after, 500)
+			if err != nil {
+				return err
+			}
+			all = append(all, page...)
+			if len(page) < 500 {
+				break
+			}
+			after = page[len(page)-1].Seq
+		}
+		if *jsonOut {
+			return writeJSON(e.stdout, refusedJSON(all))
+		}
+		for _, m := range refusedJSON(all) {
+			fmt.Fprintf(e.stdout, "#%v  entry %s  %v = %q\n     %v\n", m["seq"], m["entry_id"], m["field"], fmt.Sprint(m["value"]), m["message"])
+		}
+		return nil
+	})
+}
+
+func cmdInbox(e *env, args []string) error {
+	fs := flag.NewFlagSet("inbox", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, "print JSON, one entry per line")
+	unread := fs.Bool("unread", false, "only entries not yet read")
+	watch := fs.Bool("watch", false, "keep syncing and show new reflections as they arrive")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("inbox takes no arguments")
+	}
+	return e.withClient(func(c *client.Client) error {
+		p, _ := c.Profile()
+		if p.Role != client.RoleSupervisor {
+			return fmt.Errorf("the inbox is for supervisors; %s is a %s", p.StudyCode, p.Role)
+		}
+		o := client.ListOptions{Unread: *unread}
+		if !*watch {
+			return e.printEntries(c, o, 0, *jsonOut, true)
+		}
+		seen := map[string]bool{}
+		show := func() {
+			for tok := ""; ; {
+				o.PageToken, o.Limit = tok, 200
+				page, err := c.List(e.ctx, o)
+				if err != nil {
+					fmt.Fprintln(e.stderr, "diary:", message(err))
+					return
+				}
+				for _, en := range page.Entries {
+					key := en.ID.String() + en.UpdatedAt.String() + fmt.Sprint(len(en.Feedback))
+					if seen[key] {
+						continue
+					}
+					seen[key] = true
+					if *jsonOut {
+						writeJSON(e.stdout, toJSON(en, true))
+					} else {
+						fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", en.Date, en.ID.String()[:8], en.Author, oneLine(en.Title, 60))
+					}
+				}
+				if tok = page.Next; tok == "" {
+					return
+				}
+			}
+		}
+		show()
+		return e.watch(c, show)
+	})
+}

@@ -1,0 +1,194 @@
+// Package litedb opens SQLite databases the way diarysync uses them: WAL,
+// a busy timeout, foreign keys, one writer connection that takes its lock
+// at BEGIN (so writers queue instead of failing), a pool of readers, and
+// embedded migrations applied in order, each in its own transaction.
+package litedb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is a SQLite database with a single writer connection and a pool of
+// readers.
+type DB struct {
+	Path  string
+	Write *sql.DB
+	Read  *sql.DB
+}
+
+// Options tunes Open.
+type Options struct {
+	// Synchronous is SQLite's synchronous setting: FULL (the default)
+	// makes every commit durable before it returns.
+	Synchronous string
+	// Readers is the size of the read pool (default 4).
+	Readers int
+	// Migrations holds the migrations as NNNN_name.sql files under dir.
+	Migrations fs.FS
+	Dir        string
+	// Now returns the time recorded with applied migrations, in Unix ms.
+	Now func() int64
+}
+
+// Open opens (creating, with mode 0600, if needed) the database at file
+// and applies the migrations not yet applied.
+func Open(ctx context.Context, file string, opts Options) (*DB, error) {
+	if opts.Synchronous == "" {
+		opts.Synchronous = "FULL"
+	}
+	switch strings.ToUpper(opts.Synchronous) {
+	case "FULL", "NORMAL", "EXTRA":
+	default:
+		return nil, fmt.Errorf("synchronous must be FULL, NORMAL or EXTRA, not %q", opts.Synchronous)
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = 4
+	}
+	dsn := func(extra ...string) string {
+		q := url.Values{}
+		q.Add("_pragma", "busy_timeout(5000)")
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "synchronous("+strings.ToUpper(opts.Synchronous)+")")
+		for i := 0; i+1 < len(extra); i += 2 {
+			q.Add(extra[i], extra[i+1])
+		}
+		return "file:" + file + "?" + q.Encode()
+	}
+	// The data is sensitive: the file is readable by its owner only, and
+	// SQLite gives the -wal and -shm files the same mode.
+	if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+		return nil, fmt.Errorf("cannot create database %q: %w", file, err)
+	} else {
+		f.Close()
+	}
+	w, err := sql.Open("sqlite", dsn("_txlock", "immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("cannot open database %q: %w", file, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("cannot open database %q: %w", file, err)
+	}
+	db := &DB{Path: file, Write: w}
+	if opts.Migrations != nil {
+		if err := db.migrate(ctx, opts); err != nil {
+			w.Close()
+			return nil, err
+		}
+	}
+	r, err := sql.Open("sqlite", dsn("_pragma", "query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("cannot open database %q for reading: %w", file, err)
+	}
+	r.SetMaxOpenConns(opts.Readers)
+	r.SetMaxIdleConns(opts.Readers)
+	db.Read = r
+	return db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.Read.Close(), db.Write.Close())
+}
+
+func (db *DB) migrate(ctx context.Context, opts Options) error {
+	if _, err := db.Write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT NOT NULL,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("cannot create schema_migrations: %w", err)
+	}
+	names, err := fs.Glob(opts.Migrations, path.Join(opts.Dir, "*.sql"))
+	if err != nil {
+		return err
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		version, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return fmt.Errorf("migration %q: name must start with a number and '_'", base)
+		}
+		body, err := fs.ReadFile(opts.Migrations, name)
+		if err != nil {
+			return err
+		}
+		var now int64
+		if opts.Now != nil {
+			now = opts.Now()
+		}
+		err = db.WriteTx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
+				return fmt.Errorf("cannot read schema_migrations: %w", err)
+			}
+			if n > 0 {
+				return nil
+			}
+			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
+				return fmt.Errorf("cannot apply migration %s: %w", base, err)
+			}
+			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`, version, base, now); err != nil {
+				return fmt.Errorf("cannot record migration %s: %w", base, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// WriteTx runs fn in a write transaction and commits it; with
+// synchronous FULL the commit is durable when WriteTx returns nil.
+func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.Write.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("cannot begin write: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("cannot commit: %w", err)
+	}
+	return nil
+}
+
+// ReadTx runs fn in a read transaction: one snapshot of the database.
+func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return fmt.Errorf("cannot begin read: %w", err)
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// Placeholders returns "(?,?,?),(?,?,?)" for rows rows of cols columns.
+func Placeholders(rows, cols int) string {
+	one := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
+	return strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
+}
