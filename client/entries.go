@@ -417,11 +417,11 @@ type Sharing int
 
 // Sharing filters.
 const (
-	SharingAny        Sharing = iota // no filter
-	SharedSupervisor                 // shared with supervisors
-	SharedResearch                   // shared for research
-	SharedWithAnyone                 // shared with supervisors or research
-	SharedWithNoone                  // private
+	SharingAny       Sharing = iota // no filter
+	SharedSupervisor                // shared with supervisors
+	SharedResearch                  // shared for research
+	SharedWithAnyone                // shared with supervisors or research
+	SharedWithNoone                 // private
 )
 
 // DeletedFilter selects entries by their deleted flag.

@@ -97,4 +97,3 @@ func cmdExport(e *env, args []string) error {
 		return nil
 	})
 }
-
