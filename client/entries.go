@@ -594,17 +594,20 @@ func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
 	return h.Sum(), h.Count(), err
 }
 
-// FindID returns the entry whose id starts with prefix (at least 4 hex
-// characters, dashes optional), so people can type short ids.
-func (c *Client) FindID(ctx context.Context, prefix string) (syncengine.EntryID, error) {
-	if id, err := syncengine.ParseEntryID(prefix); err == nil {
+// FindID returns the entry whose id is s, or starts or ends with s (at
+// least 4 hex digits, dashes optional), so people can type short ids. The
+// end of a UUIDv7 is random, so its last 8 digits (ShortID) tell entries
+// apart; its start is a timestamp, shared by entries made within a
+// minute of each other.
+func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, error) {
+	if id, err := syncengine.ParseEntryID(s); err == nil {
 		return id, nil
 	}
-	hex := strings.ToUpper(strings.ReplaceAll(prefix, "-", ""))
+	hex := strings.ToUpper(strings.ReplaceAll(s, "-", ""))
 	if len(hex) < 4 || len(hex) > 32 || strings.Trim(hex, "0123456789ABCDEF") != "" {
-		return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "%q is not an entry id or the start of one (at least 4 hex digits)", prefix)
+		return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "%q is not an entry id or part of one (at least 4 hex digits)", s)
 	}
-	rows, err := c.db.Read.QueryContext(ctx, `SELECT id FROM entries WHERE hex(id) LIKE ? LIMIT 2`, hex+"%")
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT id FROM entries WHERE hex(id) LIKE ? OR hex(id) LIKE ? LIMIT 2`, hex+"%", "%"+hex)
 	if err != nil {
 		return syncengine.EntryID{}, fmt.Errorf("cannot look up entry: %w", err)
 	}
@@ -619,9 +622,16 @@ func (c *Client) FindID(ctx context.Context, prefix string) (syncengine.EntryID,
 	}
 	switch len(found) {
 	case 0:
-		return syncengine.EntryID{}, syncengine.Errorf(syncengine.ENOTFOUND, "no entry on this device has an id starting with %q", prefix)
+		return syncengine.EntryID{}, syncengine.Errorf(syncengine.ENOTFOUND, "no entry on this device has an id starting or ending with %q", s)
 	case 1:
 		return found[0], nil
 	}
-	return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "more than one entry has an id starting with %q: type more of it", prefix)
+	return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "more than one entry has an id starting or ending with %q: type more of it", s)
+}
+
+// ShortID returns the last 8 hex digits of an entry id: what lists show,
+// and enough for FindID.
+func ShortID(id syncengine.EntryID) string {
+	s := id.String()
+	return s[len(s)-8:]
 }

@@ -369,9 +369,9 @@ func (e *env) printEntries(c *client.Client, o client.ListOptions, limit int, js
 				if !en.ReadAt.IsZero() {
 					mark = ""
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", mark, en.Date, en.ID.String()[:8], en.Author, title, len(en.Feedback))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\n", mark, en.Date, client.ShortID(en.ID), en.Author, title, len(en.Feedback))
 			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", en.Date, en.ID.String()[:8], shareLabel(en), strings.Join(en.Tags, ","), title)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", en.Date, client.ShortID(en.ID), shareLabel(en), strings.Join(en.Tags, ","), title)
 			}
 		}
 		if page.Next == "" || (limit > 0 && n >= limit) {
@@ -429,7 +429,7 @@ func cmdShow(e *env, args []string) error {
 		}
 		fmt.Fprintf(&b, "created: %s\nedited:  %s\n", en.CreatedAt.Local().Format("2006-01-02 15:04"), en.UpdatedAt.Local().Format("2006-01-02 15:04"))
 		if en.Deleted {
-			b.WriteString("deleted: yes (diary restore " + en.ID.String()[:8] + " brings it back)\n")
+			b.WriteString("deleted: yes (diary restore " + client.ShortID(en.ID) + " brings it back)\n")
 		}
 		if en.Pending > 0 {
 			fmt.Fprintf(&b, "pending: %d change(s) not yet synced\n", en.Pending)

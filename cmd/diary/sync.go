@@ -169,7 +169,7 @@ func cmdStatus(e *env, args []string) error {
 		fmt.Fprintf(tw, "refused:\t%d change(s)\n", st.Refused)
 		tw.Flush()
 		for _, r := range refused {
-			fmt.Fprintf(e.stdout, "  #%d entry %s, %s: %s\n", r.Seq, r.Change.Entry.String()[:8], r.Change.Field, r.Message)
+			fmt.Fprintf(e.stdout, "  #%d entry %s, %s: %s\n", r.Seq, client.ShortID(r.Change.Entry), r.Change.Field, r.Message)
 		}
 		return nil
 	})
@@ -278,7 +278,7 @@ func cmdInbox(e *env, args []string) error {
 					if *jsonOut {
 						writeJSON(e.stdout, toJSON(en, true))
 					} else {
-						fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", en.Date, en.ID.String()[:8], en.Author, oneLine(en.Title, 60))
+						fmt.Fprintf(e.stdout, "%s  %s  %s  %s\n", en.Date, client.ShortID(en.ID), en.Author, oneLine(en.Title, 60))
 					}
 				}
 				if tok = page.Next; tok == "" {
