@@ -452,19 +452,48 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 		seen = max(seen, maxClock(e))
 	}
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		w, err := newEntryWriter(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer w.close()
+		lookup, err := tx.PrepareContext(ctx, `SELECT pending FROM entries WHERE id = ?`)
+		if err != nil {
+			return fmt.Errorf("cannot prepare entry lookup: %w", err)
+		}
+		defer lookup.Close()
+		now := c.opts.Now()
+		var queued int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&queued); err != nil {
+			return fmt.Errorf("cannot read outbox: %w", err)
+		}
 		for _, e := range entries {
-			var exists, pending int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(pending), 0) FROM entries WHERE id = ?`, e.ID[:]).Scan(&exists, &pending); err != nil {
-				return fmt.Errorf("cannot read entry: %w", err)
-			}
-			if pending == 0 && exists == 0 {
+			pending := 0
+			err := lookup.QueryRowContext(ctx, e.ID[:]).Scan(&pending)
+			switch {
+			case errors.Is(err, sql.ErrNoRows) && queued == 0:
 				// The common case on a first sync: nothing local to merge.
-				if err := storeLocal(ctx, tx, &localEntry{base: e, state: e}, c.opts.Now()); err != nil {
+				if err := w.store(ctx, &localEntry{base: e, state: e}, now, true); err != nil {
+					return err
+				}
+				continue
+			case errors.Is(err, sql.ErrNoRows):
+				// Outbox changes may wait for an entry this replica does
+				// not hold (a supervisor's feedback on an entry shared
+				// again): merge them in.
+				if err := c.materialize(ctx, tx, e.ID, e, false); err != nil {
+					return err
+				}
+				continue
+			case err != nil:
+				return fmt.Errorf("cannot read entry: %w", err)
+			case pending == 0:
+				if err := w.store(ctx, &localEntry{base: e, state: e}, now, false); err != nil {
 					return err
 				}
 				continue
 			}
-			if err := c.materialize(ctx, tx, e.ID, e, exists > 0); err != nil {
+			if err := c.materialize(ctx, tx, e.ID, e, true); err != nil {
 				return err
 			}
 		}
