@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -255,6 +255,5 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
-
 
 func wireChange(c *syncengine.Change) *diaryv1.Change { return wire.ChangeToProto(c) }
