@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"io"
 	"database/sql"
 	"embed"
 	"errors"
@@ -72,6 +74,10 @@ type Options struct {
 	PushChanges int
 	// PullPageSize is the page size asked of Pull (default 1000).
 	PullPageSize uint32
+	// Rand is the source of the random bits in new entry and feedback
+	// ids (default crypto/rand). With Now, it makes a replica fully
+	// deterministic, which simulations need.
+	Rand io.Reader
 }
 
 // Profile is who this replica belongs to and where it syncs.
@@ -131,6 +137,9 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	}
 	if opts.PullPageSize == 0 {
 		opts.PullPageSize = 1000
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
 	}
 	db, err := litedb.Open(ctx, path, litedb.Options{
 		Synchronous: opts.Synchronous,
@@ -256,6 +265,13 @@ func (t streamAuth) WrapStreamingClient(next connect.StreamingClientFunc) connec
 
 func (t streamAuth) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.StreamingHandlerFunc {
 	return next
+}
+
+// newID returns a fresh UUIDv7 from the client's clock and random source.
+func (c *Client) newID() ([16]byte, error) {
+	c.mu.Lock() // Options.Rand need not be safe for concurrent use
+	defer c.mu.Unlock()
+	return syncengine.NewEntryIDFrom(c.opts.Now(), c.opts.Rand)
 }
 
 // Profile returns who this replica belongs to, and false if it has not

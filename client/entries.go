@@ -103,7 +103,10 @@ type Edit struct {
 // Create writes a new entry and returns its id. It is durable when Create
 // returns, and reaches the server on the next sync.
 func (c *Client) Create(ctx context.Context, d Draft) (syncengine.EntryID, error) {
-	id := syncengine.NewEntryID()
+	id, err := c.newID()
+	if err != nil {
+		return syncengine.EntryID{}, err
+	}
 	if d.Date == "" {
 		d.Date = c.opts.Now().Format(time.DateOnly)
 	}
@@ -130,7 +133,7 @@ func (c *Client) Create(ctx context.Context, d Draft) (syncengine.EntryID, error
 	if err := c.write(ctx, changes, true); err != nil {
 		return syncengine.EntryID{}, err
 	}
-	return id, nil
+	return syncengine.EntryID(id), nil
 }
 
 // Update applies an edit to an entry of this navigator.
@@ -199,8 +202,11 @@ func (c *Client) RemoveTag(ctx context.Context, id syncengine.EntryID, tag strin
 // WriteFeedback leaves a new feedback note, as a supervisor, on an entry
 // shared with them, and returns its id.
 func (c *Client) WriteFeedback(ctx context.Context, entry syncengine.EntryID, body string) (syncengine.FeedbackID, error) {
-	id := syncengine.NewFeedbackID()
-	err := c.write(ctx, []syncengine.Change{{Entry: entry, Field: syncengine.FieldFeedbackBody, Feedback: id, Text: body}}, false)
+	id, err := c.newID()
+	if err != nil {
+		return syncengine.FeedbackID{}, err
+	}
+	err = c.write(ctx, []syncengine.Change{{Entry: entry, Field: syncengine.FieldFeedbackBody, Feedback: id, Text: body}}, false)
 	return id, err
 }
 

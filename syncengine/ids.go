@@ -3,6 +3,8 @@ package syncengine
 import (
 	"bytes"
 	"fmt"
+	"io"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -25,6 +27,23 @@ func NewEntryID() EntryID { return EntryID(mustV7()) }
 
 // NewFeedbackID returns a fresh UUIDv7 feedback id.
 func NewFeedbackID() FeedbackID { return FeedbackID(mustV7()) }
+
+// NewEntryIDFrom returns a UUIDv7 entry id for the millisecond of t, with
+// its random bits read from r. It lets a caller that controls time and
+// randomness (a deterministic simulation) control ids too.
+func NewEntryIDFrom(t time.Time, r io.Reader) (EntryID, error) {
+	var id EntryID
+	if _, err := io.ReadFull(r, id[6:]); err != nil {
+		return EntryID{}, fmt.Errorf("cannot read random bits for an id: %w", err)
+	}
+	ms := uint64(t.UnixMilli())
+	for i := range 6 {
+		id[i] = byte(ms >> (40 - 8*i))
+	}
+	id[6] = 0x70 | id[6]&0x0f // version 7
+	id[8] = 0x80 | id[8]&0x3f // RFC 9562 variant
+	return id, nil
+}
 
 // NewReplicaID returns a fresh random replica id.
 func NewReplicaID() ReplicaID { return ReplicaID(uuid.New()) }

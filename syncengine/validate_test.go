@@ -1,9 +1,13 @@
 package syncengine
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
 )
 
 func validChange() Change {
@@ -165,5 +169,24 @@ func TestErrorMessage(t *testing.T) {
 	err := Errorf(ENOTFOUND, "no user with study code %q", "PN-Z")
 	if ErrorCode(err) != ENOTFOUND || ErrorMessage(err) != `no user with study code "PN-Z"` {
 		t.Fatalf("got %q %q", ErrorCode(err), ErrorMessage(err))
+	}
+}
+
+func TestNewEntryIDFrom(t *testing.T) {
+	at := time.Date(2026, 11, 27, 14, 0, 0, 123e6, time.UTC)
+	r := bytes.NewReader(bytes.Repeat([]byte{0xff}, 20))
+	id, err := NewEntryIDFrom(at, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseEntryID(id.String())
+	if err != nil || back != id {
+		t.Fatalf("%s does not parse as a UUIDv7: %v", id, err)
+	}
+	if got := uuid.UUID(id).Time(); time.Unix(got.UnixTime()).Unix() != at.Unix() {
+		t.Fatalf("id time %v, want %v", time.Unix(got.UnixTime()), at)
+	}
+	if _, err := NewEntryIDFrom(at, bytes.NewReader(nil)); err == nil {
+		t.Fatal("an empty random source gave an id")
 	}
 }
