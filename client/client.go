@@ -3,11 +3,11 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"io"
 	"database/sql"
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
