@@ -31,6 +31,7 @@ type DB struct {
 	now   func() time.Time
 
 	syncTimes syncTimes
+	bulk      bulkStmts
 }
 
 // DBOptions tunes OpenDB.
@@ -108,6 +109,7 @@ func OpenDB(ctx context.Context, file string, opts DBOptions) (*DB, error) {
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
+	db.closeBulk()
 	return errors.Join(db.read.Close(), db.write.Close())
 }
 
@@ -224,13 +226,3 @@ type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
-
-// placeholders returns "(?,?,?),(?,?,?)" for rows rows of cols columns.
-func placeholders(rows, cols int) string {
-	one := "(" + strings.TrimSuffix(strings.Repeat("?,", cols), ",") + ")"
-	return strings.TrimSuffix(strings.Repeat(one+",", rows), ",")
-}
-
-// maxVars is how many bound parameters one statement may take; SQLite's
-// default limit is 32766.
-const maxVars = 30000

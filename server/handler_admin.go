@@ -71,6 +71,7 @@ func (h *adminHandler) DeactivateUser(ctx context.Context, req *diaryv1.Deactiva
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.log.InfoContext(ctx, "user deactivated", "study_code", u.StudyCode, "devices_revoked", n)
+	h.hub.wakeAll() // open streams of the user's devices end
 	return &diaryv1.DeactivateUserResponse{User: userToProto(u), DevicesRevoked: uint32(n)}, nil
 }
 
@@ -141,6 +142,7 @@ func (h *adminHandler) RevokeDevice(ctx context.Context, req *diaryv1.RevokeDevi
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.log.InfoContext(ctx, "device revoked", "device", d.PublicID, "study_code", d.StudyCode)
+	h.hub.wakeAll() // an open stream of the device ends
 	return &diaryv1.RevokeDeviceResponse{Device: deviceToProto(d)}, nil
 }
 

@@ -100,6 +100,11 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 		return stream.Send(&diaryv1.SubscribeResponse{Cursor: uint64(sent), Heartbeat: heartbeat, ServerTime: timestamppb.New(h.db.now())})
 	}
 	check := func() error {
+		// A stream outlives the authentication of its call: a device
+		// revoked since must stop hearing when its readers' data changes.
+		if err := h.db.DeviceActive(ctx, who.DeviceID); err != nil {
+			return connectError(ctx, h.log, err)
+		}
 		head, err := h.db.Head(ctx, who)
 		if err != nil {
 			return connectError(ctx, h.log, err)
@@ -132,6 +137,9 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 				return err
 			}
 		case <-ticker.C:
+			if err := h.db.DeviceActive(ctx, who.DeviceID); err != nil {
+				return connectError(ctx, h.log, err)
+			}
 			if err := send(true); err != nil {
 				return err
 			}

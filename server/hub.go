@@ -60,6 +60,17 @@ func (h *hub) notify(w *Wakeups) {
 	}
 }
 
+// wakeAll wakes every stream, so that each checks again that its device
+// may still listen: after a revocation, which is rare enough that waking
+// everyone costs nothing worth tracking streams by device for.
+func (h *hub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for k := range h.subs {
+		h.wake(k)
+	}
+}
+
 func (h *hub) wake(k hubKey) {
 	for ch := range h.subs[k] {
 		select {

@@ -135,14 +135,36 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*Identity, error)
 	if subtle.ConstantTimeCompare(sum[:], hash) != 1 {
 		return nil, errBadToken
 	}
-	if revoked.Valid {
-		return nil, syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this device was revoked: ask an administrator for a new enrolment code")
-	}
-	if !active {
-		return nil, syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this account was deactivated")
+	if err := deviceState(revoked.Valid, active); err != nil {
+		return nil, err
 	}
 	copy(id.Replica[:], replica)
 	return &id, nil
+}
+
+func deviceState(revoked, active bool) error {
+	if revoked {
+		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this device was revoked: ask an administrator for a new enrolment code")
+	}
+	if !active {
+		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this account was deactivated")
+	}
+	return nil
+}
+
+// DeviceActive returns nil if the device is still enrolled and its user
+// active, and the error Authenticate would give otherwise. Long-lived
+// calls use it to notice a revocation made after they authenticated.
+func (db *DB) DeviceActive(ctx context.Context, device int64) error {
+	var revoked, active bool
+	err := db.read.QueryRowContext(ctx, `SELECT d.revoked_at IS NOT NULL, u.active FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`, device).Scan(&revoked, &active)
+	if errors.Is(err, sql.ErrNoRows) {
+		return errBadToken
+	}
+	if err != nil {
+		return fmt.Errorf("cannot look up device: %w", err)
+	}
+	return deviceState(revoked, active)
 }
 
 // Enrolment codes: 10 characters from an alphabet without look-alikes

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
@@ -118,6 +119,38 @@ func (m *Metrics) WriteTo(w io.Writer) (int64, error) {
 	fmt.Fprintf(&b, "diarysync_changes_total{outcome=\"refused\"} %d\n", m.changesRefused.Load())
 	b.WriteString("# HELP diarysync_subscribe_streams_active Open Subscribe streams.\n# TYPE diarysync_subscribe_streams_active gauge\n")
 	fmt.Fprintf(&b, "diarysync_subscribe_streams_active %d\n", m.activeStreams.Load())
+	writeRuntime(&b)
 	n, err := io.WriteString(w, b.String())
 	return int64(n), err
+}
+
+// runtimeSamples are read from the Go runtime for each scrape. Heap in use
+// is what the memory bound of a request is about: it is the live objects
+// plus the spans they occupy, without memory the runtime has released or
+// kept for stacks.
+var runtimeSamples = []string{
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+	"/sched/goroutines:goroutines",
+}
+
+// writeRuntime writes the Go runtime's heap and goroutine gauges. It
+// reads runtime/metrics, which, unlike runtime.ReadMemStats, does not
+// stop the world.
+func writeRuntime(b *strings.Builder) {
+	s := make([]metrics.Sample, len(runtimeSamples))
+	for i, name := range runtimeSamples {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	value := func(i int) uint64 {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0 // not supported by this Go version
+		}
+		return s[i].Value.Uint64()
+	}
+	b.WriteString("# HELP diarysync_go_heap_inuse_bytes Bytes in heap spans in use by the Go runtime (live and not yet swept objects).\n# TYPE diarysync_go_heap_inuse_bytes gauge\n")
+	fmt.Fprintf(b, "diarysync_go_heap_inuse_bytes %d\n", value(0)+value(1))
+	b.WriteString("# HELP diarysync_go_goroutines Goroutines that exist.\n# TYPE diarysync_go_goroutines gauge\n")
+	fmt.Fprintf(b, "diarysync_go_goroutines %d\n", value(2))
 }

@@ -6,7 +6,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/diarysync/diarysync/syncengine"
@@ -88,6 +87,7 @@ type loadedEntry struct {
 	erased  bool
 	entry   *syncengine.Entry
 	before  []byte // canonical encoding when loaded
+	after   []byte // canonical encoding to store, once the push is done with it
 	touched bool   // some change was accepted for it
 }
 
@@ -159,6 +159,9 @@ func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeR
 	if len(candidates) == 0 {
 		return results, wake, nil
 	}
+	if err := db.prepareBulk(ctx, len(candidates)); err != nil {
+		return nil, nil, err
+	}
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		// The transaction may be retried by nobody but the caller; reset
 		// what an earlier failed attempt could have filled in.
@@ -183,11 +186,11 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		}
 		clocks = append(clocks, int64(c.Clock))
 	}
-	loaded, err := loadEntries(ctx, tx, ids)
+	loaded, err := db.loadEntries(ctx, tx, ids)
 	if err != nil {
 		return err
 	}
-	known, err := knownClocks(ctx, tx, who.DeviceID, clocks)
+	known, err := db.knownClocks(ctx, tx, who.DeviceID, clocks)
 	if err != nil {
 		return err
 	}
@@ -255,7 +258,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 	var changed []*loadedEntry
 	for _, id := range ids {
 		if l := loaded[id]; l != nil && l.touched {
-			if enc := syncengine.EncodeEntry(l.entry); !l.exists || !bytes.Equal(enc, l.before) {
+			if l.after = syncengine.EncodeEntry(l.entry); !l.exists || !bytes.Equal(l.after, l.before) {
 				changed = append(changed, l)
 			}
 		}
@@ -267,7 +270,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		if err != nil {
 			return err
 		}
-		if err := upsertEntries(ctx, tx, changed, first); err != nil {
+		if err := db.upsertEntries(ctx, tx, changed, first); err != nil {
 			return err
 		}
 		owners := map[int64]bool{}
@@ -319,7 +322,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 			wake.Readers = append(wake.Readers, r)
 		}
 	}
-	if err := upsertFeed(ctx, tx, feed); err != nil {
+	if err := db.upsertFeed(ctx, tx, feed); err != nil {
 		return err
 	}
 	for _, r := range removals {
@@ -330,7 +333,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 	for k := range history {
 		history[k].rid = loaded[history[k].id].rid
 	}
-	return insertHistory(ctx, tx, history, who, now.UnixMilli())
+	return db.insertHistory(ctx, tx, history, who, now.UnixMilli())
 }
 
 func contains(s []int64, v int64) bool {
@@ -343,111 +346,82 @@ func contains(s []int64, v int64) bool {
 }
 
 // loadEntries reads the stored state of the given entries.
-func loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.EntryID) (map[syncengine.EntryID]*loadedEntry, error) {
+func (db *DB) loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.EntryID) (map[syncengine.EntryID]*loadedEntry, error) {
 	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
-	const chunk = 500
-	for start := 0; start < len(ids); start += chunk {
-		part := ids[start:min(start+chunk, len(ids))]
-		args := make([]any, len(part))
-		for i, id := range part {
-			args[i] = id[:]
+	args := func(a []any, from, to int) []any {
+		for _, id := range ids[from:to] {
+			a = append(a, id[:])
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT rid, id, owner_id, state, erased_at IS NOT NULL FROM entries WHERE id IN (`+strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("cannot read entries: %w", err)
+		return a
+	}
+	err := db.bulkExec(ctx, tx, loadEntriesQuery, len(ids), args, func(rows *sql.Rows) error {
+		l := &loadedEntry{exists: true}
+		var id, state []byte
+		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
+			return err
 		}
-		for rows.Next() {
-			l := &loadedEntry{exists: true}
-			var id, state []byte
-			if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("cannot read entries: %w", err)
+		if !l.erased {
+			var err error
+			if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
-			if !l.erased {
-				if l.entry, err = syncengine.DecodeEntry(state); err != nil {
-					rows.Close()
-					return nil, fmt.Errorf("entry %x: stored state: %w", id, err)
-				}
-				l.before = state
-			}
-			out[syncengine.EntryID(id)] = l
+			l.before = state
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("cannot read entries: %w", err)
-		}
+		out[syncengine.EntryID(id)] = l
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
 
 // knownClocks returns which of the clocks the device has already had
 // accepted: those changes are retries.
-func knownClocks(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]bool, error) {
+func (db *DB) knownClocks(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]bool, error) {
 	known := make(map[int64]bool, len(clocks))
-	const chunk = 1000
-	for start := 0; start < len(clocks); start += chunk {
-		part := clocks[start:min(start+chunk, len(clocks))]
-		args := make([]any, 0, len(part)+1)
-		args = append(args, device)
-		for _, c := range part {
-			args = append(args, c)
+	args := func(a []any, from, to int) []any {
+		a = append(a, device)
+		for _, c := range clocks[from:to] {
+			a = append(a, c)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT clock FROM history WHERE device_id = ? AND clock IN (`+strings.TrimSuffix(strings.Repeat("?,", len(part)), ",")+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("cannot look for retried changes: %w", err)
+		return a
+	}
+	err := db.bulkExec(ctx, tx, knownClocksQuery, len(clocks), args, func(rows *sql.Rows) error {
+		var c int64
+		if err := rows.Scan(&c); err != nil {
+			return err
 		}
-		for rows.Next() {
-			var c int64
-			if err := rows.Scan(&c); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			known[c] = true
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, err
-		}
+		known[c] = true
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return known, nil
 }
 
 // upsertEntries writes the changed entries, the k-th at sequence number
 // first+k, and fills in the rid of new ones.
-func upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEntry, first int64) error {
-	const cols = 8
-	chunk := maxVars / cols
+func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEntry, first int64) error {
 	byID := make(map[syncengine.EntryID]*loadedEntry, len(changed))
-	for start := 0; start < len(changed); start += chunk {
-		part := changed[start:min(start+chunk, len(changed))]
-		args := make([]any, 0, len(part)*cols)
-		for k, l := range part {
+	args := func(a []any, from, to int) []any {
+		for k, l := range changed[from:to] {
 			e := l.entry
 			byID[e.ID] = l
-			args = append(args, e.ID[:], l.owner, first+int64(start+k), syncengine.EncodeEntry(e), e.Date.Value, supVisible(e), resVisible(e), e.Deleted.Value)
+			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value, supVisible(e), resVisible(e), e.Deleted.Value)
 		}
-		rows, err := tx.QueryContext(ctx, `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted) VALUES `+placeholders(len(part), cols)+`
-			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
-				sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted
-			RETURNING id, rid`, args...)
-		if err != nil {
-			return fmt.Errorf("cannot write entries: %w", err)
-		}
-		for rows.Next() {
-			var id []byte
-			var rid int64
-			if err := rows.Scan(&id, &rid); err != nil {
-				rows.Close()
-				return fmt.Errorf("cannot write entries: %w", err)
-			}
-			byID[syncengine.EntryID(id)].rid = rid
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("cannot write entries: %w", err)
-		}
+		return a
 	}
-	return nil
+	return db.bulkExec(ctx, tx, upsertEntriesQuery, len(changed), args, func(rows *sql.Rows) error {
+		var id []byte
+		var rid int64
+		if err := rows.Scan(&id, &rid); err != nil {
+			return err
+		}
+		byID[syncengine.EntryID(id)].rid = rid
+		return nil
+	})
 }
 
 type feedRow struct {
@@ -458,21 +432,13 @@ type feedRow struct {
 
 // upsertFeed writes feed rows, replacing any row for the same reader and
 // entry.
-func upsertFeed(ctx context.Context, tx *sql.Tx, rows []feedRow) error {
-	const cols = 5
-	chunk := maxVars / cols
-	for start := 0; start < len(rows); start += chunk {
-		part := rows[start:min(start+chunk, len(rows))]
-		args := make([]any, 0, len(part)*cols)
-		for _, r := range part {
-			args = append(args, r.reader, r.entry, r.seq, r.visible, r.reason)
+func (db *DB) upsertFeed(ctx context.Context, tx *sql.Tx, rows []feedRow) error {
+	return db.bulkExec(ctx, tx, upsertFeedQuery, len(rows), func(a []any, from, to int) []any {
+		for _, r := range rows[from:to] {
+			a = append(a, r.reader, r.entry, r.seq, r.visible, r.reason)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO feed (reader, entry, seq, visible, reason) VALUES `+placeholders(len(part), cols)+`
-			ON CONFLICT (reader, entry) DO UPDATE SET seq = excluded.seq, visible = excluded.visible, reason = excluded.reason`, args...); err != nil {
-			return fmt.Errorf("cannot write feed: %w", err)
-		}
-	}
-	return nil
+		return a
+	}, nil)
 }
 
 // feedRemoval turns the visible feed rows of one entry, for supervisors
@@ -501,13 +467,9 @@ type historyRow struct {
 	change *syncengine.Change
 }
 
-func insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *Identity, received int64) error {
-	const cols = 9
-	chunk := maxVars / cols
-	for start := 0; start < len(rows); start += chunk {
-		part := rows[start:min(start+chunk, len(rows))]
-		args := make([]any, 0, len(part)*cols)
-		for _, r := range part {
+func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *Identity, received int64) error {
+	return db.bulkExec(ctx, tx, insertHistoryQuery, len(rows), func(a []any, from, to int) []any {
+		for _, r := range rows[from:to] {
 			c := r.change
 			var value any
 			switch c.Field.Kind() {
@@ -522,11 +484,8 @@ func insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *Iden
 			if c.Field.IsFeedback() {
 				feedback = c.Feedback[:]
 			}
-			args = append(args, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received)
+			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO history (entry, field, tag, feedback, value, clock, device_id, user_id, received_at) VALUES `+placeholders(len(part), cols), args...); err != nil {
-			return fmt.Errorf("cannot write history: %w", err)
-		}
-	}
-	return nil
+		return a
+	}, nil)
 }

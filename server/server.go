@@ -149,10 +149,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts ServeOptions) 
 	}
 	useTLS := opts.TLSCert != "" || opts.TLSKey != ""
 	if useTLS {
+		// Serve owns ln: on these early returns, as after serving, it
+		// is closed, so that the address is not held by nobody.
 		if opts.TLSCert == "" || opts.TLSKey == "" {
+			ln.Close()
 			return errors.New("TLS needs both a certificate and a key")
 		}
 		if _, err := tls.LoadX509KeyPair(opts.TLSCert, opts.TLSKey); err != nil {
+			ln.Close()
 			return fmt.Errorf("cannot load TLS certificate: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}

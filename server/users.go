@@ -171,7 +171,10 @@ func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*User
 }
 
 // DeactivateUser marks a user inactive and revokes all their devices. It
-// returns the user and how many devices it revoked.
+// returns the user and how many devices it revoked. The last active
+// administrator cannot be deactivated (ECONFLICT): nobody could then
+// manage the study, and "diaryd admin-code" issues codes only for an
+// active administrator.
 func (db *DB) DeactivateUser(ctx context.Context, code string) (*User, int, error) {
 	var u *User
 	var revoked int64
@@ -179,6 +182,15 @@ func (db *DB) DeactivateUser(ctx context.Context, code string) (*User, int, erro
 		var err error
 		if u, err = userByCode(ctx, tx, code); err != nil {
 			return err
+		}
+		if u.Role == RoleAdmin && u.Active {
+			var admins int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ? AND active = 1`, RoleAdmin).Scan(&admins); err != nil {
+				return fmt.Errorf("cannot count administrators: %w", err)
+			}
+			if admins <= 1 {
+				return syncengine.Errorf(syncengine.ECONFLICT, "%s is the last active administrator: create another administrator first", u.StudyCode)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = 0 WHERE id = ?`, u.ID); err != nil {
 			return fmt.Errorf("cannot deactivate user: %w", err)
@@ -238,7 +250,7 @@ func (db *DB) Assign(ctx context.Context, supCode, navCode string) (created bool
 			return nil
 		}
 		created = true
-		return setFeedForOwner(ctx, tx, sup.ID, nav.ID, true, 0)
+		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, true, 0)
 	})
 	return created, supID, err
 }
@@ -261,7 +273,7 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 			return nil
 		}
 		removed = true
-		return setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, reasonUnassigned)
+		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, reasonUnassigned)
 	})
 	return removed, supID, err
 }
@@ -269,7 +281,7 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 // setFeedForOwner makes every entry of owner that supervisors may see
 // visible (or, with visible false, removed for reason) in reader's feed,
 // each at a new sequence number.
-func setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int64, visible bool, reason int) error {
+func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int64, visible bool, reason int) error {
 	var query string
 	if visible {
 		query = `SELECT rid FROM entries WHERE owner_id = ? AND sup_visible = 1`
@@ -309,7 +321,7 @@ func setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int64, visib
 	for i, rid := range rids {
 		rows2[i] = feedRow{reader: reader, entry: rid, seq: first + int64(i), visible: visible, reason: reason}
 	}
-	return upsertFeed(ctx, tx, rows2)
+	return db.upsertFeed(ctx, tx, rows2)
 }
 
 // ListAssignments returns a page of assignments ordered by supervisor and
