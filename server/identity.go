@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"math/big"
 	"strings"
 	"time"
@@ -81,12 +82,14 @@ func identityFrom(ctx context.Context) *Identity {
 // stored SHA-256 in constant time. The server never stores the secret.
 const tokenPrefix = "ds1."
 
-func newSecret() (secret string, hash []byte) {
+func newSecret(r io.Reader) (secret string, hash []byte, err error) {
 	b := make([]byte, 32)
-	rand.Read(b) // never fails (crypto/rand)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", nil, fmt.Errorf("cannot make a device secret: %w", err)
+	}
 	secret = base64.RawURLEncoding.EncodeToString(b)
 	h := sha256.Sum256([]byte(secret))
-	return secret, h[:]
+	return secret, h[:], nil
 }
 
 func parseToken(token string) (device, secret string, ok bool) {
@@ -179,17 +182,20 @@ const (
 	MaxCodeTTL = 7 * 24 * time.Hour
 )
 
-func newCode() string {
+func newCode(r io.Reader) (string, error) {
 	var b strings.Builder
 	max := big.NewInt(int64(len(codeAlphabet)))
 	for i := range codeLength {
 		if i == codeLength/2 {
 			b.WriteByte('-')
 		}
-		n, _ := rand.Int(rand.Reader, max) // never fails (crypto/rand)
+		n, err := rand.Int(r, max)
+		if err != nil {
+			return "", fmt.Errorf("cannot make an enrolment code: %w", err)
+		}
 		b.WriteByte(codeAlphabet[n.Int64()])
 	}
-	return b.String()
+	return b.String(), nil
 }
 
 // normalizeCode removes spaces and dashes and upper-cases, so a code can
@@ -228,7 +234,9 @@ func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl tim
 			return syncengine.Errorf(syncengine.ECONFLICT, "user %s is deactivated", u.StudyCode)
 		}
 		now := db.now()
-		code = newCode()
+		if code, err = newCode(db.rand); err != nil {
+			return err
+		}
 		expires = now.Add(ttl)
 		_, err = tx.ExecContext(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
 			codeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli())
@@ -301,9 +309,19 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*Enrollment,
 		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now.UnixMilli(), codeHash(norm)); err != nil {
 			return fmt.Errorf("cannot mark enrolment code used: %w", err)
 		}
-		secret, hash := newSecret()
-		public := uuid.NewString()
-		replica := syncengine.NewReplicaID()
+		secret, hash, err := newSecret(db.rand)
+		if err != nil {
+			return err
+		}
+		publicID, err := uuid.NewRandomFromReader(db.rand)
+		if err != nil {
+			return fmt.Errorf("cannot make a device id: %w", err)
+		}
+		replicaID, err := uuid.NewRandomFromReader(db.rand)
+		if err != nil {
+			return fmt.Errorf("cannot make a replica id: %w", err)
+		}
+		public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
 		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)`,
 			public, userID, replica[:], deviceName, hash, now.UnixMilli()); err != nil {
 			return fmt.Errorf("cannot store device: %w", err)
