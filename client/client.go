@@ -144,9 +144,11 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	db, err := litedb.Open(ctx, path, litedb.Options{
 		Synchronous: opts.Synchronous,
 		Readers:     2,
-		Migrations:  migrations,
-		Dir:         "migrations",
-		Now:         func() int64 { return opts.Now().UnixMilli() },
+		// An erased or unshared entry must leave no copy on the phone.
+		SecureDelete: true,
+		Migrations:   migrations,
+		Dir:          "migrations",
+		Now:          func() int64 { return opts.Now().UnixMilli() },
 	})
 	if err != nil {
 		return nil, err

@@ -59,9 +59,11 @@ func OpenDB(ctx context.Context, file string, opts DBOptions) (*DB, error) {
 	lite, err := litedb.Open(ctx, file, litedb.Options{
 		Synchronous: opts.Synchronous,
 		Readers:     opts.Readers,
-		Migrations:  migrationFS,
-		Dir:         "migrations",
-		Now:         func() int64 { return opts.Now().UnixMilli() },
+		// Erasure must leave no copy of the text in the file.
+		SecureDelete: true,
+		Migrations:   migrationFS,
+		Dir:          "migrations",
+		Now:          func() int64 { return opts.Now().UnixMilli() },
 	})
 	if err != nil {
 		return nil, err

@@ -45,9 +45,8 @@ func (db *DB) SeedDemo(ctx context.Context, today time.Time) ([]DemoUser, bool, 
 			return nil
 		}
 		seeded = true
-		now := db.nowMillis()
 		for _, p := range demoPeople {
-			if _, err := createUser(ctx, tx, p.code, p.role, p.name, now); err != nil {
+			if _, err := db.createUser(ctx, tx, p.code, p.role, p.name); err != nil {
 				return err
 			}
 		}

@@ -159,7 +159,10 @@ func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*Device, error
 		if errors.Is(err, sql.ErrNoRows) {
 			return syncengine.Errorf(syncengine.ENOTFOUND, "no device has the id %s", publicID)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return db.audit(ctx, tx, "device.revoke", publicID, map[string]string{"user": d.StudyCode})
 	})
 	return d, err
 }

@@ -173,3 +173,41 @@ func (h *adminHandler) ListWaves(ctx context.Context, req *diaryv1.ListWavesRequ
 	}
 	return resp, nil
 }
+
+func (h *adminHandler) EraseEntry(ctx context.Context, req *diaryv1.EraseEntryRequest) (*diaryv1.EraseEntryResponse, error) {
+	id, err := syncengine.ParseEntryID(req.GetEntryId())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	erased, wake, err := h.db.EraseEntry(ctx, id)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	if erased {
+		h.log.InfoContext(ctx, "entry erased", "entry", id.String())
+	}
+	return &diaryv1.EraseEntryResponse{Erased: erased}, nil
+}
+
+func (h *adminHandler) EraseNavigator(ctx context.Context, req *diaryv1.EraseNavigatorRequest) (*diaryv1.EraseNavigatorResponse, error) {
+	n, wake, err := h.db.EraseNavigator(ctx, req.GetStudyCode())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	h.log.InfoContext(ctx, "navigator erased", "study_code", req.GetStudyCode(), "entries", n)
+	return &diaryv1.EraseNavigatorResponse{EntriesErased: uint64(n)}, nil
+}
+
+func (h *adminHandler) ListAuditEvents(ctx context.Context, req *diaryv1.ListAuditEventsRequest) (*diaryv1.ListAuditEventsResponse, error) {
+	events, next, err := h.db.ListAudit(ctx, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListAuditEventsResponse{NextPageToken: next}
+	for _, e := range events {
+		resp.Events = append(resp.Events, &diaryv1.AuditEvent{Id: uint64(e.ID), At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Details: e.Details})
+	}
+	return resp, nil
+}

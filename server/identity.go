@@ -243,7 +243,7 @@ func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl tim
 		if err != nil {
 			return fmt.Errorf("cannot store enrolment code: %w", err)
 		}
-		return nil
+		return db.audit(ctx, tx, "code.issue", u.StudyCode, map[string]string{"expires": expires.UTC().Format(time.RFC3339)})
 	})
 	return code, expires, err
 }
@@ -334,7 +334,7 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*Enrollment,
 			StudyCode:   studyCode,
 			DisplayName: dname,
 		}
-		return nil
+		return db.auditAs(ctx, tx, studyCode, "device.enrol", public, map[string]string{"name": deviceName, "role": role.String()})
 	})
 	return out, err
 }

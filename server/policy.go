@@ -29,6 +29,9 @@ var policy = map[string][]Role{
 	diaryv1connect.AdminServiceCreateWaveProcedure:          {RoleAdmin},
 	diaryv1connect.AdminServiceUpdateWaveProcedure:          {RoleAdmin},
 	diaryv1connect.AdminServiceListWavesProcedure:           {RoleAdmin},
+	diaryv1connect.AdminServiceEraseEntryProcedure:          {RoleAdmin},
+	diaryv1connect.AdminServiceEraseNavigatorProcedure:      {RoleAdmin},
+	diaryv1connect.AdminServiceListAuditEventsProcedure:     {RoleAdmin},
 
 	diaryv1connect.ResearchServiceListWavesProcedure:  {RoleResearcher},
 	diaryv1connect.ResearchServiceExportWaveProcedure: {RoleResearcher},

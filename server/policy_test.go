@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/syncengine"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -103,12 +104,24 @@ var rpcCalls = map[string]rpcCall{
 		_, err := c.admin.ListWaves(ctx, &diaryv1.ListWavesRequest{})
 		return err
 	}},
+	diaryv1connect.AdminServiceEraseEntryProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.EraseEntry(ctx, &diaryv1.EraseEntryRequest{EntryId: syncengine.NewEntryID().String()})
+		return err
+	}},
+	diaryv1connect.AdminServiceEraseNavigatorProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.EraseNavigator(ctx, &diaryv1.EraseNavigatorRequest{StudyCode: "NOBODY"})
+		return err
+	}},
+	diaryv1connect.AdminServiceListAuditEventsProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.ListAuditEvents(ctx, &diaryv1.ListAuditEventsRequest{})
+		return err
+	}},
 	diaryv1connect.ResearchServiceListWavesProcedure: {0, func(ctx context.Context, c *clients) error {
 		_, err := c.research.ListWaves(ctx, &diaryv1.ResearchServiceListWavesRequest{})
 		return err
 	}},
-	diaryv1connect.ResearchServiceExportWaveProcedure: {connect.CodeUnimplemented, func(ctx context.Context, c *clients) error {
-		s, err := c.research.ExportWave(ctx, &diaryv1.ExportWaveRequest{Wave: 1, Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV})
+	diaryv1connect.ResearchServiceExportWaveProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		s, err := c.research.ExportWave(ctx, &diaryv1.ExportWaveRequest{Wave: 999, Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV})
 		if err != nil {
 			return err
 		}

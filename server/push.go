@@ -204,6 +204,13 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		return s, err
 	}
 
+	withdrawn := false
+	if who.Role == RoleNavigator {
+		if err := tx.QueryRowContext(ctx, `SELECT withdrawn_at IS NOT NULL FROM users WHERE id = ?`, who.UserID).Scan(&withdrawn); err != nil {
+			return fmt.Errorf("cannot read user: %w", err)
+		}
+	}
+
 	var history []historyRow
 	for _, i := range candidates {
 		c := &in[i].Change
@@ -214,6 +221,10 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		}
 		if l.erased {
 			results[i] = refusal(RefusedErased, "entry %s was erased from the study and cannot be written again", c.Entry)
+			continue
+		}
+		if withdrawn {
+			results[i] = refusal(RefusedErased, "%s withdrew from the study: their entries were erased and new ones are not accepted", who.StudyCode)
 			continue
 		}
 		switch who.Role {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -400,13 +401,26 @@ func TestServer_EveryRPC(t *testing.T) {
 				}
 			}
 
-			// ExportWave is not there yet.
-			ex, err := res.research.ExportWave(ctx, &diaryv1.ExportWaveRequest{Wave: 1, Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV})
+			// ExportWave: the manifest first, then the file in chunks;
+			// the file holds as many lines as the manifest counts.
+			ex, err := res.research.ExportWave(ctx, &diaryv1.ExportWaveRequest{Format: diaryv1.ExportFormat_EXPORT_FORMAT_JSONL})
 			wantCode(t, err, 0)
-			if ex.Receive() {
-				t.Fatal("ExportWave sent a message")
+			var manifest *diaryv1.ExportManifest
+			var file []byte
+			for ex.Receive() {
+				if m := ex.Msg().GetManifest(); m != nil {
+					if manifest != nil || file != nil {
+						t.Fatal("ExportWave sent a second or late manifest")
+					}
+					manifest = m
+				}
+				file = append(file, ex.Msg().GetChunk()...)
 			}
-			wantCode(t, ex.Err(), connect.CodeUnimplemented)
+			wantCode(t, ex.Err(), 0)
+			if manifest == nil || manifest.GetPosition() == 0 || len(manifest.GetWaves()) != 1 ||
+				uint64(bytes.Count(file, []byte("\n"))) != manifest.GetEntries() || manifest.GetEntries()+manifest.GetExcludedNoWave() != 1 {
+				t.Fatalf("ExportWave: manifest %v, file %q", manifest, file)
+			}
 
 			// ListDevices shows the navigator's sync; RevokeDevice.
 			ld, err := admin.admin.ListDevices(ctx, &diaryv1.ListDevicesRequest{StudyCode: "PN-A"})

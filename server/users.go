@@ -113,13 +113,13 @@ func (db *DB) CreateUser(ctx context.Context, code string, role Role, displayNam
 	var u *User
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		u, err = createUser(ctx, tx, code, role, displayName, db.nowMillis())
+		u, err = db.createUser(ctx, tx, code, role, displayName)
 		return err
 	})
 	return u, err
 }
 
-func createUser(ctx context.Context, tx *sql.Tx, code string, role Role, displayName string, now int64) (*User, error) {
+func (db *DB) createUser(ctx context.Context, tx *sql.Tx, code string, role Role, displayName string) (*User, error) {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE study_code = ?`, code).Scan(&n); err != nil {
 		return nil, fmt.Errorf("cannot check study code: %w", err)
@@ -128,11 +128,11 @@ func createUser(ctx context.Context, tx *sql.Tx, code string, role Role, display
 		return nil, syncengine.Errorf(syncengine.EEXISTS, "the study code %q is already in use", code)
 	}
 	u, err := scanUser(tx.QueryRowContext(ctx, `INSERT INTO users (study_code, role, display_name, created_at) VALUES (?, ?, ?, ?) RETURNING `+userColumns,
-		code, role, displayName, now))
+		code, role, displayName, db.nowMillis()))
 	if err != nil {
 		return nil, fmt.Errorf("cannot create user: %w", err)
 	}
-	return u, nil
+	return u, db.audit(ctx, tx, "user.create", u.StudyCode, map[string]string{"role": role.String()})
 }
 
 // ListUsers returns up to size users after the page token, in study-code
@@ -201,7 +201,7 @@ func (db *DB) DeactivateUser(ctx context.Context, code string) (*User, int, erro
 		}
 		revoked, _ = res.RowsAffected()
 		u.Active = false
-		return nil
+		return db.audit(ctx, tx, "user.deactivate", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(revoked)})
 	})
 	return u, int(revoked), err
 }
@@ -250,6 +250,9 @@ func (db *DB) Assign(ctx context.Context, supCode, navCode string) (created bool
 			return nil
 		}
 		created = true
+		if err := db.audit(ctx, tx, "assign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
+			return err
+		}
 		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, true, 0)
 	})
 	return created, supID, err
@@ -273,6 +276,9 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 			return nil
 		}
 		removed = true
+		if err := db.audit(ctx, tx, "unassign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
+			return err
+		}
 		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, reasonUnassigned)
 	})
 	return removed, supID, err
@@ -413,7 +419,7 @@ func (db *DB) EnsureAdmin(ctx context.Context) (code string, created bool, err e
 			return nil
 		}
 		created = true
-		_, err := createUser(ctx, tx, "ADMIN", RoleAdmin, "Administrator", db.nowMillis())
+		_, err := db.createUser(ctx, tx, "ADMIN", RoleAdmin, "Administrator")
 		return err
 	})
 	if err != nil || !created {

@@ -81,7 +81,7 @@ func (db *DB) CreateWave(ctx context.Context, w Wave) (*Wave, error) {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO waves (number, label, start_date, end_date) VALUES (?, ?, ?, ?)`, w.Number, w.Label, w.Start, w.End); err != nil {
 			return fmt.Errorf("cannot create wave: %w", err)
 		}
-		return nil
+		return db.audit(ctx, tx, "wave.create", fmt.Sprint(w.Number), map[string]string{"label": w.Label, "start": w.Start, "end": w.End})
 	})
 	if err != nil {
 		return nil, err
@@ -105,7 +105,7 @@ func (db *DB) UpdateWave(ctx context.Context, w Wave) (*Wave, error) {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d", w.Number)
 		}
-		return nil
+		return db.audit(ctx, tx, "wave.update", fmt.Sprint(w.Number), map[string]string{"label": w.Label, "start": w.Start, "end": w.End})
 	})
 	if err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,7 +17,7 @@ import (
 
 func cmdAdmin(e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("admin needs a subcommand: user, assign, unassign, assignments, code, device or wave")
+		return usagef("admin needs a subcommand: user, assign, unassign, assignments, code, device, wave, erase or audit")
 	}
 	return e.withClient(func(c *client.Client) error {
 		admin, err := c.Admin()
@@ -40,6 +41,10 @@ func cmdAdmin(e *env, args []string) error {
 			return a.device(rest)
 		case "wave":
 			return a.wave(rest)
+		case "erase":
+			return a.erase(rest)
+		case "audit":
+			return a.audit(rest)
 		}
 		return usagef("unknown admin subcommand %q", sub)
 	})
@@ -346,4 +351,77 @@ func (a *adminCmd) wave(args []string) error {
 		return nil
 	}
 	return usagef("unknown admin wave subcommand %q", args[0])
+}
+
+func (a *adminCmd) erase(args []string) error {
+	fs := flag.NewFlagSet("admin erase", flag.ContinueOnError)
+	entry := fs.String("entry", "", "the id of the entry to erase")
+	navigator := fs.String("navigator", "", "the study code of a navigator withdrawing from the study: erase all their entries")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 || (*entry == "") == (*navigator == "") {
+		return usagef("admin erase needs --entry ID or --navigator CODE")
+	}
+	if *entry != "" {
+		resp, err := a.svc.EraseEntry(a.ctx, &diaryv1.EraseEntryRequest{EntryId: *entry})
+		if err != nil {
+			return rpcErr("erase entry", err)
+		}
+		if !resp.GetErased() {
+			fmt.Fprintf(a.stderr, "Entry %s was already erased.\n", *entry)
+		}
+		return nil
+	}
+	resp, err := a.svc.EraseNavigator(a.ctx, &diaryv1.EraseNavigatorRequest{StudyCode: *navigator})
+	if err != nil {
+		return rpcErr("erase navigator", err)
+	}
+	fmt.Fprintf(a.stderr, "Erased %d entries of %s; their later pushes will be refused. Deactivate the account with \"diary admin user deactivate %s\" if it should stop syncing.\n",
+		resp.GetEntriesErased(), *navigator, *navigator)
+	return nil
+}
+
+func (a *adminCmd) audit(args []string) error {
+	fs := flag.NewFlagSet("admin audit", flag.ContinueOnError)
+	jsonOut := fs.Bool("json", false, "print JSON, one event per line")
+	limit := fs.Int("limit", 0, "at most this many events, newest first (default: all)")
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("admin audit takes no arguments")
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+	if !*jsonOut {
+		fmt.Fprintln(tw, "WHEN\tACTOR\tACTION\tSUBJECT\tDETAILS")
+	}
+	n := 0
+	for tok := ""; ; {
+		resp, err := a.svc.ListAuditEvents(a.ctx, &diaryv1.ListAuditEventsRequest{PageSize: 500, PageToken: tok})
+		if err != nil {
+			return rpcErr("read the audit log", err)
+		}
+		for _, e := range resp.GetEvents() {
+			if *limit > 0 && n >= *limit {
+				break
+			}
+			n++
+			if *jsonOut {
+				writeJSON(a.stdout, map[string]any{"id": e.GetId(), "at": e.GetAt().AsTime(), "actor": e.GetActor(), "action": e.GetAction(), "subject": e.GetSubject(), "details": e.GetDetails()})
+				continue
+			}
+			var details []string
+			for k, v := range e.GetDetails() {
+				details = append(details, k+"="+v)
+			}
+			slices.Sort(details)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ts(e.GetAt()), e.GetActor(), e.GetAction(), e.GetSubject(), strings.Join(details, " "))
+		}
+		if tok = resp.GetNextPageToken(); tok == "" || (*limit > 0 && n >= *limit) {
+			break
+		}
+	}
+	if !*jsonOut {
+		return tw.Flush()
+	}
+	return nil
 }

@@ -59,6 +59,8 @@ Administration:
   admin code --user CODE [--ttl 24h]
   admin device list [--user CODE] | admin device revoke DEVICE_ID
   admin wave add --number N --label L --from DATE --to DATE | admin wave edit ... | admin wave list
+  admin erase --entry ID | admin erase --navigator CODE
+  admin audit [--json] [--limit N]
 
 ID may be the first characters of an entry id.`
 

@@ -35,6 +35,10 @@ type Options struct {
 	Synchronous string
 	// Readers is the size of the read pool (default 4).
 	Readers int
+	// SecureDelete overwrites deleted content with zeros (SQLite's
+	// secure_delete), so that erased or replaced diary text does not
+	// linger in free pages of the file.
+	SecureDelete bool
 	// Migrations holds the migrations as NNNN_name.sql files under dir.
 	Migrations fs.FS
 	Dir        string
@@ -62,6 +66,9 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 		q.Add("_pragma", "journal_mode(WAL)")
 		q.Add("_pragma", "foreign_keys(1)")
 		q.Add("_pragma", "synchronous("+strings.ToUpper(opts.Synchronous)+")")
+		if opts.SecureDelete {
+			q.Add("_pragma", "secure_delete(1)")
+		}
 		for i := 0; i+1 < len(extra); i += 2 {
 			q.Add(extra[i], extra[i+1])
 		}

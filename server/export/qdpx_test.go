@@ -3,6 +3,7 @@ package export
 import (
 	"archive/zip"
 	"bytes"
+	"cmp"
 	"encoding/xml"
 	"flag"
 	"io"
@@ -21,7 +22,9 @@ import (
 
 // schemaPath is the REFI-QDA Project schema, in the shared folder beside
 // the repository.
-const schemaPath = "../../../shared/refi-qda/Project.xsd"
+// schemaPath is where the REFI-QDA schema sits beside the repository;
+// DIARYSYNC_REFIQDA_XSD overrides it.
+var schemaPath = cmp.Or(os.Getenv("DIARYSYNC_REFIQDA_XSD"), "../../../shared/refi-qda/Project.xsd")
 
 var update = flag.Bool("update", false, "rewrite testdata/hostile.qde from the current output")
 

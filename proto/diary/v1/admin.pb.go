@@ -1523,6 +1523,394 @@ func (x *ListWavesResponse) GetNextPageToken() string {
 	return ""
 }
 
+// EraseEntryRequest names the entry to erase.
+type EraseEntryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry's id.
+	EntryId       string `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseEntryRequest) Reset() {
+	*x = EraseEntryRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseEntryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseEntryRequest) ProtoMessage() {}
+
+func (x *EraseEntryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseEntryRequest.ProtoReflect.Descriptor instead.
+func (*EraseEntryRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *EraseEntryRequest) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+// EraseEntryResponse answers EraseEntryRequest.
+type EraseEntryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the entry was already erased.
+	Erased        bool `protobuf:"varint,1,opt,name=erased,proto3" json:"erased,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseEntryResponse) Reset() {
+	*x = EraseEntryResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseEntryResponse) ProtoMessage() {}
+
+func (x *EraseEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseEntryResponse.ProtoReflect.Descriptor instead.
+func (*EraseEntryResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *EraseEntryResponse) GetErased() bool {
+	if x != nil {
+		return x.Erased
+	}
+	return false
+}
+
+// EraseNavigatorRequest names the navigator whose entries to erase.
+type EraseNavigatorRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The navigator's study code.
+	StudyCode     string `protobuf:"bytes,1,opt,name=study_code,json=studyCode,proto3" json:"study_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseNavigatorRequest) Reset() {
+	*x = EraseNavigatorRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseNavigatorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseNavigatorRequest) ProtoMessage() {}
+
+func (x *EraseNavigatorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseNavigatorRequest.ProtoReflect.Descriptor instead.
+func (*EraseNavigatorRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *EraseNavigatorRequest) GetStudyCode() string {
+	if x != nil {
+		return x.StudyCode
+	}
+	return ""
+}
+
+// EraseNavigatorResponse answers EraseNavigatorRequest.
+type EraseNavigatorResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How many entries were erased now.
+	EntriesErased uint64 `protobuf:"varint,1,opt,name=entries_erased,json=entriesErased,proto3" json:"entries_erased,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseNavigatorResponse) Reset() {
+	*x = EraseNavigatorResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseNavigatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseNavigatorResponse) ProtoMessage() {}
+
+func (x *EraseNavigatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseNavigatorResponse.ProtoReflect.Descriptor instead.
+func (*EraseNavigatorResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *EraseNavigatorResponse) GetEntriesErased() uint64 {
+	if x != nil {
+		return x.EntriesErased
+	}
+	return 0
+}
+
+// AuditEvent is one line of the audit log.
+type AuditEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event's number; later events have greater numbers.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// When it happened.
+	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
+	// Study code of who did it, or "system" for the server itself.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// What was done, such as "device.enrol", "user.create", "export" or
+	// "entry.erase".
+	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
+	// What it was done to: a study code, a device id, an entry id or a wave
+	// number.
+	Subject string `protobuf:"bytes,5,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Further facts (never diary content), such as a role or an export's
+	// counts.
+	Details       map[string]string `protobuf:"bytes,6,rep,name=details,proto3" json:"details,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEvent) Reset() {
+	*x = AuditEvent{}
+	mi := &file_diary_v1_admin_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEvent) ProtoMessage() {}
+
+func (x *AuditEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEvent.ProtoReflect.Descriptor instead.
+func (*AuditEvent) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *AuditEvent) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEvent) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+func (x *AuditEvent) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *AuditEvent) GetDetails() map[string]string {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+// ListAuditEventsRequest asks for one page of the audit log.
+type ListAuditEventsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many (default 100, maximum 1000).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsRequest) Reset() {
+	*x = ListAuditEventsRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsRequest) ProtoMessage() {}
+
+func (x *ListAuditEventsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListAuditEventsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAuditEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListAuditEventsResponse is one page of the audit log.
+type ListAuditEventsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The events, newest first.
+	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEventsResponse) Reset() {
+	*x = ListAuditEventsResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEventsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEventsResponse) ProtoMessage() {}
+
+func (x *ListAuditEventsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEventsResponse.ProtoReflect.Descriptor instead.
+func (*ListAuditEventsResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListAuditEventsResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListAuditEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_diary_v1_admin_proto protoreflect.FileDescriptor
 
 const file_diary_v1_admin_proto_rawDesc = "" +
@@ -1626,7 +2014,34 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"a\n" +
 	"\x11ListWavesResponse\x12$\n" +
 	"\x05waves\x18\x01 \x03(\v2\x0e.diary.v1.WaveR\x05waves\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xeb\a\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n" +
+	"\x11EraseEntryRequest\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\tR\aentryId\",\n" +
+	"\x12EraseEntryResponse\x12\x16\n" +
+	"\x06erased\x18\x01 \x01(\bR\x06erased\"6\n" +
+	"\x15EraseNavigatorRequest\x12\x1d\n" +
+	"\n" +
+	"study_code\x18\x01 \x01(\tR\tstudyCode\"?\n" +
+	"\x16EraseNavigatorResponse\x12%\n" +
+	"\x0eentries_erased\x18\x01 \x01(\x04R\rentriesErased\"\x89\x02\n" +
+	"\n" +
+	"AuditEvent\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12*\n" +
+	"\x02at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06action\x18\x04 \x01(\tR\x06action\x12\x18\n" +
+	"\asubject\x18\x05 \x01(\tR\asubject\x12;\n" +
+	"\adetails\x18\x06 \x03(\v2!.diary.v1.AuditEvent.DetailsEntryR\adetails\x1a:\n" +
+	"\fDetailsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"T\n" +
+	"\x16ListAuditEventsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"o\n" +
+	"\x17ListAuditEventsResponse\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.diary.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe6\t\n" +
 	"\fAdminService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.diary.v1.CreateUserRequest\x1a\x1c.diary.v1.CreateUserResponse\x12I\n" +
@@ -1642,7 +2057,11 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"CreateWave\x12\x1b.diary.v1.CreateWaveRequest\x1a\x1c.diary.v1.CreateWaveResponse\x12G\n" +
 	"\n" +
 	"UpdateWave\x12\x1b.diary.v1.UpdateWaveRequest\x1a\x1c.diary.v1.UpdateWaveResponse\x12I\n" +
-	"\tListWaves\x12\x1a.diary.v1.ListWavesRequest\x1a\x1b.diary.v1.ListWavesResponse\"\x03\x90\x02\x01B\x92\x01\n" +
+	"\tListWaves\x12\x1a.diary.v1.ListWavesRequest\x1a\x1b.diary.v1.ListWavesResponse\"\x03\x90\x02\x01\x12G\n" +
+	"\n" +
+	"EraseEntry\x12\x1b.diary.v1.EraseEntryRequest\x1a\x1c.diary.v1.EraseEntryResponse\x12S\n" +
+	"\x0eEraseNavigator\x12\x1f.diary.v1.EraseNavigatorRequest\x1a .diary.v1.EraseNavigatorResponse\x12[\n" +
+	"\x0fListAuditEvents\x12 .diary.v1.ListAuditEventsRequest\x1a!.diary.v1.ListAuditEventsResponse\"\x03\x90\x02\x01B\x92\x01\n" +
 	"\fcom.diary.v1B\n" +
 	"AdminProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
 
@@ -1658,7 +2077,7 @@ func file_diary_v1_admin_proto_rawDescGZIP() []byte {
 	return file_diary_v1_admin_proto_rawDescData
 }
 
-var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_diary_v1_admin_proto_goTypes = []any{
 	(*User)(nil),                        // 0: diary.v1.User
 	(*CreateUserRequest)(nil),           // 1: diary.v1.CreateUserRequest
@@ -1687,61 +2106,78 @@ var file_diary_v1_admin_proto_goTypes = []any{
 	(*UpdateWaveResponse)(nil),          // 24: diary.v1.UpdateWaveResponse
 	(*ListWavesRequest)(nil),            // 25: diary.v1.ListWavesRequest
 	(*ListWavesResponse)(nil),           // 26: diary.v1.ListWavesResponse
-	(Role)(0),                           // 27: diary.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 28: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 29: google.protobuf.Duration
-	(*Wave)(nil),                        // 30: diary.v1.Wave
+	(*EraseEntryRequest)(nil),           // 27: diary.v1.EraseEntryRequest
+	(*EraseEntryResponse)(nil),          // 28: diary.v1.EraseEntryResponse
+	(*EraseNavigatorRequest)(nil),       // 29: diary.v1.EraseNavigatorRequest
+	(*EraseNavigatorResponse)(nil),      // 30: diary.v1.EraseNavigatorResponse
+	(*AuditEvent)(nil),                  // 31: diary.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 32: diary.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 33: diary.v1.ListAuditEventsResponse
+	nil,                                 // 34: diary.v1.AuditEvent.DetailsEntry
+	(Role)(0),                           // 35: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
+	(*Wave)(nil),                        // 38: diary.v1.Wave
 }
 var file_diary_v1_admin_proto_depIdxs = []int32{
-	27, // 0: diary.v1.User.role:type_name -> diary.v1.Role
-	28, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	27, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
+	35, // 0: diary.v1.User.role:type_name -> diary.v1.Role
+	36, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	35, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
 	0,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
 	0,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
 	0,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
-	28, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	36, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
 	11, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
-	29, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
-	28, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	28, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	28, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
-	28, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	37, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
+	36, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	36, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	36, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
+	36, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
 	16, // 13: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
 	16, // 14: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
-	30, // 15: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
-	30, // 16: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
-	30, // 17: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
-	30, // 18: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
-	30, // 19: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
-	1,  // 20: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
-	3,  // 21: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
-	5,  // 22: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
-	7,  // 23: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
-	9,  // 24: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
-	12, // 25: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
-	14, // 26: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
-	17, // 27: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
-	19, // 28: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
-	21, // 29: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
-	23, // 30: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
-	25, // 31: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
-	2,  // 32: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
-	4,  // 33: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
-	6,  // 34: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
-	8,  // 35: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
-	10, // 36: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
-	13, // 37: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
-	15, // 38: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
-	18, // 39: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
-	20, // 40: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
-	22, // 41: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
-	24, // 42: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
-	26, // 43: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
-	32, // [32:44] is the sub-list for method output_type
-	20, // [20:32] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	38, // 15: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
+	38, // 16: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
+	38, // 17: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
+	38, // 18: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
+	38, // 19: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
+	36, // 20: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	34, // 21: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
+	31, // 22: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
+	1,  // 23: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
+	3,  // 24: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
+	5,  // 25: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
+	7,  // 26: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
+	9,  // 27: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
+	12, // 28: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
+	14, // 29: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
+	17, // 30: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
+	19, // 31: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
+	21, // 32: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
+	23, // 33: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
+	25, // 34: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
+	27, // 35: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
+	29, // 36: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
+	32, // 37: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
+	2,  // 38: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
+	4,  // 39: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
+	6,  // 40: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
+	8,  // 41: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
+	10, // 42: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
+	13, // 43: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
+	15, // 44: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
+	18, // 45: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
+	20, // 46: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
+	22, // 47: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
+	24, // 48: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
+	26, // 49: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
+	28, // 50: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
+	30, // 51: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
+	33, // 52: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
+	38, // [38:53] is the sub-list for method output_type
+	23, // [23:38] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_admin_proto_init() }
@@ -1756,7 +2192,7 @@ func file_diary_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_admin_proto_rawDesc), len(file_diary_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -64,6 +64,14 @@ const (
 	AdminServiceUpdateWaveProcedure = "/diary.v1.AdminService/UpdateWave"
 	// AdminServiceListWavesProcedure is the fully-qualified name of the AdminService's ListWaves RPC.
 	AdminServiceListWavesProcedure = "/diary.v1.AdminService/ListWaves"
+	// AdminServiceEraseEntryProcedure is the fully-qualified name of the AdminService's EraseEntry RPC.
+	AdminServiceEraseEntryProcedure = "/diary.v1.AdminService/EraseEntry"
+	// AdminServiceEraseNavigatorProcedure is the fully-qualified name of the AdminService's
+	// EraseNavigator RPC.
+	AdminServiceEraseNavigatorProcedure = "/diary.v1.AdminService/EraseNavigator"
+	// AdminServiceListAuditEventsProcedure is the fully-qualified name of the AdminService's
+	// ListAuditEvents RPC.
+	AdminServiceListAuditEventsProcedure = "/diary.v1.AdminService/ListAuditEvents"
 )
 
 // AdminServiceClient is a client for the diary.v1.AdminService service.
@@ -98,6 +106,18 @@ type AdminServiceClient interface {
 	UpdateWave(context.Context, *v1.UpdateWaveRequest) (*v1.UpdateWaveResponse, error)
 	// ListWaves lists the waves in number order, a page at a time.
 	ListWaves(context.Context, *v1.ListWavesRequest) (*v1.ListWavesResponse, error)
+	// EraseEntry erases one entry: its content leaves the server's state
+	// and history, every replica that holds it is told to drop it on its
+	// next pull, and later pushes for it are refused. The id is remembered.
+	// Erasing an erased entry is not an error.
+	EraseEntry(context.Context, *v1.EraseEntryRequest) (*v1.EraseEntryResponse, error)
+	// EraseNavigator erases every entry of one navigator and refuses their
+	// later pushes: withdrawal from the study. Their account stays (so
+	// their devices learn of the erasure); deactivate it separately.
+	EraseNavigator(context.Context, *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error)
+	// ListAuditEvents lists the audit log, newest first, a page at a time:
+	// who did what and when. It never holds diary content.
+	ListAuditEvents(context.Context, *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error)
 }
 
 // NewAdminServiceClient constructs a client for the diary.v1.AdminService service. By default, it
@@ -187,6 +207,25 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		eraseEntry: connect.NewClient[v1.EraseEntryRequest, v1.EraseEntryResponse](
+			httpClient,
+			baseURL+AdminServiceEraseEntryProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("EraseEntry")),
+			connect.WithClientOptions(opts...),
+		),
+		eraseNavigator: connect.NewClient[v1.EraseNavigatorRequest, v1.EraseNavigatorResponse](
+			httpClient,
+			baseURL+AdminServiceEraseNavigatorProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("EraseNavigator")),
+			connect.WithClientOptions(opts...),
+		),
+		listAuditEvents: connect.NewClient[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse](
+			httpClient,
+			baseURL+AdminServiceListAuditEventsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListAuditEvents")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -204,6 +243,9 @@ type adminServiceClient struct {
 	createWave          *connect.Client[v1.CreateWaveRequest, v1.CreateWaveResponse]
 	updateWave          *connect.Client[v1.UpdateWaveRequest, v1.UpdateWaveResponse]
 	listWaves           *connect.Client[v1.ListWavesRequest, v1.ListWavesResponse]
+	eraseEntry          *connect.Client[v1.EraseEntryRequest, v1.EraseEntryResponse]
+	eraseNavigator      *connect.Client[v1.EraseNavigatorRequest, v1.EraseNavigatorResponse]
+	listAuditEvents     *connect.Client[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse]
 }
 
 // CreateUser calls diary.v1.AdminService.CreateUser.
@@ -314,6 +356,33 @@ func (c *adminServiceClient) ListWaves(ctx context.Context, req *v1.ListWavesReq
 	return nil, err
 }
 
+// EraseEntry calls diary.v1.AdminService.EraseEntry.
+func (c *adminServiceClient) EraseEntry(ctx context.Context, req *v1.EraseEntryRequest) (*v1.EraseEntryResponse, error) {
+	response, err := c.eraseEntry.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// EraseNavigator calls diary.v1.AdminService.EraseNavigator.
+func (c *adminServiceClient) EraseNavigator(ctx context.Context, req *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error) {
+	response, err := c.eraseNavigator.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListAuditEvents calls diary.v1.AdminService.ListAuditEvents.
+func (c *adminServiceClient) ListAuditEvents(ctx context.Context, req *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error) {
+	response, err := c.listAuditEvents.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // AdminServiceHandler is an implementation of the diary.v1.AdminService service.
 type AdminServiceHandler interface {
 	// CreateUser adds a user. Study codes are unique.
@@ -346,6 +415,18 @@ type AdminServiceHandler interface {
 	UpdateWave(context.Context, *v1.UpdateWaveRequest) (*v1.UpdateWaveResponse, error)
 	// ListWaves lists the waves in number order, a page at a time.
 	ListWaves(context.Context, *v1.ListWavesRequest) (*v1.ListWavesResponse, error)
+	// EraseEntry erases one entry: its content leaves the server's state
+	// and history, every replica that holds it is told to drop it on its
+	// next pull, and later pushes for it are refused. The id is remembered.
+	// Erasing an erased entry is not an error.
+	EraseEntry(context.Context, *v1.EraseEntryRequest) (*v1.EraseEntryResponse, error)
+	// EraseNavigator erases every entry of one navigator and refuses their
+	// later pushes: withdrawal from the study. Their account stays (so
+	// their devices learn of the erasure); deactivate it separately.
+	EraseNavigator(context.Context, *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error)
+	// ListAuditEvents lists the audit log, newest first, a page at a time:
+	// who did what and when. It never holds diary content.
+	ListAuditEvents(context.Context, *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error)
 }
 
 // NewAdminServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -431,6 +512,25 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceEraseEntryHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceEraseEntryProcedure,
+		svc.EraseEntry,
+		connect.WithSchema(adminServiceMethods.ByName("EraseEntry")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceEraseNavigatorHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceEraseNavigatorProcedure,
+		svc.EraseNavigator,
+		connect.WithSchema(adminServiceMethods.ByName("EraseNavigator")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListAuditEventsHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceListAuditEventsProcedure,
+		svc.ListAuditEvents,
+		connect.WithSchema(adminServiceMethods.ByName("ListAuditEvents")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/diary.v1.AdminService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case AdminServiceCreateUserProcedure:
@@ -457,6 +557,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceUpdateWaveHandler.ServeHTTP(w, r)
 		case AdminServiceListWavesProcedure:
 			adminServiceListWavesHandler.ServeHTTP(w, r)
+		case AdminServiceEraseEntryProcedure:
+			adminServiceEraseEntryHandler.ServeHTTP(w, r)
+		case AdminServiceEraseNavigatorProcedure:
+			adminServiceEraseNavigatorHandler.ServeHTTP(w, r)
+		case AdminServiceListAuditEventsProcedure:
+			adminServiceListAuditEventsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -512,4 +618,16 @@ func (UnimplementedAdminServiceHandler) UpdateWave(context.Context, *v1.UpdateWa
 
 func (UnimplementedAdminServiceHandler) ListWaves(context.Context, *v1.ListWavesRequest) (*v1.ListWavesResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.ListWaves is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) EraseEntry(context.Context, *v1.EraseEntryRequest) (*v1.EraseEntryResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.EraseEntry is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) EraseNavigator(context.Context, *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.EraseNavigator is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListAuditEvents(context.Context, *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.ListAuditEvents is not implemented"))
 }

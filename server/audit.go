@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// AuditEvent is one line of the audit log.
+type AuditEvent struct {
+	ID      int64
+	At      time.Time
+	Actor   string
+	Action  string
+	Subject string
+	Details map[string]string
+}
+
+// audit appends an event to the audit log in tx, so that it commits or
+// rolls back with the action it records. The actor is the caller's study
+// code, or "system" when the server acts on its own. details must never
+// hold diary content.
+func (db *DB) audit(ctx context.Context, tx *sql.Tx, action, subject string, details map[string]string) error {
+	actor := "system"
+	if id := identityFrom(ctx); id != nil {
+		actor = id.StudyCode
+	}
+	return db.auditAs(ctx, tx, actor, action, subject, details)
+}
+
+// auditAs appends an event done by actor (for calls made without a
+// device token, such as an enrolment).
+func (db *DB) auditAs(ctx context.Context, tx *sql.Tx, actor, action, subject string, details map[string]string) error {
+	if details == nil {
+		details = map[string]string{}
+	}
+	b, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("cannot encode audit details: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (at, actor, action, subject, details) VALUES (?, ?, ?, ?, ?)`,
+		db.nowMillis(), actor, action, subject, string(b)); err != nil {
+		return fmt.Errorf("cannot write the audit log: %w", err)
+	}
+	return nil
+}
+
+// ListAudit returns a page of the audit log, newest first.
+func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*AuditEvent, string, error) {
+	before, err := decodeIntPageToken(token)
+	if err != nil {
+		return nil, "", err
+	}
+	n := listPageSize(size)
+	rows, err := db.read.QueryContext(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?`, before, before, n+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
+	}
+	defer rows.Close()
+	var out []*AuditEvent
+	for rows.Next() {
+		var (
+			e       AuditEvent
+			at      int64
+			details string
+		)
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Subject, &details); err != nil {
+			return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		if err := json.Unmarshal([]byte(details), &e.Details); err != nil {
+			return nil, "", fmt.Errorf("audit event %d: %w", e.ID, err)
+		}
+		out = append(out, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
+	}
+	next := ""
+	if len(out) > n {
+		out = out[:n]
+		next = encodePageToken(strconv.FormatInt(out[n-1].ID, 10))
+	}
+	return out, next, nil
+}

@@ -1,0 +1,146 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// EraseEntry erases one entry: its state and history are deleted, the id
+// is kept (state NULL, erased_at set) so that later pushes for it are
+// refused, and every reader's feed gets a removal notice. It reports false
+// if the entry was already erased.
+func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *Wakeups, error) {
+	wake := &Wakeups{}
+	erased := false
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		*wake = Wakeups{}
+		var rid, owner int64
+		var already bool
+		err := tx.QueryRowContext(ctx, `SELECT rid, owner_id, erased_at IS NOT NULL FROM entries WHERE id = ?`, id[:]).Scan(&rid, &owner, &already)
+		if errors.Is(err, sql.ErrNoRows) {
+			return syncengine.Errorf(syncengine.ENOTFOUND, "the server has no entry %s (an entry never synced cannot be erased here; erase it on the device)", id)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot look up entry: %w", err)
+		}
+		if already {
+			return nil
+		}
+		erased = true
+		if err := eraseRows(ctx, tx, []int64{rid}, wake); err != nil {
+			return err
+		}
+		wake.Owners = append(wake.Owners, owner)
+		return db.audit(ctx, tx, "entry.erase", id.String(), nil)
+	})
+	if err != nil {
+		return false, nil, err
+	}
+	db.scrubWAL(ctx)
+	return erased, wake, nil
+}
+
+// EraseNavigator erases every entry of a navigator and marks them
+// withdrawn, so that entries their devices still hold offline are refused
+// when pushed. It returns how many entries it erased now.
+func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *Wakeups, error) {
+	wake := &Wakeups{}
+	n := 0
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		*wake = Wakeups{}
+		u, err := userByCode(ctx, tx, code)
+		if err != nil {
+			return err
+		}
+		if u.Role != RoleNavigator {
+			return syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a navigator", u.StudyCode, u.Role)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET withdrawn_at = coalesce(withdrawn_at, ?) WHERE id = ?`, db.nowMillis(), u.ID); err != nil {
+			return fmt.Errorf("cannot mark navigator withdrawn: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT rid FROM entries WHERE owner_id = ? AND erased_at IS NULL`, u.ID)
+		if err != nil {
+			return fmt.Errorf("cannot find entries: %w", err)
+		}
+		var rids []int64
+		for rows.Next() {
+			var rid int64
+			if err := rows.Scan(&rid); err != nil {
+				rows.Close()
+				return err
+			}
+			rids = append(rids, rid)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		n = len(rids)
+		if err := eraseRows(ctx, tx, rids, wake); err != nil {
+			return err
+		}
+		wake.Owners = append(wake.Owners, u.ID)
+		return db.audit(ctx, tx, "navigator.erase", u.StudyCode, map[string]string{"entries": fmt.Sprint(n)})
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	db.scrubWAL(ctx)
+	return n, wake, nil
+}
+
+// eraseRows erases the entries with the given rids, each at a new
+// sequence number, and collects the feed readers to wake.
+func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *Wakeups) error {
+	if len(rids) == 0 {
+		return nil
+	}
+	first, err := nextSeqs(ctx, tx, len(rids))
+	if err != nil {
+		return err
+	}
+	readers := map[int64]bool{}
+	for i, rid := range rids {
+		seq := first + int64(i)
+		if _, err := tx.ExecContext(ctx, `UPDATE entries SET state = NULL, date = '', sup_visible = 0, res_visible = 0, deleted = 0,
+			erased_at = ?, seq = ? WHERE rid = ?`, seq, seq, rid); err != nil {
+			return fmt.Errorf("cannot erase entry: %w", err)
+		}
+		rows, err := tx.QueryContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 RETURNING reader`, reasonErased, seq, rid)
+		if err != nil {
+			return fmt.Errorf("cannot write removal notices: %w", err)
+		}
+		for rows.Next() {
+			var r int64
+			if err := rows.Scan(&r); err != nil {
+				rows.Close()
+				return err
+			}
+			readers[r] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE entry = ?`, rid); err != nil {
+			return fmt.Errorf("cannot erase history: %w", err)
+		}
+	}
+	for r := range readers {
+		wake.Readers = append(wake.Readers, r)
+	}
+	return nil
+}
+
+// scrubWAL checkpoints and truncates the write-ahead log after an
+// erasure, so the erased content's old pages do not linger in it. With
+// secure_delete on, the database file itself holds no freed content. If
+// a reader still holds an old snapshot the log cannot be truncated now;
+// the next checkpoint overwrites it.
+func (db *DB) scrubWAL(ctx context.Context) {
+	db.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+}
