@@ -30,10 +30,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
-	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "diaryd:", err)
-		}
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "diaryd:", err)
 		os.Exit(1)
 	}
 }
@@ -84,12 +84,31 @@ func openData(ctx context.Context, dir, synchronous string, create bool) (*serve
 	return server.OpenDB(ctx, filepath.Join(dir, "diarysync.db"), server.DBOptions{Synchronous: synchronous})
 }
 
+// writeAdminCode writes the code to <dir>/admin-code, readable by its
+// owner only: it is written to a new 0600 file and renamed over the old
+// one, so the code is never in a file with a wider mode.
 func writeAdminCode(dir, code string) error {
 	path := filepath.Join(dir, "admin-code")
-	if err := os.WriteFile(path, []byte(code+"\n"), 0o600); err != nil {
+	f, err := os.CreateTemp(dir, ".admin-code-*")
+	if err != nil {
 		return fmt.Errorf("cannot write %s: %w", path, err)
 	}
-	return os.Chmod(path, 0o600) // WriteFile keeps the mode of an existing file
+	defer os.Remove(f.Name())
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if _, err := f.WriteString(code + "\n"); err != nil {
+		f.Close()
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	return nil
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
