@@ -252,6 +252,14 @@ func (c *Client) acknowledge(ctx context.Context, tx *sql.Tx, p *Profile, row ou
 		le.base = &syncengine.Entry{ID: row.entry}
 	}
 	le.base.Apply(&ch)
+	if p.Role == RoleSupervisor {
+		// A supervisor's base is the server's view of the entry, which
+		// hides replica ids and deleted feedback. Keep it that view: a
+		// change that leaves the view as it was (feedback written and
+		// deleted before a sync) brings no new view in the next pull to
+		// replace a raw merge.
+		le.base = le.base.View(syncengine.AudienceSupervisor)
+	}
 	_, err = tx.ExecContext(ctx, `UPDATE entries SET base = ? WHERE id = ?`, syncengine.EncodeEntry(le.base), row.entry[:])
 	if err != nil {
 		return fmt.Errorf("cannot store entry: %w", err)

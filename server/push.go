@@ -214,6 +214,15 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 	var history []historyRow
 	for _, i := range candidates {
 		c := &in[i].Change
+		// A change this device already had accepted is a retry (its
+		// answer was lost): it gets the answer it got then, whatever
+		// changed since (sharing, assignment), so that a retry never
+		// changes the outcome. An erased entry's history is gone, so its
+		// retries are refused below.
+		if known[int64(c.Clock)] {
+			results[i] = ChangeResult{Outcome: OutcomeDuplicate}
+			continue
+		}
 		l := loaded[c.Entry]
 		if l == nil {
 			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
@@ -246,10 +255,6 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 				results[i] = refusal(RefusedNotAuthor, "feedback %s was written by another supervisor", c.Feedback)
 				continue
 			}
-		}
-		if known[int64(c.Clock)] {
-			results[i] = ChangeResult{Outcome: OutcomeDuplicate}
-			continue
 		}
 		if err := l.entry.Admits(c); err != nil {
 			results[i] = refusalFor(err)

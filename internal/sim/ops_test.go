@@ -1,0 +1,632 @@
+package sim
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/diarysync/diarysync/client"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// op is one kind of step. Weights are relative: syncs and edits are
+// common, restarts and erasures rare.
+type op struct {
+	name   string
+	weight int
+	run    func(ctx context.Context, w *world) error
+}
+
+var ops = []op{
+	{"create", 10, opCreate},
+	{"edit", 12, opEdit},
+	{"edit_two_devices", 4, opEditTwoDevices},
+	{"tag", 6, opTag},
+	{"share", 6, opShare},
+	{"delete_restore", 3, opDeleteRestore},
+	{"feedback", 5, opFeedback},
+	{"edit_feedback", 2, opEditFeedback},
+	{"sync", 22, opSync},
+	{"sync_all", 2, opSyncAll},
+	{"offline", 3, opOffline},
+	{"replay", 2, opReplay},
+	{"advance_clock", 8, opAdvance},
+	{"device_clock_jump", 1, opClockJump},
+	{"restart_server", 1, opRestartServer},
+	{"restart_device", 1, opRestartDevice},
+	{"erase_entry", 1, opEraseEntry},
+	{"assign_unassign", 2, opAssign},
+}
+
+var totalWeight = func() int {
+	n := 0
+	for _, o := range ops {
+		n += o.weight
+	}
+	return n
+}()
+
+func (w *world) pickOp() op {
+	r := w.rng.IntN(totalWeight)
+	for _, o := range ops {
+		if r < o.weight {
+			return o
+		}
+		r -= o.weight
+	}
+	panic("unreachable")
+}
+
+// entriesOn lists every entry a device holds, deleted ones too, in id
+// order.
+func entriesOn(ctx context.Context, d *device) ([]*client.Entry, error) {
+	var out []*client.Entry
+	token := ""
+	for {
+		page, err := d.c.List(ctx, client.ListOptions{Deleted: client.WithDeleted, Limit: 1000, PageToken: token})
+		if err != nil {
+			return nil, fmt.Errorf("cannot list entries on %s: %w", d.name, err)
+		}
+		out = append(out, page.Entries...)
+		if page.Next == "" {
+			break
+		}
+		token = page.Next
+	}
+	slices.SortFunc(out, func(a, b *client.Entry) int { return a.ID.Compare(b.ID) })
+	return out, nil
+}
+
+func pending(ctx context.Context, d *device) (int, error) {
+	st, err := d.c.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read status of %s: %w", d.name, err)
+	}
+	return st.Pending, nil
+}
+
+// write runs one local write on d and records the changes it queued, as
+// do reports them. A local write never needs the network and must not
+// fail; the outbox must grow by exactly the changes reported, which
+// checks that the simulation's bookkeeping (changeKey) matches what the
+// client queues.
+func (w *world) write(ctx context.Context, d *device, what string, do func() ([]syncengine.Change, error)) error {
+	before, err := pending(ctx, d)
+	if err != nil {
+		return err
+	}
+	changes, err := do()
+	if err != nil {
+		return fmt.Errorf("%s on %s: local write failed: %w", what, d.name, err)
+	}
+	after, err := pending(ctx, d)
+	if err != nil {
+		return err
+	}
+	if after-before != len(changes) {
+		return fmt.Errorf("%s on %s queued %d changes; the simulation expected %d", what, d.name, after-before, len(changes))
+	}
+	for i := range changes {
+		d.writes = append(d.writes, changeKey(&changes[i]))
+	}
+	w.count("write." + what)
+	w.stats["changes_written"] += len(changes)
+	w.tracef("%s %s: %d changes", d.name, what, len(changes))
+	return nil
+}
+
+// draftChanges mirrors client.Create: the changes a new entry is made of.
+func draftChanges(id syncengine.EntryID, dr client.Draft) []syncengine.Change {
+	cs := []syncengine.Change{
+		{Field: syncengine.FieldTitle, Text: dr.Title},
+		{Field: syncengine.FieldBody, Text: dr.Body},
+		{Field: syncengine.FieldDate, Text: dr.Date},
+	}
+	if dr.Mood != 0 {
+		cs = append(cs, syncengine.Change{Field: syncengine.FieldMood, Number: int64(dr.Mood)})
+	}
+	for _, t := range dr.Tags {
+		cs = append(cs, syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
+	}
+	if dr.ShareSupervisor {
+		cs = append(cs, syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: true})
+	}
+	if dr.ShareResearch {
+		cs = append(cs, syncengine.Change{Field: syncengine.FieldShareResearch, Flag: true})
+	}
+	for i := range cs {
+		cs[i].Entry = id
+	}
+	return cs
+}
+
+// editChanges mirrors client.Update.
+func editChanges(id syncengine.EntryID, e client.Edit) []syncengine.Change {
+	var cs []syncengine.Change
+	add := func(c syncengine.Change) { c.Entry = id; cs = append(cs, c) }
+	if e.Title != nil {
+		add(syncengine.Change{Field: syncengine.FieldTitle, Text: *e.Title})
+	}
+	if e.Body != nil {
+		add(syncengine.Change{Field: syncengine.FieldBody, Text: *e.Body})
+	}
+	if e.Date != nil {
+		add(syncengine.Change{Field: syncengine.FieldDate, Text: *e.Date})
+	}
+	if e.Mood != nil {
+		add(syncengine.Change{Field: syncengine.FieldMood, Number: int64(*e.Mood)})
+	}
+	for _, t := range e.AddTags {
+		add(syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
+	}
+	for _, t := range e.RemoveTags {
+		add(syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: false})
+	}
+	if e.ShareSupervisor != nil {
+		add(syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: *e.ShareSupervisor})
+	}
+	if e.ShareResearch != nil {
+		add(syncengine.Change{Field: syncengine.FieldShareResearch, Flag: *e.ShareResearch})
+	}
+	if e.Deleted != nil {
+		add(syncengine.Change{Field: syncengine.FieldDeleted, Flag: *e.Deleted})
+	}
+	return cs
+}
+
+func (w *world) update(ctx context.Context, d *device, what string, id syncengine.EntryID, e client.Edit) error {
+	return w.write(ctx, d, what, func() ([]syncengine.Change, error) {
+		return editChanges(id, e), d.c.Update(ctx, id, e)
+	})
+}
+
+func opCreate(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleNavigator))
+	dr := client.Draft{Title: w.text("title"), Body: w.text("body"), Date: w.date(), Mood: w.rng.IntN(11),
+		ShareSupervisor: w.rng.IntN(2) == 0, ShareResearch: w.rng.IntN(3) == 0}
+	for _, t := range tagPool {
+		if w.rng.IntN(4) == 0 {
+			dr.Tags = append(dr.Tags, t)
+		}
+	}
+	return w.write(ctx, d, "create", func() ([]syncengine.Change, error) {
+		id, err := d.c.Create(ctx, dr)
+		return draftChanges(id, dr), err
+	})
+}
+
+// someEntry picks an entry d holds, or nil if it holds none.
+func (w *world) someEntry(ctx context.Context, d *device) (*client.Entry, error) {
+	es, err := entriesOn(ctx, d)
+	if err != nil || len(es) == 0 {
+		return nil, err
+	}
+	return pick(w, es), nil
+}
+
+// randomEdit edits one to three of the plain fields.
+func (w *world) randomEdit() client.Edit {
+	var e client.Edit
+	for _, f := range w.rng.Perm(4)[:1+w.rng.IntN(3)] {
+		switch f {
+		case 0:
+			e.Title = ptr(w.text("title"))
+		case 1:
+			e.Body = ptr(w.text("body"))
+		case 2:
+			e.Date = ptr(w.date())
+		case 3:
+			e.Mood = ptr(w.rng.IntN(11))
+		}
+	}
+	return e
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func opEdit(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleNavigator))
+	e, err := w.someEntry(ctx, d)
+	if err != nil || e == nil {
+		return err
+	}
+	return w.update(ctx, d, "edit", e.ID, w.randomEdit())
+}
+
+// opEditTwoDevices edits one entry on both devices of a navigator before
+// either syncs: the same field with the same value (which, at an equal
+// clock, only the replica id orders), the same field with different
+// values, or different fields.
+func opEditTwoDevices(ctx context.Context, w *world) error {
+	u := pick(w, w.usersWith(server.RoleNavigator))
+	a, b := u.devices[0], u.devices[1]
+	ea, err := entriesOn(ctx, a)
+	if err != nil {
+		return err
+	}
+	eb, err := entriesOn(ctx, b)
+	if err != nil {
+		return err
+	}
+	var both []syncengine.EntryID
+	for _, x := range ea {
+		if slices.ContainsFunc(eb, func(y *client.Entry) bool { return y.ID == x.ID }) {
+			both = append(both, x.ID)
+		}
+	}
+	if len(both) == 0 {
+		return nil
+	}
+	id := pick(w, both)
+	// A new millisecond, so that both devices' clocks stamp from the
+	// wall clock and, when right, stamp alike.
+	w.now = w.now.Add(time.Millisecond)
+	var ka, kb client.Edit
+	switch mode := w.rng.IntN(3); mode {
+	case 0:
+		v := pick(w, []client.Edit{
+			{Title: ptr("same")}, {Mood: ptr(5)}, {ShareSupervisor: ptr(true)}, {ShareResearch: ptr(false)},
+			{AddTags: []string{"court"}}, {RemoveTags: []string{"housing"}}, {Deleted: ptr(false)},
+		})
+		ka, kb = v, v
+	case 1:
+		ka, kb = client.Edit{Body: ptr(w.text("body"))}, client.Edit{Body: ptr(w.text("body"))}
+	default:
+		ka, kb = client.Edit{Title: ptr(w.text("title"))}, client.Edit{Mood: ptr(1 + w.rng.IntN(10)), AddTags: []string{pick(w, tagPool)}}
+	}
+	if err := w.update(ctx, a, "edit_two_devices", id, ka); err != nil {
+		return err
+	}
+	return w.update(ctx, b, "edit_two_devices", id, kb)
+}
+
+func opTag(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleNavigator))
+	e, err := w.someEntry(ctx, d)
+	if err != nil || e == nil {
+		return err
+	}
+	t := pick(w, tagPool)
+	if w.rng.IntN(2) == 0 {
+		return w.update(ctx, d, "tag_add", e.ID, client.Edit{AddTags: []string{t}})
+	}
+	return w.update(ctx, d, "tag_remove", e.ID, client.Edit{RemoveTags: []string{t}})
+}
+
+func opShare(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleNavigator))
+	e, err := w.someEntry(ctx, d)
+	if err != nil || e == nil {
+		return err
+	}
+	switch w.rng.IntN(3) {
+	case 0:
+		return w.update(ctx, d, "share_supervisor", e.ID, client.Edit{ShareSupervisor: ptr(!e.ShareSupervisor)})
+	case 1:
+		return w.update(ctx, d, "share_research", e.ID, client.Edit{ShareResearch: ptr(!e.ShareResearch)})
+	}
+	sup, res := w.rng.IntN(2) == 0, w.rng.IntN(2) == 0
+	return w.write(ctx, d, "share_both", func() ([]syncengine.Change, error) {
+		return editChanges(e.ID, client.Edit{ShareSupervisor: &sup, ShareResearch: &res}), d.c.SetSharing(ctx, e.ID, sup, res)
+	})
+}
+
+func opDeleteRestore(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleNavigator))
+	e, err := w.someEntry(ctx, d)
+	if err != nil || e == nil {
+		return err
+	}
+	if e.Deleted {
+		return w.update(ctx, d, "restore", e.ID, client.Edit{Deleted: ptr(false)})
+	}
+	return w.write(ctx, d, "delete", func() ([]syncengine.Change, error) {
+		return editChanges(e.ID, client.Edit{Deleted: ptr(true)}), d.c.Delete(ctx, e.ID)
+	})
+}
+
+func opFeedback(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleSupervisor))
+	e, err := w.someEntry(ctx, d)
+	if err != nil || e == nil {
+		return err
+	}
+	body := w.text("feedback")
+	return w.write(ctx, d, "feedback", func() ([]syncengine.Change, error) {
+		id, err := d.c.WriteFeedback(ctx, e.ID, body)
+		return []syncengine.Change{{Entry: e.ID, Field: syncengine.FieldFeedbackBody, Feedback: id, Text: body}}, err
+	})
+}
+
+// opEditFeedback edits or deletes a feedback note the supervisor wrote,
+// possibly from their other device.
+func opEditFeedback(ctx context.Context, w *world) error {
+	d := pick(w, w.devicesWith(server.RoleSupervisor))
+	es, err := entriesOn(ctx, d)
+	if err != nil {
+		return err
+	}
+	type note struct {
+		entry syncengine.EntryID
+		id    syncengine.FeedbackID
+	}
+	var mine []note
+	for _, e := range es {
+		for _, f := range e.Feedback {
+			if f.Author == d.user.code {
+				mine = append(mine, note{e.ID, f.ID})
+			}
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	n := pick(w, mine)
+	if w.rng.IntN(4) == 0 {
+		return w.write(ctx, d, "delete_feedback", func() ([]syncengine.Change, error) {
+			return []syncengine.Change{{Entry: n.entry, Field: syncengine.FieldFeedbackDeleted, Feedback: n.id, Flag: true}}, d.c.DeleteFeedback(ctx, n.entry, n.id)
+		})
+	}
+	body := w.text("feedback")
+	return w.write(ctx, d, "edit_feedback", func() ([]syncengine.Change, error) {
+		return []syncengine.Change{{Entry: n.entry, Field: syncengine.FieldFeedbackBody, Feedback: n.id, Text: body}}, d.c.EditFeedback(ctx, n.entry, n.id, body)
+	})
+}
+
+// sync runs one Sync of d. While faults are on, the sync may be cut at
+// one of its first requests. A sync must fail only when the network
+// failed it; a sync that met no failure must leave the device holding
+// exactly the server's view for its user, with nothing pending.
+func (w *world) sync(ctx context.Context, d *device) error {
+	d.sent, d.cutAt, d.failed = 0, 0, false
+	if w.faults && w.rng.IntN(5) == 0 {
+		d.cutAt = 1 + w.rng.IntN(4)
+	}
+	err := d.c.Sync(ctx)
+	if w.err != nil {
+		return w.err
+	}
+	w.count("sync")
+	switch {
+	case err != nil && d.failed:
+		w.count("sync.failed_by_fault")
+		w.tracef("%s sync: failed: %v", d.name, err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("sync of %s failed with no fault injected: %w", d.name, err)
+	case d.failed:
+		// A failed request the client did not report: it treated a
+		// transport error as success.
+		return fmt.Errorf("sync of %s succeeded although the network failed one of its requests", d.name)
+	}
+	w.count("sync.ok")
+	w.tracef("%s sync: ok (%d requests)", d.name, d.sent)
+	return w.checkDevice(ctx, d, nil, false)
+}
+
+func opSync(ctx context.Context, w *world) error {
+	return w.sync(ctx, pick(w, w.devices))
+}
+
+func opSyncAll(ctx context.Context, w *world) error {
+	for _, i := range w.rng.Perm(len(w.devices)) {
+		if err := w.sync(ctx, w.devices[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func opOffline(ctx context.Context, w *world) error {
+	d := pick(w, w.devices)
+	d.offlineUntil = w.step + 1 + w.rng.IntN(60)
+	w.count("fault.offline_period")
+	w.tracef("%s offline until step %d", d.name, d.offlineUntil)
+	return nil
+}
+
+// opReplay delivers an old push of some device again, as a network that
+// delays or repeats requests would; nobody reads the answer.
+func opReplay(ctx context.Context, w *world) error {
+	var with []*device
+	for _, d := range w.devices {
+		if len(d.pool) > 0 {
+			with = append(with, d)
+		}
+	}
+	if len(with) == 0 {
+		return nil
+	}
+	d := pick(w, with)
+	r := pick(w, d.pool)
+	if !*flagReplayRefused {
+		refused, err := w.holdsRefused(d, r)
+		if err != nil {
+			return err
+		}
+		if refused {
+			// The server answers a change by its device and clock, and
+			// remembers only the changes it accepted. A change the device
+			// was told was refused (a clock ahead of the server's, which
+			// it then stamped again; feedback on an entry no longer
+			// shared) can be accepted when delivered again after the
+			// state that refused it has passed, and then the server holds
+			// what the device shows as refused, or holds one write twice.
+			// Retries from the client never do this (it sends a change
+			// again only while it has no answer), so by default the
+			// network replays only requests none of whose changes were
+			// refused; -sim.replay-refused replays those too.
+			w.count("fault.replay_skipped_refused")
+			return nil
+		}
+	}
+	rec := w.serve(r.url, r.header, r.body)
+	w.count("fault.replayed_request")
+	w.tracef("%s: old push replayed (status %d)", d.name, rec.Code)
+	return nil
+}
+
+// opAdvance moves simulated time on: mostly not at all or a little, now
+// and then by hours.
+func opAdvance(ctx context.Context, w *world) error {
+	var d time.Duration
+	switch w.rng.IntN(10) {
+	case 0, 1:
+	case 2, 3, 4:
+		d = time.Duration(1+w.rng.IntN(999)) * time.Millisecond
+	case 5, 6, 7:
+		d = time.Duration(1+w.rng.IntN(59)) * time.Second
+	case 8:
+		d = time.Duration(1+w.rng.IntN(30)) * time.Minute
+	default:
+		d = time.Duration(1+w.rng.IntN(6)) * time.Hour
+	}
+	w.now = w.now.Add(d)
+	w.count("clock_advance")
+	return nil
+}
+
+// opClockJump changes a device's wall clock: set by hand, or a time zone
+// mistaken for UTC. Its learnt offset is stale until the server corrects
+// it.
+func opClockJump(ctx context.Context, w *world) error {
+	d := pick(w, w.devices)
+	d.skew = skews[w.rng.IntN(len(skews))]
+	w.count("fault.clock_jump")
+	w.tracef("%s clock now %v off", d.name, d.skew)
+	return nil
+}
+
+func opRestartServer(ctx context.Context, w *world) error {
+	w.count("fault.server_restart")
+	w.tracef("server restart")
+	return w.restartServer(ctx)
+}
+
+// opRestartDevice closes a replica and opens it again, as when the app
+// is killed between two operations: everything written locally must
+// still be there.
+func opRestartDevice(ctx context.Context, w *world) error {
+	d := pick(w, w.devices)
+	before, n, err := d.c.StateHash(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot hash %s: %w", d.name, err)
+	}
+	pb, err := pending(ctx, d)
+	if err != nil {
+		return err
+	}
+	if err := d.c.Close(); err != nil {
+		return fmt.Errorf("cannot close %s: %w", d.name, err)
+	}
+	d.c = nil
+	if err := w.openDevice(ctx, d); err != nil {
+		return err
+	}
+	after, m, err := d.c.StateHash(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot hash %s: %w", d.name, err)
+	}
+	pa, err := pending(ctx, d)
+	if err != nil {
+		return err
+	}
+	if before != after || n != m || pa != pb {
+		return fmt.Errorf("%s changed across a restart: %d entries (%x) and %d pending before, %d entries (%x) and %d pending after", d.name, n, before[:6], pb, m, after[:6], pa)
+	}
+	if p, ok := d.c.Profile(); !ok || p.Replica != d.replica {
+		return fmt.Errorf("%s lost its enrolment across a restart", d.name)
+	}
+	w.count("fault.device_restart")
+	w.tracef("%s restarted", d.name)
+	return nil
+}
+
+func opEraseEntry(ctx context.Context, w *world) error {
+	var ids [][]byte
+	rows, err := w.ro.QueryContext(ctx, `SELECT id FROM entries WHERE erased_at IS NULL ORDER BY rid`)
+	if err != nil {
+		return fmt.Errorf("cannot list entries: %w", err)
+	}
+	for rows.Next() {
+		var id []byte
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	id := syncengine.EntryID(pick(w, ids))
+	if _, _, err := w.db.EraseEntry(ctx, id); err != nil {
+		return fmt.Errorf("cannot erase %s: %w", id, err)
+	}
+	w.count("admin.erase_entry")
+	w.tracef("erase entry %s", id)
+	return nil
+}
+
+func (w *world) withdrawNavigator(ctx context.Context) error {
+	var live []*user
+	for _, u := range w.usersWith(server.RoleNavigator) {
+		if !u.withdrawn {
+			live = append(live, u)
+		}
+	}
+	u := pick(w, live)
+	n, _, err := w.db.EraseNavigator(ctx, u.code)
+	if err != nil {
+		return fmt.Errorf("cannot erase navigator %s: %w", u.code, err)
+	}
+	u.withdrawn = true
+	w.count("admin.erase_navigator")
+	w.tracef("navigator %s withdraws: %d entries erased", u.code, n)
+	return nil
+}
+
+func opAssign(ctx context.Context, w *world) error {
+	sup := pick(w, w.usersWith(server.RoleSupervisor))
+	nav := pick(w, w.usersWith(server.RoleNavigator))
+	var n int
+	if err := w.ro.QueryRowContext(ctx, `SELECT count(*) FROM assignments WHERE supervisor_id = ? AND navigator_id = ?`, sup.id, nav.id).Scan(&n); err != nil {
+		return fmt.Errorf("cannot read assignments: %w", err)
+	}
+	if n > 0 {
+		if _, _, err := w.db.Unassign(ctx, sup.code, nav.code); err != nil {
+			return fmt.Errorf("cannot unassign %s from %s: %w", nav.code, sup.code, err)
+		}
+		w.count("admin.unassign")
+		w.tracef("unassign %s from %s", nav.code, sup.code)
+		return nil
+	}
+	if _, _, err := w.db.Assign(ctx, sup.code, nav.code); err != nil {
+		return fmt.Errorf("cannot assign %s to %s: %w", nav.code, sup.code, err)
+	}
+	w.count("admin.assign")
+	w.tracef("assign %s to %s", nav.code, sup.code)
+	return nil
+}
+
+// holdsRefused reports whether a saved push carries a change its device
+// was told was refused.
+func (w *world) holdsRefused(d *device, r savedRequest) (bool, error) {
+	var req diaryv1.PushRequest
+	if err := decodeMessage(r.header.Get("Content-Encoding"), r.body, &req); err != nil {
+		return false, fmt.Errorf("cannot decode a saved push of %s: %w", d.name, err)
+	}
+	for _, p := range req.GetChanges() {
+		if w.refused[ackKey{device: d.idx, clock: syncengine.Timestamp(p.GetClock())}] {
+			return true, nil
+		}
+	}
+	return false, nil
+}
