@@ -63,6 +63,13 @@ type Options struct {
 	// HTTPClient carries the RPCs (default: a client of its own, closed
 	// by Close).
 	HTTPClient *http.Client
+	// ResponseTimeout is how long the client's own HTTP client waits for
+	// the server's answer to begin once a request is sent (default 45 s).
+	// A pooled connection that went half-open (a NAT forgot it) takes a
+	// request and never answers; without this bound the call, and the
+	// sync behind it, would wait for minutes. An HTTPClient passed in
+	// brings its own timeouts.
+	ResponseTimeout time.Duration
 	// Logger receives what the client does (default: discard). It never
 	// logs diary content.
 	Logger *slog.Logger
@@ -163,7 +170,12 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	}
 	if c.http == nil {
 		c.ownHTTP = true
-		c.http = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.ResponseHeaderTimeout = opts.ResponseTimeout
+		if tr.ResponseHeaderTimeout <= 0 {
+			tr.ResponseHeaderTimeout = 45 * time.Second
+		}
+		c.http = &http.Client{Transport: tr}
 	}
 	var last, offset int64
 	if err := db.Read.QueryRowContext(ctx, `SELECT last FROM clock WHERE id = 1`).Scan(&last); err != nil {
@@ -390,11 +402,12 @@ func clockOffset(sent, received, serverTime time.Time) time.Duration {
 func rpcError(action string, err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
-		switch ce.Code() {
-		case connect.CodeUnavailable, connect.CodeUnknown, connect.CodeDeadlineExceeded:
-			if ce.Message() == "" || strings.Contains(ce.Message(), "dial tcp") || strings.Contains(ce.Message(), "connection refused") {
-				return &NetworkError{Action: action, Err: err}
-			}
+		// An error the server did not send is the network's: a refused,
+		// reset or cut connection (which connect reports as Canceled), a
+		// truncated answer, a timeout. Its text comes from the transport
+		// and is shown only in brackets. A cancelled call is not one.
+		if !connect.IsWireError(err) && !errors.Is(err, context.Canceled) {
+			return &NetworkError{Action: action, Err: err}
 		}
 		return &ServerError{Action: action, Code: ce.Code(), Message: ce.Message()}
 	}

@@ -146,11 +146,14 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*Identity, error)
 }
 
 func deviceState(revoked, active bool) error {
-	if revoked {
-		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this device was revoked: ask an administrator for a new enrolment code")
-	}
+	// Deactivation revokes every device too; it is checked first because
+	// asking for a new enrolment code, as a revoked device is told to,
+	// cannot help a deactivated account.
 	if !active {
 		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this account was deactivated")
+	}
+	if revoked {
+		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this device was revoked: ask an administrator for a new enrolment code")
 	}
 	return nil
 }

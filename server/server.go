@@ -72,6 +72,7 @@ func New(cfg Config) *Server {
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		connect.WithCompressMinBytes(1 << 10),
 	}
+	opts = append(opts, codecs()...)
 	mux := http.NewServeMux()
 	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, cfg.Heartbeat), opts...))
 	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.now)

@@ -5,6 +5,12 @@
 // $DIARY_HOME, else ~/.diarysync. Commands that create something print
 // only its id; --json prints JSON; errors go to standard error with a
 // non-zero exit status.
+//
+// A connection to the server that stays silent for 45 seconds while diary
+// waits on it (for an answer, or for the next heartbeat of the --watch
+// stream) is taken for dead, as half-open connections on mobile networks
+// are, and given up; $DIARY_TIMEOUT (a duration such as "10s") changes
+// that, for networks that drop idle connections sooner and for tests.
 package main
 
 import (
@@ -18,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/syncengine"
@@ -62,7 +69,11 @@ Administration:
   admin erase --entry ID | admin erase --navigator CODE
   admin audit [--json] [--limit N]
 
-ID may be the first characters of an entry id.`
+ID may be the first characters of an entry id.
+
+Environment: DIARY_HOME is the profile directory when --home is not given;
+DIARY_TIMEOUT (default 45s) is how long diary waits on a silent connection
+to the server (for an answer, or the --watch stream) before giving it up.`
 
 // usageError is a mistake in how the command was called (exit status 2).
 type usageError struct{ msg string }
@@ -182,7 +193,26 @@ func (e *env) open(create bool) (*client.Client, error) {
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no profile in %s: enrol first with \"diary enrol --server URL --code CODE\" (or pick the profile with --home)", e.home)
 	}
-	return client.Open(e.ctx, path, client.Options{})
+	silence, err := silenceTimeout()
+	if err != nil {
+		return nil, err
+	}
+	return client.Open(e.ctx, path, client.Options{ResponseTimeout: silence})
+}
+
+// silenceTimeout reads $DIARY_TIMEOUT: how long a connection to the
+// server may stay silent while diary waits on it (0: the client's
+// default, 45 s).
+func silenceTimeout() (time.Duration, error) {
+	v := os.Getenv("DIARY_TIMEOUT")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, usagef("DIARY_TIMEOUT=%q is not a duration such as 45s", v)
+	}
+	return d, nil
 }
 
 // withClient opens the replica, runs fn and closes it.

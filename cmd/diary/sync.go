@@ -77,8 +77,13 @@ func (e *env) watch(c *client.Client, onChange func()) error {
 	defer stop()
 	ctx, cancel := context.WithCancel(e.ctx)
 	defer cancel()
+	silence, err := silenceTimeout()
+	if err != nil {
+		return err
+	}
+	opts := client.RunOptions{Debounce: 200 * time.Millisecond, StreamTimeout: silence}
 	errc := make(chan error, 1)
-	go func() { errc <- c.Run(ctx, client.RunOptions{Debounce: 200 * time.Millisecond}) }()
+	go func() { errc <- c.Run(ctx, opts) }()
 	last := ""
 	for {
 		select {

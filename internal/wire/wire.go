@@ -204,6 +204,13 @@ func EntryFromProto(p *diaryv1.Entry) (*syncengine.Entry, error) {
 			return nil, fmt.Errorf("entry %s: feedback is not sorted and unique", e.ID)
 		}
 	}
+	// The rest of canonical form (no register holds a value it was never
+	// written with) is what the canonical decoder checks: an entry that
+	// fails it here would be stored and then fail to load from the
+	// replica, every time.
+	if _, err := syncengine.DecodeEntry(syncengine.EncodeEntry(e)); err != nil {
+		return nil, fmt.Errorf("entry %s: %w", e.ID, err)
+	}
 	return e, nil
 }
 
