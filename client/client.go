@@ -113,6 +113,9 @@ type Client struct {
 	token   string
 	rpc     *rpcClients
 
+	stampMu sync.Mutex                    // guards retired
+	retired map[syncengine.Timestamp]bool // clocks never to be given again
+
 	syncMu   sync.Mutex // one Sync at a time
 	status   statusTracker
 	watchers watchers
@@ -183,6 +186,10 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		return nil, fmt.Errorf("cannot read clock: %w", err)
 	}
 	c.clock.Observe(syncengine.Timestamp(last))
+	if c.retired, err = loadRetired(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	p, token, err := loadProfile(ctx, db.Read)
 	if err != nil {
 		db.Close()
@@ -452,4 +459,44 @@ func (c *Client) ServerStateHash(ctx context.Context) (sum [32]byte, entries int
 	}
 	copy(sum[:], resp.GetStateHash())
 	return sum, int(resp.GetEntries()), resp.GetCursor(), nil
+}
+
+func loadRetired(ctx context.Context, db *litedb.DB) (map[syncengine.Timestamp]bool, error) {
+	rows, err := db.Read.QueryContext(ctx, `SELECT clock FROM retired_clocks`)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read retired clocks: %w", err)
+	}
+	defer rows.Close()
+	out := map[syncengine.Timestamp]bool{}
+	for rows.Next() {
+		var c int64
+		if err := rows.Scan(&c); err != nil {
+			return nil, fmt.Errorf("cannot read retired clocks: %w", err)
+		}
+		out[syncengine.Timestamp(c)] = true
+	}
+	return out, rows.Err()
+}
+
+// stamp returns the clock for a new change: the next reading of the
+// hybrid logical clock that is not retired.
+func (c *Client) stamp() syncengine.Timestamp {
+	c.stampMu.Lock()
+	defer c.stampMu.Unlock()
+	for {
+		if t := c.clock.Now(); !c.retired[t] {
+			return t
+		}
+	}
+}
+
+// retire records that clock must never be given to a change again.
+func (c *Client) retire(ctx context.Context, tx *sql.Tx, clock syncengine.Timestamp) error {
+	if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO retired_clocks (clock) VALUES (?)`, int64(clock)); err != nil {
+		return fmt.Errorf("cannot retire clock: %w", err)
+	}
+	c.stampMu.Lock()
+	c.retired[clock] = true
+	c.stampMu.Unlock()
+	return nil
 }

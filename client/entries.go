@@ -272,7 +272,7 @@ func (c *Client) write(ctx context.Context, changes []syncengine.Change, create 
 					return syncengine.Errorf(syncengine.ENOTFOUND, "no feedback %s on entry %s", ch.Feedback, ch.Entry)
 				}
 			}
-			ch.Stamp = syncengine.Stamp{Clock: c.clock.Now(), Replica: p.Replica}
+			ch.Stamp = syncengine.Stamp{Clock: c.stamp(), Replica: p.Replica}
 			ch.Author = p.StudyCode
 			if err := syncengine.ValidateChange(ch); err != nil {
 				return err

@@ -301,7 +301,12 @@ func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengi
 	}
 	touched := map[syncengine.EntryID]bool{}
 	for _, r := range todo {
-		r.ch.Clock = uint64(c.clock.Now())
+		// The server keeps its refusal of the old clock: never use it
+		// again, or a new change would inherit that refusal.
+		if err := c.retire(ctx, tx, syncengine.Timestamp(r.ch.Clock)); err != nil {
+			return err
+		}
+		r.ch.Clock = uint64(c.stamp())
 		r.ch.ReplicaId = replica.String()
 		b, err := proto.Marshal(r.ch)
 		if err != nil {

@@ -402,7 +402,8 @@ func TestHostileInput(t *testing.T) {
 		hostileCase{rpc: "Push", input: "SupervisorWritingTitle", do: push(sup, supW.change(shared, syncengine.Change{Field: syncengine.FieldTitle, Text: "better"})),
 			reason: diaryv1.RefusalReason_REFUSAL_REASON_NOT_PERMITTED, phrase: "supervisors can write feedback, not entries"},
 		hostileCase{rpc: "Push", input: "FeedbackOnUnsharedEntry", do: push(sup, supW.change(othersEntry, syncengine.Change{Field: syncengine.FieldFeedbackBody, Feedback: syncengine.NewFeedbackID(), Text: "?"})),
-			reason: diaryv1.RefusalReason_REFUSAL_REASON_NOT_PERMITTED, phrase: "not shared with you"},
+			// The refusal is kept so the same change sent again gets it again.
+			reason: diaryv1.RefusalReason_REFUSAL_REASON_NOT_PERMITTED, phrase: "not shared with you", stores: []string{"refusals"}},
 		hostileCase{rpc: "Push", input: "ThousandsOfTagsOnAFullEntry", do: func(ctx context.Context) outcome {
 			var all []*diaryv1.ChangeResult
 			for p := range 3 {
@@ -417,7 +418,7 @@ func TestHostileInput(t *testing.T) {
 				all = append(all, resp.GetResults()...)
 			}
 			return outcome{results: all}
-		}, reason: diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE, phrase: "entry has 50 tags; the limit is 50"},
+		}, reason: diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE, phrase: "entry has 50 tags; the limit is 50", stores: []string{"refusals"}},
 	)
 	manyTags := syncengine.NewEntryID()
 	cases = append(cases, hostileCase{rpc: "Push", input: "AThousandTagsOnANewEntry",
@@ -429,7 +430,7 @@ func TestHostileInput(t *testing.T) {
 			return pushOutcome(nav.sync.Push(ctx, &diaryv1.PushRequest{Changes: changes}))
 		},
 		applied: 1 + syncengine.MaxTags, reason: diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE, phrase: "the limit is 50",
-		stores: []string{"entries", "history", "sequence"},
+		stores: []string{"entries", "history", "sequence", "refusals"},
 		readBack: func(t *testing.T) {
 			if n := len(pulled(t, nav, manyTags).GetTags()); n != syncengine.MaxTags {
 				t.Fatalf("the entry holds %d tags, want the first %d", n, syncengine.MaxTags)

@@ -120,7 +120,6 @@ func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeR
 	}
 	results := make([]ChangeResult, len(in))
 	now := db.now()
-	ahead := syncengine.TimestampAt(now.Add(MaxClockAhead))
 	var candidates []int
 	for i := range in {
 		c := &in[i].Change
@@ -134,11 +133,6 @@ func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeR
 		}
 		if c.Replica != who.Replica {
 			results[i] = refusal(RefusedWrongReplica, "the change was made by replica %s, not by this device (%s)", c.Replica, who.Replica)
-			continue
-		}
-		if c.Clock > ahead {
-			results[i] = refusal(RefusedClockAhead, "the change's clock (%s) is %s ahead of the server's time (%s); the limit is %s: correct the device clock offset and stamp it again",
-				c.Clock.Time().Format(time.RFC3339), c.Clock.Time().Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), MaxClockAhead)
 			continue
 		}
 		switch {
@@ -211,6 +205,13 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		}
 	}
 
+	remembered, err := rememberedRefusals(ctx, tx, who.DeviceID, clocks)
+	if err != nil {
+		return err
+	}
+	var remember []int // changes whose refusal depends on time or state
+	ahead := syncengine.TimestampAt(now.Add(MaxClockAhead))
+
 	var history []historyRow
 	for _, i := range candidates {
 		c := &in[i].Change
@@ -221,6 +222,19 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		// retries are refused below.
 		if known[int64(c.Clock)] {
 			results[i] = ChangeResult{Outcome: OutcomeDuplicate}
+			continue
+		}
+		// Likewise a change refused before for a reason that could change
+		// (time, sharing, limits) keeps its refusal: the device has
+		// stamped it again, and a late copy must not be accepted too.
+		if r, ok := remembered[int64(c.Clock)]; ok {
+			results[i] = r
+			continue
+		}
+		if c.Clock > ahead {
+			results[i] = refusal(RefusedClockAhead, "the change's clock (%s) is %s ahead of the server's time (%s); the limit is %s: correct the device clock offset and stamp it again",
+				c.Clock.Time().Format(time.RFC3339), c.Clock.Time().Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), MaxClockAhead)
+			remember = append(remember, i)
 			continue
 		}
 		l := loaded[c.Entry]
@@ -249,6 +263,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 			}
 			if !l.exists || !contains(sups, who.UserID) || !supVisible(l.entry) {
 				results[i] = refusal(RefusedNotPermitted, "entry %s is not shared with you", c.Entry)
+				remember = append(remember, i)
 				continue
 			}
 			if f := l.entry.FindFeedback(c.Feedback); f != nil && f.Author != who.StudyCode {
@@ -258,6 +273,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		}
 		if err := l.entry.Admits(c); err != nil {
 			results[i] = refusalFor(err)
+			remember = append(remember, i)
 			continue
 		}
 		known[int64(c.Clock)] = true
@@ -265,6 +281,9 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		l.touched = true
 		results[i] = ChangeResult{Outcome: OutcomeApplied}
 		history = append(history, historyRow{id: c.Entry, change: c})
+	}
+	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
+		return err
 	}
 	if len(history) == 0 {
 		return nil
@@ -504,4 +523,57 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 		}
 		return a
 	}, nil)
+}
+
+// rememberedRefusals returns the refusals kept for the device's changes
+// with the given clocks.
+func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]ChangeResult, error) {
+	var some bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM refusals WHERE device_id = ?)`, device).Scan(&some); err != nil {
+		return nil, fmt.Errorf("cannot read refusals: %w", err)
+	}
+	if !some { // the common case: a device whose clock and writes were fine
+		return nil, nil
+	}
+	out := map[int64]ChangeResult{}
+	const chunk = 500
+	for start := 0; start < len(clocks); start += chunk {
+		part := clocks[start:min(start+chunk, len(clocks))]
+		args := make([]any, 0, len(part)+1)
+		args = append(args, device)
+		for _, c := range part {
+			args = append(args, c)
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT clock, reason, message FROM refusals WHERE device_id = ? AND clock IN (`+inList(len(part))+`)`, args...)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read refusals: %w", err)
+		}
+		for rows.Next() {
+			var clock int64
+			r := ChangeResult{Outcome: OutcomeRefused}
+			if err := rows.Scan(&clock, &r.Reason, &r.Message); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("cannot read refusals: %w", err)
+			}
+			out[clock] = r
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("cannot read refusals: %w", err)
+		}
+	}
+	return out, nil
+}
+
+// rememberRefusals keeps the refusals of the changes at the given
+// indexes.
+func rememberRefusals(ctx context.Context, tx *sql.Tx, device int64, in []Incoming, results []ChangeResult, idx []int) error {
+	for _, i := range idx {
+		r := results[i]
+		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO refusals (device_id, clock, reason, message) VALUES (?, ?, ?, ?)`,
+			device, int64(in[i].Change.Clock), int(r.Reason), r.Message); err != nil {
+			return fmt.Errorf("cannot keep refusal: %w", err)
+		}
+	}
+	return nil
 }

@@ -332,3 +332,40 @@ func TestPush_ConcurrentDevices(t *testing.T) {
 		t.Fatalf("history has %d rows, want %d", n, devices*rounds*2)
 	}
 }
+
+// TestPush_RefusalsStand: a change refused for a reason that could pass
+// (a clock ahead of the server's, an entry not shared, a full entry) is
+// refused again when the same change arrives later, after the reason has
+// passed: the device has stamped it again by then, and accepting the late
+// copy would store one write twice.
+func TestPush_RefusalsStand(t *testing.T) {
+	clock := newTestClock()
+	db := MustOpenDBWith(t, DBOptions{Now: clock.Now})
+	nav := MustEnroll(t, db, RoleNavigator, "PN-A")
+	ctx := context.Background()
+	hlc := syncengine.NewClock(func() time.Time { return clock.Now().Add(time.Hour) })
+	ahead := entryChanges(nav.Replica, hlc, false, false)
+	results, _, err := db.Push(ctx, nav, ahead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range results {
+		if r.Reason != RefusedClockAhead {
+			t.Fatalf("first push: %+v", r)
+		}
+	}
+	clock.Advance(2 * time.Hour) // the server's time passes the clocks
+	again, _, err := db.Push(ctx, nav, ahead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range again {
+		if r != results[i] {
+			t.Fatalf("change %d: %+v, then %+v once the clock had passed", i, results[i], r)
+		}
+	}
+	var history int
+	if err := db.read.QueryRow(`SELECT count(*) FROM history`).Scan(&history); err != nil || history != 0 {
+		t.Fatalf("history rows: %d (%v)", history, err)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
-	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/server"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -429,7 +428,10 @@ func opOffline(ctx context.Context, w *world) error {
 }
 
 // opReplay delivers an old push of some device again, as a network that
-// delays or repeats requests would; nobody reads the answer.
+// delays or repeats requests would; nobody reads the answer. Pushes with
+// refused changes are replayed too: the server keeps refusals that
+// depended on time or state, so a late copy of a change the device has
+// since stamped again is refused again, not accepted twice.
 func opReplay(ctx context.Context, w *world) error {
 	var with []*device
 	for _, d := range w.devices {
@@ -442,27 +444,6 @@ func opReplay(ctx context.Context, w *world) error {
 	}
 	d := pick(w, with)
 	r := pick(w, d.pool)
-	if !*flagReplayRefused {
-		refused, err := w.holdsRefused(d, r)
-		if err != nil {
-			return err
-		}
-		if refused {
-			// The server answers a change by its device and clock, and
-			// remembers only the changes it accepted. A change the device
-			// was told was refused (a clock ahead of the server's, which
-			// it then stamped again; feedback on an entry no longer
-			// shared) can be accepted when delivered again after the
-			// state that refused it has passed, and then the server holds
-			// what the device shows as refused, or holds one write twice.
-			// Retries from the client never do this (it sends a change
-			// again only while it has no answer), so by default the
-			// network replays only requests none of whose changes were
-			// refused; -sim.replay-refused replays those too.
-			w.count("fault.replay_skipped_refused")
-			return nil
-		}
-	}
 	rec := w.serve(r.url, r.header, r.body)
 	w.count("fault.replayed_request")
 	w.tracef("%s: old push replayed (status %d)", d.name, rec.Code)
@@ -614,19 +595,4 @@ func opAssign(ctx context.Context, w *world) error {
 	w.count("admin.assign")
 	w.tracef("assign %s to %s", nav.code, sup.code)
 	return nil
-}
-
-// holdsRefused reports whether a saved push carries a change its device
-// was told was refused.
-func (w *world) holdsRefused(d *device, r savedRequest) (bool, error) {
-	var req diaryv1.PushRequest
-	if err := decodeMessage(r.header.Get("Content-Encoding"), r.body, &req); err != nil {
-		return false, fmt.Errorf("cannot decode a saved push of %s: %w", d.name, err)
-	}
-	for _, p := range req.GetChanges() {
-		if w.refused[ackKey{device: d.idx, clock: syncengine.Timestamp(p.GetClock())}] {
-			return true, nil
-		}
-	}
-	return false, nil
 }

@@ -19,8 +19,6 @@ var (
 	flagSeed  = flag.Int64("sim.seed", -1, "run only this seed and print its trace")
 	flagSoak  = flag.Duration("sim.soak", 0, "run new seeds until this much time has passed")
 	flagSteps = flag.Int("sim.steps", defaultSteps, "random steps per seed before the quiet phase")
-
-	flagReplayRefused = flag.Bool("sim.replay-refused", false, "let the network also replay pushes whose changes were refused (see opReplay)")
 )
 
 const defaultSteps = 200
@@ -30,9 +28,6 @@ func reproduce(seed uint64) string {
 	cmd := fmt.Sprintf("go test ./internal/sim -run 'TestSimulation$' -sim.seed %d -v", seed)
 	if *flagSteps != defaultSteps {
 		cmd += fmt.Sprintf(" -sim.steps %d", *flagSteps)
-	}
-	if *flagReplayRefused {
-		cmd += " -sim.replay-refused"
 	}
 	return cmd
 }
