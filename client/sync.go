@@ -405,15 +405,46 @@ func (c *Client) materialize(ctx context.Context, tx *sql.Tx, id syncengine.Entr
 	return storeLocal(ctx, tx, &localEntry{base: base, state: state, pending: len(pending)}, c.opts.Now())
 }
 
-// pull applies pages from the server until caught up.
+// pullResult is the answer to one Pull.
+type pullResult struct {
+	resp *diaryv1.PullResponse
+	err  error
+}
+
+// pull applies pages from the server until caught up. While it applies
+// one page it already asks for the next (whose cursor the page's answer
+// gives), so the server's work and the network overlap with the local
+// writes. The prefetched page is used only after the one before it has
+// been applied with its cursor; pull never returns with a request still
+// running.
 func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
-	resetOnce := false
-	for {
-		var cursor int64
-		if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
-			return fmt.Errorf("cannot read cursor: %w", err)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var inflight chan pullResult
+	defer func() {
+		if inflight != nil {
+			cancel()
+			<-inflight
 		}
-		resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: uint64(cursor), PageSize: c.opts.PullPageSize})
+	}()
+	fetch := func(cursor uint64) chan pullResult {
+		ch := make(chan pullResult, 1)
+		go func() {
+			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize})
+			ch <- pullResult{resp, err}
+		}()
+		return ch
+	}
+	resetOnce := false
+	var cursor int64
+	if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
+		return fmt.Errorf("cannot read cursor: %w", err)
+	}
+	inflight = fetch(uint64(cursor))
+	for {
+		res := <-inflight
+		inflight = nil
+		resp, err := res.resp, res.err
 		if err != nil {
 			if connect.CodeOf(err) == connect.CodeFailedPrecondition && !resetOnce && cursor > 0 {
 				// The server no longer knows our position: its data was
@@ -423,6 +454,8 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 				if err := c.resetReplica(ctx); err != nil {
 					return err
 				}
+				cursor = 0
+				inflight = fetch(0)
 				continue
 			}
 			return rpcError("pull changes", err)
@@ -430,9 +463,13 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 		if resp.GetNextCursor() < uint64(cursor) {
 			return fmt.Errorf("cannot pull changes: the server moved the cursor back from %d to %d", cursor, resp.GetNextCursor())
 		}
+		if resp.GetMore() {
+			inflight = fetch(resp.GetNextCursor())
+		}
 		if err := c.applyPullPage(ctx, resp); err != nil {
 			return err
 		}
+		cursor = int64(resp.GetNextCursor())
 		n := len(resp.GetEntries()) + len(resp.GetRemovals())
 		c.status.set(func(pr *Progress) { pr.PagesPulled++; pr.Pulled += n; pr.Remaining = resp.GetRemaining() })
 		c.watchers.notify(EventStatus)
@@ -480,7 +517,20 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM outbox`).Scan(&queued); err != nil {
 			return fmt.Errorf("cannot read outbox: %w", err)
 		}
+		var held bool
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM entries)`).Scan(&held); err != nil {
+			return fmt.Errorf("cannot read entries: %w", err)
+		}
 		for _, e := range entries {
+			if queued == 0 {
+				// Nothing local to merge: the pulled state is the state.
+				// Ids are unique within a page, so on a replica that held
+				// no entries when the page began, every entry is new.
+				if err := w.store(ctx, &localEntry{base: e, state: e}, now, !held); err != nil {
+					return err
+				}
+				continue
+			}
 			pending := 0
 			err := lookup.QueryRowContext(ctx, e.ID[:]).Scan(&pending)
 			switch {
