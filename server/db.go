@@ -105,6 +105,24 @@ func (l lockedReader) Read(p []byte) (int, error) {
 	return io.ReadFull(l.r, p)
 }
 
+// queryIDs runs a query whose rows are one integer each and returns them.
+func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // nextSeqs reserves n sequence numbers in tx and returns the first.
 func nextSeqs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
 	var last int64

@@ -62,22 +62,9 @@ func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *Wakeups, e
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET withdrawn_at = coalesce(withdrawn_at, ?) WHERE id = ?`, db.nowMillis(), u.ID); err != nil {
 			return fmt.Errorf("cannot mark navigator withdrawn: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT rid FROM entries WHERE owner_id = ? AND erased_at IS NULL`, u.ID)
+		rids, err := queryIDs(ctx, tx, `SELECT rid FROM entries WHERE owner_id = ? AND erased_at IS NULL`, u.ID)
 		if err != nil {
 			return fmt.Errorf("cannot find entries: %w", err)
-		}
-		var rids []int64
-		for rows.Next() {
-			var rid int64
-			if err := rows.Scan(&rid); err != nil {
-				rows.Close()
-				return err
-			}
-			rids = append(rids, rid)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		n = len(rids)
 		if err := eraseRows(ctx, tx, rids, wake); err != nil {

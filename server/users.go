@@ -299,22 +299,9 @@ func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int
 	if !visible {
 		args = []any{reader, owner}
 	}
-	rows, err := tx.QueryContext(ctx, query, args...)
+	rids, err := queryIDs(ctx, tx, query, args...)
 	if err != nil {
 		return fmt.Errorf("cannot find entries to update in feed: %w", err)
-	}
-	var rids []int64
-	for rows.Next() {
-		var rid int64
-		if err := rows.Scan(&rid); err != nil {
-			rows.Close()
-			return err
-		}
-		rids = append(rids, rid)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	if len(rids) == 0 {
 		return nil
@@ -390,20 +377,11 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 
 // supervisorsOf returns the ids of the supervisors assigned to navigator.
 func supervisorsOf(ctx context.Context, q querier, navigator int64) ([]int64, error) {
-	rows, err := q.QueryContext(ctx, `SELECT supervisor_id FROM assignments WHERE navigator_id = ?`, navigator)
+	ids, err := queryIDs(ctx, q, `SELECT supervisor_id FROM assignments WHERE navigator_id = ?`, navigator)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read assignments: %w", err)
 	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return ids, nil
 }
 
 // EnsureAdmin creates the first administrator (study code "ADMIN") if the
