@@ -147,7 +147,11 @@ func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode str
 // Revoking a revoked device is not an error.
 func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*Device, error) {
 	if _, err := uuid.Parse(publicID); err != nil || len(publicID) != 36 {
-		return nil, syncengine.Errorf(syncengine.EINVALID, "device id %q is not a device id", publicID)
+		shown := publicID
+		if len(shown) > 40 {
+			shown = shown[:40] + "…"
+		}
+		return nil, syncengine.Errorf(syncengine.EINVALID, "%q is not a device id", shown)
 	}
 	var d *Device
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
