@@ -385,7 +385,11 @@ func (c *Client) Enroll(ctx context.Context, serverURL, code, deviceName string)
 		if old != nil {
 			// Changes not yet accepted carry the old replica id, which the
 			// server no longer accepts from this device.
-			return c.restampOutbox(ctx, tx, replica, 0)
+			touched, err := c.restampOutbox(ctx, tx, replica, 0)
+			if err != nil {
+				return err
+			}
+			return c.rebuildAll(ctx, tx, touched)
 		}
 		return nil
 	})

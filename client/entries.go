@@ -110,26 +110,7 @@ func (c *Client) Create(ctx context.Context, d Draft) (syncengine.EntryID, error
 	if d.Date == "" {
 		d.Date = c.opts.Now().Format(time.DateOnly)
 	}
-	changes := []syncengine.Change{
-		{Field: syncengine.FieldTitle, Text: d.Title},
-		{Field: syncengine.FieldBody, Text: d.Body},
-		{Field: syncengine.FieldDate, Text: d.Date},
-	}
-	if d.Mood != 0 {
-		changes = append(changes, syncengine.Change{Field: syncengine.FieldMood, Number: int64(d.Mood)})
-	}
-	for _, t := range d.Tags {
-		changes = append(changes, syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
-	}
-	if d.ShareSupervisor {
-		changes = append(changes, syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: true})
-	}
-	if d.ShareResearch {
-		changes = append(changes, syncengine.Change{Field: syncengine.FieldShareResearch, Flag: true})
-	}
-	for i := range changes {
-		changes[i].Entry = id
-	}
+	changes := d.Changes(id)
 	if err := c.write(ctx, changes, true); err != nil {
 		return syncengine.EntryID{}, err
 	}
@@ -138,6 +119,40 @@ func (c *Client) Create(ctx context.Context, d Draft) (syncengine.EntryID, error
 
 // Update applies an edit to an entry of this navigator.
 func (c *Client) Update(ctx context.Context, id syncengine.EntryID, e Edit) error {
+	changes := e.Changes(id)
+	if len(changes) == 0 {
+		return syncengine.Errorf(syncengine.EINVALID, "nothing to change")
+	}
+	return c.write(ctx, changes, false)
+}
+
+// Changes returns the field-level changes that create entry id from the
+// draft, not yet stamped: title, body and date always, the rest when set.
+// Create fills in an empty Date with today first.
+func (d Draft) Changes(id syncengine.EntryID) []syncengine.Change {
+	changes := []syncengine.Change{
+		{Entry: id, Field: syncengine.FieldTitle, Text: d.Title},
+		{Entry: id, Field: syncengine.FieldBody, Text: d.Body},
+		{Entry: id, Field: syncengine.FieldDate, Text: d.Date},
+	}
+	if d.Mood != 0 {
+		changes = append(changes, syncengine.Change{Entry: id, Field: syncengine.FieldMood, Number: int64(d.Mood)})
+	}
+	for _, t := range d.Tags {
+		changes = append(changes, syncengine.Change{Entry: id, Field: syncengine.FieldTag, Tag: t, Flag: true})
+	}
+	if d.ShareSupervisor {
+		changes = append(changes, syncengine.Change{Entry: id, Field: syncengine.FieldShareSupervisor, Flag: true})
+	}
+	if d.ShareResearch {
+		changes = append(changes, syncengine.Change{Entry: id, Field: syncengine.FieldShareResearch, Flag: true})
+	}
+	return changes
+}
+
+// Changes returns the field-level changes the edit makes to entry id, not
+// yet stamped, one per field set and per tag added or removed.
+func (e Edit) Changes(id syncengine.EntryID) []syncengine.Change {
 	var changes []syncengine.Change
 	add := func(ch syncengine.Change) {
 		ch.Entry = id
@@ -170,10 +185,7 @@ func (c *Client) Update(ctx context.Context, id syncengine.EntryID, e Edit) erro
 	if e.Deleted != nil {
 		add(syncengine.Change{Field: syncengine.FieldDeleted, Flag: *e.Deleted})
 	}
-	if len(changes) == 0 {
-		return syncengine.Errorf(syncengine.EINVALID, "nothing to change")
-	}
-	return c.write(ctx, changes, false)
+	return changes
 }
 
 // Delete marks an entry deleted. The deletion syncs like any edit, so the
@@ -290,8 +302,13 @@ func (c *Client) write(ctx context.Context, changes []syncengine.Change, create 
 				return fmt.Errorf("cannot queue change: %w", err)
 			}
 		}
+		w, err := newEntryWriter(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer w.close()
 		for _, le := range states {
-			if err := storeLocal(ctx, tx, le, c.opts.Now()); err != nil {
+			if err := w.store(ctx, le, c.opts.Now(), !le.exists); err != nil {
 				return err
 			}
 		}
@@ -409,16 +426,6 @@ func (w *entryWriter) close() {
 			s.Close()
 		}
 	}
-}
-
-// storeLocal writes one entries row and its tags.
-func storeLocal(ctx context.Context, tx *sql.Tx, le *localEntry, now time.Time) error {
-	w, err := newEntryWriter(ctx, tx)
-	if err != nil {
-		return err
-	}
-	defer w.close()
-	return w.store(ctx, le, now, false)
 }
 
 func deleteLocal(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) error {

@@ -156,6 +156,7 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 	now := c.opts.Now().UnixMilli()
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		touched := map[syncengine.EntryID]bool{}
+		acked := map[syncengine.EntryID][]syncengine.Change{}
 		var known syncengine.Timestamp
 		for i, r := range results {
 			row := page[i]
@@ -163,9 +164,15 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 			switch r.GetOutcome() {
 			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED, diaryv1.ChangeOutcome_CHANGE_OUTCOME_DUPLICATE:
 				known = max(known, syncengine.Timestamp(row.change.GetClock()))
-				if err := c.acknowledge(ctx, tx, p, row); err != nil {
-					return err
+				if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, row.seq); err != nil {
+					return fmt.Errorf("cannot update outbox: %w", err)
 				}
+				ch, err := wire.ChangeFromProto(row.change)
+				if err != nil {
+					return fmt.Errorf("outbox row %d: %w", row.seq, err)
+				}
+				ch.Author = p.StudyCode
+				acked[row.entry] = append(acked[row.entry], ch)
 			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_REFUSED:
 				if r.GetReason() == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
 					ahead = true
@@ -204,12 +211,21 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 			c.clock.SetOffset(offset)
 			c.clock.Rewind(syncengine.Timestamp(floor))
 			c.log.Warn("device clock ahead of the server's; changes stamped again", "offset_ms", offset.Milliseconds())
-			if err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor)); err != nil {
+			restamped, err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor))
+			if err != nil {
 				return err
 			}
+			for id := range restamped {
+				touched[id] = true
+			}
 		}
+		w, err := newEntryWriter(ctx, tx)
+		if err != nil {
+			return err
+		}
+		defer w.close()
 		for id := range touched {
-			if err := c.rebuild(ctx, tx, id); err != nil {
+			if err := c.rebuild(ctx, tx, w, id, acked[id]); err != nil {
 				return err
 			}
 		}
@@ -232,48 +248,14 @@ func (c *Client) saveOffset(ctx context.Context, tx *sql.Tx, offset time.Duratio
 	return nil
 }
 
-// acknowledge removes an accepted change from the outbox and merges it
-// into the entry's base: the server holds it now, so it belongs to the
-// confirmed state even before the next pull brings that state back.
-func (c *Client) acknowledge(ctx context.Context, tx *sql.Tx, p *Profile, row outboxRow) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, row.seq); err != nil {
-		return fmt.Errorf("cannot update outbox: %w", err)
-	}
-	ch, err := wire.ChangeFromProto(row.change)
-	if err != nil {
-		return fmt.Errorf("outbox row %d: %w", row.seq, err)
-	}
-	ch.Author = p.StudyCode
-	le, err := loadLocal(ctx, tx, row.entry)
-	if err != nil || le == nil {
-		return err // an entry removed meanwhile stays removed
-	}
-	if le.base == nil {
-		le.base = &syncengine.Entry{ID: row.entry}
-	}
-	le.base.Apply(&ch)
-	if p.Role == RoleSupervisor {
-		// A supervisor's base is the server's view of the entry, which
-		// hides replica ids and deleted feedback. Keep it that view: a
-		// change that leaves the view as it was (feedback written and
-		// deleted before a sync) brings no new view in the next pull to
-		// replace a raw merge.
-		le.base = le.base.View(syncengine.AudienceSupervisor)
-	}
-	_, err = tx.ExecContext(ctx, `UPDATE entries SET base = ? WHERE id = ?`, syncengine.EncodeEntry(le.base), row.entry[:])
-	if err != nil {
-		return fmt.Errorf("cannot store entry: %w", err)
-	}
-	return nil
-}
-
 // restampOutbox gives every outbox change with a clock above floor a new
 // clock from the (corrected) clock and the given replica id, in outbox
-// order, so the device's own order of edits is kept.
-func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp) error {
+// order, so the device's own order of edits is kept. It returns the
+// entries whose changes it stamped again; the caller rebuilds them.
+func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp) (map[syncengine.EntryID]bool, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT seq, entry, change FROM outbox WHERE clock > ? ORDER BY seq`, int64(floor))
 	if err != nil {
-		return fmt.Errorf("cannot read outbox: %w", err)
+		return nil, fmt.Errorf("cannot read outbox: %w", err)
 	}
 	type restamp struct {
 		seq   int64
@@ -286,46 +268,41 @@ func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengi
 		var b []byte
 		if err := rows.Scan(&r.seq, &r.entry, &b); err != nil {
 			rows.Close()
-			return fmt.Errorf("cannot read outbox: %w", err)
+			return nil, fmt.Errorf("cannot read outbox: %w", err)
 		}
 		r.ch = &diaryv1.Change{}
 		if err := proto.Unmarshal(b, r.ch); err != nil {
 			rows.Close()
-			return fmt.Errorf("outbox row %d: %w", r.seq, err)
+			return nil, fmt.Errorf("outbox row %d: %w", r.seq, err)
 		}
 		todo = append(todo, r)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	touched := map[syncengine.EntryID]bool{}
 	for _, r := range todo {
 		// The server keeps its refusal of the old clock: never use it
 		// again, or a new change would inherit that refusal.
 		if err := c.retire(ctx, tx, syncengine.Timestamp(r.ch.Clock)); err != nil {
-			return err
+			return nil, err
 		}
 		r.ch.Clock = uint64(c.stamp())
 		r.ch.ReplicaId = replica.String()
 		b, err := proto.Marshal(r.ch)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET clock = ?, change = ?, uncertain = 0 WHERE seq = ?`, int64(r.ch.Clock), b, r.seq); err != nil {
-			return fmt.Errorf("cannot update outbox: %w", err)
+			return nil, fmt.Errorf("cannot update outbox: %w", err)
 		}
 		touched[syncengine.EntryID(r.entry)] = true
 	}
-	for id := range touched {
-		if err := c.rebuild(ctx, tx, id); err != nil {
-			return err
-		}
-	}
 	if _, err := tx.ExecContext(ctx, `UPDATE clock SET last = ? WHERE id = 1`, int64(c.clock.Last())); err != nil {
-		return fmt.Errorf("cannot save clock: %w", err)
+		return nil, fmt.Errorf("cannot save clock: %w", err)
 	}
-	return nil
+	return touched, nil
 }
 
 // pendingChanges returns the outbox changes of one entry.
@@ -355,25 +332,64 @@ func (c *Client) pendingChanges(ctx context.Context, tx *sql.Tx, id syncengine.E
 	return out, rows.Err()
 }
 
-// rebuild recomputes what the app sees of one entry: its base merged with
-// its outbox changes. An entry the server never sent and that has nothing
+// rebuild recomputes what the app sees of one entry: its base, with the
+// changes the server has just acknowledged merged in, merged with its
+// outbox changes. An entry the server never sent and that has nothing
 // pending, or that the server erased, is dropped.
-func (c *Client) rebuild(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) error {
+//
+// Acknowledged changes join the base because the server holds them now:
+// they belong to the confirmed state even before the next pull brings
+// that state back.
+func (c *Client) rebuild(ctx context.Context, tx *sql.Tx, w *entryWriter, id syncengine.EntryID, acked []syncengine.Change) error {
 	le, err := loadLocal(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	var base *syncengine.Entry
-	if le != nil {
-		base = le.base
+	if le == nil {
+		// Removed meanwhile (erased, unshared): it stays removed, unless
+		// it is a navigator's own entry with changes still pending.
+		return c.materialize(ctx, tx, w, id, nil, false)
 	}
-	return c.materialize(ctx, tx, id, base, le != nil)
+	base := le.base
+	if len(acked) > 0 {
+		if base == nil {
+			base = &syncengine.Entry{ID: id}
+		}
+		for i := range acked {
+			base.Apply(&acked[i])
+		}
+		if _, p, err := c.rpcs(); err == nil && p.Role == RoleSupervisor {
+			// A supervisor's base is the server's view of the entry,
+			// which hides replica ids and deleted feedback. Keep it that
+			// view: a change that leaves the view as it was (feedback
+			// written and deleted before a sync) brings no new view in
+			// the next pull to replace a raw merge.
+			base = base.View(syncengine.AudienceSupervisor)
+		}
+	}
+	return c.materialize(ctx, tx, w, id, base, true)
+}
+
+// rebuildAll rebuilds the given entries (see rebuild), with nothing newly
+// acknowledged.
+func (c *Client) rebuildAll(ctx context.Context, tx *sql.Tx, ids map[syncengine.EntryID]bool) error {
+	w, err := newEntryWriter(ctx, tx)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	for id := range ids {
+		if err := c.rebuild(ctx, tx, w, id, nil); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // materialize writes the entry whose confirmed state is base (nil if the
 // server has not sent it): base merged with the outbox changes of the
 // entry.
-func (c *Client) materialize(ctx context.Context, tx *sql.Tx, id syncengine.EntryID, base *syncengine.Entry, exists bool) error {
+func (c *Client) materialize(ctx context.Context, tx *sql.Tx, w *entryWriter, id syncengine.EntryID, base *syncengine.Entry, exists bool) error {
 	_, p, err := c.rpcs()
 	if err != nil {
 		return err
@@ -402,7 +418,7 @@ func (c *Client) materialize(ctx context.Context, tx *sql.Tx, id syncengine.Entr
 	for i := range pending {
 		state.Apply(&pending[i])
 	}
-	return storeLocal(ctx, tx, &localEntry{base: base, state: state, pending: len(pending)}, c.opts.Now())
+	return w.store(ctx, &localEntry{base: base, state: state, pending: len(pending)}, c.opts.Now(), !exists)
 }
 
 // pullResult is the answer to one Pull.
@@ -544,7 +560,7 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 				// Outbox changes may wait for an entry this replica does
 				// not hold (a supervisor's feedback on an entry shared
 				// again): merge them in.
-				if err := c.materialize(ctx, tx, e.ID, e, false); err != nil {
+				if err := c.materialize(ctx, tx, w, e.ID, e, false); err != nil {
 					return err
 				}
 				continue
@@ -556,7 +572,7 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 				}
 				continue
 			}
-			if err := c.materialize(ctx, tx, e.ID, e, true); err != nil {
+			if err := c.materialize(ctx, tx, w, e.ID, e, true); err != nil {
 				return err
 			}
 		}
@@ -619,10 +635,12 @@ func (c *Client) resetReplica(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE entries SET base = NULL`); err != nil {
 			return fmt.Errorf("cannot reset replica: %w", err)
 		}
+		touched := map[syncengine.EntryID]bool{}
 		for _, id := range ids {
-			if err := c.rebuild(ctx, tx, id); err != nil {
-				return err
-			}
+			touched[id] = true
+		}
+		if err := c.rebuildAll(ctx, tx, touched); err != nil {
+			return err
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE profile SET cursor = 0 WHERE id = 1`)
 		return err

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -471,14 +470,6 @@ func cmdFeedback(e *env, args []string) error {
 		fmt.Fprintln(e.stdout, fid)
 		return nil
 	})
-}
-
-func atoiArg(s, what string) (int, error) {
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		return 0, usagef("%s must be a number, not %q", what, s)
-	}
-	return n, nil
 }
 
 func anySet(f *entryFlags) bool {

@@ -117,68 +117,9 @@ func (w *world) write(ctx context.Context, d *device, what string, do func() ([]
 	return nil
 }
 
-// draftChanges mirrors client.Create: the changes a new entry is made of.
-func draftChanges(id syncengine.EntryID, dr client.Draft) []syncengine.Change {
-	cs := []syncengine.Change{
-		{Field: syncengine.FieldTitle, Text: dr.Title},
-		{Field: syncengine.FieldBody, Text: dr.Body},
-		{Field: syncengine.FieldDate, Text: dr.Date},
-	}
-	if dr.Mood != 0 {
-		cs = append(cs, syncengine.Change{Field: syncengine.FieldMood, Number: int64(dr.Mood)})
-	}
-	for _, t := range dr.Tags {
-		cs = append(cs, syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
-	}
-	if dr.ShareSupervisor {
-		cs = append(cs, syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: true})
-	}
-	if dr.ShareResearch {
-		cs = append(cs, syncengine.Change{Field: syncengine.FieldShareResearch, Flag: true})
-	}
-	for i := range cs {
-		cs[i].Entry = id
-	}
-	return cs
-}
-
-// editChanges mirrors client.Update.
-func editChanges(id syncengine.EntryID, e client.Edit) []syncengine.Change {
-	var cs []syncengine.Change
-	add := func(c syncengine.Change) { c.Entry = id; cs = append(cs, c) }
-	if e.Title != nil {
-		add(syncengine.Change{Field: syncengine.FieldTitle, Text: *e.Title})
-	}
-	if e.Body != nil {
-		add(syncengine.Change{Field: syncengine.FieldBody, Text: *e.Body})
-	}
-	if e.Date != nil {
-		add(syncengine.Change{Field: syncengine.FieldDate, Text: *e.Date})
-	}
-	if e.Mood != nil {
-		add(syncengine.Change{Field: syncengine.FieldMood, Number: int64(*e.Mood)})
-	}
-	for _, t := range e.AddTags {
-		add(syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: true})
-	}
-	for _, t := range e.RemoveTags {
-		add(syncengine.Change{Field: syncengine.FieldTag, Tag: t, Flag: false})
-	}
-	if e.ShareSupervisor != nil {
-		add(syncengine.Change{Field: syncengine.FieldShareSupervisor, Flag: *e.ShareSupervisor})
-	}
-	if e.ShareResearch != nil {
-		add(syncengine.Change{Field: syncengine.FieldShareResearch, Flag: *e.ShareResearch})
-	}
-	if e.Deleted != nil {
-		add(syncengine.Change{Field: syncengine.FieldDeleted, Flag: *e.Deleted})
-	}
-	return cs
-}
-
 func (w *world) update(ctx context.Context, d *device, what string, id syncengine.EntryID, e client.Edit) error {
 	return w.write(ctx, d, what, func() ([]syncengine.Change, error) {
-		return editChanges(id, e), d.c.Update(ctx, id, e)
+		return e.Changes(id), d.c.Update(ctx, id, e)
 	})
 }
 
@@ -193,7 +134,7 @@ func opCreate(ctx context.Context, w *world) error {
 	}
 	return w.write(ctx, d, "create", func() ([]syncengine.Change, error) {
 		id, err := d.c.Create(ctx, dr)
-		return draftChanges(id, dr), err
+		return dr.Changes(id), err
 	})
 }
 
@@ -309,7 +250,7 @@ func opShare(ctx context.Context, w *world) error {
 	}
 	sup, res := w.rng.IntN(2) == 0, w.rng.IntN(2) == 0
 	return w.write(ctx, d, "share_both", func() ([]syncengine.Change, error) {
-		return editChanges(e.ID, client.Edit{ShareSupervisor: &sup, ShareResearch: &res}), d.c.SetSharing(ctx, e.ID, sup, res)
+		return client.Edit{ShareSupervisor: &sup, ShareResearch: &res}.Changes(e.ID), d.c.SetSharing(ctx, e.ID, sup, res)
 	})
 }
 
@@ -323,7 +264,7 @@ func opDeleteRestore(ctx context.Context, w *world) error {
 		return w.update(ctx, d, "restore", e.ID, client.Edit{Deleted: ptr(false)})
 	}
 	return w.write(ctx, d, "delete", func() ([]syncengine.Change, error) {
-		return editChanges(e.ID, client.Edit{Deleted: ptr(true)}), d.c.Delete(ctx, e.ID)
+		return client.Edit{Deleted: ptr(true)}.Changes(e.ID), d.c.Delete(ctx, e.ID)
 	})
 }
 

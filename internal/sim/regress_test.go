@@ -48,7 +48,7 @@ func TestRetryAfterUnshare(t *testing.T) {
 		dr := client.Draft{Title: "shared", Body: "words", Date: "2026-03-01", ShareSupervisor: true}
 		eid, err := nav.c.Create(ctx, dr)
 		id = eid
-		return draftChanges(eid, dr), err
+		return dr.Changes(eid), err
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestSupervisorWritesAndDeletesFeedback(t *testing.T) {
 		dr := client.Draft{Title: "shared", Body: "words", Date: "2026-03-01", ShareSupervisor: true}
 		eid, err := nav.c.Create(ctx, dr)
 		id = eid
-		return draftChanges(eid, dr), err
+		return dr.Changes(eid), err
 	}); err != nil {
 		t.Fatal(err)
 	}
