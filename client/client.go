@@ -18,38 +18,12 @@ import (
 	"github.com/diarysync/diarysync/internal/litedb"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
 //go:embed migrations/*.sql
 var migrations embed.FS
-
-// Role is what the enrolled user does in the study; the numbers match the
-// API's Role enum.
-type Role int
-
-// Roles.
-const (
-	RoleNavigator  Role = 1
-	RoleSupervisor Role = 2
-	RoleResearcher Role = 3
-	RoleAdmin      Role = 4
-)
-
-// String returns the role's lowercase name.
-func (r Role) String() string {
-	switch r {
-	case RoleNavigator:
-		return "navigator"
-	case RoleSupervisor:
-		return "supervisor"
-	case RoleResearcher:
-		return "researcher"
-	case RoleAdmin:
-		return "admin"
-	}
-	return fmt.Sprintf("role(%d)", int(r))
-}
 
 // ErrNotEnrolled is returned by calls that need a server when the replica
 // has not enrolled yet.
@@ -92,7 +66,7 @@ type Profile struct {
 	ServerURL   string
 	DeviceID    string
 	Replica     syncengine.ReplicaID
-	Role        Role
+	Role        study.Role
 	StudyCode   string
 	DisplayName string
 	EnrolledAt  time.Time
@@ -359,7 +333,7 @@ func (c *Client) Enroll(ctx context.Context, serverURL, code, deviceName string)
 		ServerURL:   serverURL,
 		DeviceID:    resp.GetDeviceId(),
 		Replica:     replica,
-		Role:        Role(resp.GetRole()),
+		Role:        study.Role(resp.GetRole()),
 		StudyCode:   resp.GetStudyCode(),
 		DisplayName: resp.GetDisplayName(),
 		EnrolledAt:  t1.UTC(),

@@ -16,7 +16,7 @@ import (
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -42,7 +42,7 @@ func assertConverged(t *testing.T, clients ...*Client) {
 
 func TestWriteReadLocal(t *testing.T) {
 	ts := startServer(t)
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	ctx := context.Background()
 
 	t.Run("OK", func(t *testing.T) {
@@ -86,7 +86,7 @@ func TestWriteReadLocal(t *testing.T) {
 
 func TestListFiltersAndPages(t *testing.T) {
 	ts := startServer(t)
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	ctx := context.Background()
 	for i := range 25 {
 		d := Draft{Title: fmt.Sprint(i), Date: fmt.Sprintf("2026-11-%02d", i+1)}
@@ -155,8 +155,8 @@ func TestTwoDevicesConverge(t *testing.T) {
 		t.Run(fmt.Sprint(order), func(t *testing.T) {
 			ts := startServer(t)
 			ctx := context.Background()
-			a := ts.device(t, server.RoleNavigator, "PN-A", Options{})
-			b := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+			a := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+			b := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 			id := mustCreate(t, a, Draft{Title: "draft", Body: "first", Tags: []string{"housing", "court"}})
 			mustSync(t, a)
 			mustSync(t, b)
@@ -190,11 +190,11 @@ func TestTwoDevicesConverge(t *testing.T) {
 func TestSupervisorSeesSharedOnly(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
-	ts.code(t, server.RoleSupervisor, "SUP-1")
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
-	other := ts.device(t, server.RoleNavigator, "PN-B", Options{})
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+	other := ts.device(t, study.RoleNavigator, "PN-B", Options{})
 	ts.assign(t, "SUP-1", "PN-A")
-	sup := ts.device(t, server.RoleSupervisor, "SUP-1", Options{})
+	sup := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
 
 	shared := mustCreate(t, nav, Draft{Title: "shared", ShareSupervisor: true})
 	mustCreate(t, nav, Draft{Title: "private"})
@@ -297,12 +297,12 @@ func TestPullResumes(t *testing.T) {
 	if raceEnabled {
 		entries, page = 200, 20
 	}
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	for i := range entries {
 		mustCreate(t, nav, Draft{Title: fmt.Sprint(i)})
 	}
 	mustSync(t, nav)
-	reader := ts.device(t, server.RoleNavigator, "PN-A", Options{PullPageSize: uint32(page)})
+	reader := ts.device(t, study.RoleNavigator, "PN-A", Options{PullPageSize: uint32(page)})
 	f.pulls.Store(0)
 	f.loseAfter.Store(4) // the 4th page arrives, then the server is gone
 	err := reader.Sync(ctx)
@@ -340,7 +340,7 @@ func TestOfflineBacklog(t *testing.T) {
 	}
 	ts, f := startFlakyServer(t)
 	ctx := context.Background()
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	f.down.Store(true)
 	for i := range n {
 		mustCreate(t, nav, Draft{Title: fmt.Sprint(i), Body: "offline"})
@@ -391,8 +391,8 @@ func serverCount(ts *testServer, query string, n *int) error {
 func TestRefusedDoesNotBlock(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
-	a := ts.device(t, server.RoleNavigator, "PN-A", Options{})
-	b := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	a := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+	b := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	id := mustCreate(t, a, Draft{Title: "tags"})
 	mustSync(t, a)
 	mustSync(t, b)
@@ -446,10 +446,10 @@ func TestRefusedDoesNotBlock(t *testing.T) {
 func TestFeedbackAfterUnshareIsRefused(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
-	ts.code(t, server.RoleSupervisor, "SUP-1")
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	ts.assign(t, "SUP-1", "PN-A")
-	sup := ts.device(t, server.RoleSupervisor, "SUP-1", Options{})
+	sup := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
 	id := mustCreate(t, nav, Draft{Title: "shared", ShareSupervisor: true})
 	mustSync(t, nav)
 	mustSync(t, sup)
@@ -478,8 +478,8 @@ func TestClockAhead(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
 	var skew atomic.Int64
-	fast := ts.device(t, server.RoleNavigator, "PN-A", Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
-	good := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	fast := ts.device(t, study.RoleNavigator, "PN-A", Options{Now: func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }})
+	good := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	skew.Store(int64(24 * time.Hour)) // the phone's clock is set a day ahead after enrolling
 	id := mustCreate(t, fast, Draft{Title: "first", Body: "written on the fast phone"})
 	if err := fast.Update(ctx, id, Edit{Title: ptr("second")}); err != nil {
@@ -514,7 +514,7 @@ func TestClockAhead(t *testing.T) {
 func TestRevokeAndReenrol(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	p, _ := nav.Profile()
 	if _, err := ts.DB.RevokeDevice(ctx, p.DeviceID); err != nil {
 		t.Fatal(err)
@@ -525,7 +525,7 @@ func TestRevokeAndReenrol(t *testing.T) {
 	if !errors.As(err, &se) || se.Code != connect.CodeUnauthenticated {
 		t.Fatalf("sync of a revoked device: %v", err)
 	}
-	if _, err := nav.Enroll(ctx, ts.URL, ts.code(t, server.RoleNavigator, "PN-A"), "same phone"); err != nil {
+	if _, err := nav.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-A"), "same phone"); err != nil {
 		t.Fatal(err)
 	}
 	mustSync(t, nav)
@@ -534,10 +534,10 @@ func TestRevokeAndReenrol(t *testing.T) {
 	}
 	assertConverged(t, nav)
 	other := MustOpen(t, Options{})
-	if _, err := other.Enroll(ctx, ts.URL, ts.code(t, server.RoleNavigator, "PN-B"), "x"); err != nil {
+	if _, err := other.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-B"), "x"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nav.Enroll(ctx, ts.URL, ts.code(t, server.RoleNavigator, "PN-B"), "x"); syncengine.ErrorCode(err) != syncengine.ECONFLICT {
+	if _, err := nav.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-B"), "x"); syncengine.ErrorCode(err) != syncengine.ECONFLICT {
 		t.Fatalf("enrolling PN-A's replica as PN-B: %v", err)
 	}
 }
@@ -548,10 +548,10 @@ func TestRunFollowsServer(t *testing.T) {
 	ts := startServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ts.code(t, server.RoleSupervisor, "SUP-1")
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	ts.assign(t, "SUP-1", "PN-A")
-	sup := ts.device(t, server.RoleSupervisor, "SUP-1", Options{})
+	sup := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
 	events, stop := sup.Watch()
 	defer stop()
 	opts := RunOptions{Debounce: 10 * time.Millisecond, Interval: time.Hour}
@@ -583,7 +583,7 @@ func TestRunFollowsServer(t *testing.T) {
 func TestCloseStopsEverything(t *testing.T) {
 	ts := startServer(t)
 	before := runtime.NumGoroutine()
-	c := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	c := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	done := make(chan error, 1)
 	go func() { done <- c.Run(context.Background(), RunOptions{}) }()
 	mustCreate(t, c, Draft{Title: "x"})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/internal/wire"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
@@ -247,11 +248,11 @@ func (c *Client) write(ctx context.Context, changes []syncengine.Change, create 
 	}
 	feedback := changes[0].Field.IsFeedback()
 	switch {
-	case p.Role == RoleNavigator && feedback:
+	case p.Role == study.RoleNavigator && feedback:
 		return syncengine.Errorf(syncengine.EPERMISSION, "navigators cannot write feedback")
-	case p.Role == RoleSupervisor && !feedback:
+	case p.Role == study.RoleSupervisor && !feedback:
 		return syncengine.Errorf(syncengine.EPERMISSION, "only the navigator who wrote an entry can change it")
-	case p.Role != RoleNavigator && p.Role != RoleSupervisor:
+	case p.Role != study.RoleNavigator && p.Role != study.RoleSupervisor:
 		return syncengine.Errorf(syncengine.EPERMISSION, "a %s cannot write entries or feedback", p.Role)
 	}
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {

@@ -9,13 +9,15 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
 // testServer is a real diarysync server on loopback with its own store.
 type testServer struct {
 	URL string
-	DB  *server.DB
+	DB  *sqlite.DB
 	srv *httptest.Server
 	now atomic.Pointer[time.Time] // nil: real time
 }
@@ -24,12 +26,12 @@ func startServer(tb testing.TB) *testServer {
 	tb.Helper()
 	ts := &testServer{}
 	path := filepath.Join(tb.TempDir(), "server.db")
-	db, err := server.OpenDB(context.Background(), path, server.DBOptions{Synchronous: "NORMAL", Now: ts.clock})
+	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Synchronous: "NORMAL", Now: ts.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ts.DB = db
-	ts.srv = httptest.NewServer(server.New(server.Config{DB: db, Heartbeat: 200 * time.Millisecond}).Handler())
+	ts.srv = httptest.NewServer(server.New(server.Config{Store: db, Heartbeat: 200 * time.Millisecond}).Handler())
 	ts.URL = ts.srv.URL
 	tb.Cleanup(func() {
 		ts.srv.CloseClientConnections()
@@ -47,7 +49,7 @@ func (ts *testServer) clock() time.Time {
 }
 
 // user creates a user (if needed) and returns a fresh one-time code.
-func (ts *testServer) code(tb testing.TB, role server.Role, study string) string {
+func (ts *testServer) code(tb testing.TB, role study.Role, study string) string {
 	tb.Helper()
 	ctx := context.Background()
 	if _, err := ts.DB.UserByCode(ctx, study); err != nil {
@@ -84,7 +86,7 @@ func MustOpen(tb testing.TB, opts Options) *Client {
 }
 
 // device opens a replica and enrols it for study (creating the user).
-func (ts *testServer) device(tb testing.TB, role server.Role, study string, opts Options) *Client {
+func (ts *testServer) device(tb testing.TB, role study.Role, study string, opts Options) *Client {
 	tb.Helper()
 	c := MustOpen(tb, opts)
 	if _, err := c.Enroll(context.Background(), ts.URL, ts.code(tb, role, study), "test "+study); err != nil {

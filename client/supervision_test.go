@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -15,11 +15,11 @@ import (
 func TestErasureWithOfflineDevice(t *testing.T) {
 	ts, f := startFlakyServer(t)
 	ctx := context.Background()
-	ts.code(t, server.RoleSupervisor, "SUP-1")
-	phone := ts.device(t, server.RoleNavigator, "PN-A", Options{})
-	tablet := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	phone := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+	tablet := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	ts.assign(t, "SUP-1", "PN-A")
-	sup := ts.device(t, server.RoleSupervisor, "SUP-1", Options{})
+	sup := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
 	id := mustCreate(t, phone, Draft{Title: "to be erased", Body: "words", ShareSupervisor: true})
 	other := mustCreate(t, phone, Draft{Title: "stays"})
 	mustSync(t, phone)
@@ -65,14 +65,14 @@ func TestErasureWithOfflineDevice(t *testing.T) {
 func TestFeedbackOffline(t *testing.T) {
 	ts, f := startFlakyServer(t)
 	ctx := context.Background()
-	ts.code(t, server.RoleSupervisor, "SUP-1")
-	ts.code(t, server.RoleSupervisor, "SUP-2")
-	nav := ts.device(t, server.RoleNavigator, "PN-A", Options{})
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	ts.code(t, study.RoleSupervisor, "SUP-2")
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 	ts.assign(t, "SUP-1", "PN-A")
 	ts.assign(t, "SUP-2", "PN-A")
-	sup1 := ts.device(t, server.RoleSupervisor, "SUP-1", Options{})
-	sup2 := ts.device(t, server.RoleSupervisor, "SUP-2", Options{})
-	res := ts.device(t, server.RoleResearcher, "RES-1", Options{})
+	sup1 := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
+	sup2 := ts.device(t, study.RoleSupervisor, "SUP-2", Options{})
+	res := ts.device(t, study.RoleResearcher, "RES-1", Options{})
 	id := mustCreate(t, nav, Draft{Title: "hard day", Body: "...", ShareSupervisor: true, ShareResearch: true})
 	mustSync(t, nav)
 	mustSync(t, sup1)

@@ -10,6 +10,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
@@ -358,7 +359,7 @@ func (c *Client) rebuild(ctx context.Context, tx *sql.Tx, w *entryWriter, id syn
 		for i := range acked {
 			base.Apply(&acked[i])
 		}
-		if _, p, err := c.rpcs(); err == nil && p.Role == RoleSupervisor {
+		if _, p, err := c.rpcs(); err == nil && p.Role == study.RoleSupervisor {
 			// A supervisor's base is the server's view of the entry,
 			// which hides replica ids and deleted feedback. Keep it that
 			// view: a change that leaves the view as it was (feedback
@@ -405,7 +406,7 @@ func (c *Client) materialize(ctx context.Context, tx *sql.Tx, w *entryWriter, id
 	// Only a navigator's own new entries exist before the server sends
 	// them; anything else needs a base (a supervisor's feedback on an
 	// entry they no longer see waits in the outbox for its refusal).
-	if erased > 0 || (base == nil && (len(pending) == 0 || p.Role != RoleNavigator)) {
+	if erased > 0 || (base == nil && (len(pending) == 0 || p.Role != study.RoleNavigator)) {
 		if exists {
 			return deleteLocal(ctx, tx, id)
 		}
@@ -511,7 +512,7 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 		if err != nil {
 			return fmt.Errorf("cannot pull changes: the server sent %w", err)
 		}
-		if p.Role == RoleNavigator && e.Author != p.StudyCode {
+		if p.Role == study.RoleNavigator && e.Author != p.StudyCode {
 			return fmt.Errorf("cannot pull changes: the server sent entry %s of %s to %s", e.ID, e.Author, p.StudyCode)
 		}
 		entries[i] = e

@@ -9,6 +9,7 @@ import (
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 )
 
 // TestAdmin_Pages checks that every admin list pages through everything
@@ -16,10 +17,10 @@ import (
 func TestAdmin_Pages(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	admin := ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN").Token))
+	admin := ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN").Token))
 	for i := range 5 {
-		MustEnrollDevice(t, ts.DB, RoleNavigator, fmt.Sprintf("PN-%d", i))
-		MustEnrollDevice(t, ts.DB, RoleSupervisor, fmt.Sprintf("SUP-%d", i))
+		MustEnrollDevice(t, ts.DB, study.RoleNavigator, fmt.Sprintf("PN-%d", i))
+		MustEnrollDevice(t, ts.DB, study.RoleSupervisor, fmt.Sprintf("SUP-%d", i))
 		MustAssign(t, ts.DB, fmt.Sprintf("SUP-%d", i%2), fmt.Sprintf("PN-%d", i))
 		_, err := admin.admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: uint32(i + 1), Label: fmt.Sprint("Wave ", i+1), StartDate: fmt.Sprintf("202%d-01-01", i), EndDate: fmt.Sprintf("202%d-12-31", i)}})
 		wantCode(t, err, 0)
@@ -97,9 +98,9 @@ func TestAdmin_Pages(t *testing.T) {
 func TestAdmin_Errors(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	admin := ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN").Token))
-	MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
-	MustEnrollDevice(t, ts.DB, RoleSupervisor, "SUP-1")
+	admin := ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN").Token))
+	MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
+	MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-1")
 	_, err := admin.admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 1, Label: "Baseline", StartDate: "2026-01-01", EndDate: "2026-03-31"}})
 	wantCode(t, err, 0)
 	wave := func(n uint32, label, start, end string) *diaryv1.Wave {
@@ -124,7 +125,7 @@ func TestAdmin_Errors(t *testing.T) {
 			return err
 		}, connect.CodeAlreadyExists, "already in use"},
 		{"ErrUserNameTooLong", func() error {
-			_, err := admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: "PN-C", Role: diaryv1.Role_ROLE_NAVIGATOR, DisplayName: strings.Repeat("n", MaxDisplayNameBytes+1)})
+			_, err := admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: "PN-C", Role: diaryv1.Role_ROLE_NAVIGATOR, DisplayName: strings.Repeat("n", study.MaxDisplayNameBytes+1)})
 			return err
 		}, connect.CodeResourceExhausted, "the limit is 128 bytes"},
 		{"ErrAssignWrongRoles", func() error {
@@ -197,8 +198,8 @@ func TestAdmin_Errors(t *testing.T) {
 func TestAdmin_DeactivateAdmin(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	first := ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN").Token))
-	second := ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN-2").Token))
+	first := ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN").Token))
+	second := ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN-2").Token))
 	t.Run("OK", func(t *testing.T) {
 		resp, err := second.admin.DeactivateUser(ctx, &diaryv1.DeactivateUserRequest{StudyCode: "ADMIN"})
 		wantCode(t, err, 0)

@@ -12,6 +12,8 @@ import (
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
 
@@ -20,11 +22,11 @@ import (
 func TestRevoke(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	admin := ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN").Token))
-	phone := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
-	tablet := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
-	laptop := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
-	other := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-B")
+	admin := ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN").Token))
+	phone := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
+	tablet := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
+	laptop := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
+	other := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-B")
 	pull := func(dev TestDevice) error {
 		_, err := ts.clients(bearer(dev.Token)).sync.Pull(ctx, &diaryv1.PullRequest{})
 		return err
@@ -125,12 +127,12 @@ var codeFormat = regexp.MustCompile(`^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{5}-[ABCD
 func TestEnroll(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	db := MustOpenDBWith(t, DBOptions{Now: clock.Now})
+	db := MustOpenDBWith(t, sqlite.Options{Now: clock.Now})
 	// Wrong guesses are made on purpose here; the limit has its own test.
-	ts := newTestServer(t, Config{DB: db, EnrollFailures: 1000})
+	ts := newTestServer(t, Config{Store: db, EnrollFailures: 1000})
 	anon := ts.clients("")
-	admin := ts.clients(bearer(MustEnrollDevice(t, db, RoleAdmin, "ADMIN").Token))
-	if _, err := db.CreateUser(ctx, "PN-A", RoleNavigator, "Navigator A"); err != nil {
+	admin := ts.clients(bearer(MustEnrollDevice(t, db, study.RoleAdmin, "ADMIN").Token))
+	if _, err := db.CreateUser(ctx, "PN-A", study.RoleNavigator, "Navigator A"); err != nil {
 		t.Fatal(err)
 	}
 	issue := func(ttl time.Duration) string {
@@ -161,7 +163,7 @@ func TestEnroll(t *testing.T) {
 		typed := strings.ToLower(strings.ReplaceAll(c, "-", " "))
 		enr, err := anon.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: typed, DeviceName: "phone"})
 		wantCode(t, err, 0)
-		if enr.GetStudyCode() != "PN-A" || enr.GetRole() != diaryv1.Role_ROLE_NAVIGATOR || !strings.HasPrefix(enr.GetToken(), tokenPrefix) {
+		if enr.GetStudyCode() != "PN-A" || enr.GetRole() != diaryv1.Role_ROLE_NAVIGATOR || !strings.HasPrefix(enr.GetToken(), study.TokenPrefix) {
 			t.Fatalf("Enroll: %v", enr)
 		}
 		// At least 256 random bits after the device id.
@@ -173,7 +175,7 @@ func TestEnroll(t *testing.T) {
 		wantCode(t, err, 0)
 		var n int
 		secret := strings.Split(enr.GetToken(), ".")[2]
-		if err := db.read.QueryRow(`SELECT count(*) FROM devices WHERE instr(secret_hash, ?) > 0`, []byte(secret)).Scan(&n); err != nil || n != 0 {
+		if err := rawDB(db).QueryRow(`SELECT count(*) FROM devices WHERE instr(secret_hash, ?) > 0`, []byte(secret)).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("the token's secret is stored (%d rows, %v)", n, err)
 		}
 	})
@@ -196,10 +198,10 @@ func TestEnroll(t *testing.T) {
 			wait    time.Duration
 			expired bool
 		}{
-			{"default ttl, just in time", 0, DefaultCodeTTL - time.Millisecond, false},
-			{"default ttl, too late", 0, DefaultCodeTTL, true},
+			{"default ttl, just in time", 0, study.DefaultCodeTTL - time.Millisecond, false},
+			{"default ttl, too late", 0, study.DefaultCodeTTL, true},
 			{"one hour, too late", time.Hour, time.Hour + time.Second, true},
-			{"a week, after six days", MaxCodeTTL, 6 * 24 * time.Hour, false},
+			{"a week, after six days", study.MaxCodeTTL, 6 * 24 * time.Hour, false},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -219,7 +221,7 @@ func TestEnroll(t *testing.T) {
 	})
 
 	t.Run("ErrTTLOutOfRange", func(t *testing.T) {
-		for _, ttl := range []time.Duration{time.Second, MaxCodeTTL + time.Hour, -time.Hour} {
+		for _, ttl := range []time.Duration{time.Second, study.MaxCodeTTL + time.Hour, -time.Hour} {
 			_, err := admin.admin.IssueEnrollmentCode(ctx, &diaryv1.IssueEnrollmentCodeRequest{StudyCode: "PN-A", Ttl: durationpb.New(ttl)})
 			wantCode(t, err, connect.CodeInvalidArgument)
 		}
@@ -231,10 +233,10 @@ func TestEnroll(t *testing.T) {
 func TestEnroll_RateLimit(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	db := MustOpenDBWith(t, DBOptions{Now: clock.Now})
-	ts := newTestServer(t, Config{DB: db, EnrollFailures: 3, EnrollRefill: time.Hour})
+	db := MustOpenDBWith(t, sqlite.Options{Now: clock.Now})
+	ts := newTestServer(t, Config{Store: db, EnrollFailures: 3, EnrollRefill: time.Hour})
 	anon := ts.clients("")
-	MustEnrollDevice(t, db, RoleNavigator, "PN-A")
+	MustEnrollDevice(t, db, study.RoleNavigator, "PN-A")
 	good, _, err := db.IssueEnrollmentCode(ctx, "PN-A", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,8 @@ import (
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -28,7 +30,7 @@ const benchEntries = 100_000
 
 // benchServer serves db on loopback until the benchmark ends and returns
 // its URL.
-func benchServer(b *testing.B, db *DB) string {
+func benchServer(b *testing.B, db *sqlite.DB) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,7 +38,7 @@ func benchServer(b *testing.B, db *DB) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- New(Config{DB: db}).Serve(ctx, ln, ServeOptions{}) }()
+	go func() { done <- New(Config{Store: db}).Serve(ctx, ln, ServeOptions{}) }()
 	b.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -129,7 +131,7 @@ func BenchmarkPush(b *testing.B) {
 			for range b.N {
 				b.StopTimer()
 				db := MustOpenDB(b)
-				dev := MustEnrollDevice(b, db, RoleNavigator, "PN-A")
+				dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
 				sync := diaryv1connect.NewSyncServiceClient(h2cClient(), benchServer(b, db), connect.WithInterceptors(authHeader(bearer(dev.Token))))
 				clock := syncengine.NewClock(nil)
 				heap := startHeapPeak()
@@ -156,29 +158,29 @@ func BenchmarkPush(b *testing.B) {
 // 1000, as a new device of a navigator with a long history does.
 func BenchmarkPull(b *testing.B) {
 	db := MustOpenDB(b)
-	dev := MustEnrollDevice(b, db, RoleNavigator, "PN-A")
+	dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
 	clock := syncengine.NewClock(nil)
-	var batch []Incoming
+	var batch []study.Incoming
 	for range benchEntries {
 		id := syncengine.NewEntryID()
 		for _, c := range []syncengine.Change{{Field: syncengine.FieldTitle, Text: "Outreach at the day centre"}, {Field: syncengine.FieldBody, Text: benchBody}} {
 			c.Entry, c.Replica, c.Clock = id, dev.Replica, clock.Now()
-			batch = append(batch, Incoming{Change: c})
+			batch = append(batch, study.Incoming{Change: c})
 		}
-		if len(batch) == MaxPushChanges {
+		if len(batch) == study.MaxPushChanges {
 			MustPush(b, db, dev.Identity, batch)
 			batch = batch[:0]
 		}
 	}
 	sync := diaryv1connect.NewSyncServiceClient(h2cClient(), benchServer(b, db), connect.WithInterceptors(authHeader(bearer(dev.Token))))
-	b.Run(fmt.Sprintf("page=%d", MaxPullPageSize), func(b *testing.B) {
+	b.Run(fmt.Sprintf("page=%d", study.MaxPullPageSize), func(b *testing.B) {
 		var peak float64
 		for range b.N {
 			heap := startHeapPeak()
 			var cursor uint64
 			n := 0
 			for {
-				resp, err := sync.Pull(context.Background(), &diaryv1.PullRequest{Cursor: cursor, PageSize: MaxPullPageSize})
+				resp, err := sync.Pull(context.Background(), &diaryv1.PullRequest{Cursor: cursor, PageSize: study.MaxPullPageSize})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -7,25 +7,26 @@ import (
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 type adminHandler struct {
-	db  *DB
+	db  study.Store
 	hub *hub
 	log *slog.Logger
 }
 
-func newAdminHandler(db *DB, h *hub, log *slog.Logger) diaryv1connect.AdminServiceHandler {
+func newAdminHandler(db study.Store, h *hub, log *slog.Logger) diaryv1connect.AdminServiceHandler {
 	return &adminHandler{db: db, hub: h, log: log}
 }
 
-func userToProto(u *User) *diaryv1.User {
+func userToProto(u *study.User) *diaryv1.User {
 	return &diaryv1.User{StudyCode: u.StudyCode, Role: diaryv1.Role(u.Role), DisplayName: u.DisplayName, Active: u.Active, CreatedAt: timestamppb.New(u.CreatedAt)}
 }
 
-func deviceToProto(d *Device) *diaryv1.Device {
+func deviceToProto(d *study.Device) *diaryv1.Device {
 	return &diaryv1.Device{
 		DeviceId:   d.PublicID,
 		StudyCode:  d.StudyCode,
@@ -36,16 +37,16 @@ func deviceToProto(d *Device) *diaryv1.Device {
 	}
 }
 
-func waveToProto(w *Wave) *diaryv1.Wave {
+func waveToProto(w *study.Wave) *diaryv1.Wave {
 	return &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End}
 }
 
-func waveFromProto(w *diaryv1.Wave) Wave {
-	return Wave{Number: w.GetNumber(), Label: w.GetLabel(), Start: w.GetStartDate(), End: w.GetEndDate()}
+func waveFromProto(w *diaryv1.Wave) study.Wave {
+	return study.Wave{Number: w.GetNumber(), Label: w.GetLabel(), Start: w.GetStartDate(), End: w.GetEndDate()}
 }
 
 func (h *adminHandler) CreateUser(ctx context.Context, req *diaryv1.CreateUserRequest) (*diaryv1.CreateUserResponse, error) {
-	u, err := h.db.CreateUser(ctx, req.GetStudyCode(), Role(req.GetRole()), req.GetDisplayName())
+	u, err := h.db.CreateUser(ctx, req.GetStudyCode(), study.Role(req.GetRole()), req.GetDisplayName())
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
@@ -81,7 +82,7 @@ func (h *adminHandler) AssignNavigator(ctx context.Context, req *diaryv1.AssignN
 		return nil, connectError(ctx, h.log, err)
 	}
 	if created {
-		h.hub.notify(&Wakeups{Readers: []int64{sup}})
+		h.hub.notify(&study.Wakeups{Readers: []int64{sup}})
 	}
 	return &diaryv1.AssignNavigatorResponse{Created: created}, nil
 }
@@ -92,7 +93,7 @@ func (h *adminHandler) UnassignNavigator(ctx context.Context, req *diaryv1.Unass
 		return nil, connectError(ctx, h.log, err)
 	}
 	if removed {
-		h.hub.notify(&Wakeups{Readers: []int64{sup}})
+		h.hub.notify(&study.Wakeups{Readers: []int64{sup}})
 	}
 	return &diaryv1.UnassignNavigatorResponse{Removed: removed}, nil
 }

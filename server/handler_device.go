@@ -9,17 +9,18 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 type deviceHandler struct {
-	db      *DB
+	db      study.Store
 	log     *slog.Logger
 	limiter *failureLimiter
 }
 
-func newDeviceHandler(db *DB, log *slog.Logger, limiter *failureLimiter) diaryv1connect.DeviceServiceHandler {
+func newDeviceHandler(db study.Store, log *slog.Logger, limiter *failureLimiter) diaryv1connect.DeviceServiceHandler {
 	return &deviceHandler{db: db, log: log, limiter: limiter}
 }
 
@@ -41,9 +42,9 @@ func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) 
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.ERATELIMIT,
 			"too many wrong enrolment codes from this address: try again in %s", wait.Round(time.Second)+time.Second))
 	}
-	if len(req.GetCode()) > 64 {
+	if len(req.GetCode()) > study.MaxCodeBytes {
 		h.limiter.Fail(key)
-		return nil, connectError(ctx, h.log, errBadCode)
+		return nil, connectError(ctx, h.log, study.ErrBadCode)
 	}
 	enr, err := h.db.Enroll(ctx, req.GetCode(), req.GetDeviceName())
 	if err != nil {
@@ -60,6 +61,6 @@ func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) 
 		Role:        diaryv1.Role(enr.Role),
 		StudyCode:   enr.StudyCode,
 		DisplayName: enr.DisplayName,
-		ServerTime:  timestamppb.New(h.db.now()),
+		ServerTime:  timestamppb.New(h.db.Now()),
 	}, nil
 }

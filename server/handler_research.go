@@ -2,21 +2,23 @@ package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/server/export"
+	"github.com/diarysync/diarysync/study"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
 type researchHandler struct {
-	db  *DB
+	db  study.Store
 	log *slog.Logger
 }
 
-func newResearchHandler(db *DB, log *slog.Logger) diaryv1connect.ResearchServiceHandler {
+func newResearchHandler(db study.Store, log *slog.Logger) diaryv1connect.ResearchServiceHandler {
 	return &researchHandler{db: db, log: log}
 }
 
@@ -36,7 +38,7 @@ func (h *researchHandler) ExportWave(ctx context.Context, req *diaryv1.ExportWav
 	cw := &chunkWriter{send: func(b []byte) error {
 		return stream.Send(&diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_Chunk{Chunk: b}})
 	}}
-	sendManifest := func(m export.Manifest) error {
+	sendManifest := func(m study.Manifest) error {
 		pm := &diaryv1.ExportManifest{
 			Position:          m.Position,
 			ExportedAt:        timestamppb.New(m.ExportedAt),
@@ -53,7 +55,15 @@ func (h *researchHandler) ExportWave(ctx context.Context, req *diaryv1.ExportWav
 		}
 		return stream.Send(&diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_Manifest{Manifest: pm}})
 	}
-	if err := h.db.Export(ctx, req.GetWave(), ExportFormat(req.GetFormat()), sendManifest, cw); err != nil {
+	format := study.ExportFormat(req.GetFormat())
+	write := writers[format]
+	err := h.db.Export(ctx, study.ExportRequest{Wave: req.GetWave(), Format: format}, func(m study.Manifest, records study.Records) error {
+		if err := sendManifest(m); err != nil {
+			return err
+		}
+		return write(cw, m, records)
+	})
+	if err != nil {
 		return connectError(ctx, h.log, err)
 	}
 	if err := cw.flush(); err != nil {
@@ -61,6 +71,14 @@ func (h *researchHandler) ExportWave(ctx context.Context, req *diaryv1.ExportWav
 	}
 	h.log.InfoContext(ctx, "export", "wave", req.GetWave(), "format", req.GetFormat().String(), "bytes", cw.total)
 	return nil
+}
+
+// writers are the export writers by format; the store refuses a format
+// missing here.
+var writers = map[study.ExportFormat]func(io.Writer, study.Manifest, study.Records) error{
+	study.FormatCSV:   export.WriteCSV,
+	study.FormatJSONL: export.WriteJSONL,
+	study.FormatQDPX:  export.WriteQDPX,
 }
 
 // exportChunkBytes is the size of one chunk of an export stream.

@@ -10,6 +10,7 @@ import (
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -19,23 +20,23 @@ import (
 const DefaultHeartbeat = 15 * time.Second
 
 type syncHandler struct {
-	db        *DB
+	db        study.Store
 	hub       *hub
 	log       *slog.Logger
 	metrics   *Metrics
 	heartbeat time.Duration
 }
 
-func newSyncHandler(db *DB, h *hub, log *slog.Logger, m *Metrics, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
+func newSyncHandler(db study.Store, h *hub, log *slog.Logger, m *Metrics, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
 	return &syncHandler{db: db, hub: h, log: log, metrics: m, heartbeat: heartbeat}
 }
 
 func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diaryv1.PushResponse, error) {
-	who := identityFrom(ctx)
-	if n := len(req.GetChanges()); n > MaxPushChanges {
-		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.ETOOLARGE, "a push may carry at most %d changes; this one has %d", MaxPushChanges, n))
+	who := study.IdentityFrom(ctx)
+	if err := study.CheckPushSize(len(req.GetChanges())); err != nil {
+		return nil, connectError(ctx, h.log, err)
 	}
-	in := make([]Incoming, len(req.GetChanges()))
+	in := make([]study.Incoming, len(req.GetChanges()))
 	for i, p := range req.GetChanges() {
 		in[i].Change, in[i].Invalid = wire.ChangeFromProto(p)
 	}
@@ -44,13 +45,13 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.hub.notify(wake)
-	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.now())}
+	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.Now())}
 	for i, r := range results {
 		resp.Results[i] = &diaryv1.ChangeResult{Outcome: diaryv1.ChangeOutcome(r.Outcome), Reason: diaryv1.RefusalReason(r.Reason), Message: r.Message}
 		switch r.Outcome {
-		case OutcomeApplied:
+		case study.OutcomeApplied:
 			h.metrics.changesApplied.Add(1)
-		case OutcomeDuplicate:
+		case study.OutcomeDuplicate:
 			h.metrics.changesDuplicate.Add(1)
 		default:
 			h.metrics.changesRefused.Add(1)
@@ -60,7 +61,7 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 }
 
 func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diaryv1.PullResponse, error) {
-	who := identityFrom(ctx)
+	who := study.IdentityFrom(ctx)
 	if req.GetCursor() > 1<<62 {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
 	}
@@ -73,7 +74,7 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 		NextCursor: uint64(page.Next),
 		More:       page.More,
 		Remaining:  uint64(page.Remaining),
-		ServerTime: timestamppb.New(h.db.now()),
+		ServerTime: timestamppb.New(h.db.Now()),
 	}
 	for i, e := range page.Entries {
 		resp.Entries[i] = wire.EntryToProto(e)
@@ -85,8 +86,8 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 }
 
 func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeRequest, stream *connect.ServerStream[diaryv1.SubscribeResponse]) error {
-	who := identityFrom(ctx)
-	rd, err := readerFor(who)
+	who := study.IdentityFrom(ctx)
+	rd, err := study.ReaderFor(who)
 	if err != nil {
 		return connectError(ctx, h.log, err)
 	}
@@ -97,7 +98,7 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 
 	sent := int64(req.GetCursor())
 	send := func(heartbeat bool) error {
-		return stream.Send(&diaryv1.SubscribeResponse{Cursor: uint64(sent), Heartbeat: heartbeat, ServerTime: timestamppb.New(h.db.now())})
+		return stream.Send(&diaryv1.SubscribeResponse{Cursor: uint64(sent), Heartbeat: heartbeat, ServerTime: timestamppb.New(h.db.Now())})
 	}
 	check := func() error {
 		// A stream outlives the authentication of its call: a device
@@ -148,7 +149,7 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 }
 
 func (h *syncHandler) GetStateHash(ctx context.Context, _ *diaryv1.GetStateHashRequest) (*diaryv1.GetStateHashResponse, error) {
-	sh, err := h.db.StateHash(ctx, identityFrom(ctx))
+	sh, err := h.db.StateHash(ctx, study.IdentityFrom(ctx))
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}

@@ -18,6 +18,8 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -41,9 +43,9 @@ var hostileStrings = []struct{ name, s string }{
 
 // snapshot holds every row of every table of the store, as text: what a
 // refused call must leave exactly as it was.
-func snapshot(tb testing.TB, db *DB) map[string][]string {
+func snapshot(tb testing.TB, db *sqlite.DB) map[string][]string {
 	tb.Helper()
-	rows, err := db.read.Query(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
+	rows, err := rawDB(db).Query(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -61,7 +63,7 @@ func snapshot(tb testing.TB, db *DB) map[string][]string {
 	}
 	out := map[string][]string{}
 	for _, table := range tables {
-		rows, err := db.read.Query(`SELECT * FROM "` + table + `"`)
+		rows, err := rawDB(db).Query(`SELECT * FROM "` + table + `"`)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -211,21 +213,21 @@ func TestHostileInput(t *testing.T) {
 	const enrollFailures = 100
 	ts := newTestServer(t, Config{Heartbeat: time.Hour, EnrollFailures: enrollFailures, EnrollRefill: time.Hour})
 	db := ts.DB
-	adminDev := MustEnrollDevice(t, db, RoleAdmin, "ADMIN")
-	navDev := MustEnrollDevice(t, db, RoleNavigator, "PN-A")
-	otherDev := MustEnrollDevice(t, db, RoleNavigator, "PN-B")
-	supDev := MustEnrollDevice(t, db, RoleSupervisor, "SUP-1")
-	resDev := MustEnrollDevice(t, db, RoleResearcher, "RES-1")
+	adminDev := MustEnrollDevice(t, db, study.RoleAdmin, "ADMIN")
+	navDev := MustEnrollDevice(t, db, study.RoleNavigator, "PN-A")
+	otherDev := MustEnrollDevice(t, db, study.RoleNavigator, "PN-B")
+	supDev := MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-1")
+	resDev := MustEnrollDevice(t, db, study.RoleResearcher, "RES-1")
 	MustAssign(t, db, "SUP-1", "PN-A")
-	revokedDev := MustEnrollDevice(t, db, RoleNavigator, "PN-A")
+	revokedDev := MustEnrollDevice(t, db, study.RoleNavigator, "PN-A")
 	if _, err := db.RevokeDevice(ctx, revokedDev.Device); err != nil {
 		t.Fatal(err)
 	}
-	goneDev := MustEnrollDevice(t, db, RoleNavigator, "PN-GONE")
+	goneDev := MustEnrollDevice(t, db, study.RoleNavigator, "PN-GONE")
 	if _, _, err := db.DeactivateUser(ctx, "PN-GONE"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.CreateWave(ctx, Wave{Number: 1, Label: "Baseline", Start: "2026-01-01", End: "2026-03-31"}); err != nil {
+	if _, err := db.CreateWave(ctx, study.Wave{Number: 1, Label: "Baseline", Start: "2026-01-01", End: "2026-03-31"}); err != nil {
 		t.Fatal(err)
 	}
 	usedCode, _, err := db.IssueEnrollmentCode(ctx, "PN-A", 0)
@@ -311,7 +313,7 @@ func TestHostileInput(t *testing.T) {
 
 	// Tokens: every way a bearer token can be wrong, on a sync call, an
 	// admin call and a stream.
-	device, secret, _ := parseToken(navDev.Token)
+	device, secret, _ := study.ParseToken(navDev.Token)
 	tokens := []struct{ name, auth, phrase string }{
 		{"NoHeader", "", `missing "Authorization: Bearer`},
 		{"BasicAuth", "Basic dXNlcjpwYXNzd29yZA==", `missing "Authorization: Bearer`},
@@ -384,8 +386,8 @@ func TestHostileInput(t *testing.T) {
 			for i := range enrollFailures {
 				// Well-formed guesses, so that each is looked up.
 				guess := []byte("AAAAA-AAAAA")
-				for k, n := len(guess)-1, i; n > 0; k, n = k-1, n/len(codeAlphabet) {
-					guess[k] = codeAlphabet[n%len(codeAlphabet)]
+				for k, n := len(guess)-1, i; n > 0; k, n = k-1, n/len(study.CodeAlphabet) {
+					guess[k] = study.CodeAlphabet[n%len(study.CodeAlphabet)]
 				}
 				_, err := guesser.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: string(guess)})
 				if connect.CodeOf(err) != connect.CodeUnauthenticated {
@@ -409,7 +411,7 @@ func TestHostileInput(t *testing.T) {
 			var all []*diaryv1.ChangeResult
 			for p := range 3 {
 				var changes []*diaryv1.Change
-				for i := range MaxPushChanges {
+				for i := range study.MaxPushChanges {
 					changes = append(changes, navW.change(full, syncengine.Change{Field: syncengine.FieldTag, Tag: fmt.Sprintf("more-%d-%d", p, i), Flag: true}))
 				}
 				resp, err := nav.sync.Push(ctx, &diaryv1.PushRequest{Changes: changes})
@@ -425,7 +427,7 @@ func TestHostileInput(t *testing.T) {
 	cases = append(cases, hostileCase{rpc: "Push", input: "AThousandTagsOnANewEntry",
 		do: func(ctx context.Context) outcome {
 			changes := []*diaryv1.Change{navW.change(manyTags, syncengine.Change{Field: syncengine.FieldTitle, Text: "many tags"})}
-			for i := range MaxPushChanges - 1 {
+			for i := range study.MaxPushChanges - 1 {
 				changes = append(changes, navW.change(manyTags, syncengine.Change{Field: syncengine.FieldTag, Tag: fmt.Sprint("t", i), Flag: true}))
 			}
 			return pushOutcome(nav.sync.Push(ctx, &diaryv1.PushRequest{Changes: changes}))
@@ -442,7 +444,7 @@ func TestHostileInput(t *testing.T) {
 	big := strings.Repeat("b", MaxRequestBytes+1)
 	cases = append(cases,
 		hostileCase{rpc: "Push", input: "MoreThan1000Changes", do: func(ctx context.Context) outcome {
-			changes := make([]*diaryv1.Change, MaxPushChanges+1)
+			changes := make([]*diaryv1.Change, study.MaxPushChanges+1)
 			id := syncengine.NewEntryID()
 			for i := range changes {
 				changes[i] = navW.change(id, syncengine.Change{Field: syncengine.FieldMood, Number: 1})
@@ -472,16 +474,16 @@ func TestHostileInput(t *testing.T) {
 		hostileCase{rpc: "Push", input: "FeedbackOver8KiB", do: push(sup, supW.change(shared, syncengine.Change{Field: syncengine.FieldFeedbackBody, Feedback: syncengine.NewFeedbackID(), Text: strings.Repeat("f", syncengine.MaxFeedbackBodyBytes+1)})),
 			reason: diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE, phrase: "the limit is 8192 bytes"},
 		hostileCase{rpc: "Enroll", input: "DeviceName65Bytes", prepare: func(t *testing.T) { goodCode = freshCode(t) }, do: func(ctx context.Context) outcome {
-			return errOutcome(anon.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: goodCode, DeviceName: strings.Repeat("d", MaxDeviceNameBytes+1)}))
+			return errOutcome(anon.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: goodCode, DeviceName: strings.Repeat("d", study.MaxDeviceNameBytes+1)}))
 		}, code: connect.CodeResourceExhausted, phrase: "device name is 65 bytes; the limit is 64 bytes"},
 		hostileCase{rpc: "CreateUser", input: "DisplayName129Bytes", do: func(ctx context.Context) outcome {
-			return errOutcome(admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: "PN-LONG", Role: diaryv1.Role_ROLE_NAVIGATOR, DisplayName: strings.Repeat("n", MaxDisplayNameBytes+1)}))
+			return errOutcome(admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: "PN-LONG", Role: diaryv1.Role_ROLE_NAVIGATOR, DisplayName: strings.Repeat("n", study.MaxDisplayNameBytes+1)}))
 		}, code: connect.CodeResourceExhausted, phrase: "display name is 129 bytes; the limit is 128 bytes"},
 		hostileCase{rpc: "CreateUser", input: "StudyCode33Bytes", do: func(ctx context.Context) outcome {
 			return errOutcome(admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: strings.Repeat("P", syncengine.MaxAuthorBytes+1), Role: diaryv1.Role_ROLE_NAVIGATOR}))
 		}, code: connect.CodeInvalidArgument, phrase: "study code must be 1 to 32 characters"},
 		hostileCase{rpc: "CreateWave", input: "Label129Bytes", do: func(ctx context.Context) outcome {
-			return errOutcome(admin.admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 2, Label: strings.Repeat("l", MaxWaveLabelBytes+1), StartDate: "2027-01-01", EndDate: "2027-02-01"}}))
+			return errOutcome(admin.admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 2, Label: strings.Repeat("l", study.MaxWaveLabelBytes+1), StartDate: "2027-01-01", EndDate: "2027-02-01"}}))
 		}, code: connect.CodeResourceExhausted, phrase: "wave label is 129 bytes; the limit is 128 bytes"},
 		hostileCase{rpc: "ListUsers", input: "PageTokenTooLong", do: func(ctx context.Context) outcome {
 			return errOutcome(admin.admin.ListUsers(ctx, &diaryv1.ListUsersRequest{PageToken: base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte("u"), 300))}))

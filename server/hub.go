@@ -1,6 +1,10 @@
 package server
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/diarysync/diarysync/study"
+)
 
 // hub wakes Subscribe streams when a commit concerns their reader. A
 // wake-up carries no data: the stream reads the reader's position again,
@@ -23,7 +27,7 @@ func newHub() *hub {
 	return &hub{subs: map[hubKey]map[chan struct{}]struct{}{}, closed: make(chan struct{})}
 }
 
-func keyFor(rd reader) hubKey { return hubKey{owner: rd.owner, id: rd.id} }
+func keyFor(rd study.Reader) hubKey { return hubKey{owner: rd.Owner, id: rd.ID} }
 
 // subscribe registers interest in k. The channel receives a value
 // (coalesced: it holds at most one) after each commit that concerns k.
@@ -46,7 +50,7 @@ func (h *hub) subscribe(k hubKey) (<-chan struct{}, func()) {
 }
 
 // notify wakes every stream that w concerns.
-func (h *hub) notify(w *Wakeups) {
+func (h *hub) notify(w *study.Wakeups) {
 	if w == nil {
 		return
 	}

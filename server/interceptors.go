@@ -10,13 +10,14 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 )
 
 // callNote lets inner interceptors and handlers add to the log line the
 // outer interceptor writes when the call ends.
 type callNote struct {
 	device string
-	role   Role
+	role   study.Role
 }
 
 type callNoteKey struct{}
@@ -77,7 +78,7 @@ func (o *observer) WrapStreamingHandler(next connect.StreamingHandlerFunc) conne
 // authenticator checks the bearer token of every call but the public ones
 // and then the policy table; the handler's context carries the Identity.
 type authenticator struct {
-	db  *DB
+	db  study.Store
 	log *slog.Logger
 }
 
@@ -107,7 +108,7 @@ func (a *authenticator) authenticate(ctx context.Context, procedure string, head
 	case diaryv1connect.SyncServicePushProcedure, diaryv1connect.SyncServicePullProcedure:
 		a.db.TouchDevice(id.DeviceID)
 	}
-	return withIdentity(ctx, id), nil
+	return study.NewContext(ctx, id), nil
 }
 
 func (a *authenticator) WrapUnary(next connect.UnaryFunc) connect.UnaryFunc {

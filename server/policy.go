@@ -2,6 +2,7 @@ package server
 
 import (
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 )
 
 // policy says, for every procedure, which roles may call it. It is the one
@@ -9,32 +10,32 @@ import (
 // refused to everyone. Enroll needs no token: the one-time code is the
 // credential. What a permitted caller may then see (their own entries,
 // shared ones, research views) is decided by the store from the role.
-var policy = map[string][]Role{
+var policy = map[string][]study.Role{
 	diaryv1connect.DeviceServiceEnrollProcedure: nil, // public
 
-	diaryv1connect.SyncServicePushProcedure:         {RoleNavigator, RoleSupervisor},
-	diaryv1connect.SyncServicePullProcedure:         {RoleNavigator, RoleSupervisor, RoleResearcher},
-	diaryv1connect.SyncServiceSubscribeProcedure:    {RoleNavigator, RoleSupervisor, RoleResearcher},
-	diaryv1connect.SyncServiceGetStateHashProcedure: {RoleNavigator, RoleSupervisor, RoleResearcher},
+	diaryv1connect.SyncServicePushProcedure:         {study.RoleNavigator, study.RoleSupervisor},
+	diaryv1connect.SyncServicePullProcedure:         {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
+	diaryv1connect.SyncServiceSubscribeProcedure:    {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
+	diaryv1connect.SyncServiceGetStateHashProcedure: {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
 
-	diaryv1connect.AdminServiceCreateUserProcedure:          {RoleAdmin},
-	diaryv1connect.AdminServiceListUsersProcedure:           {RoleAdmin},
-	diaryv1connect.AdminServiceDeactivateUserProcedure:      {RoleAdmin},
-	diaryv1connect.AdminServiceAssignNavigatorProcedure:     {RoleAdmin},
-	diaryv1connect.AdminServiceUnassignNavigatorProcedure:   {RoleAdmin},
-	diaryv1connect.AdminServiceListAssignmentsProcedure:     {RoleAdmin},
-	diaryv1connect.AdminServiceIssueEnrollmentCodeProcedure: {RoleAdmin},
-	diaryv1connect.AdminServiceListDevicesProcedure:         {RoleAdmin},
-	diaryv1connect.AdminServiceRevokeDeviceProcedure:        {RoleAdmin},
-	diaryv1connect.AdminServiceCreateWaveProcedure:          {RoleAdmin},
-	diaryv1connect.AdminServiceUpdateWaveProcedure:          {RoleAdmin},
-	diaryv1connect.AdminServiceListWavesProcedure:           {RoleAdmin},
-	diaryv1connect.AdminServiceEraseEntryProcedure:          {RoleAdmin},
-	diaryv1connect.AdminServiceEraseNavigatorProcedure:      {RoleAdmin},
-	diaryv1connect.AdminServiceListAuditEventsProcedure:     {RoleAdmin},
+	diaryv1connect.AdminServiceCreateUserProcedure:          {study.RoleAdmin},
+	diaryv1connect.AdminServiceListUsersProcedure:           {study.RoleAdmin},
+	diaryv1connect.AdminServiceDeactivateUserProcedure:      {study.RoleAdmin},
+	diaryv1connect.AdminServiceAssignNavigatorProcedure:     {study.RoleAdmin},
+	diaryv1connect.AdminServiceUnassignNavigatorProcedure:   {study.RoleAdmin},
+	diaryv1connect.AdminServiceListAssignmentsProcedure:     {study.RoleAdmin},
+	diaryv1connect.AdminServiceIssueEnrollmentCodeProcedure: {study.RoleAdmin},
+	diaryv1connect.AdminServiceListDevicesProcedure:         {study.RoleAdmin},
+	diaryv1connect.AdminServiceRevokeDeviceProcedure:        {study.RoleAdmin},
+	diaryv1connect.AdminServiceCreateWaveProcedure:          {study.RoleAdmin},
+	diaryv1connect.AdminServiceUpdateWaveProcedure:          {study.RoleAdmin},
+	diaryv1connect.AdminServiceListWavesProcedure:           {study.RoleAdmin},
+	diaryv1connect.AdminServiceEraseEntryProcedure:          {study.RoleAdmin},
+	diaryv1connect.AdminServiceEraseNavigatorProcedure:      {study.RoleAdmin},
+	diaryv1connect.AdminServiceListAuditEventsProcedure:     {study.RoleAdmin},
 
-	diaryv1connect.ResearchServiceListWavesProcedure:  {RoleResearcher},
-	diaryv1connect.ResearchServiceExportWaveProcedure: {RoleResearcher},
+	diaryv1connect.ResearchServiceListWavesProcedure:  {study.RoleResearcher},
+	diaryv1connect.ResearchServiceExportWaveProcedure: {study.RoleResearcher},
 }
 
 // publicProcedures need no token.
@@ -43,7 +44,7 @@ var publicProcedures = map[string]bool{
 }
 
 // allowed reports whether role may call procedure.
-func allowed(procedure string, role Role) bool {
+func allowed(procedure string, role study.Role) bool {
 	for _, r := range policy[procedure] {
 		if r == role {
 			return true

@@ -9,6 +9,7 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -53,7 +54,7 @@ var rpcCalls = map[string]rpcCall{
 	// A device name over the limit is refused before the code is looked
 	// at, so the call neither enrols nor counts as a wrong guess.
 	diaryv1connect.DeviceServiceEnrollProcedure: {connect.CodeResourceExhausted, func(ctx context.Context, c *clients) error {
-		_, err := c.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: "ABCDE-FGHJK", DeviceName: strings.Repeat("x", MaxDeviceNameBytes+1)})
+		_, err := c.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: "ABCDE-FGHJK", DeviceName: strings.Repeat("x", study.MaxDeviceNameBytes+1)})
 		return err
 	}},
 	diaryv1connect.AdminServiceCreateUserProcedure: {connect.CodeInvalidArgument, func(ctx context.Context, c *clients) error {
@@ -153,7 +154,7 @@ func apiProcedures(tb testing.TB) []string {
 	return out
 }
 
-var allRoles = []Role{RoleNavigator, RoleSupervisor, RoleResearcher, RoleAdmin}
+var allRoles = []study.Role{study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher, study.RoleAdmin}
 
 // TestPolicy checks, for every procedure of the API, every role and every
 // kind of bad credential, that the server lets through exactly the
@@ -183,19 +184,19 @@ func TestPolicy(t *testing.T) {
 		"none":          "",
 		"malformed":     "Bearer not-a-token",
 		"wrong scheme":  "Basic dXNlcjpwYXNz",
-		"unknown token": bearer(tokenPrefix + uuid.NewString() + "." + strings.Repeat("A", 43)),
+		"unknown token": bearer(study.TokenPrefix + uuid.NewString() + "." + strings.Repeat("A", 43)),
 	}
 	for _, r := range allRoles {
 		auth[r.String()] = bearer(MustEnrollDevice(t, ts.DB, r, "U-"+strings.ToUpper(r.String())).Token)
 	}
-	revoked := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-REVOKED")
+	revoked := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-REVOKED")
 	if _, err := ts.DB.RevokeDevice(ctx, revoked.Device); err != nil {
 		t.Fatal(err)
 	}
 	auth["revoked token"] = bearer(revoked.Token)
-	stolen := MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN-2")
+	stolen := MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN-2")
 	// The right device id with another device's secret.
-	auth["wrong secret"] = bearer(tokenPrefix + stolen.Device + "." + strings.Split(revoked.Token, ".")[2])
+	auth["wrong secret"] = bearer(study.TokenPrefix + stolen.Device + "." + strings.Split(revoked.Token, ".")[2])
 
 	for _, proto := range protocols {
 		t.Run(proto.name, func(t *testing.T) {
@@ -230,7 +231,7 @@ func TestPolicy(t *testing.T) {
 	}
 }
 
-func roleNamed(name string) (Role, bool) {
+func roleNamed(name string) (study.Role, bool) {
 	for _, r := range allRoles {
 		if r.String() == name {
 			return r, true
@@ -248,20 +249,20 @@ func TestPolicy_Laws(t *testing.T) {
 		case "diary.v1.SyncService":
 			// Administrators manage people and devices; they see no
 			// diary content.
-			if slices.Contains(roles, RoleAdmin) {
+			if slices.Contains(roles, study.RoleAdmin) {
 				t.Errorf("%s is open to administrators", p)
 			}
 		case "diary.v1.AdminService":
-			if !slices.Equal(roles, []Role{RoleAdmin}) {
+			if !slices.Equal(roles, []study.Role{study.RoleAdmin}) {
 				t.Errorf("%s is open to %v, want administrators only", p, roles)
 			}
 		case "diary.v1.ResearchService":
-			if !slices.Equal(roles, []Role{RoleResearcher}) {
+			if !slices.Equal(roles, []study.Role{study.RoleResearcher}) {
 				t.Errorf("%s is open to %v, want researchers only", p, roles)
 			}
 		}
 	}
-	if got := policy[diaryv1connect.SyncServicePushProcedure]; slices.Contains(got, RoleResearcher) {
+	if got := policy[diaryv1connect.SyncServicePushProcedure]; slices.Contains(got, study.RoleResearcher) {
 		t.Error("researchers may push")
 	}
 	for p := range publicProcedures {

@@ -10,6 +10,8 @@ import (
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -95,25 +97,25 @@ func TestPull_Visibility(t *testing.T) {
 	db := ts.DB
 	for _, u := range []struct {
 		code string
-		role Role
-	}{{"PN-A", RoleNavigator}, {"PN-B", RoleNavigator}, {"SUP-1", RoleSupervisor}, {"SUP-2", RoleSupervisor}, {"SUP-3", RoleSupervisor}, {"RES-1", RoleResearcher}} {
+		role study.Role
+	}{{"PN-A", study.RoleNavigator}, {"PN-B", study.RoleNavigator}, {"SUP-1", study.RoleSupervisor}, {"SUP-2", study.RoleSupervisor}, {"SUP-3", study.RoleSupervisor}, {"RES-1", study.RoleResearcher}} {
 		if _, err := db.CreateUser(ctx, u.code, u.role, "Secret Name of "+u.code); err != nil {
 			t.Fatal(err)
 		}
 	}
-	a := newWriter(MustEnrollDevice(t, db, RoleNavigator, "PN-A"))
-	b := newWriter(MustEnrollDevice(t, db, RoleNavigator, "PN-B"))
+	a := newWriter(MustEnrollDevice(t, db, study.RoleNavigator, "PN-A"))
+	b := newWriter(MustEnrollDevice(t, db, study.RoleNavigator, "PN-B"))
 	MustAssign(t, db, "SUP-1", "PN-A")
 	MustAssign(t, db, "SUP-2", "PN-B")
 	ac, bc := ts.clients(bearer(a.Token)), ts.clients(bearer(b.Token))
-	s1 := MustEnrollDevice(t, db, RoleSupervisor, "SUP-1")
+	s1 := MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-1")
 	readers := map[string]*replica{
 		"PN-A":  newReplica("PN-A", ac),
 		"PN-B":  newReplica("PN-B", bc),
 		"SUP-1": newReplica("SUP-1", ts.clients(bearer(s1.Token))),
-		"SUP-2": newReplica("SUP-2", ts.clients(bearer(MustEnrollDevice(t, db, RoleSupervisor, "SUP-2").Token))),
-		"SUP-3": newReplica("SUP-3", ts.clients(bearer(MustEnrollDevice(t, db, RoleSupervisor, "SUP-3").Token))),
-		"RES-1": newReplica("RES-1", ts.clients(bearer(MustEnrollDevice(t, db, RoleResearcher, "RES-1").Token))),
+		"SUP-2": newReplica("SUP-2", ts.clients(bearer(MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-2").Token))),
+		"SUP-3": newReplica("SUP-3", ts.clients(bearer(MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-3").Token))),
+		"RES-1": newReplica("RES-1", ts.clients(bearer(MustEnrollDevice(t, db, study.RoleResearcher, "RES-1").Token))),
 	}
 	names := map[syncengine.EntryID]string{}
 	create := func(w *writer, c *clients, name string, shareSup, shareRes bool) syncengine.EntryID {
@@ -289,20 +291,20 @@ func mustEntryID(tb testing.TB, s string) syncengine.EntryID {
 }
 
 // pushEntries stores n entries for the device straight through the
-// store, in pushes of at most MaxPushChanges.
-func pushEntries(tb testing.TB, db *DB, dev *Identity, n int, shareSup bool, body string) []syncengine.EntryID {
+// store, in pushes of at most study.MaxPushChanges.
+func pushEntries(tb testing.TB, db *sqlite.DB, dev *study.Identity, n int, shareSup bool, body string) []syncengine.EntryID {
 	tb.Helper()
 	clock := syncengine.NewClock(nil)
 	var ids []syncengine.EntryID
-	var batch []Incoming
+	var batch []study.Incoming
 	for range n {
 		id := syncengine.NewEntryID()
 		ids = append(ids, id)
 		for _, c := range []syncengine.Change{{Field: syncengine.FieldTitle, Text: "entry " + fmt.Sprint(len(ids))}, {Field: syncengine.FieldBody, Text: body}, {Field: syncengine.FieldShareSupervisor, Flag: shareSup}} {
 			c.Entry, c.Replica, c.Clock = id, dev.Replica, clock.Now()
-			batch = append(batch, Incoming{Change: c})
+			batch = append(batch, study.Incoming{Change: c})
 		}
-		if len(batch)+3 > MaxPushChanges {
+		if len(batch)+3 > study.MaxPushChanges {
 			MustPush(tb, db, dev, batch)
 			batch = nil
 		}
@@ -318,10 +320,10 @@ func pushEntries(tb testing.TB, db *DB, dev *Identity, n int, shareSup bool, bod
 func TestPull_Pages(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	nav := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
-	sup := MustEnrollDevice(t, ts.DB, RoleSupervisor, "SUP-1")
+	nav := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
+	sup := MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-1")
 	MustAssign(t, ts.DB, "SUP-1", "PN-A")
-	const total = MaxPullPageSize + 150
+	const total = study.MaxPullPageSize + 150
 	ids := pushEntries(t, ts.DB, nav.Identity, total, true, "short")
 	navc, supc := ts.clients(bearer(nav.Token)), ts.clients(bearer(sup.Token))
 
@@ -332,11 +334,11 @@ func TestPull_Pages(t *testing.T) {
 			wantSize  int
 			remaining uint64
 		}{
-			{"default", 0, DefaultPullPageSize, total - DefaultPullPageSize},
+			{"default", 0, study.DefaultPullPageSize, total - study.DefaultPullPageSize},
 			{"small", 7, 7, total - 7},
-			{"maximum", MaxPullPageSize, MaxPullPageSize, total - MaxPullPageSize},
-			{"over the maximum", 5 * MaxPullPageSize, MaxPullPageSize, total - MaxPullPageSize},
-			{"more than there is", total + 1, MaxPullPageSize, total - MaxPullPageSize},
+			{"maximum", study.MaxPullPageSize, study.MaxPullPageSize, total - study.MaxPullPageSize},
+			{"over the maximum", 5 * study.MaxPullPageSize, study.MaxPullPageSize, total - study.MaxPullPageSize},
+			{"more than there is", total + 1, study.MaxPullPageSize, total - study.MaxPullPageSize},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -394,15 +396,16 @@ func TestPull_Pages(t *testing.T) {
 		if len(p.entries) != total-20 || len(p.removals) != 20 {
 			t.Fatalf("supervisor pulled %d entries and %d removals, want %d and 20", len(p.entries), len(p.removals), total-20)
 		}
-		resp, err := supc.sync.Pull(ctx, &diaryv1.PullRequest{PageSize: MaxPullPageSize})
+		resp, err := supc.sync.Pull(ctx, &diaryv1.PullRequest{PageSize: study.MaxPullPageSize})
 		wantCode(t, err, 0)
-		if n := len(resp.GetEntries()) + len(resp.GetRemovals()); n != MaxPullPageSize || resp.GetRemaining() != total-MaxPullPageSize {
+		if n := len(resp.GetEntries()) + len(resp.GetRemovals()); n != study.MaxPullPageSize || resp.GetRemaining() != total-study.MaxPullPageSize {
 			t.Fatalf("first page holds %d, remaining %d", n, resp.GetRemaining())
 		}
 	})
 
 	t.Run("ErrCursorAhead", func(t *testing.T) {
-		head, err := currentSeq(ctx, ts.DB.read)
+		var head int64
+		err := rawDB(ts.DB).QueryRowContext(ctx, `SELECT value FROM sequence`).Scan(&head)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -421,7 +424,7 @@ func TestPull_Pages(t *testing.T) {
 func TestPull_LargeEntries(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	nav := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
+	nav := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
 	const n, bodySize = 40, 200 << 10
 	body := strings.Repeat("Long reflection. ", bodySize/17)
 	// A few at a time, as a request holds at most 4 MiB.
@@ -432,9 +435,9 @@ func TestPull_LargeEntries(t *testing.T) {
 	var cursor uint64
 	got := 0
 	for pages := 1; ; pages++ {
-		resp, err := c.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: MaxPullPageSize})
+		resp, err := c.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: study.MaxPullPageSize})
 		wantCode(t, err, 0)
-		if size := proto.Size(resp); size > maxPullPageBytes+2*bodySize {
+		if size := proto.Size(resp); size > study.MaxPullPageBytes+2*bodySize {
 			t.Fatalf("page %d is %d bytes", pages, size)
 		}
 		if len(resp.GetEntries()) == 0 {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
@@ -23,10 +25,10 @@ const (
 )
 
 // historyCount returns the number of changes the store has accepted.
-func historyCount(tb testing.TB, db *DB) int {
+func historyCount(tb testing.TB, db *sqlite.DB) int {
 	tb.Helper()
 	var n int
-	if err := db.read.QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil {
+	if err := rawDB(db).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
 	return n
@@ -34,7 +36,7 @@ func historyCount(tb testing.TB, db *DB) int {
 
 // FuzzPush pushes arbitrary bytes, read as a PushRequest, into a real
 // store as a navigator or a supervisor, and pushes them again. Nothing may
-// panic; a push of at most MaxPushChanges commits and answers one result
+// panic; a push of at most study.MaxPushChanges commits and answers one result
 // per change, each well formed; the store gains one history row per
 // applied change; and the replay applies nothing again: every applied
 // change comes back a duplicate and every refusal stands, even one that
@@ -50,18 +52,18 @@ func historyCount(tb testing.TB, db *DB) int {
 func FuzzPush(f *testing.F) {
 	ctx := context.Background()
 	clock := newTestClock() // stands still: no clock-ahead refusal flips with time
-	db := MustOpenDBWith(f, DBOptions{Now: clock.Now, Synchronous: "NORMAL"})
-	nav := MustEnroll(f, db, RoleNavigator, "PN-A")
-	other := MustEnroll(f, db, RoleNavigator, "PN-B")
-	sup := MustEnroll(f, db, RoleSupervisor, "SUP-1")
+	db := MustOpenDBWith(f, sqlite.Options{Now: clock.Now, Synchronous: "NORMAL"})
+	nav := MustEnroll(f, db, study.RoleNavigator, "PN-A")
+	other := MustEnroll(f, db, study.RoleNavigator, "PN-B")
+	sup := MustEnroll(f, db, study.RoleSupervisor, "SUP-1")
 	MustAssign(f, db, "SUP-1", "PN-A")
 	stamp := syncengine.NewClock(func() time.Time { return clock.Now().Add(-2 * time.Hour) })
-	write := func(who *Identity, entry string, changes ...syncengine.Change) {
+	write := func(who *study.Identity, entry string, changes ...syncengine.Change) {
 		id, err := syncengine.ParseEntryID(entry)
 		if err != nil {
 			f.Fatal(err)
 		}
-		in := make([]Incoming, len(changes))
+		in := make([]study.Incoming, len(changes))
 		for i, c := range changes {
 			c.Entry, c.Replica, c.Clock = id, who.Replica, stamp.Now()
 			in[i].Change = c
@@ -99,8 +101,8 @@ func FuzzPush(f *testing.F) {
 			who = sup
 		}
 		now := clock.Now()
-		decode := func() []Incoming {
-			in := make([]Incoming, len(req.GetChanges()))
+		decode := func() []study.Incoming {
+			in := make([]study.Incoming, len(req.GetChanges()))
 			for i, p := range req.GetChanges() {
 				p = proto.Clone(p).(*diaryv1.Change)
 				if fixReplica {
@@ -117,7 +119,7 @@ func FuzzPush(f *testing.F) {
 		before := historyCount(t, db)
 		first := decode()
 		results, _, err := db.Push(ctx, who, first)
-		if len(req.GetChanges()) > MaxPushChanges {
+		if len(req.GetChanges()) > study.MaxPushChanges {
 			if syncengine.ErrorCode(err) != syncengine.ETOOLARGE {
 				t.Fatalf("a push of %d changes: %v, want too large", len(req.GetChanges()), err)
 			}
@@ -133,16 +135,16 @@ func FuzzPush(f *testing.F) {
 		appliedClocks := map[syncengine.Timestamp]bool{}
 		for i, r := range results {
 			switch {
-			case r.Outcome == OutcomeApplied || r.Outcome == OutcomeDuplicate:
+			case r.Outcome == study.OutcomeApplied || r.Outcome == study.OutcomeDuplicate:
 				if r.Reason != 0 || r.Message != "" {
 					t.Fatalf("change %d: outcome %d with reason %d %q", i, r.Outcome, r.Reason, r.Message)
 				}
-				if r.Outcome == OutcomeApplied {
+				if r.Outcome == study.OutcomeApplied {
 					applied++
 					appliedClocks[first[i].Change.Clock] = true
 				}
-			case r.Outcome == OutcomeRefused:
-				if r.Reason < RefusedInvalid || r.Reason > RefusedWrongReplica || r.Message == "" {
+			case r.Outcome == study.OutcomeRefused:
+				if r.Reason < study.RefusedInvalid || r.Reason > study.RefusedWrongReplica || r.Message == "" {
 					t.Fatalf("change %d refused with reason %d and message %q", i, r.Reason, r.Message)
 				}
 			default:
@@ -161,9 +163,9 @@ func FuzzPush(f *testing.F) {
 		for i, r := range results {
 			g := again[i]
 			switch {
-			case r.Outcome != OutcomeRefused && g.Outcome == OutcomeDuplicate:
-			case r.Outcome == OutcomeRefused && g.Outcome == OutcomeRefused && g.Reason == r.Reason:
-			case r.Outcome == OutcomeRefused && g.Outcome == OutcomeDuplicate && appliedClocks[first[i].Change.Clock]:
+			case r.Outcome != study.OutcomeRefused && g.Outcome == study.OutcomeDuplicate:
+			case r.Outcome == study.OutcomeRefused && g.Outcome == study.OutcomeRefused && g.Reason == r.Reason:
+			case r.Outcome == study.OutcomeRefused && g.Outcome == study.OutcomeDuplicate && appliedClocks[first[i].Change.Clock]:
 				// The input gave two changes one clock, which a device
 				// never does: the server knows a change by its device and
 				// clock, so the replay takes this one for the other.

@@ -10,6 +10,8 @@ import (
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -68,9 +70,9 @@ func replayed(cases []pushCase) []pushCase {
 
 // storeState returns every entry's stored state and the number of
 // history rows: what a replayed push must leave unchanged.
-func storeState(tb testing.TB, db *DB) (map[string][]byte, int) {
+func storeState(tb testing.TB, db *sqlite.DB) (map[string][]byte, int) {
 	tb.Helper()
-	rows, err := db.read.Query(`SELECT id, seq, state FROM entries`)
+	rows, err := rawDB(db).Query(`SELECT id, seq, state FROM entries`)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -85,10 +87,10 @@ func storeState(tb testing.TB, db *DB) (map[string][]byte, int) {
 		out[fmt.Sprintf("%x", id)] = append(state, fmt.Sprintf("@%d", seq)...)
 	}
 	var n, dups int
-	if err := db.read.QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil {
+	if err := rawDB(db).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
-	if err := db.read.QueryRow(`SELECT count(*) FROM (SELECT 1 FROM history GROUP BY device_id, clock HAVING count(*) > 1)`).Scan(&dups); err != nil {
+	if err := rawDB(db).QueryRow(`SELECT count(*) FROM (SELECT 1 FROM history GROUP BY device_id, clock HAVING count(*) > 1)`).Scan(&dups); err != nil {
 		tb.Fatal(err)
 	}
 	if dups != 0 {
@@ -103,10 +105,10 @@ func storeState(tb testing.TB, db *DB) (map[string][]byte, int) {
 func TestPush(t *testing.T) {
 	ctx := context.Background()
 	ts := newTestServer(t, Config{})
-	a := newWriter(MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A"))
-	b := newWriter(MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-B"))
-	s1 := newWriter(MustEnrollDevice(t, ts.DB, RoleSupervisor, "SUP-1"))
-	s2 := newWriter(MustEnrollDevice(t, ts.DB, RoleSupervisor, "SUP-2"))
+	a := newWriter(MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A"))
+	b := newWriter(MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-B"))
+	s1 := newWriter(MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-1"))
+	s2 := newWriter(MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-2"))
 	for _, s := range []string{"SUP-1", "SUP-2"} {
 		MustAssign(t, ts.DB, s, "PN-A")
 	}
@@ -136,7 +138,7 @@ func TestPush(t *testing.T) {
 		{name: "body too large", change: set(a, fresh, syncengine.Change{Field: syncengine.FieldBody, Text: strings.Repeat("a", syncengine.MaxBodyBytes+1)}), outcome: refused, reason: diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE, message: "the limit is 262144 bytes"},
 		{name: "another navigator's entry", change: set(a, ofB, syncengine.Change{Field: syncengine.FieldTitle, Text: "mine now"}), outcome: refused, reason: diaryv1.RefusalReason_REFUSAL_REASON_NOT_AUTHOR, message: "belongs to another navigator"},
 		{name: "clock ahead", change: withProto(set(a, fresh, syncengine.Change{Field: syncengine.FieldDate, Text: "2026-01-02"}), func(p *diaryv1.Change) {
-			p.Clock = uint64(syncengine.TimestampAt(time.Now().Add(MaxClockAhead + time.Minute)))
+			p.Clock = uint64(syncengine.TimestampAt(time.Now().Add(study.MaxClockAhead + time.Minute)))
 		}), outcome: refused, reason: diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD, message: "correct the device clock"},
 		{name: "clock before 2020", change: withProto(set(a, fresh, syncengine.Change{Field: syncengine.FieldDate, Text: "2026-01-02"}), func(p *diaryv1.Change) {
 			p.Clock = uint64(syncengine.NewTimestamp(1e12, 0))
@@ -243,7 +245,7 @@ func TestPush(t *testing.T) {
 	})
 
 	t.Run("ErrTooManyChanges", func(t *testing.T) {
-		changes := make([]*diaryv1.Change, MaxPushChanges+1)
+		changes := make([]*diaryv1.Change, study.MaxPushChanges+1)
 		id := syncengine.NewEntryID()
 		for i := range changes {
 			changes[i] = set(a, id, syncengine.Change{Field: syncengine.FieldTitle, Text: "t"})
@@ -285,7 +287,7 @@ func TestPush_ConcurrentDevices(t *testing.T) {
 	var all [devices][]*diaryv1.Change
 	var clients [devices]*clients
 	for d := range devices {
-		w := newWriter(MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A"))
+		w := newWriter(MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A"))
 		clients[d] = ts.clients(bearer(w.Token))
 		for r := range rounds {
 			c := syncengine.Change{Field: syncengine.FieldTitle, Text: fmt.Sprintf("device %d round %d", d, r)}
@@ -321,7 +323,7 @@ func TestPush_ConcurrentDevices(t *testing.T) {
 		}
 	}
 	var state []byte
-	if err := ts.DB.read.QueryRow(`SELECT state FROM entries WHERE id = ?`, entry[:]).Scan(&state); err != nil {
+	if err := rawDB(ts.DB).QueryRow(`SELECT state FROM entries WHERE id = ?`, entry[:]).Scan(&state); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(state, syncengine.EncodeEntry(want)) {
@@ -340,8 +342,8 @@ func TestPush_ConcurrentDevices(t *testing.T) {
 // copy would store one write twice.
 func TestPush_RefusalsStand(t *testing.T) {
 	clock := newTestClock()
-	db := MustOpenDBWith(t, DBOptions{Now: clock.Now})
-	nav := MustEnroll(t, db, RoleNavigator, "PN-A")
+	db := MustOpenDBWith(t, sqlite.Options{Now: clock.Now})
+	nav := MustEnroll(t, db, study.RoleNavigator, "PN-A")
 	ctx := context.Background()
 	hlc := syncengine.NewClock(func() time.Time { return clock.Now().Add(time.Hour) })
 	ahead := entryChanges(nav.Replica, hlc, false, false)
@@ -350,7 +352,7 @@ func TestPush_RefusalsStand(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range results {
-		if r.Reason != RefusedClockAhead {
+		if r.Reason != study.RefusedClockAhead {
 			t.Fatalf("first push: %+v", r)
 		}
 	}
@@ -365,7 +367,7 @@ func TestPush_RefusalsStand(t *testing.T) {
 		}
 	}
 	var history int
-	if err := db.read.QueryRow(`SELECT count(*) FROM history`).Scan(&history); err != nil || history != 0 {
+	if err := rawDB(db).QueryRow(`SELECT count(*) FROM history`).Scan(&history); err != nil || history != 0 {
 		t.Fatalf("history rows: %d (%v)", history, err)
 	}
 }

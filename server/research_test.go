@@ -19,13 +19,14 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/server/export"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
 
-// study is a small study on a real server: two waves, two navigators with
+// testStudy is a small study on a real server: two waves, two navigators with
 // display names, a supervisor, a researcher and an administrator.
-type study struct {
+type testStudy struct {
 	ts               *testServer
 	admin, sup, res  *clients
 	navA, navB       *writer
@@ -33,38 +34,38 @@ type study struct {
 	navADev, navBDev TestDevice
 }
 
-func newStudy(t *testing.T) *study {
+func newStudy(t *testing.T) *testStudy {
 	t.Helper()
 	ts := newTestServer(t, Config{})
 	ctx := context.Background()
-	s := &study{ts: ts}
+	s := &testStudy{ts: ts}
 	for _, u := range []struct {
 		code string
-		role Role
+		role study.Role
 		name string
-	}{{"PN-A", RoleNavigator, "Alice Realname"}, {"PN-B", RoleNavigator, "Bob Realname"}, {"SUP-1", RoleSupervisor, "Sam Supervisor"}, {"RES-1", RoleResearcher, "Rita Researcher"}} {
+	}{{"PN-A", study.RoleNavigator, "Alice Realname"}, {"PN-B", study.RoleNavigator, "Bob Realname"}, {"SUP-1", study.RoleSupervisor, "Sam Supervisor"}, {"RES-1", study.RoleResearcher, "Rita Researcher"}} {
 		if _, err := ts.DB.CreateUser(ctx, u.code, u.role, u.name); err != nil {
 			t.Fatal(err)
 		}
 	}
 	MustAssign(t, ts.DB, "SUP-1", "PN-A")
-	for _, w := range []Wave{{1, "Baseline", "2026-01-01", "2026-01-31"}, {2, "Follow-up", "2026-02-01", "2026-02-28"}} {
+	for _, w := range []study.Wave{{Number: 1, Label: "Baseline", Start: "2026-01-01", End: "2026-01-31"}, {Number: 2, Label: "Follow-up", Start: "2026-02-01", End: "2026-02-28"}} {
 		if _, err := ts.DB.CreateWave(ctx, w); err != nil {
 			t.Fatal(err)
 		}
 	}
-	s.navADev = MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
-	s.navBDev = MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-B")
+	s.navADev = MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
+	s.navBDev = MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-B")
 	s.navA, s.navB = newWriter(s.navADev), newWriter(s.navBDev)
 	s.navAc, s.navBc = ts.clients(bearer(s.navADev.Token)), ts.clients(bearer(s.navBDev.Token))
-	s.sup = ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleSupervisor, "SUP-1").Token))
-	s.res = ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleResearcher, "RES-1").Token))
-	s.admin = ts.clients(bearer(MustEnrollDevice(t, ts.DB, RoleAdmin, "ADMIN-1").Token))
+	s.sup = ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-1").Token))
+	s.res = ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleResearcher, "RES-1").Token))
+	s.admin = ts.clients(bearer(MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN-1").Token))
 	return s
 }
 
 // entry pushes an entry of w dated date.
-func (s *study) entry(t *testing.T, w *writer, c *clients, title, date, body string, shareRes bool) syncengine.EntryID {
+func (s *testStudy) entry(t *testing.T, w *writer, c *clients, title, date, body string, shareRes bool) syncengine.EntryID {
 	t.Helper()
 	id, changes := w.newEntry(title, body, true, shareRes)
 	changes = append(changes, w.change(id, syncengine.Change{Field: syncengine.FieldDate, Text: date}))
@@ -220,7 +221,7 @@ func TestExport_Pseudonymised(t *testing.T) {
 				}
 			}
 			if f != diaryv1.ExportFormat_EXPORT_FORMAT_QDPX && !bytes.Contains(text, []byte("PN-A")) {
-				t.Fatalf("%v export lacks the study code", f)
+				t.Fatalf("%v export lacks the testStudy code", f)
 			}
 		}
 	}
@@ -362,8 +363,8 @@ func TestErasure(t *testing.T) {
 	}
 	// Nothing of the content is left in the database file.
 	var history, withState int
-	s.ts.DB.read.QueryRow(`SELECT count(*) FROM history h JOIN entries e ON e.rid = h.entry WHERE e.id = ?`, id[:]).Scan(&history)
-	s.ts.DB.read.QueryRow(`SELECT count(*) FROM entries WHERE id = ? AND state IS NOT NULL`, id[:]).Scan(&withState)
+	rawDB(s.ts.DB).QueryRow(`SELECT count(*) FROM history h JOIN entries e ON e.rid = h.entry WHERE e.id = ?`, id[:]).Scan(&history)
+	rawDB(s.ts.DB).QueryRow(`SELECT count(*) FROM entries WHERE id = ? AND state IS NOT NULL`, id[:]).Scan(&withState)
 	if history != 0 || withState != 0 {
 		t.Fatalf("after erasure: %d history rows, %d states", history, withState)
 	}
@@ -421,10 +422,10 @@ func TestErasure(t *testing.T) {
 				t.Errorf("no %q in the audit log: %v", want, actions)
 			}
 		}
-		if _, err := s.ts.DB.write.Exec(`UPDATE audit SET actor = 'someone else'`); err == nil || !strings.Contains(err.Error(), "append-only") {
+		if _, err := rawDB(s.ts.DB).Exec(`UPDATE audit SET actor = 'someone else'`); err == nil || !strings.Contains(err.Error(), "append-only") {
 			t.Fatalf("changing the audit log: %v", err)
 		}
-		if _, err := s.ts.DB.write.Exec(`DELETE FROM audit`); err == nil {
+		if _, err := rawDB(s.ts.DB).Exec(`DELETE FROM audit`); err == nil {
 			t.Fatal("the audit log could be deleted")
 		}
 	})

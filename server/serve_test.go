@@ -14,7 +14,7 @@ import (
 	"connectrpc.com/grpcreflect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
-	"github.com/diarysync/diarysync/syncengine"
+	"github.com/diarysync/diarysync/study"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -24,7 +24,7 @@ import (
 // and records device sync times.
 func TestServe(t *testing.T) {
 	db := MustOpenDB(t)
-	nav := newWriter(MustEnrollDevice(t, db, RoleNavigator, "PN-A"))
+	nav := newWriter(MustEnrollDevice(t, db, study.RoleNavigator, "PN-A"))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +34,7 @@ func TestServe(t *testing.T) {
 	defer stop()
 	served := make(chan error, 1)
 	go func() {
-		served <- New(Config{DB: db, Heartbeat: time.Hour}).Serve(ctx, ln, ServeOptions{ShutdownTimeout: 5 * time.Second})
+		served <- New(Config{Store: db, Heartbeat: time.Hour}).Serve(ctx, ln, ServeOptions{ShutdownTimeout: 5 * time.Second})
 	}()
 
 	grpc := diaryv1connect.NewSyncServiceClient(h2cClient(), url, connect.WithGRPC(), connect.WithInterceptors(authHeader(bearer(nav.Token))))
@@ -109,7 +109,7 @@ func TestServe(t *testing.T) {
 		wantCode(t, stream1.Err(), connect.CodeUnavailable)
 		// The pull above was recorded as the device's last sync.
 		var last *int64
-		if err := db.read.QueryRow(`SELECT last_sync_at FROM devices WHERE id = ?`, nav.DeviceID).Scan(&last); err != nil {
+		if err := rawDB(db).QueryRow(`SELECT last_sync_at FROM devices WHERE id = ?`, nav.DeviceID).Scan(&last); err != nil {
 			t.Fatal(err)
 		}
 		if last == nil || time.Since(time.UnixMilli(*last)) > time.Minute {
@@ -130,7 +130,7 @@ func TestServe_ErrTLS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = New(Config{DB: db}).Serve(context.Background(), ln, opts)
+		err = New(Config{Store: db}).Serve(context.Background(), ln, opts)
 		if err == nil || !strings.Contains(err.Error(), "TLS") {
 			t.Fatalf("Serve with %+v: %v", opts, err)
 		}
@@ -139,57 +139,4 @@ func TestServe_ErrTLS(t *testing.T) {
 			t.Fatalf("Serve with %+v left its listener open", opts)
 		}
 	}
-}
-
-// TestBulk checks that statements over any number of rows give the same
-// answer whether they were prepared ahead or not, and that chunks are
-// powers of two that add up.
-func TestBulk(t *testing.T) {
-	t.Run("OKChunks", func(t *testing.T) {
-		for _, n := range []int{1, 2, 3, 500, 511, 512, 513, 1000, 2049} {
-			sum, last := 0, maxChunkRows*2
-			for sum < n {
-				size := chunkSize(n - sum)
-				if size&(size-1) != 0 || size > maxChunkRows || size > last {
-					t.Fatalf("%d rows: chunk of %d after %d", n, size, last)
-				}
-				sum, last = sum+size, size
-			}
-			if sum != n {
-				t.Fatalf("%d rows: chunks add up to %d", n, sum)
-			}
-		}
-	})
-
-	t.Run("OKNotPrepared", func(t *testing.T) {
-		// One change for an entry three supervisors see writes three feed
-		// rows; a push of one change prepares statements of one row only,
-		// so two of the rows go through a statement prepared on the spot.
-		db := MustOpenDB(t)
-		nav := MustEnrollDevice(t, db, RoleNavigator, "PN-A")
-		sups := make([]*Identity, 3)
-		for i := range sups {
-			sups[i] = MustEnroll(t, db, RoleSupervisor, "SUP-"+string(rune('1'+i)))
-			MustAssign(t, db, "SUP-"+string(rune('1'+i)), "PN-A")
-		}
-		clock := syncengine.NewClock(nil)
-		in := entryChanges(nav.Replica, clock, true, false)
-		share := in[len(in)-1]
-		MustPush(t, db, nav.Identity, []Incoming{share})
-		db.bulk.mu.Lock()
-		_, prepared := db.bulk.m[bulkKey{upsertFeedQuery, 2}]
-		db.bulk.mu.Unlock()
-		if prepared {
-			t.Fatal("the two-row feed statement was prepared ahead; the test no longer covers the other path")
-		}
-		for _, s := range sups {
-			page, err := db.Pull(context.Background(), s, 0, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(page.Entries) != 1 || page.Entries[0].ID != share.Change.Entry {
-				t.Fatalf("supervisor %s pulled %d entries, want the shared one", s.StudyCode, len(page.Entries))
-			}
-		}
-	})
 }

@@ -1,13 +1,8 @@
-// Package server is the diarysync server: the Connect handlers of the
-// sync, device, admin and research services, authentication and the role
-// policy, the SQLite store, and export.
-//
-// The store keeps each entry's merged state (syncengine's canonical
-// encoding) beside the columns visibility needs, an append-only history of
-// every accepted change, and a feed per non-owning reader that orders, by
-// one server-wide sequence, both data changes and visibility changes
-// (unsharing, unassignment, erasure), so a reader's next Pull carries the
-// removal notices too.
+// Package server is the diarysync server's transport: the Connect handlers
+// of the sync, device, admin and research services, authentication and
+// the role policy, the one table from application errors to Connect
+// codes, Subscribe wake-ups and metrics. It stores nothing itself: every
+// handler goes through a study.Store, whichever engine implements it.
 package server
 
 import (
@@ -24,6 +19,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 )
 
 // MaxRequestBytes is the largest request message the server reads.
@@ -31,7 +27,8 @@ const MaxRequestBytes = 4 << 20
 
 // Config configures a Server.
 type Config struct {
-	DB     *DB
+	// Store keeps the study; the server does not close it.
+	Store  study.Store
 	Logger *slog.Logger // default: discard
 	// Heartbeat is how often idle Subscribe streams get a heartbeat
 	// (default 15 s).
@@ -45,7 +42,7 @@ type Config struct {
 
 // Server serves the diarysync API over HTTP.
 type Server struct {
-	db      *DB
+	db      study.Store
 	log     *slog.Logger
 	hub     *hub
 	metrics *Metrics
@@ -66,7 +63,7 @@ func New(cfg Config) *Server {
 	if cfg.EnrollRefill <= 0 {
 		cfg.EnrollRefill = time.Minute
 	}
-	s := &Server{db: cfg.DB, log: cfg.Logger, hub: newHub(), metrics: NewMetrics()}
+	s := &Server{db: cfg.Store, log: cfg.Logger, hub: newHub(), metrics: NewMetrics()}
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&observer{log: s.log, metrics: s.metrics}, &authenticator{db: s.db, log: s.log}),
 		connect.WithReadMaxBytes(MaxRequestBytes),
@@ -75,7 +72,7 @@ func New(cfg Config) *Server {
 	opts = append(opts, codecs()...)
 	mux := http.NewServeMux()
 	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, cfg.Heartbeat), opts...))
-	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.now)
+	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.Now)
 	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.log, limiter), opts...))
 	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))
 	mux.Handle(diaryv1connect.NewResearchServiceHandler(newResearchHandler(s.db, s.log), opts...))

@@ -15,6 +15,8 @@ import (
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -31,7 +33,7 @@ var protocols = []struct {
 // testServer is the server on loopback over TLS with HTTP/2, the way
 // connect-go's own tests run it, so that gRPC works too.
 type testServer struct {
-	DB     *DB
+	DB     *sqlite.DB
 	Server *Server
 	URL    string
 	http   *httptest.Server
@@ -40,15 +42,16 @@ type testServer struct {
 	protos map[string]string // request path → protocol of its last request
 }
 
-// newTestServer starts a server for cfg (on a fresh database if cfg.DB is
-// nil) and stops it when the test ends.
+// newTestServer starts a server for cfg (on a fresh SQLite store if
+// cfg.Store is nil) and stops it when the test ends.
 func newTestServer(tb testing.TB, cfg Config) *testServer {
 	tb.Helper()
-	if cfg.DB == nil {
-		cfg.DB = MustOpenDB(tb)
+	if cfg.Store == nil {
+		cfg.Store = MustOpenDB(tb)
 	}
+	db, _ := cfg.Store.(*sqlite.DB)
 	s := New(cfg)
-	ts := &testServer{DB: cfg.DB, Server: s, protos: map[string]string{}}
+	ts := &testServer{DB: db, Server: s, protos: map[string]string{}}
 	ts.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ts.mu.Lock()
 		ts.protos[r.URL.Path] = r.Proto
@@ -366,7 +369,7 @@ func TestServer_EveryRPC(t *testing.T) {
 			if !stream.Receive() || !stream.Msg().GetHeartbeat() {
 				t.Fatalf("Subscribe: no first heartbeat: %v", stream.Err())
 			}
-			w := newWriter(TestDevice{Token: tokens["PN-A"], Identity: &Identity{Replica: mustReplica(t, replicas["PN-A"])}})
+			w := newWriter(TestDevice{Token: tokens["PN-A"], Identity: &study.Identity{Replica: mustReplica(t, replicas["PN-A"])}})
 			id, changes := w.newEntry("First shift", "Met J. at the hostel.", true, true)
 			push, err := nav.sync.Push(ctx, &diaryv1.PushRequest{Changes: changes})
 			wantCode(t, err, 0)
@@ -488,9 +491,9 @@ func stateHashOf(tb testing.TB, p *pulled) []byte {
 // caller as "internal error", never as the Go error text.
 func TestServer_ErrInternalHidden(t *testing.T) {
 	ts := newTestServer(t, Config{})
-	nav := MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A")
+	nav := MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A")
 	c := ts.clients(bearer(nav.Token))
-	if _, err := ts.DB.write.Exec(`DROP TABLE history`); err != nil {
+	if _, err := rawDB(ts.DB).Exec(`DROP TABLE history`); err != nil {
 		t.Fatal(err)
 	}
 	w := newWriter(nav)

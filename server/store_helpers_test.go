@@ -2,35 +2,65 @@ package server
 
 import (
 	"context"
+	"database/sql"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
 // MustOpenDB opens a database in a temporary directory and closes it when
 // the test ends.
-func MustOpenDB(tb testing.TB) *DB {
+func MustOpenDB(tb testing.TB) *sqlite.DB {
 	tb.Helper()
-	return MustOpenDBWith(tb, DBOptions{})
+	return MustOpenDBWith(tb, sqlite.Options{})
 }
 
 // MustOpenDBWith is MustOpenDB with options, such as an injected clock.
-func MustOpenDBWith(tb testing.TB, opts DBOptions) *DB {
+func MustOpenDBWith(tb testing.TB, opts sqlite.Options) *sqlite.DB {
 	tb.Helper()
-	db, err := OpenDB(context.Background(), filepath.Join(tb.TempDir(), "diary.db"), opts)
+	db, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "diary.db"), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { db.Close() })
+	tb.Cleanup(func() {
+		db.Close()
+		if raw, ok := raws.LoadAndDelete(db.Path()); ok {
+			raw.(*sql.DB).Close()
+		}
+	})
 	return db
+}
+
+// raws holds the connections rawDB opened, by file.
+var raws sync.Map
+
+// rawDB returns a connection of its own to the store's SQLite file, for
+// checks of what is stored that no API shows (a secret never kept, an
+// erased entry's history gone) and for damaging the file on purpose.
+// MustOpenDB's cleanup closes it.
+func rawDB(db *sqlite.DB) *sql.DB {
+	if raw, ok := raws.Load(db.Path()); ok {
+		return raw.(*sql.DB)
+	}
+	raw, err := sql.Open("sqlite", "file:"+db.Path()+"?_pragma=busy_timeout(5000)")
+	if err != nil {
+		panic(err) // sql.Open fails only for an unknown driver
+	}
+	if old, loaded := raws.LoadOrStore(db.Path(), raw); loaded {
+		raw.Close()
+		return old.(*sql.DB)
+	}
+	return raw
 }
 
 // MustEnroll creates a user with the role and study code (if new) and
 // enrols a device for them.
-func MustEnroll(tb testing.TB, db *DB, role Role, code string) *Identity {
+func MustEnroll(tb testing.TB, db *sqlite.DB, role study.Role, code string) *study.Identity {
 	tb.Helper()
 	return MustEnrollDevice(tb, db, role, code).Identity
 }
@@ -39,11 +69,11 @@ func MustEnroll(tb testing.TB, db *DB, role Role, code string) *Identity {
 // identity the server gives it.
 type TestDevice struct {
 	Token string
-	*Identity
+	*study.Identity
 }
 
 // MustEnrollDevice is MustEnroll that also returns the device's token.
-func MustEnrollDevice(tb testing.TB, db *DB, role Role, code string) TestDevice {
+func MustEnrollDevice(tb testing.TB, db *sqlite.DB, role study.Role, code string) TestDevice {
 	tb.Helper()
 	ctx := context.Background()
 	if _, err := db.UserByCode(ctx, code); err != nil {
@@ -67,7 +97,7 @@ func MustEnrollDevice(tb testing.TB, db *DB, role Role, code string) TestDevice 
 }
 
 // MustAssign assigns the navigator to the supervisor.
-func MustAssign(tb testing.TB, db *DB, supervisor, navigator string) {
+func MustAssign(tb testing.TB, db *sqlite.DB, supervisor, navigator string) {
 	tb.Helper()
 	if _, _, err := db.Assign(context.Background(), supervisor, navigator); err != nil {
 		tb.Fatal(err)
@@ -76,27 +106,27 @@ func MustAssign(tb testing.TB, db *DB, supervisor, navigator string) {
 
 // MustPush pushes changes straight into the store and fails the test
 // unless every one was applied.
-func MustPush(tb testing.TB, db *DB, who *Identity, in []Incoming) {
+func MustPush(tb testing.TB, db *sqlite.DB, who *study.Identity, in []study.Incoming) {
 	tb.Helper()
 	results, _, err := db.Push(context.Background(), who, in)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for i, r := range results {
-		if r.Outcome != OutcomeApplied {
+		if r.Outcome != study.OutcomeApplied {
 			tb.Fatalf("change %d: outcome %d (%d: %s), want applied", i, r.Outcome, r.Reason, r.Message)
 		}
 	}
 }
 
 // entryChanges returns the changes that create a typical entry.
-func entryChanges(replica syncengine.ReplicaID, clock *syncengine.Clock, shareSup, shareRes bool) []Incoming {
+func entryChanges(replica syncengine.ReplicaID, clock *syncengine.Clock, shareSup, shareRes bool) []study.Incoming {
 	id := syncengine.NewEntryID()
-	mk := func(c syncengine.Change) Incoming {
+	mk := func(c syncengine.Change) study.Incoming {
 		c.Entry, c.Replica, c.Clock = id, replica, clock.Now()
-		return Incoming{Change: c}
+		return study.Incoming{Change: c}
 	}
-	out := []Incoming{
+	out := []study.Incoming{
 		mk(syncengine.Change{Field: syncengine.FieldTitle, Text: "Outreach at the day centre"}),
 		mk(syncengine.Change{Field: syncengine.FieldBody, Text: benchBody}),
 		mk(syncengine.Change{Field: syncengine.FieldDate, Text: time.Now().Format(time.DateOnly)}),

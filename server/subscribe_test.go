@@ -15,6 +15,7 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -102,8 +103,8 @@ func (s *subscription) quiet(tb testing.TB, wait time.Duration) {
 func TestSubscribe_Latency(t *testing.T) {
 	const limit = 100 * time.Millisecond
 	ts := newTestServer(t, Config{Heartbeat: time.Hour})
-	nav := newWriter(MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A"))
-	sup := MustEnrollDevice(t, ts.DB, RoleSupervisor, "SUP-1")
+	nav := newWriter(MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A"))
+	sup := MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-1")
 	MustAssign(t, ts.DB, "SUP-1", "PN-A")
 	navc := ts.clients(bearer(nav.Token))
 	transports := []struct {
@@ -164,12 +165,12 @@ func TestSubscribe(t *testing.T) {
 	const beat = 50 * time.Millisecond
 	ts := newTestServer(t, Config{Heartbeat: beat})
 	db := ts.DB
-	a := newWriter(MustEnrollDevice(t, db, RoleNavigator, "PN-A"))
-	aOther := MustEnrollDevice(t, db, RoleNavigator, "PN-A")
-	b := newWriter(MustEnrollDevice(t, db, RoleNavigator, "PN-B"))
-	sup1 := MustEnrollDevice(t, db, RoleSupervisor, "SUP-1")
-	sup2 := MustEnrollDevice(t, db, RoleSupervisor, "SUP-2")
-	res := MustEnrollDevice(t, db, RoleResearcher, "RES-1")
+	a := newWriter(MustEnrollDevice(t, db, study.RoleNavigator, "PN-A"))
+	aOther := MustEnrollDevice(t, db, study.RoleNavigator, "PN-A")
+	b := newWriter(MustEnrollDevice(t, db, study.RoleNavigator, "PN-B"))
+	sup1 := MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-1")
+	sup2 := MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-2")
+	res := MustEnrollDevice(t, db, study.RoleResearcher, "RES-1")
 	MustAssign(t, db, "SUP-1", "PN-A")
 	MustAssign(t, db, "SUP-2", "PN-B")
 	ac, bc := ts.clients(bearer(a.Token)), ts.clients(bearer(b.Token))
@@ -214,7 +215,7 @@ func TestSubscribe(t *testing.T) {
 		s2.quiet(t, 4*beat)
 
 		// Unassigning and assigning are changes for the supervisor too.
-		admin := ts.clients(bearer(MustEnrollDevice(t, db, RoleAdmin, "ADMIN").Token))
+		admin := ts.clients(bearer(MustEnrollDevice(t, db, study.RoleAdmin, "ADMIN").Token))
 		_, err := admin.admin.UnassignNavigator(context.Background(), &diaryv1.UnassignNavigatorRequest{SupervisorCode: "SUP-1", NavigatorCode: "PN-A"})
 		wantCode(t, err, 0)
 		s1.nextWakeUp(t, time.Second)
@@ -241,7 +242,7 @@ func TestSubscribe(t *testing.T) {
 	t.Run("ErrRevokedMeanwhile", func(t *testing.T) {
 		// Revoked in the store, with no wake-up: the next heartbeat ends
 		// the stream.
-		dev := MustEnrollDevice(t, db, RoleSupervisor, "SUP-1")
+		dev := MustEnrollDevice(t, db, study.RoleSupervisor, "SUP-1")
 		s := subscribe(t, ts.clients(bearer(dev.Token)), 0)
 		s.next(t, time.Second)
 		if _, err := db.RevokeDevice(context.Background(), dev.Device); err != nil {
@@ -277,7 +278,7 @@ func TestSubscribe(t *testing.T) {
 // streams and the Go runtime's heap, in the Prometheus text format.
 func TestMetrics(t *testing.T) {
 	ts := newTestServer(t, Config{Heartbeat: time.Hour})
-	nav := newWriter(MustEnrollDevice(t, ts.DB, RoleNavigator, "PN-A"))
+	nav := newWriter(MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A"))
 	c := ts.clients(bearer(nav.Token))
 	_, changes := nav.newEntry("t", "b", false, false)
 	mustPush(t, c, changes...)

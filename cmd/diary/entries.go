@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -409,13 +410,13 @@ func cmdShow(e *env, args []string) error {
 			return err
 		}
 		p, _ := c.Profile()
-		if p.Role == client.RoleSupervisor && en.ReadAt.IsZero() {
+		if p.Role == study.RoleSupervisor && en.ReadAt.IsZero() {
 			if err := c.MarkRead(e.ctx, id, true); err != nil {
 				return err
 			}
 		}
 		if *jsonOut {
-			return writeJSON(e.stdout, toJSON(en, p.Role == client.RoleSupervisor))
+			return writeJSON(e.stdout, toJSON(en, p.Role == study.RoleSupervisor))
 		}
 		var b bytes.Buffer
 		fmt.Fprintf(&b, "%s\n", en.Title)

@@ -15,27 +15,29 @@ import (
 	"testing"
 
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	_ "modernc.org/sqlite"
 )
 
 type testEnv struct {
 	t   *testing.T
 	url string
-	db  *server.DB
+	db  *sqlite.DB
 }
 
 func startServer(t *testing.T) *testEnv {
 	t.Helper()
-	db, err := server.OpenDB(context.Background(), filepath.Join(t.TempDir(), "server.db"), server.DBOptions{Synchronous: "NORMAL"})
+	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "server.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(server.New(server.Config{DB: db}).Handler())
+	srv := httptest.NewServer(server.New(server.Config{Store: db}).Handler())
 	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close(); db.Close() })
 	return &testEnv{t: t, url: srv.URL, db: db}
 }
 
-func (te *testEnv) code(role server.Role, study string) string {
+func (te *testEnv) code(role study.Role, study string) string {
 	te.t.Helper()
 	ctx := context.Background()
 	if _, err := te.db.UserByCode(ctx, study); err != nil {
@@ -68,7 +70,7 @@ func mustDiary(t *testing.T, home, stdin string, args ...string) string {
 	return out
 }
 
-func enrol(t *testing.T, te *testEnv, role server.Role, study string) string {
+func enrol(t *testing.T, te *testEnv, role study.Role, study string) string {
 	home := filepath.Join(t.TempDir(), study)
 	mustDiary(t, home, "", "enrol", "--server", te.url, "--code", te.code(role, study), "--name", "test")
 	return home
@@ -76,7 +78,7 @@ func enrol(t *testing.T, te *testEnv, role server.Role, study string) string {
 
 func TestWriteListShow(t *testing.T) {
 	te := startServer(t)
-	nav := enrol(t, te, server.RoleNavigator, "PN-A")
+	nav := enrol(t, te, study.RoleNavigator, "PN-A")
 
 	out := mustDiary(t, nav, "", "write", "--title", "Tuesday", "--date", "2026-11-24", "--tag", "housing", "--tag", "court", "--share", "supervisor", "--mood", "7", "--body", "Met J.")
 	id := strings.TrimSpace(out)
@@ -134,7 +136,7 @@ func TestWriteListShow(t *testing.T) {
 
 func TestErrors(t *testing.T) {
 	te := startServer(t)
-	nav := enrol(t, te, server.RoleNavigator, "PN-A")
+	nav := enrol(t, te, study.RoleNavigator, "PN-A")
 	for _, tc := range []struct {
 		name   string
 		home   string
@@ -166,7 +168,7 @@ func TestErrors(t *testing.T) {
 
 func TestAdminAndInbox(t *testing.T) {
 	te := startServer(t)
-	admin := enrol(t, te, server.RoleAdmin, "ADMIN")
+	admin := enrol(t, te, study.RoleAdmin, "ADMIN")
 	if out := mustDiary(t, admin, "", "admin", "user", "add", "--role", "navigator", "--code", "PN-D", "--name", "Dee"); out != "PN-D\n" {
 		t.Fatalf("user add printed %q", out)
 	}
@@ -234,7 +236,7 @@ func TestWriteSurvivesKill(t *testing.T) {
 		t.Skip("builds the diary binary")
 	}
 	te := startServer(t)
-	home := enrol(t, te, server.RoleNavigator, "PN-A")
+	home := enrol(t, te, study.RoleNavigator, "PN-A")
 	bin := filepath.Join(t.TempDir(), "diary")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/study"
 )
 
 // syncWithProgress runs one sync; on a terminal it shows its progress on
@@ -258,7 +259,7 @@ func cmdInbox(e *env, args []string) error {
 	}
 	return e.withClient(func(c *client.Client) error {
 		p, _ := c.Profile()
-		if p.Role != client.RoleSupervisor {
+		if p.Role != study.RoleSupervisor {
 			return fmt.Errorf("the inbox is for supervisors; %s is a %s", p.StudyCode, p.Role)
 		}
 		o := client.ListOptions{Unread: *unread}

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 )
 
 func main() {
@@ -73,7 +75,7 @@ func dataFlag(fs *flag.FlagSet) *string {
 	return fs.String("data", env("DIARYSYNC_DATA", "./diarysync-data"), "data directory (env DIARYSYNC_DATA)")
 }
 
-func openData(ctx context.Context, dir, synchronous string, create bool) (*server.DB, error) {
+func openData(ctx context.Context, dir, synchronous string, create bool) (study.Store, error) {
 	if create {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create data directory: %w", err)
@@ -81,7 +83,7 @@ func openData(ctx context.Context, dir, synchronous string, create bool) (*serve
 	} else if _, err := os.Stat(filepath.Join(dir, "diarysync.db")); err != nil {
 		return nil, fmt.Errorf("no diarysync database in %s: start the server there once first", dir)
 	}
-	return server.OpenDB(ctx, filepath.Join(dir, "diarysync.db"), server.DBOptions{Synchronous: synchronous})
+	return sqlite.Open(ctx, filepath.Join(dir, "diarysync.db"), sqlite.Options{Synchronous: synchronous})
 }
 
 // writeAdminCode writes the code to <dir>/admin-code, readable by its
@@ -167,12 +169,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printDemo(stdout, url, people, seeded)
 	}
-	srv := server.New(server.Config{DB: db, Logger: log})
+	srv := server.New(server.Config{Store: db, Logger: log})
 	log.Info("serving", "url", url, "data", *data)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
 }
 
-func printDemo(w io.Writer, url string, people []server.DemoUser, seeded bool) {
+func printDemo(w io.Writer, url string, people []study.DemoUser, seeded bool) {
 	if seeded {
 		fmt.Fprintln(w, "Seeded the demo study: navigators PN-A, PN-B, PN-C; supervisor SUP-1 (assigned to all three); researcher RES-1; four waves (wave 2 holds today).")
 	} else {

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -185,17 +185,17 @@ func (s *stored) expected(d *device) map[syncengine.EntryID][]byte {
 		}
 		var aud syncengine.Audience
 		switch d.user.role {
-		case server.RoleNavigator:
+		case study.RoleNavigator:
 			if e.owner != d.user.id {
 				continue
 			}
 			aud = syncengine.AudienceOwner
-		case server.RoleSupervisor:
+		case study.RoleSupervisor:
 			if !s.assigned[[2]int64{d.user.id, e.owner}] || !supVisible(e.state) {
 				continue
 			}
 			aud = syncengine.AudienceSupervisor
-		case server.RoleResearcher:
+		case study.RoleResearcher:
 			if !resVisible(e.state) {
 				continue
 			}
@@ -234,7 +234,7 @@ func (s *stored) compareHoldings(d *device, got, want map[syncengine.EntryID][]b
 				why = "unknown to the server"
 			} else if e.erased {
 				why = "erased (law 5)"
-			} else if d.user.role == server.RoleNavigator && e.owner != d.user.id {
+			} else if d.user.role == study.RoleNavigator && e.owner != d.user.id {
 				why = "another navigator's (law 4)"
 			}
 			msgs = append(msgs, fmt.Sprintf("holds entry %s, which is %s", id, why))
@@ -324,7 +324,7 @@ func (w *world) checkFinal(ctx context.Context) error {
 
 	// Every replica holds exactly its user's view, and replicas of one
 	// audience hold byte-identical entries.
-	byAudience := map[server.Role]map[syncengine.EntryID][]byte{}
+	byAudience := map[study.Role]map[syncengine.EntryID][]byte{}
 	for _, d := range w.devices {
 		if err := w.checkDevice(ctx, d, s, true); err != nil {
 			return err

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
-	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -124,7 +124,7 @@ func (w *world) update(ctx context.Context, d *device, what string, id syncengin
 }
 
 func opCreate(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleNavigator))
+	d := pick(w, w.devicesWith(study.RoleNavigator))
 	dr := client.Draft{Title: w.text("title"), Body: w.text("body"), Date: w.date(), Mood: w.rng.IntN(11),
 		ShareSupervisor: w.rng.IntN(2) == 0, ShareResearch: w.rng.IntN(3) == 0}
 	for _, t := range tagPool {
@@ -168,7 +168,7 @@ func (w *world) randomEdit() client.Edit {
 func ptr[T any](v T) *T { return &v }
 
 func opEdit(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleNavigator))
+	d := pick(w, w.devicesWith(study.RoleNavigator))
 	e, err := w.someEntry(ctx, d)
 	if err != nil || e == nil {
 		return err
@@ -181,7 +181,7 @@ func opEdit(ctx context.Context, w *world) error {
 // clock, only the replica id orders), the same field with different
 // values, or different fields.
 func opEditTwoDevices(ctx context.Context, w *world) error {
-	u := pick(w, w.usersWith(server.RoleNavigator))
+	u := pick(w, w.usersWith(study.RoleNavigator))
 	a, b := u.devices[0], u.devices[1]
 	ea, err := entriesOn(ctx, a)
 	if err != nil {
@@ -224,7 +224,7 @@ func opEditTwoDevices(ctx context.Context, w *world) error {
 }
 
 func opTag(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleNavigator))
+	d := pick(w, w.devicesWith(study.RoleNavigator))
 	e, err := w.someEntry(ctx, d)
 	if err != nil || e == nil {
 		return err
@@ -237,7 +237,7 @@ func opTag(ctx context.Context, w *world) error {
 }
 
 func opShare(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleNavigator))
+	d := pick(w, w.devicesWith(study.RoleNavigator))
 	e, err := w.someEntry(ctx, d)
 	if err != nil || e == nil {
 		return err
@@ -255,7 +255,7 @@ func opShare(ctx context.Context, w *world) error {
 }
 
 func opDeleteRestore(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleNavigator))
+	d := pick(w, w.devicesWith(study.RoleNavigator))
 	e, err := w.someEntry(ctx, d)
 	if err != nil || e == nil {
 		return err
@@ -269,7 +269,7 @@ func opDeleteRestore(ctx context.Context, w *world) error {
 }
 
 func opFeedback(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleSupervisor))
+	d := pick(w, w.devicesWith(study.RoleSupervisor))
 	e, err := w.someEntry(ctx, d)
 	if err != nil || e == nil {
 		return err
@@ -284,7 +284,7 @@ func opFeedback(ctx context.Context, w *world) error {
 // opEditFeedback edits or deletes a feedback note the supervisor wrote,
 // possibly from their other device.
 func opEditFeedback(ctx context.Context, w *world) error {
-	d := pick(w, w.devicesWith(server.RoleSupervisor))
+	d := pick(w, w.devicesWith(study.RoleSupervisor))
 	es, err := entriesOn(ctx, d)
 	if err != nil {
 		return err
@@ -499,7 +499,7 @@ func opEraseEntry(ctx context.Context, w *world) error {
 
 func (w *world) withdrawNavigator(ctx context.Context) error {
 	var live []*user
-	for _, u := range w.usersWith(server.RoleNavigator) {
+	for _, u := range w.usersWith(study.RoleNavigator) {
 		if !u.withdrawn {
 			live = append(live, u)
 		}
@@ -516,8 +516,8 @@ func (w *world) withdrawNavigator(ctx context.Context) error {
 }
 
 func opAssign(ctx context.Context, w *world) error {
-	sup := pick(w, w.usersWith(server.RoleSupervisor))
-	nav := pick(w, w.usersWith(server.RoleNavigator))
+	sup := pick(w, w.usersWith(study.RoleSupervisor))
+	nav := pick(w, w.usersWith(study.RoleNavigator))
 	var n int
 	if err := w.ro.QueryRowContext(ctx, `SELECT count(*) FROM assignments WHERE supervisor_id = ? AND navigator_id = ?`, sup.id, nav.id).Scan(&n); err != nil {
 		return fmt.Errorf("cannot read assignments: %w", err)

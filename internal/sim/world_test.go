@@ -19,6 +19,8 @@ import (
 
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -57,7 +59,7 @@ func (r *pcgReader) Read(p []byte) (int, error) {
 // user is a person of the study's cast.
 type user struct {
 	code      string
-	role      server.Role
+	role      study.Role
 	id        int64 // users.id on the server
 	devices   []*device
 	withdrawn bool // EraseNavigator was called for them
@@ -134,7 +136,7 @@ type world struct {
 
 	serverPath string
 	srvRand    io.Reader
-	db         *server.DB
+	db         *sqlite.DB
 	handler    http.Handler
 	ro         *sql.DB // the server's file, read on the side for the checks
 
@@ -199,15 +201,15 @@ func (w *world) fail(err error) {
 // researcher; ten devices in all.
 var cast = []struct {
 	code    string
-	role    server.Role
+	role    study.Role
 	devices int
 }{
-	{"PN-A", server.RoleNavigator, 2},
-	{"PN-B", server.RoleNavigator, 2},
-	{"PN-C", server.RoleNavigator, 2},
-	{"SUP-1", server.RoleSupervisor, 2},
-	{"SUP-2", server.RoleSupervisor, 1},
-	{"RES-1", server.RoleResearcher, 1},
+	{"PN-A", study.RoleNavigator, 2},
+	{"PN-B", study.RoleNavigator, 2},
+	{"PN-C", study.RoleNavigator, 2},
+	{"SUP-1", study.RoleSupervisor, 2},
+	{"SUP-2", study.RoleSupervisor, 1},
+	{"RES-1", study.RoleResearcher, 1},
 }
 
 var initialAssignments = [][2]string{{"SUP-1", "PN-A"}, {"SUP-1", "PN-B"}, {"SUP-2", "PN-B"}, {"SUP-2", "PN-C"}}
@@ -222,7 +224,7 @@ type templates struct {
 func makeTemplates(ctx context.Context, dir string) (*templates, error) {
 	fixed := func() time.Time { return epoch }
 	sp, cp := filepath.Join(dir, "server.template"), filepath.Join(dir, "client.template")
-	db, err := server.OpenDB(ctx, sp, server.DBOptions{Synchronous: "NORMAL", Now: fixed, Rand: newPCGReader(0, 0)})
+	db, err := sqlite.Open(ctx, sp, sqlite.Options{Synchronous: "NORMAL", Now: fixed, Rand: newPCGReader(0, 0)})
 	if err != nil {
 		return nil, fmt.Errorf("cannot make the server template: %w", err)
 	}
@@ -289,7 +291,7 @@ func newWorld(ctx context.Context, seed uint64, steps int, dir string, tmpl *tem
 }
 
 func (w *world) openServer(ctx context.Context) error {
-	db, err := server.OpenDB(ctx, w.serverPath, server.DBOptions{
+	db, err := sqlite.Open(ctx, w.serverPath, sqlite.Options{
 		Synchronous: "NORMAL",
 		Readers:     2,
 		Now:         func() time.Time { return w.now },
@@ -299,7 +301,7 @@ func (w *world) openServer(ctx context.Context) error {
 		return fmt.Errorf("cannot open the server store: %w", err)
 	}
 	w.db = db
-	w.handler = server.New(server.Config{DB: db}).Handler()
+	w.handler = server.New(server.Config{Store: db}).Handler()
 	return nil
 }
 
@@ -407,7 +409,7 @@ func (w *world) close() error {
 }
 
 // usersWith returns the users with the given role, withdrawn or not.
-func (w *world) usersWith(role server.Role) []*user {
+func (w *world) usersWith(role study.Role) []*user {
 	var out []*user
 	for _, u := range w.users {
 		if u.role == role {
@@ -418,7 +420,7 @@ func (w *world) usersWith(role server.Role) []*user {
 }
 
 // devicesWith returns the devices of the users with the given role.
-func (w *world) devicesWith(role server.Role) []*device {
+func (w *world) devicesWith(role study.Role) []*device {
 	var out []*device
 	for _, d := range w.devices {
 		if d.user.role == role {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"strconv"
 	"strings"
+
+	"github.com/diarysync/diarysync/study"
 )
 
 // CSVHeader is the header row of a CSV export, one column per field.
@@ -47,7 +49,7 @@ const TagSeparator = "; "
 // No byte order mark: RFC 4180 has none, and R, pandas and most CSV
 // readers would keep it as part of the first column's name; Excel reads
 // the file as UTF-8 through Data > From Text/CSV.
-func WriteCSV(w io.Writer, m Manifest, recs Records) error {
+func WriteCSV(w io.Writer, m study.Manifest, recs study.Records) error {
 	c, err := newChecker(&m)
 	if err != nil {
 		return fmt.Errorf("cannot export CSV: %w", err)
@@ -59,7 +61,7 @@ func WriteCSV(w io.Writer, m Manifest, recs Records) error {
 	}
 	rd := c.newReading(0)
 	row := make([]string, len(CSVHeader))
-	err = recs(Pass{}, func(r *Record) error {
+	err = recs(study.Pass{}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err

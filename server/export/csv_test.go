@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/diarysync/diarysync/study"
 )
 
 // readCSV parses a CSV export with encoding/csv and undoes the formula
@@ -115,7 +117,7 @@ func TestCSVFormulaQuoting(t *testing.T) {
 	}
 	for body, want := range cells {
 		t.Run(strconv.Quote(body), func(t *testing.T) {
-			recs := []Record{{
+			recs := []study.Record{{
 				EntryID: "01900000-0000-7000-8000-0000000000aa", StudyCode: "PN-A", Wave: 1, Date: "2024-01-02",
 				Title: "t", Body: body, Created: exportedAt, LastEdited: exportedAt, Edits: 1,
 			}}

@@ -6,22 +6,24 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/diarysync/diarysync/study"
 )
 
 // exportedAt is the export time of the test manifests.
 var exportedAt = time.Date(2024, 7, 1, 9, 30, 15, 0, time.UTC)
 
 // testWaves are two waves whose second label needs escaping in XML.
-var testWaves = []Wave{
+var testWaves = []study.Wave{
 	{Number: 2, Label: "Middle <& end>", Start: "2024-04-01", End: "2024-06-30"},
 	{Number: 1, Label: "Beginning", Start: "2024-01-01", End: "2024-03-31"},
 }
 
 // hostileRecords are entries of two navigators across two waves whose
 // text tries everything a CSV, JSON or XML writer can get wrong.
-func hostileRecords() []Record {
+func hostileRecords() []study.Record {
 	created := time.Date(2024, 1, 15, 8, 0, 0, 123_000_000, time.FixedZone("CET", 3600))
-	return []Record{
+	return []study.Record{
 		{
 			EntryID: "01900000-0000-7000-8000-000000000001", StudyCode: "PN-A", Wave: 1, Date: "2024-01-15",
 			Title: `<script>alert("x")</script> & "quotes", commas`,
@@ -57,8 +59,8 @@ func hostileRecords() []Record {
 }
 
 // manifestFor returns a manifest of all waves for recs.
-func manifestFor(recs []Record) Manifest {
-	return Manifest{
+func manifestFor(recs []study.Record) study.Manifest {
+	return study.Manifest{
 		Position: 42, ExportedAt: exportedAt, Wave: 0, Waves: testWaves,
 		Entries: uint64(len(recs)), ExcludedNotShared: 3, ExcludedDeleted: 2, ExcludedErased: 1, ExcludedNoWave: 4,
 	}
@@ -67,9 +69,9 @@ func manifestFor(recs []Record) Manifest {
 // sliceRecords serves recs as a database would: honouring the Pass, and
 // copying each record into one reused Record, so that a writer that kept
 // a record would see it change.
-func sliceRecords(recs []Record) Records {
-	return func(p Pass, yield func(*Record) error) error {
-		var r Record
+func sliceRecords(recs []study.Record) study.Records {
+	return func(p study.Pass, yield func(*study.Record) error) error {
+		var r study.Record
 		for _, src := range recs {
 			if p.Wave != 0 && src.Wave != p.Wave {
 				continue
@@ -88,8 +90,8 @@ func sliceRecords(recs []Record) Records {
 
 // ignoringRecords serves recs ignoring the Pass, as a Records function
 // may.
-func ignoringRecords(recs []Record) Records {
-	return func(_ Pass, yield func(*Record) error) error {
+func ignoringRecords(recs []study.Record) study.Records {
+	return func(_ study.Pass, yield func(*study.Record) error) error {
 		for i := range recs {
 			r := recs[i]
 			if err := yield(&r); err != nil {
@@ -102,13 +104,13 @@ func ignoringRecords(recs []Record) Records {
 
 type writer struct {
 	name  string
-	write func(*bytes.Buffer, Manifest, Records) error
+	write func(*bytes.Buffer, study.Manifest, study.Records) error
 }
 
 var writers = []writer{
-	{"CSV", func(b *bytes.Buffer, m Manifest, r Records) error { return WriteCSV(b, m, r) }},
-	{"JSONL", func(b *bytes.Buffer, m Manifest, r Records) error { return WriteJSONL(b, m, r) }},
-	{"QDPX", func(b *bytes.Buffer, m Manifest, r Records) error { return WriteQDPX(b, m, r) }},
+	{"CSV", func(b *bytes.Buffer, m study.Manifest, r study.Records) error { return WriteCSV(b, m, r) }},
+	{"JSONL", func(b *bytes.Buffer, m study.Manifest, r study.Records) error { return WriteJSONL(b, m, r) }},
+	{"QDPX", func(b *bytes.Buffer, m study.Manifest, r study.Records) error { return WriteQDPX(b, m, r) }},
 }
 
 func TestChecks(t *testing.T) {
@@ -118,23 +120,23 @@ func TestChecks(t *testing.T) {
 	dup := append(hostileRecords(), hostileRecords()[4])
 	tests := []struct {
 		name string
-		edit func(m *Manifest, recs []Record) []Record
+		edit func(m *study.Manifest, recs []study.Record) []study.Record
 		want string
 	}{
-		{"ErrOutOfOrder", func(m *Manifest, _ []Record) []Record { return swap }, "not ordered after it"},
-		{"ErrDuplicate", func(m *Manifest, _ []Record) []Record { m.Entries++; return dup }, "not ordered after it"},
-		{"ErrWaveNotDefined", func(m *Manifest, r []Record) []Record { r[2].Wave = 3; return r }, "does not cover"},
-		{"ErrWaveNotExported", func(m *Manifest, r []Record) []Record { m.Wave = 2; return r }, "does not cover"},
-		{"ErrDateOutsideWave", func(m *Manifest, r []Record) []Record { r[1].Date = "2024-03-31"; return r }, "outside wave 2"},
-		{"ErrBadDate", func(m *Manifest, r []Record) []Record { r[0].Date = "2024-1-15"; return r }, "not a date"},
-		{"ErrBadEntryID", func(m *Manifest, r []Record) []Record { r[0].EntryID = "entry-1"; return r }, "not a UUID"},
-		{"ErrNoStudyCode", func(m *Manifest, r []Record) []Record { r[0].StudyCode = ""; return r }, "no study code"},
-		{"ErrTooFew", func(m *Manifest, r []Record) []Record { m.Entries++; return r }, "manifest counts 6"},
-		{"ErrTooMany", func(m *Manifest, r []Record) []Record { m.Entries--; return r }, "manifest counts 4"},
-		{"ErrNoExportTime", func(m *Manifest, r []Record) []Record { m.ExportedAt = time.Time{}; return r }, "no export time"},
-		{"ErrUndefinedExportedWave", func(m *Manifest, r []Record) []Record { m.Wave = 9; return r }, "does not define it"},
-		{"ErrDuplicateWave", func(m *Manifest, r []Record) []Record {
-			m.Waves = append(append([]Wave(nil), m.Waves...), m.Waves[0])
+		{"ErrOutOfOrder", func(m *study.Manifest, _ []study.Record) []study.Record { return swap }, "not ordered after it"},
+		{"ErrDuplicate", func(m *study.Manifest, _ []study.Record) []study.Record { m.Entries++; return dup }, "not ordered after it"},
+		{"ErrWaveNotDefined", func(m *study.Manifest, r []study.Record) []study.Record { r[2].Wave = 3; return r }, "does not cover"},
+		{"ErrWaveNotExported", func(m *study.Manifest, r []study.Record) []study.Record { m.Wave = 2; return r }, "does not cover"},
+		{"ErrDateOutsideWave", func(m *study.Manifest, r []study.Record) []study.Record { r[1].Date = "2024-03-31"; return r }, "outside wave 2"},
+		{"ErrBadDate", func(m *study.Manifest, r []study.Record) []study.Record { r[0].Date = "2024-1-15"; return r }, "not a date"},
+		{"ErrBadEntryID", func(m *study.Manifest, r []study.Record) []study.Record { r[0].EntryID = "entry-1"; return r }, "not a UUID"},
+		{"ErrNoStudyCode", func(m *study.Manifest, r []study.Record) []study.Record { r[0].StudyCode = ""; return r }, "no study code"},
+		{"ErrTooFew", func(m *study.Manifest, r []study.Record) []study.Record { m.Entries++; return r }, "manifest counts 6"},
+		{"ErrTooMany", func(m *study.Manifest, r []study.Record) []study.Record { m.Entries--; return r }, "manifest counts 4"},
+		{"ErrNoExportTime", func(m *study.Manifest, r []study.Record) []study.Record { m.ExportedAt = time.Time{}; return r }, "no export time"},
+		{"ErrUndefinedExportedWave", func(m *study.Manifest, r []study.Record) []study.Record { m.Wave = 9; return r }, "does not define it"},
+		{"ErrDuplicateWave", func(m *study.Manifest, r []study.Record) []study.Record {
+			m.Waves = append(append([]study.Wave(nil), m.Waves...), m.Waves[0])
 			return r
 		}, "twice"},
 	}
@@ -161,7 +163,7 @@ func TestChecks(t *testing.T) {
 			t.Run("ErrFromRecords", func(t *testing.T) {
 				sentinel := errors.New("snapshot lost")
 				recs := hostileRecords()
-				failing := func(p Pass, yield func(*Record) error) error {
+				failing := func(p study.Pass, yield func(*study.Record) error) error {
 					if err := yield(&recs[0]); err != nil {
 						return err
 					}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+
+	"github.com/diarysync/diarysync/study"
 )
 
 // jsonRecord is one line of a JSON Lines export.
@@ -30,7 +32,7 @@ type jsonRecord struct {
 // are an array (empty, never null), mood is null when not recorded, so
 // that it never counts as 0 in an average, and times are RFC 3339 in UTC
 // with milliseconds.
-func WriteJSONL(w io.Writer, m Manifest, recs Records) error {
+func WriteJSONL(w io.Writer, m study.Manifest, recs study.Records) error {
 	c, err := newChecker(&m)
 	if err != nil {
 		return fmt.Errorf("cannot export JSON Lines: %w", err)
@@ -45,7 +47,7 @@ func WriteJSONL(w io.Writer, m Manifest, recs Records) error {
 		line jsonRecord
 		mood int
 	)
-	err = recs(Pass{}, func(r *Record) error {
+	err = recs(study.Pass{}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err

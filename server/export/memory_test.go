@@ -8,11 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/google/uuid"
 )
 
 // bigWaves split the generated study in two.
-var bigWaves = []Wave{
+var bigWaves = []study.Wave{
 	{Number: 1, Label: "Before", Start: "2020-01-01", End: "2024-12-31"},
 	{Number: 2, Label: "After", Start: "2025-01-01", End: "2029-12-31"},
 }
@@ -21,10 +22,10 @@ var bigWaves = []Wave{
 // building each one afresh as a database would, so that a writer that
 // kept records or bodies would hold all of them. sample is called every
 // n/10 records.
-func generated(n, bodyBytes int, sample func()) Records {
+func generated(n, bodyBytes int, sample func()) study.Records {
 	line := "Slept at the night shelter again; the key worker was off, so nobody followed up on the housing form. "
 	base := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
-	return func(p Pass, yield func(*Record) error) error {
+	return func(p study.Pass, yield func(*study.Record) error) error {
 		buf := make([]byte, 0, bodyBytes)
 		for i := range n {
 			code, j := i/50, i%50
@@ -39,7 +40,7 @@ func generated(n, bodyBytes int, sample func()) Records {
 			var id uuid.UUID
 			binary.BigEndian.PutUint64(id[8:], uint64(i))
 			id[6], id[8] = 0x70, 0x80
-			r := &Record{
+			r := &study.Record{
 				EntryID: id.String(), StudyCode: fmt.Sprintf("PN-%04d", code), Wave: wave,
 				Date: date.Format(time.DateOnly), Title: fmt.Sprintf("Entry %d", i),
 				Tags: []string{"housing", "shelter"}, Mood: j%10 + 1,
@@ -65,7 +66,7 @@ func generated(n, bodyBytes int, sample func()) Records {
 
 // heapGrowth runs write over n generated records and returns how far the
 // live heap rose above what it was before, at its highest.
-func heapGrowth(t *testing.T, n, bodyBytes int, write func(io.Writer, Manifest, Records) error) uint64 {
+func heapGrowth(t *testing.T, n, bodyBytes int, write func(io.Writer, study.Manifest, study.Records) error) uint64 {
 	t.Helper()
 	var ms runtime.MemStats
 	runtime.GC()
@@ -76,7 +77,7 @@ func heapGrowth(t *testing.T, n, bodyBytes int, write func(io.Writer, Manifest, 
 		runtime.ReadMemStats(&ms)
 		peak = max(peak, ms.HeapAlloc)
 	}
-	m := Manifest{Position: 1, ExportedAt: exportedAt, Waves: bigWaves, Entries: uint64(n)}
+	m := study.Manifest{Position: 1, ExportedAt: exportedAt, Waves: bigWaves, Entries: uint64(n)}
 	if err := write(io.Discard, m, generated(n, bodyBytes, sample)); err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +93,7 @@ func TestMemoryBounded(t *testing.T) {
 	}
 	for _, w := range []struct {
 		name  string
-		write func(io.Writer, Manifest, Records) error
+		write func(io.Writer, study.Manifest, study.Records) error
 	}{{"CSV", WriteCSV}, {"JSONL", WriteJSONL}, {"QDPX", WriteQDPX}} {
 		t.Run(w.name, func(t *testing.T) {
 			few := heapGrowth(t, small, bodyBytes, w.write)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/google/uuid"
 )
 
@@ -116,7 +117,7 @@ const sourceNameTitleRunes = 80
 // WriteQDPX calls recs 3 times plus once per wave exported; only the
 // first reading needs bodies. It keeps the archive's directory in a
 // temporary file, which holds file names and sizes, never content.
-func WriteQDPX(w io.Writer, m Manifest, recs Records) error {
+func WriteQDPX(w io.Writer, m study.Manifest, recs study.Records) error {
 	c, err := newChecker(&m)
 	if err != nil {
 		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
@@ -143,9 +144,9 @@ func WriteQDPX(w io.Writer, m Manifest, recs Records) error {
 }
 
 // writeSourceFiles writes every entry's text into the archive.
-func writeSourceFiles(z *zipStream, c *checker, recs Records) error {
+func writeSourceFiles(z *zipStream, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
-	err := recs(Pass{}, func(r *Record) error {
+	err := recs(study.Pass{}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -168,7 +169,7 @@ func writeSourceFiles(z *zipStream, c *checker, recs Records) error {
 
 // writeProject writes project.qde. The schema fixes the order of its
 // parts; each part that lists entries is one reading of the records.
-func writeProject(w io.Writer, c *checker, recs Records) error {
+func writeProject(w io.Writer, c *checker, recs study.Records) error {
 	m := c.m
 	if _, err := io.WriteString(w, xml.Header); err != nil {
 		return fmt.Errorf("cannot write project.qde: %w", err)
@@ -224,10 +225,10 @@ func writeProject(w io.Writer, c *checker, recs Records) error {
 // writeCases writes one Case per study code, listing its sources. The
 // records come ordered by study code, so each case's sources are
 // consecutive.
-func writeCases(q *qdeWriter, c *checker, recs Records) error {
+func writeCases(q *qdeWriter, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
 	code, open := "", false
-	err := recs(Pass{SkipBody: true}, func(r *Record) error {
+	err := recs(study.Pass{SkipBody: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -258,10 +259,10 @@ func writeCases(q *qdeWriter, c *checker, recs Records) error {
 }
 
 // writeSources writes one TextSource per entry.
-func writeSources(q *qdeWriter, c *checker, recs Records) error {
+func writeSources(q *qdeWriter, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
 	open := false
-	err := recs(Pass{SkipBody: true}, func(r *Record) error {
+	err := recs(study.Pass{SkipBody: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -309,7 +310,7 @@ func writeSources(q *qdeWriter, c *checker, recs Records) error {
 
 // writeSets writes one Set per wave exported, each one reading of the
 // records of that wave.
-func writeSets(q *qdeWriter, c *checker, recs Records) error {
+func writeSets(q *qdeWriter, c *checker, recs study.Records) error {
 	if len(c.selected) == 0 {
 		return nil
 	}
@@ -319,7 +320,7 @@ func writeSets(q *qdeWriter, c *checker, recs Records) error {
 		q.start("Set", "guid", setGUID(wv.Number), "name", plainText(setName(wv)))
 		q.text("Description", fmt.Sprintf("Entries dated %s to %s.", wv.Start, wv.End))
 		rd := c.newReading(wv.Number)
-		err := recs(Pass{Wave: wv.Number, SkipBody: true}, func(r *Record) error {
+		err := recs(study.Pass{Wave: wv.Number, SkipBody: true}, func(r *study.Record) error {
 			id, keep, err := rd.check(r)
 			if err != nil || !keep {
 				return err
@@ -341,7 +342,7 @@ func writeSets(q *qdeWriter, c *checker, recs Records) error {
 }
 
 // projectName says which waves a project holds and which snapshot.
-func projectName(m *Manifest) string {
+func projectName(m *study.Manifest) string {
 	waves := "all waves"
 	for _, w := range m.Waves {
 		if m.Wave != 0 && w.Number == m.Wave {
@@ -352,7 +353,7 @@ func projectName(m *Manifest) string {
 }
 
 // setName names a wave's set: "Wave 2: Middle".
-func setName(w Wave) string {
+func setName(w study.Wave) string {
 	if w.Label == "" {
 		return fmt.Sprintf("Wave %d", w.Number)
 	}
@@ -361,7 +362,7 @@ func setName(w Wave) string {
 
 // sourceName names an entry's source so that a list of sources reads as
 // a list of diary entries: "PN-A 2024-03-05: Title".
-func sourceName(r *Record) string {
+func sourceName(r *study.Record) string {
 	name := r.StudyCode + " " + r.Date
 	if r.Title == "" {
 		return plainText(name)

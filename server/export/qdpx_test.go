@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/google/uuid"
 	"golang.org/x/text/unicode/norm"
 )
@@ -76,7 +77,7 @@ type qdeRef struct {
 }
 
 // exportQDPX writes a .qdpx and returns it with its files by name.
-func exportQDPX(t *testing.T, m Manifest, recs Records) ([]byte, map[string][]byte, []*zip.File) {
+func exportQDPX(t *testing.T, m study.Manifest, recs study.Records) ([]byte, map[string][]byte, []*zip.File) {
 	t.Helper()
 	var b bytes.Buffer
 	if err := WriteQDPX(&b, m, recs); err != nil {
@@ -142,8 +143,8 @@ func validate(t *testing.T, project []byte) {
 }
 
 // oneWave returns the records and manifest of an export of wave 2 only.
-func oneWave() ([]Record, Manifest) {
-	var recs []Record
+func oneWave() ([]study.Record, study.Manifest) {
+	var recs []study.Record
 	for _, r := range hostileRecords() {
 		if r.Wave == 2 {
 			recs = append(recs, r)
@@ -428,8 +429,8 @@ func TestProjectGolden(t *testing.T) {
 
 func TestWriteQDPXPasses(t *testing.T) {
 	recs := hostileRecords()
-	var passes []Pass
-	counting := func(p Pass, yield func(*Record) error) error {
+	var passes []study.Pass
+	counting := func(p study.Pass, yield func(*study.Record) error) error {
 		passes = append(passes, p)
 		return sliceRecords(recs)(p, yield)
 	}
@@ -437,14 +438,14 @@ func TestWriteQDPXPasses(t *testing.T) {
 	if err := WriteQDPX(&b, manifestFor(recs), counting); err != nil {
 		t.Fatal(err)
 	}
-	want := []Pass{{}, {SkipBody: true}, {SkipBody: true}, {Wave: 1, SkipBody: true}, {Wave: 2, SkipBody: true}}
+	want := []study.Pass{{}, {SkipBody: true}, {SkipBody: true}, {Wave: 1, SkipBody: true}, {Wave: 2, SkipBody: true}}
 	if !slices.Equal(passes, want) {
 		t.Fatalf("passes %+v, want %+v: one with bodies, then cases, sources and one per wave without", passes, want)
 	}
 }
 
 func TestSourceNameTruncated(t *testing.T) {
-	r := Record{StudyCode: "PN-C", Date: "2024-02-03", Title: strings.Repeat("é", 200)}
+	r := study.Record{StudyCode: "PN-C", Date: "2024-02-03", Title: strings.Repeat("é", 200)}
 	name := sourceName(&r)
 	if got := len([]rune(name)); got != len([]rune("PN-C 2024-02-03: "))+sourceNameTitleRunes {
 		t.Fatalf("name has %d characters: %q", got, name)

@@ -1,4 +1,4 @@
-package server
+package sqlite
 
 import (
 	"context"
@@ -8,20 +8,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"github.com/google/uuid"
 )
-
-// Device is an enrolled device as administrators see it.
-type Device struct {
-	ID        int64
-	PublicID  string
-	StudyCode string
-	Name      string
-	Enrolled  time.Time
-	LastSync  time.Time // zero if never
-	Revoked   time.Time // zero if active
-}
 
 // syncTimes remembers when devices last synced. Writing the time on every
 // Pull would turn reads into writes; instead it is kept here and written
@@ -81,8 +71,8 @@ func (db *DB) FlushSyncTimes(ctx context.Context) error {
 
 const deviceColumns = `d.id, d.public_id, u.study_code, d.name, d.enrolled_at, d.last_sync_at, d.revoked_at`
 
-func (db *DB) scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
-	var d Device
+func (db *DB) scanDevice(row interface{ Scan(...any) error }) (*study.Device, error) {
+	var d study.Device
 	var enrolled int64
 	var last, revoked sql.NullInt64
 	if err := row.Scan(&d.ID, &d.PublicID, &d.StudyCode, &d.Name, &enrolled, &last, &revoked); err != nil {
@@ -104,8 +94,8 @@ func (db *DB) scanDevice(row interface{ Scan(...any) error }) (*Device, error) {
 
 // ListDevices returns a page of devices, newest enrolment first,
 // optionally only one user's.
-func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode string) ([]*Device, string, error) {
-	before, err := decodeIntPageToken(token)
+func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode string) ([]*study.Device, string, error) {
+	before, err := study.DecodeIntPageToken(token)
 	if err != nil {
 		return nil, "", err
 	}
@@ -117,14 +107,14 @@ func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode str
 		}
 		userID = u.ID
 	}
-	n := listPageSize(size)
+	n := study.ListPageSize(size)
 	rows, err := db.read.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices d JOIN users u ON u.id = d.user_id
 		WHERE (? = 0 OR d.id < ?) AND (? = 0 OR d.user_id = ?) ORDER BY d.id DESC LIMIT ?`, before, before, userID, userID, n+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list devices: %w", err)
 	}
 	defer rows.Close()
-	var out []*Device
+	var out []*study.Device
 	for rows.Next() {
 		d, err := db.scanDevice(rows)
 		if err != nil {
@@ -138,14 +128,14 @@ func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode str
 	next := ""
 	if len(out) > n {
 		out = out[:n]
-		next = encodePageToken(fmt.Sprint(out[n-1].ID))
+		next = study.EncodeIntPageToken(out[n-1].ID)
 	}
 	return out, next, nil
 }
 
 // RevokeDevice revokes a device: its token stops working at once.
 // Revoking a revoked device is not an error.
-func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*Device, error) {
+func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*study.Device, error) {
 	if _, err := uuid.Parse(publicID); err != nil || len(publicID) != 36 {
 		shown := publicID
 		if len(shown) > 40 {
@@ -153,7 +143,7 @@ func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*Device, error
 		}
 		return nil, syncengine.Errorf(syncengine.EINVALID, "%q is not a device id", shown)
 	}
-	var d *Device
+	var d *study.Device
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE public_id = ? AND revoked_at IS NULL`, db.nowMillis(), publicID); err != nil {
 			return fmt.Errorf("cannot revoke device: %w", err)

@@ -1,34 +1,21 @@
-package server
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"strconv"
 	"time"
-)
 
-// AuditEvent is one line of the audit log.
-type AuditEvent struct {
-	ID      int64
-	At      time.Time
-	Actor   string
-	Action  string
-	Subject string
-	Details map[string]string
-}
+	"github.com/diarysync/diarysync/study"
+)
 
 // audit appends an event to the audit log in tx, so that it commits or
 // rolls back with the action it records. The actor is the caller's study
 // code, or "system" when the server acts on its own. details must never
 // hold diary content.
 func (db *DB) audit(ctx context.Context, tx *sql.Tx, action, subject string, details map[string]string) error {
-	actor := "system"
-	if id := identityFrom(ctx); id != nil {
-		actor = id.StudyCode
-	}
-	return db.auditAs(ctx, tx, actor, action, subject, details)
+	return db.auditAs(ctx, tx, study.ActorFrom(ctx), action, subject, details)
 }
 
 // auditAs appends an event done by actor (for calls made without a
@@ -49,21 +36,21 @@ func (db *DB) auditAs(ctx context.Context, tx *sql.Tx, actor, action, subject st
 }
 
 // ListAudit returns a page of the audit log, newest first.
-func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*AuditEvent, string, error) {
-	before, err := decodeIntPageToken(token)
+func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*study.AuditEvent, string, error) {
+	before, err := study.DecodeIntPageToken(token)
 	if err != nil {
 		return nil, "", err
 	}
-	n := listPageSize(size)
+	n := study.ListPageSize(size)
 	rows, err := db.read.QueryContext(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?`, before, before, n+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
 	}
 	defer rows.Close()
-	var out []*AuditEvent
+	var out []*study.AuditEvent
 	for rows.Next() {
 		var (
-			e       AuditEvent
+			e       study.AuditEvent
 			at      int64
 			details string
 		)
@@ -82,7 +69,7 @@ func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*Audi
 	next := ""
 	if len(out) > n {
 		out = out[:n]
-		next = encodePageToken(strconv.FormatInt(out[n-1].ID, 10))
+		next = study.EncodeIntPageToken(out[n-1].ID)
 	}
 	return out, next, nil
 }

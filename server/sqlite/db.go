@@ -1,4 +1,16 @@
-package server
+// Package sqlite is the study store on embedded SQLite: the default, for
+// a study that runs on one machine. It holds all of that store's SQL and
+// its migrations, and implements study.Store by calling the rules of
+// package study.
+//
+// The store keeps each entry's merged state (syncengine's canonical
+// encoding) beside the columns visibility needs, an append-only history of
+// every accepted change, and a feed per non-owning reader that orders, by
+// one store-wide sequence, both data changes and visibility changes
+// (unsharing, unassignment, erasure), so a reader's next Pull carries the
+// removal notices too. SQLite has one writer, so sequence numbers commit
+// in the order they are handed out, and "everything after N" is complete.
+package sqlite
 
 import (
 	"context"
@@ -11,12 +23,15 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/internal/litedb"
+	"github.com/diarysync/diarysync/study"
 )
+
+var _ study.Store = (*DB)(nil)
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// DB is the server's SQLite store: one writer connection, which SQLite
+// DB is the study store on SQLite: one writer connection, which SQLite
 // requires anyway and which makes sequence numbers commit in order, and a
 // pool of readers that WAL lets run beside it.
 type DB struct {
@@ -31,8 +46,8 @@ type DB struct {
 	bulk      bulkStmts
 }
 
-// DBOptions tunes OpenDB.
-type DBOptions struct {
+// Options tunes Open.
+type Options struct {
 	// Synchronous is SQLite's synchronous setting: "FULL" (the default)
 	// makes every commit durable before the call returns; "NORMAL" may
 	// lose the last commits on power loss (not on a process crash).
@@ -47,9 +62,9 @@ type DBOptions struct {
 	Rand io.Reader
 }
 
-// OpenDB opens (creating, readable by its owner only, if needed) the
+// Open opens (creating, readable by its owner only, if needed) the
 // database file at path and applies any migrations not yet applied.
-func OpenDB(ctx context.Context, file string, opts DBOptions) (*DB, error) {
+func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -79,6 +94,9 @@ func (db *DB) Close() error {
 
 // Path returns the database file's path.
 func (db *DB) Path() string { return db.path }
+
+// Now returns the store's clock.
+func (db *DB) Now() time.Time { return db.now() }
 
 func (db *DB) nowMillis() int64 { return db.now().UnixMilli() }
 

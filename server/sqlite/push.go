@@ -1,82 +1,15 @@
-package server
+package sqlite
 
 import (
 	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
-
-// Limits on a push.
-const (
-	// MaxPushChanges is the most changes one Push may carry.
-	MaxPushChanges = 1000
-	// MaxClockAhead is how far ahead of the server's clock a change's
-	// clock may be. A device whose clock runs faster gets its changes
-	// refused, corrects its offset and stamps them again, instead of
-	// winning every merge until real time catches up.
-	MaxClockAhead = time.Minute
-)
-
-// Outcome is what the server did with one pushed change; the numbers
-// match the API's ChangeOutcome.
-type Outcome int
-
-// Outcomes.
-const (
-	OutcomeApplied   Outcome = 1
-	OutcomeDuplicate Outcome = 2
-	OutcomeRefused   Outcome = 3
-)
-
-// Refusal is why a change was refused; the numbers match the API's
-// RefusalReason.
-type Refusal int
-
-// Refusal reasons.
-const (
-	RefusedInvalid      Refusal = 1
-	RefusedTooLarge     Refusal = 2
-	RefusedNotAuthor    Refusal = 3
-	RefusedNotPermitted Refusal = 4
-	RefusedErased       Refusal = 5
-	RefusedClockAhead   Refusal = 6
-	RefusedWrongReplica Refusal = 7
-)
-
-// ChangeResult is the outcome of one pushed change.
-type ChangeResult struct {
-	Outcome Outcome
-	Reason  Refusal
-	Message string
-}
-
-// Incoming is one pushed change as the handler decoded it. Invalid is set
-// when the change could not even be decoded (a malformed id, a value of
-// the wrong kind).
-type Incoming struct {
-	Change  syncengine.Change
-	Invalid error
-}
-
-// Removal reasons stored in feed.reason; the numbers match the API's
-// RemovalReason.
-const (
-	reasonNotShared  = 1
-	reasonUnassigned = 2
-	reasonDeleted    = 3
-	reasonErased     = 4
-)
-
-// Wakeups says whose Subscribe streams a commit concerns.
-type Wakeups struct {
-	Owners  []int64 // navigators whose own entries changed
-	Readers []int64 // feed readers (supervisor ids; 0 for research) whose feed changed
-}
 
 // loadedEntry is an entry read at the start of a push, and what the push
 // did to it.
@@ -91,65 +24,24 @@ type loadedEntry struct {
 	touched bool   // some change was accepted for it
 }
 
-func supVisible(e *syncengine.Entry) bool {
-	return e != nil && e.Exists() && e.ShareSupervisor.Value && !e.Deleted.Value
-}
-
-func resVisible(e *syncengine.Entry) bool {
-	return e != nil && e.Exists() && e.ShareResearch.Value && !e.Deleted.Value
-}
-
-func refusal(r Refusal, format string, args ...any) ChangeResult {
-	return ChangeResult{Outcome: OutcomeRefused, Reason: r, Message: fmt.Sprintf(format, args...)}
-}
-
-// refusalFor turns a validation error into a refusal.
-func refusalFor(err error) ChangeResult {
-	if errors.Is(err, syncengine.ErrTooLarge) {
-		return refusal(RefusedTooLarge, "%s", syncengine.ErrorMessage(err))
-	}
-	return refusal(RefusedInvalid, "%s", syncengine.ErrorMessage(err))
-}
-
 // Push applies a batch of changes from the calling device in one
 // transaction and returns one result per change. It returns an error only
 // when the whole batch could not be committed; then nothing was written.
-func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error) {
-	if len(in) > MaxPushChanges {
-		return nil, nil, syncengine.Errorf(syncengine.ETOOLARGE, "a push may carry at most %d changes; this one has %d", MaxPushChanges, len(in))
+func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming) ([]study.ChangeResult, *study.Wakeups, error) {
+	if err := study.CheckPushSize(len(in)); err != nil {
+		return nil, nil, err
 	}
-	results := make([]ChangeResult, len(in))
+	results := make([]study.ChangeResult, len(in))
 	now := db.now()
 	var candidates []int
 	for i := range in {
-		c := &in[i].Change
-		if in[i].Invalid != nil {
-			results[i] = refusalFor(in[i].Invalid)
+		if r, ok := study.CheckIncoming(who, &in[i]); !ok {
+			results[i] = r
 			continue
 		}
-		if err := syncengine.ValidateChange(c); err != nil {
-			results[i] = refusalFor(err)
-			continue
-		}
-		if c.Replica != who.Replica {
-			results[i] = refusal(RefusedWrongReplica, "the change was made by replica %s, not by this device (%s)", c.Replica, who.Replica)
-			continue
-		}
-		switch {
-		case who.Role == RoleNavigator && c.Field.IsFeedback():
-			results[i] = refusal(RefusedNotPermitted, "navigators cannot write feedback")
-			continue
-		case who.Role == RoleSupervisor && !c.Field.IsFeedback():
-			results[i] = refusal(RefusedNotPermitted, "supervisors can write feedback, not entries")
-			continue
-		case who.Role != RoleNavigator && who.Role != RoleSupervisor:
-			results[i] = refusal(RefusedNotPermitted, "a %s cannot write entries or feedback", who.Role)
-			continue
-		}
-		c.Author = who.StudyCode
 		candidates = append(candidates, i)
 	}
-	wake := &Wakeups{}
+	wake := &study.Wakeups{}
 	if len(candidates) == 0 {
 		return results, wake, nil
 	}
@@ -159,7 +51,7 @@ func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeR
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		// The transaction may be retried by nobody but the caller; reset
 		// what an earlier failed attempt could have filled in.
-		*wake = Wakeups{}
+		*wake = study.Wakeups{}
 		return db.push(ctx, tx, who, in, candidates, results, wake, now)
 	})
 	if err != nil {
@@ -168,7 +60,7 @@ func (db *DB) Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeR
 	return results, wake, nil
 }
 
-func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming, candidates []int, results []ChangeResult, wake *Wakeups, now time.Time) error {
+func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []study.Incoming, candidates []int, results []study.ChangeResult, wake *study.Wakeups, now time.Time) error {
 	var ids []syncengine.EntryID
 	seenID := map[syncengine.EntryID]bool{}
 	clocks := make([]int64, 0, len(candidates))
@@ -199,7 +91,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 	}
 
 	withdrawn := false
-	if who.Role == RoleNavigator {
+	if who.Role == study.RoleNavigator {
 		if err := tx.QueryRowContext(ctx, `SELECT withdrawn_at IS NOT NULL FROM users WHERE id = ?`, who.UserID).Scan(&withdrawn); err != nil {
 			return fmt.Errorf("cannot read user: %w", err)
 		}
@@ -210,76 +102,35 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		return err
 	}
 	var remember []int // changes whose refusal depends on time or state
-	ahead := syncengine.TimestampAt(now.Add(MaxClockAhead))
 
 	var history []historyRow
 	for _, i := range candidates {
 		c := &in[i].Change
-		// A change this device already had accepted is a retry (its
-		// answer was lost): it gets the answer it got then, whatever
-		// changed since (sharing, assignment), so that a retry never
-		// changes the outcome. An erased entry's history is gone, so its
-		// retries are refused below.
-		if known[int64(c.Clock)] {
-			results[i] = ChangeResult{Outcome: OutcomeDuplicate}
-			continue
-		}
-		// Likewise a change refused before for a reason that could change
-		// (time, sharing, limits) keeps its refusal: the device has
-		// stamped it again, and a late copy must not be accepted too.
-		if r, ok := remembered[int64(c.Clock)]; ok {
-			results[i] = r
-			continue
-		}
-		if c.Clock > ahead {
-			results[i] = refusal(RefusedClockAhead, "the change's clock (%s) is %s ahead of the server's time (%s); the limit is %s: correct the device clock offset and stamp it again",
-				c.Clock.Time().Format(time.RFC3339), c.Clock.Time().Sub(now).Round(time.Second), now.UTC().Format(time.RFC3339), MaxClockAhead)
-			remember = append(remember, i)
-			continue
-		}
 		l := loaded[c.Entry]
 		if l == nil {
 			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
 			loaded[c.Entry] = l
 		}
-		if l.erased {
-			results[i] = refusal(RefusedErased, "entry %s was erased from the study and cannot be written again", c.Entry)
-			continue
+		t := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn}
+		if r, ok := remembered[int64(c.Clock)]; ok {
+			t.Remembered = &r
 		}
-		if withdrawn {
-			results[i] = refusal(RefusedErased, "%s withdrew from the study: their entries were erased and new ones are not accepted", who.StudyCode)
-			continue
-		}
-		switch who.Role {
-		case RoleNavigator:
-			if l.owner != who.UserID {
-				results[i] = refusal(RefusedNotAuthor, "entry %s belongs to another navigator", c.Entry)
-				continue
-			}
-		case RoleSupervisor:
-			sups, err := supervisorsFor(l.owner)
-			if err != nil {
+		if who.Role == study.RoleSupervisor && !l.erased {
+			if t.Supervisors, err = supervisorsFor(l.owner); err != nil {
 				return err
 			}
-			if !l.exists || !contains(sups, who.UserID) || !supVisible(l.entry) {
-				results[i] = refusal(RefusedNotPermitted, "entry %s is not shared with you", c.Entry)
-				remember = append(remember, i)
-				continue
-			}
-			if f := l.entry.FindFeedback(c.Feedback); f != nil && f.Author != who.StudyCode {
-				results[i] = refusal(RefusedNotAuthor, "feedback %s was written by another supervisor", c.Feedback)
-				continue
-			}
 		}
-		if err := l.entry.Admits(c); err != nil {
-			results[i] = refusalFor(err)
+		d := study.Decide(who, c, &t, now)
+		results[i] = d.Result
+		if d.Remember {
 			remember = append(remember, i)
+		}
+		if !d.Apply {
 			continue
 		}
 		known[int64(c.Clock)] = true
 		l.entry.Apply(c)
 		l.touched = true
-		results[i] = ChangeResult{Outcome: OutcomeApplied}
 		history = append(history, historyRow{id: c.Entry, change: c})
 	}
 	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
@@ -323,30 +174,20 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 			if err != nil {
 				return err
 			}
-			for _, aud := range []struct {
-				audience syncengine.Audience
-				visible  func(*syncengine.Entry) bool
-				readers  []int64
-			}{
-				{syncengine.AudienceSupervisor, supVisible, sups},
-				{syncengine.AudienceResearch, resVisible, []int64{0}},
-			} {
-				was, is := aud.visible(old), aud.visible(l.entry)
-				switch {
-				case is && (!was || !bytes.Equal(syncengine.EncodeEntry(old.View(aud.audience)), syncengine.EncodeEntry(l.entry.View(aud.audience)))):
-					for _, r := range aud.readers {
+			for _, fc := range study.FeedChanges(old, l.entry) {
+				readerIDs := sups
+				if fc.Audience == syncengine.AudienceResearch {
+					readerIDs = []int64{study.ResearchReader}
+				}
+				if fc.Visible {
+					for _, r := range readerIDs {
 						feed = append(feed, feedRow{reader: r, entry: l.rid, seq: seq, visible: true})
-						readers[r] = true
 					}
-				case was && !is:
-					reason := reasonNotShared
-					if l.entry.Deleted.Value {
-						reason = reasonDeleted
-					}
-					removals = append(removals, feedRemoval{entry: l.rid, research: aud.audience == syncengine.AudienceResearch, seq: seq, reason: reason})
-					for _, r := range aud.readers {
-						readers[r] = true
-					}
+				} else {
+					removals = append(removals, feedRemoval{entry: l.rid, research: fc.Audience == syncengine.AudienceResearch, seq: seq, reason: fc.Reason})
+				}
+				for _, r := range readerIDs {
+					readers[r] = true
 				}
 			}
 		}
@@ -369,15 +210,6 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *Identity, in []Incoming
 		history[k].rid = loaded[history[k].id].rid
 	}
 	return db.insertHistory(ctx, tx, history, who, now.UnixMilli())
-}
-
-func contains(s []int64, v int64) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // loadEntries reads the stored state of the given entries.
@@ -444,7 +276,7 @@ func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEn
 		for k, l := range changed[from:to] {
 			e := l.entry
 			byID[e.ID] = l
-			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value, supVisible(e), resVisible(e), e.Deleted.Value)
+			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value, study.SupervisorVisible(e), study.ResearchVisible(e), e.Deleted.Value)
 		}
 		return a
 	}
@@ -462,7 +294,7 @@ func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEn
 type feedRow struct {
 	reader, entry, seq int64
 	visible            bool
-	reason             int
+	reason             study.RemovalReason
 }
 
 // upsertFeed writes feed rows, replacing any row for the same reader and
@@ -482,7 +314,7 @@ type feedRemoval struct {
 	entry    int64
 	research bool
 	seq      int64
-	reason   int
+	reason   study.RemovalReason
 }
 
 func removeFromFeed(ctx context.Context, tx *sql.Tx, r feedRemoval) error {
@@ -502,7 +334,7 @@ type historyRow struct {
 	change *syncengine.Change
 }
 
-func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *Identity, received int64) error {
+func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *study.Identity, received int64) error {
 	return db.bulkExec(ctx, tx, insertHistoryQuery, len(rows), func(a []any, from, to int) []any {
 		for _, r := range rows[from:to] {
 			c := r.change
@@ -527,7 +359,7 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 
 // rememberedRefusals returns the refusals kept for the device's changes
 // with the given clocks.
-func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]ChangeResult, error) {
+func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]study.ChangeResult, error) {
 	var some bool
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM refusals WHERE device_id = ?)`, device).Scan(&some); err != nil {
 		return nil, fmt.Errorf("cannot read refusals: %w", err)
@@ -535,7 +367,7 @@ func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []
 	if !some { // the common case: a device whose clock and writes were fine
 		return nil, nil
 	}
-	out := map[int64]ChangeResult{}
+	out := map[int64]study.ChangeResult{}
 	const chunk = 500
 	for start := 0; start < len(clocks); start += chunk {
 		part := clocks[start:min(start+chunk, len(clocks))]
@@ -550,7 +382,7 @@ func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []
 		}
 		for rows.Next() {
 			var clock int64
-			r := ChangeResult{Outcome: OutcomeRefused}
+			r := study.ChangeResult{Outcome: study.OutcomeRefused}
 			if err := rows.Scan(&clock, &r.Reason, &r.Message); err != nil {
 				rows.Close()
 				return nil, fmt.Errorf("cannot read refusals: %w", err)
@@ -567,7 +399,7 @@ func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []
 
 // rememberRefusals keeps the refusals of the changes at the given
 // indexes.
-func rememberRefusals(ctx context.Context, tx *sql.Tx, device int64, in []Incoming, results []ChangeResult, idx []int) error {
+func rememberRefusals(ctx context.Context, tx *sql.Tx, device int64, in []study.Incoming, results []study.ChangeResult, idx []int) error {
 	for _, i := range idx {
 		r := results[i]
 		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO refusals (device_id, clock, reason, message) VALUES (?, ?, ?, ?)`,

@@ -1,4 +1,4 @@
-package server
+package sqlite
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -13,11 +14,11 @@ import (
 // is kept (state NULL, erased_at set) so that later pushes for it are
 // refused, and every reader's feed gets a removal notice. It reports false
 // if the entry was already erased.
-func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *Wakeups, error) {
-	wake := &Wakeups{}
+func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *study.Wakeups, error) {
+	wake := &study.Wakeups{}
 	erased := false
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		*wake = Wakeups{}
+		*wake = study.Wakeups{}
 		var rid, owner int64
 		var already bool
 		err := tx.QueryRowContext(ctx, `SELECT rid, owner_id, erased_at IS NOT NULL FROM entries WHERE id = ?`, id[:]).Scan(&rid, &owner, &already)
@@ -47,17 +48,17 @@ func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *Wak
 // EraseNavigator erases every entry of a navigator and marks them
 // withdrawn, so that entries their devices still hold offline are refused
 // when pushed. It returns how many entries it erased now.
-func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *Wakeups, error) {
-	wake := &Wakeups{}
+func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *study.Wakeups, error) {
+	wake := &study.Wakeups{}
 	n := 0
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		*wake = Wakeups{}
+		*wake = study.Wakeups{}
 		u, err := userByCode(ctx, tx, code)
 		if err != nil {
 			return err
 		}
-		if u.Role != RoleNavigator {
-			return syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a navigator", u.StudyCode, u.Role)
+		if err := study.CheckErasable(u); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET withdrawn_at = coalesce(withdrawn_at, ?) WHERE id = ?`, db.nowMillis(), u.ID); err != nil {
 			return fmt.Errorf("cannot mark navigator withdrawn: %w", err)
@@ -82,7 +83,7 @@ func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *Wakeups, e
 
 // eraseRows erases the entries with the given rids, each at a new
 // sequence number, and collects the feed readers to wake.
-func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *Wakeups) error {
+func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeups) error {
 	if len(rids) == 0 {
 		return nil
 	}
@@ -97,7 +98,7 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *Wakeups) err
 			erased_at = ?, seq = ? WHERE rid = ?`, seq, seq, rid); err != nil {
 			return fmt.Errorf("cannot erase entry: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 RETURNING reader`, reasonErased, seq, rid)
+		rows, err := tx.QueryContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 RETURNING reader`, study.ReasonErased, seq, rid)
 		if err != nil {
 			return fmt.Errorf("cannot write removal notices: %w", err)
 		}

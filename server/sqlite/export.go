@@ -1,53 +1,28 @@
-package server
+package sqlite
 
 import (
 	"context"
 	"database/sql"
 	"fmt"
-	"io"
-	"strconv"
 
-	"github.com/diarysync/diarysync/server/export"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
-// ExportFormat is the file format of an export; the numbers match the
-// API's ExportFormat.
-type ExportFormat int
-
-// Export formats.
-const (
-	FormatCSV   ExportFormat = 1
-	FormatJSONL ExportFormat = 2
-	FormatQDPX  ExportFormat = 3
-)
-
-var formatNames = map[ExportFormat]string{FormatCSV: "csv", FormatJSONL: "jsonl", FormatQDPX: "qdpx"}
-
-// Export writes an export of one wave (0: every wave) in one format to w,
-// read from one snapshot of the database. It calls manifest, before
-// writing anything, with the manifest that describes the snapshot. Only
-// entries shared for research and neither deleted nor erased are
-// exported, with the author as a study code and nothing else about them.
-// The export is recorded in the audit log with its counts.
-func (db *DB) Export(ctx context.Context, wave uint32, format ExportFormat, manifest func(export.Manifest) error, w io.Writer) error {
-	write := map[ExportFormat]func(io.Writer, export.Manifest, export.Records) error{
-		FormatCSV: export.WriteCSV, FormatJSONL: export.WriteJSONL, FormatQDPX: export.WriteQDPX,
-	}[format]
-	if write == nil {
-		return syncengine.Errorf(syncengine.EINVALID, "unknown export format %d: use CSV, JSON Lines or QDPX", format)
+// Export reads one snapshot of the research export of req.Wave and hands
+// it to write; see study.Store.
+func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(study.Manifest, study.Records) error) error {
+	if err := study.CheckExportFormat(req.Format); err != nil {
+		return err
 	}
-	var m export.Manifest
+	var m study.Manifest
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if m, err = db.manifest(ctx, tx, wave); err != nil {
+		if m, err = db.manifest(ctx, tx, req.Wave); err != nil {
 			return err
 		}
-		if err := manifest(m); err != nil {
-			return err
-		}
-		return write(w, m, func(p export.Pass, yield func(*export.Record) error) error {
-			return exportRecords(ctx, tx, wave, p, yield)
+		return write(m, func(p study.Pass, yield func(*study.Record) error) error {
+			return exportRecords(ctx, tx, req.Wave, p, yield)
 		})
 	})
 	if err != nil {
@@ -56,8 +31,8 @@ func (db *DB) Export(ctx context.Context, wave uint32, format ExportFormat, mani
 	// The audit entry is written after the snapshot was read in full;
 	// an export that failed half way is not recorded as made.
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
-		return db.audit(ctx, tx, "export", waveName(wave), map[string]string{
-			"format":              formatNames[format],
+		return db.audit(ctx, tx, "export", study.WaveName(req.Wave), map[string]string{
+			"format":              req.Format.String(),
 			"position":            fmt.Sprint(m.Position),
 			"entries":             fmt.Sprint(m.Entries),
 			"excluded_not_shared": fmt.Sprint(m.ExcludedNotShared),
@@ -68,32 +43,25 @@ func (db *DB) Export(ctx context.Context, wave uint32, format ExportFormat, mani
 	})
 }
 
-func waveName(w uint32) string {
-	if w == 0 {
-		return "all"
-	}
-	return strconv.FormatUint(uint64(w), 10)
-}
-
 // inWaves is the condition that an entry (alias e) is dated inside the
 // selected wave (?; 0 for any wave).
 const inWaves = `EXISTS (SELECT 1 FROM waves w WHERE e.date BETWEEN w.start_date AND w.end_date AND (? = 0 OR w.number = ?))`
 
 // manifest reads the wave definitions and the counts of the export.
-func (db *DB) manifest(ctx context.Context, tx *sql.Tx, wave uint32) (export.Manifest, error) {
-	m := export.Manifest{ExportedAt: db.now().UTC(), Wave: wave}
+func (db *DB) manifest(ctx context.Context, tx *sql.Tx, wave uint32) (study.Manifest, error) {
+	m := study.Manifest{ExportedAt: db.now().UTC(), Wave: wave}
 	pos, err := currentSeq(ctx, tx)
 	if err != nil {
 		return m, err
 	}
 	m.Position = uint64(pos)
-	waves, err := listWaves(ctx, tx, 0, MaxWaveNumber+1)
+	waves, err := listWaves(ctx, tx, 0, study.MaxWaveNumber+1)
 	if err != nil {
 		return m, err
 	}
 	found := wave == 0
 	for _, w := range waves {
-		m.Waves = append(m.Waves, export.Wave{Number: w.Number, Label: w.Label, Start: w.Start, End: w.End})
+		m.Waves = append(m.Waves, *w)
 		found = found || w.Number == wave
 	}
 	if !found {
@@ -122,7 +90,7 @@ func (db *DB) manifest(ctx context.Context, tx *sql.Tx, wave uint32) (export.Man
 // exportRecords yields the exported entries in the order the writers
 // need: by study code, date and id. Each row is decoded and dropped before
 // the next, so memory does not depend on the number of entries.
-func exportRecords(ctx context.Context, tx *sql.Tx, wave uint32, p export.Pass, yield func(*export.Record) error) error {
+func exportRecords(ctx context.Context, tx *sql.Tx, wave uint32, p study.Pass, yield func(*study.Record) error) error {
 	if p.Wave != 0 {
 		wave = p.Wave
 	}
@@ -140,7 +108,7 @@ func exportRecords(ctx context.Context, tx *sql.Tx, wave uint32, p export.Pass, 
 	for rows.Next() {
 		var (
 			id    []byte
-			r     export.Record
+			r     study.Record
 			state []byte
 		)
 		if err := rows.Scan(&id, &r.StudyCode, &r.Wave, &state, &r.Edits); err != nil {
@@ -150,13 +118,7 @@ func exportRecords(ctx context.Context, tx *sql.Tx, wave uint32, p export.Pass, 
 		if err != nil {
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}
-		e = e.View(syncengine.AudienceResearch)
-		r.EntryID = e.ID.String()
-		r.Date, r.Title, r.Tags, r.Mood = e.Date.Value, e.Title.Value, e.TagNames(), int(e.Mood.Value)
-		if !p.SkipBody {
-			r.Body = e.Body.Value
-		}
-		r.Created, r.LastEdited = e.Created.Time(), e.Updated().Time()
+		study.RecordOf(&r, e, p.SkipBody)
 		if err := yield(&r); err != nil {
 			return err
 		}

@@ -1,76 +1,22 @@
-package server
+package sqlite
 
 import (
 	"context"
 	"database/sql"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
-// User is a person in the study.
-type User struct {
-	ID          int64
-	StudyCode   string
-	Role        Role
-	DisplayName string
-	Active      bool
-	CreatedAt   time.Time
-}
-
-// MaxDisplayNameBytes bounds a user's display name.
-const MaxDisplayNameBytes = 128
-
-// Page sizes for admin lists.
-const (
-	DefaultListPageSize = 100
-	MaxListPageSize     = 1000
-)
-
-func listPageSize(n uint32) int {
-	switch {
-	case n == 0:
-		return DefaultListPageSize
-	case n > MaxListPageSize:
-		return MaxListPageSize
-	}
-	return int(n)
-}
-
-func encodePageToken(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
-
-func decodePageToken(tok string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(tok) > 200 {
-		return "", syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
-	}
-	return string(b), nil
-}
-
-func decodeIntPageToken(tok string) (int64, error) {
-	if tok == "" {
-		return 0, nil
-	}
-	s, err := decodePageToken(tok)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return 0, syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
-	}
-	return n, nil
-}
-
 const userColumns = `id, study_code, role, display_name, active, created_at`
 
-func scanUser(row interface{ Scan(...any) error }) (*User, error) {
-	var u User
+func scanUser(row interface{ Scan(...any) error }) (*study.User, error) {
+	var u study.User
 	var created int64
 	if err := row.Scan(&u.ID, &u.StudyCode, &u.Role, &u.DisplayName, &u.Active, &created); err != nil {
 		return nil, err
@@ -79,7 +25,7 @@ func scanUser(row interface{ Scan(...any) error }) (*User, error) {
 	return &u, nil
 }
 
-func userByCode(ctx context.Context, q querier, code string) (*User, error) {
+func userByCode(ctx context.Context, q querier, code string) (*study.User, error) {
 	if err := syncengine.ValidateStudyCode(code); err != nil {
 		return nil, err
 	}
@@ -94,24 +40,18 @@ func userByCode(ctx context.Context, q querier, code string) (*User, error) {
 }
 
 // UserByCode returns the user with the given study code (case-insensitive).
-func (db *DB) UserByCode(ctx context.Context, code string) (*User, error) {
+func (db *DB) UserByCode(ctx context.Context, code string) (*study.User, error) {
 	return userByCode(ctx, db.read, code)
 }
 
 // CreateUser adds a user. The study code must be unused (ignoring case).
-func (db *DB) CreateUser(ctx context.Context, code string, role Role, displayName string) (*User, error) {
-	if err := syncengine.ValidateStudyCode(code); err != nil {
+func (db *DB) CreateUser(ctx context.Context, code string, role study.Role, displayName string) (*study.User, error) {
+	displayName, err := study.ValidateNewUser(code, role, displayName)
+	if err != nil {
 		return nil, err
 	}
-	if !role.Valid() {
-		return nil, syncengine.Errorf(syncengine.EINVALID, "a user needs a role: navigator, supervisor, researcher or admin")
-	}
-	displayName = strings.TrimSpace(displayName)
-	if err := syncengine.ValidateText("display name", displayName, MaxDisplayNameBytes, false); err != nil {
-		return nil, err
-	}
-	var u *User
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+	var u *study.User
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		u, err = db.createUser(ctx, tx, code, role, displayName)
 		return err
@@ -119,7 +59,7 @@ func (db *DB) CreateUser(ctx context.Context, code string, role Role, displayNam
 	return u, err
 }
 
-func (db *DB) createUser(ctx context.Context, tx *sql.Tx, code string, role Role, displayName string) (*User, error) {
+func (db *DB) createUser(ctx context.Context, tx *sql.Tx, code string, role study.Role, displayName string) (*study.User, error) {
 	var n int
 	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE study_code = ?`, code).Scan(&n); err != nil {
 		return nil, fmt.Errorf("cannot check study code: %w", err)
@@ -137,21 +77,21 @@ func (db *DB) createUser(ctx context.Context, tx *sql.Tx, code string, role Role
 
 // ListUsers returns up to size users after the page token, in study-code
 // order, and the token of the next page ("" when there is none).
-func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*User, string, error) {
+func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*study.User, string, error) {
 	after := ""
 	if token != "" {
 		var err error
-		if after, err = decodePageToken(token); err != nil {
+		if after, err = study.DecodePageToken(token); err != nil {
 			return nil, "", err
 		}
 	}
-	n := listPageSize(size)
+	n := study.ListPageSize(size)
 	rows, err := db.read.QueryContext(ctx, `SELECT `+userColumns+` FROM users WHERE study_code > ? ORDER BY study_code LIMIT ?`, after, n+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot list users: %w", err)
 	}
 	defer rows.Close()
-	var users []*User
+	var users []*study.User
 	for rows.Next() {
 		u, err := scanUser(rows)
 		if err != nil {
@@ -165,7 +105,7 @@ func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*User
 	next := ""
 	if len(users) > n {
 		users = users[:n]
-		next = encodePageToken(users[n-1].StudyCode)
+		next = study.EncodePageToken(users[n-1].StudyCode)
 	}
 	return users, next, nil
 }
@@ -175,22 +115,20 @@ func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*User
 // administrator cannot be deactivated (ECONFLICT): nobody could then
 // manage the study, and "diaryd admin-code" issues codes only for an
 // active administrator.
-func (db *DB) DeactivateUser(ctx context.Context, code string) (*User, int, error) {
-	var u *User
+func (db *DB) DeactivateUser(ctx context.Context, code string) (*study.User, int, error) {
+	var u *study.User
 	var revoked int64
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if u, err = userByCode(ctx, tx, code); err != nil {
 			return err
 		}
-		if u.Role == RoleAdmin && u.Active {
-			var admins int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ? AND active = 1`, RoleAdmin).Scan(&admins); err != nil {
-				return fmt.Errorf("cannot count administrators: %w", err)
-			}
-			if admins <= 1 {
-				return syncengine.Errorf(syncengine.ECONFLICT, "%s is the last active administrator: create another administrator first", u.StudyCode)
-			}
+		var admins int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ? AND active = 1`, study.RoleAdmin).Scan(&admins); err != nil {
+			return fmt.Errorf("cannot count administrators: %w", err)
+		}
+		if err := study.CheckDeactivate(u, admins); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = 0 WHERE id = ?`, u.ID); err != nil {
 			return fmt.Errorf("cannot deactivate user: %w", err)
@@ -206,14 +144,7 @@ func (db *DB) DeactivateUser(ctx context.Context, code string) (*User, int, erro
 	return u, int(revoked), err
 }
 
-// Assignment lets a supervisor see a navigator's shared entries.
-type Assignment struct {
-	SupervisorID, NavigatorID     int64
-	SupervisorCode, NavigatorCode string
-	CreatedAt                     time.Time
-}
-
-func (db *DB) assignmentUsers(ctx context.Context, tx *sql.Tx, supCode, navCode string) (*User, *User, error) {
+func (db *DB) assignmentUsers(ctx context.Context, tx *sql.Tx, supCode, navCode string) (*study.User, *study.User, error) {
 	sup, err := userByCode(ctx, tx, supCode)
 	if err != nil {
 		return nil, nil, err
@@ -222,11 +153,8 @@ func (db *DB) assignmentUsers(ctx context.Context, tx *sql.Tx, supCode, navCode 
 	if err != nil {
 		return nil, nil, err
 	}
-	if sup.Role != RoleSupervisor {
-		return nil, nil, syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a supervisor", sup.StudyCode, sup.Role)
-	}
-	if nav.Role != RoleNavigator {
-		return nil, nil, syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a navigator", nav.StudyCode, nav.Role)
+	if err := study.CheckAssignment(sup, nav); err != nil {
+		return nil, nil, err
 	}
 	return sup, nav, nil
 }
@@ -279,7 +207,7 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 		if err := db.audit(ctx, tx, "unassign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
 			return err
 		}
-		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, reasonUnassigned)
+		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, study.ReasonUnassigned)
 	})
 	return removed, supID, err
 }
@@ -287,7 +215,7 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 // setFeedForOwner makes every entry of owner that supervisors may see
 // visible (or, with visible false, removed for reason) in reader's feed,
 // each at a new sequence number.
-func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int64, visible bool, reason int) error {
+func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int64, visible bool, reason study.RemovalReason) error {
 	var query string
 	if visible {
 		query = `SELECT rid FROM entries WHERE owner_id = ? AND sup_visible = 1`
@@ -310,29 +238,29 @@ func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int
 	if err != nil {
 		return err
 	}
-	rows2 := make([]feedRow, len(rids))
+	rows := make([]feedRow, len(rids))
 	for i, rid := range rids {
-		rows2[i] = feedRow{reader: reader, entry: rid, seq: first + int64(i), visible: visible, reason: reason}
+		rows[i] = feedRow{reader: reader, entry: rid, seq: first + int64(i), visible: visible, reason: reason}
 	}
-	return db.upsertFeed(ctx, tx, rows2)
+	return db.upsertFeed(ctx, tx, rows)
 }
 
 // ListAssignments returns a page of assignments ordered by supervisor and
 // navigator ids, optionally for one supervisor.
-func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode string) ([]*Assignment, string, error) {
+func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode string) ([]*study.Assignment, string, error) {
 	var afterSup, afterNav int64
 	if token != "" {
-		s, err := decodePageToken(token)
+		s, err := study.DecodePageToken(token)
 		if err != nil {
 			return nil, "", err
 		}
 		a, b, ok := strings.Cut(s, ":")
 		afterSup, err = strconv.ParseInt(a, 10, 64)
 		if !ok || err != nil {
-			return nil, "", syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
+			return nil, "", study.ErrPageToken()
 		}
 		if afterNav, err = strconv.ParseInt(b, 10, 64); err != nil {
-			return nil, "", syncengine.Errorf(syncengine.EINVALID, "page token is not one this server issued")
+			return nil, "", study.ErrPageToken()
 		}
 	}
 	var supID int64
@@ -343,7 +271,7 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 		}
 		supID = sup.ID
 	}
-	n := listPageSize(size)
+	n := study.ListPageSize(size)
 	rows, err := db.read.QueryContext(ctx, `
 		SELECT a.supervisor_id, a.navigator_id, s.study_code, n.study_code, a.created_at
 		FROM assignments a JOIN users s ON s.id = a.supervisor_id JOIN users n ON n.id = a.navigator_id
@@ -353,9 +281,9 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 		return nil, "", fmt.Errorf("cannot list assignments: %w", err)
 	}
 	defer rows.Close()
-	var out []*Assignment
+	var out []*study.Assignment
 	for rows.Next() {
-		var a Assignment
+		var a study.Assignment
 		var created int64
 		if err := rows.Scan(&a.SupervisorID, &a.NavigatorID, &a.SupervisorCode, &a.NavigatorCode, &created); err != nil {
 			return nil, "", fmt.Errorf("cannot list assignments: %w", err)
@@ -370,7 +298,7 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 	if len(out) > n {
 		out = out[:n]
 		last := out[n-1]
-		next = encodePageToken(fmt.Sprintf("%d:%d", last.SupervisorID, last.NavigatorID))
+		next = study.EncodePageToken(fmt.Sprintf("%d:%d", last.SupervisorID, last.NavigatorID))
 	}
 	return out, next, nil
 }
@@ -390,20 +318,20 @@ func supervisorsOf(ctx context.Context, q querier, navigator int64) ([]int64, er
 func (db *DB) EnsureAdmin(ctx context.Context) (code string, created bool, err error) {
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
 		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ?`, RoleAdmin).Scan(&n); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM users WHERE role = ?`, study.RoleAdmin).Scan(&n); err != nil {
 			return fmt.Errorf("cannot look for an administrator: %w", err)
 		}
 		if n > 0 {
 			return nil
 		}
 		created = true
-		_, err := db.createUser(ctx, tx, "ADMIN", RoleAdmin, "Administrator")
+		_, err := db.createUser(ctx, tx, "ADMIN", study.RoleAdmin, "Administrator")
 		return err
 	})
 	if err != nil || !created {
 		return "", created, err
 	}
-	code, _, err = db.IssueEnrollmentCode(ctx, "ADMIN", DefaultCodeTTL)
+	code, _, err = db.IssueEnrollmentCode(ctx, "ADMIN", study.DefaultCodeTTL)
 	return code, created, err
 }
 
@@ -411,13 +339,13 @@ func (db *DB) EnsureAdmin(ctx context.Context) (code string, created bool, err e
 // administrator.
 func (db *DB) AdminCode(ctx context.Context) (string, error) {
 	var code string
-	err := db.read.QueryRowContext(ctx, `SELECT study_code FROM users WHERE role = ? AND active = 1 ORDER BY id LIMIT 1`, RoleAdmin).Scan(&code)
+	err := db.read.QueryRowContext(ctx, `SELECT study_code FROM users WHERE role = ? AND active = 1 ORDER BY id LIMIT 1`, study.RoleAdmin).Scan(&code)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", syncengine.Errorf(syncengine.ENOTFOUND, "this data directory has no active administrator; start the server once to create one")
 	}
 	if err != nil {
 		return "", fmt.Errorf("cannot find an administrator: %w", err)
 	}
-	c, _, err := db.IssueEnrollmentCode(ctx, code, DefaultCodeTTL)
+	c, _, err := db.IssueEnrollmentCode(ctx, code, study.DefaultCodeTTL)
 	return c, err
 }

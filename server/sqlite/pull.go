@@ -1,0 +1,176 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// Pull returns the page after cursor for the caller, read in one snapshot.
+// Memory is bounded by the page, whatever the size of the database.
+func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageSize uint32) (*study.PullPage, error) {
+	rd, err := study.ReaderFor(who)
+	if err != nil {
+		return nil, err
+	}
+	if err := study.CheckCursor(cursor); err != nil {
+		return nil, err
+	}
+	size := study.PullPageSize(pageSize)
+	page := &study.PullPage{Next: cursor}
+	err = db.readTx(ctx, func(tx *sql.Tx) error {
+		head, err := currentSeq(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if cursor > head {
+			return study.ErrCursorAhead(cursor, head)
+		}
+		var rows *sql.Rows
+		if rd.Owner {
+			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state FROM entries WHERE owner_id = ? AND seq > ? ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
+		} else {
+			rows, err = tx.QueryContext(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state FROM feed f JOIN entries e ON e.rid = f.entry
+				WHERE f.reader = ? AND f.seq > ? ORDER BY f.seq LIMIT ?`, rd.ID, cursor, size+1)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read changes: %w", err)
+		}
+		defer rows.Close()
+		n, bytes := 0, 0
+		for rows.Next() {
+			if n == size || (n > 0 && bytes >= study.MaxPullPageBytes) {
+				page.More = true
+				break
+			}
+			var (
+				seq     int64
+				visible bool
+				reason  study.RemovalReason
+				id      []byte
+				state   []byte
+			)
+			if err := rows.Scan(&seq, &visible, &reason, &id, &state); err != nil {
+				return fmt.Errorf("cannot read changes: %w", err)
+			}
+			n++
+			page.Next = seq
+			if state == nil { // erased
+				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: study.ReasonErased})
+				continue
+			}
+			if !visible {
+				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: reason})
+				continue
+			}
+			e, err := syncengine.DecodeEntry(state)
+			if err != nil {
+				return fmt.Errorf("entry %x: stored state: %w", id, err)
+			}
+			bytes += len(state)
+			page.Entries = append(page.Entries, e.View(rd.Audience))
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot read changes: %w", err)
+		}
+		rows.Close()
+		if page.More {
+			page.Remaining, err = countAfter(ctx, tx, rd, page.Next)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+func countAfter(ctx context.Context, tx *sql.Tx, rd study.Reader, cursor int64) (int64, error) {
+	var n int64
+	var err error
+	if rd.Owner {
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE owner_id = ? AND seq > ?`, rd.ID, cursor).Scan(&n)
+	} else {
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM feed WHERE reader = ? AND seq > ?`, rd.ID, cursor).Scan(&n)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot count waiting changes: %w", err)
+	}
+	return n, nil
+}
+
+// Head returns the newest position the caller may see: the greatest
+// sequence number among the rows they pull.
+func (db *DB) Head(ctx context.Context, who *study.Identity) (int64, error) {
+	rd, err := study.ReaderFor(who)
+	if err != nil {
+		return 0, err
+	}
+	return headFor(ctx, db.read, rd)
+}
+
+func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
+	var head sql.NullInt64
+	var err error
+	if rd.Owner {
+		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM entries WHERE owner_id = ?`, rd.ID).Scan(&head)
+	} else {
+		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM feed WHERE reader = ?`, rd.ID).Scan(&head)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot read position: %w", err)
+	}
+	return head.Int64, nil
+}
+
+// StateHash computes, in one snapshot, the state hash of every entry the
+// caller may see.
+func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateHash, error) {
+	rd, err := study.ReaderFor(who)
+	if err != nil {
+		return nil, err
+	}
+	out := &study.StateHash{}
+	err = db.readTx(ctx, func(tx *sql.Tx) error {
+		if out.Cursor, err = headFor(ctx, tx, rd); err != nil {
+			return err
+		}
+		var rows *sql.Rows
+		if rd.Owner {
+			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL ORDER BY id`, rd.ID)
+		} else {
+			rows, err = tx.QueryContext(ctx, `SELECT e.state FROM feed f JOIN entries e ON e.rid = f.entry
+				WHERE f.reader = ? AND f.visible = 1 AND e.state IS NOT NULL ORDER BY e.id`, rd.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read entries: %w", err)
+		}
+		defer rows.Close()
+		h := syncengine.NewStateHasher()
+		for rows.Next() {
+			var state []byte
+			if err := rows.Scan(&state); err != nil {
+				return err
+			}
+			e, err := syncengine.DecodeEntry(state)
+			if err != nil {
+				return fmt.Errorf("stored state: %w", err)
+			}
+			if err := h.Add(e.View(rd.Audience)); err != nil {
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		out.Sum, out.Entries = h.Sum(), h.Count()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

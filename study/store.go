@@ -1,0 +1,168 @@
+package study
+
+import (
+	"context"
+	"time"
+
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// Store keeps a study: its people and devices, every entry's merged state
+// and history, the feeds that order what each reader pulls, and the audit
+// log. Every storage engine implements it; the server's handlers use
+// nothing else.
+//
+// Errors are application errors (syncengine.Error, or a validation error)
+// with the codes each method documents; any other error is EINTERNAL: a
+// broken store, whose details are for the log and never for the caller.
+// Every method that changes something does so in one transaction: it
+// happens entirely or not at all. Methods that record an action in the
+// audit log take its actor from the Identity in ctx (see NewContext), or
+// "system".
+type Store interface {
+	// Now returns the store's clock, which stamps everything it records;
+	// the server reports it to devices as its time.
+	Now() time.Time
+
+	// Authenticate returns the identity a device token belongs to. A
+	// malformed, unknown or revoked token, or one whose user was
+	// deactivated, is EUNAUTHENTICATED.
+	Authenticate(ctx context.Context, token string) (*Identity, error)
+	// DeviceActive returns nil if the device is still enrolled and its
+	// user active, and the EUNAUTHENTICATED error Authenticate would
+	// give otherwise. Long-lived calls use it to notice a revocation
+	// made after they authenticated.
+	DeviceActive(ctx context.Context, device int64) error
+	// TouchDevice records that the device synced now. The time may be
+	// kept in memory and written later by FlushSyncTimes.
+	TouchDevice(device int64)
+	// FlushSyncTimes writes the sync times TouchDevice remembered.
+	FlushSyncTimes(ctx context.Context) error
+
+	// IssueEnrollmentCode issues a one-time enrolment code for the
+	// active user with the given study code, working for ttl (0: the
+	// default). EINVALID for a ttl out of range or a malformed study
+	// code, ENOTFOUND for an unknown user, ECONFLICT for a deactivated
+	// one.
+	IssueEnrollmentCode(ctx context.Context, studyCode string, ttl time.Duration) (code string, expires time.Time, err error)
+	// Enroll exchanges a one-time code for a new device and its token.
+	// EINVALID for a device name that is not acceptable;
+	// EUNAUTHENTICATED for a code that is malformed, unknown, used or
+	// expired, or whose user was deactivated.
+	Enroll(ctx context.Context, code, deviceName string) (*Enrollment, error)
+
+	// UserByCode returns the user with the given study code (ignoring
+	// case). EINVALID for a malformed code, ENOTFOUND for an unknown one.
+	UserByCode(ctx context.Context, code string) (*User, error)
+	// CreateUser adds a user. EINVALID for a malformed study code, role
+	// or display name; EEXISTS when the study code is in use (ignoring
+	// case).
+	CreateUser(ctx context.Context, code string, role Role, displayName string) (*User, error)
+	// ListUsers returns up to size users after the page token, in
+	// study-code order, and the token of the next page ("" when there is
+	// none). EINVALID for a token it did not issue.
+	ListUsers(ctx context.Context, size uint32, token string) ([]*User, string, error)
+	// DeactivateUser marks a user inactive and revokes all their
+	// devices; it returns the user and how many devices it revoked.
+	// ENOTFOUND for an unknown user; ECONFLICT for the last active
+	// administrator.
+	DeactivateUser(ctx context.Context, code string) (*User, int, error)
+	// EnsureAdmin creates the first administrator (study code "ADMIN")
+	// if the store has no administrator yet, and then issues a one-time
+	// enrolment code for them. It reports whether it created the user.
+	EnsureAdmin(ctx context.Context) (code string, created bool, err error)
+	// AdminCode issues a one-time enrolment code for the first active
+	// administrator. ENOTFOUND when there is none.
+	AdminCode(ctx context.Context) (string, error)
+
+	// Assign lets the supervisor see what the navigator shares with
+	// supervisors: every such entry enters the supervisor's feed. It
+	// reports false if the assignment already existed, and the
+	// supervisor's id. ENOTFOUND for an unknown user, EINVALID for users
+	// of the wrong roles.
+	Assign(ctx context.Context, supCode, navCode string) (created bool, supID int64, err error)
+	// Unassign withdraws an assignment: every entry of the navigator
+	// that the supervisor could see gets a removal notice in the
+	// supervisor's feed. It reports false if there was no such
+	// assignment. Errors as for Assign.
+	Unassign(ctx context.Context, supCode, navCode string) (removed bool, supID int64, err error)
+	// ListAssignments returns a page of assignments, optionally for one
+	// supervisor. EINVALID for a bad token, ENOTFOUND for an unknown
+	// supervisor.
+	ListAssignments(ctx context.Context, size uint32, token, supCode string) ([]*Assignment, string, error)
+
+	// ListDevices returns a page of devices, newest enrolment first,
+	// optionally only one user's. EINVALID for a bad token, ENOTFOUND
+	// for an unknown user.
+	ListDevices(ctx context.Context, size uint32, token, studyCode string) ([]*Device, string, error)
+	// RevokeDevice revokes a device: its token stops working at once.
+	// Revoking a revoked device is not an error. EINVALID for a
+	// malformed id, ENOTFOUND for an unknown one.
+	RevokeDevice(ctx context.Context, publicID string) (*Device, error)
+
+	// CreateWave defines a new wave. EINVALID for a bad definition,
+	// EEXISTS for a number in use, ECONFLICT for a window overlapping
+	// another wave's.
+	CreateWave(ctx context.Context, w Wave) (*Wave, error)
+	// UpdateWave replaces the label and window of a wave. EINVALID and
+	// ECONFLICT as for CreateWave, ENOTFOUND for an unknown wave.
+	UpdateWave(ctx context.Context, w Wave) (*Wave, error)
+	// ListWaves returns a page of waves in number order. EINVALID for a
+	// bad token.
+	ListWaves(ctx context.Context, size uint32, token string) ([]*Wave, string, error)
+
+	// Push applies a batch of changes from the calling device in one
+	// transaction and returns one result per change, and whom to wake.
+	// Each change passes CheckIncoming and Decide. It returns an error
+	// only when the batch could not be committed at all, and then
+	// nothing was written: ETOOLARGE for more than MaxPushChanges
+	// changes.
+	Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error)
+	// Pull returns the page after cursor for the caller, read in one
+	// snapshot; memory is bounded by the page, whatever the size of the
+	// store. EPERMISSION for a role that has no entries to sync,
+	// EINVALID for a negative cursor, ECONFLICT for a cursor ahead of
+	// the store's position.
+	Pull(ctx context.Context, who *Identity, cursor int64, pageSize uint32) (*PullPage, error)
+	// Head returns the newest position the caller may see: the greatest
+	// sequence number among the rows they pull. EPERMISSION as for Pull.
+	Head(ctx context.Context, who *Identity) (int64, error)
+	// StateHash computes, in one snapshot, the state hash of every entry
+	// the caller may see. EPERMISSION as for Pull.
+	StateHash(ctx context.Context, who *Identity) (*StateHash, error)
+
+	// Export reads one snapshot of what the research team may export of
+	// the request's wave and calls write with its manifest and its
+	// records. Only entries shared for research and neither deleted nor
+	// erased are exported. When write returns nil the export is recorded
+	// in the audit log with its counts; an export that failed is not.
+	// EINVALID for an unknown format, ENOTFOUND for an unknown wave, or
+	// the error write returns.
+	Export(ctx context.Context, req ExportRequest, write func(Manifest, Records) error) error
+
+	// EraseEntry erases one entry: its state and history are deleted,
+	// the id is kept so that later pushes for it are refused, and every
+	// reader's feed gets a removal notice. It reports false if the entry
+	// was already erased. ENOTFOUND for an entry the store never had.
+	EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *Wakeups, error)
+	// EraseNavigator erases every entry of a navigator and marks them
+	// withdrawn, so that entries their devices still hold offline are
+	// refused when pushed. It returns how many entries it erased now.
+	// ENOTFOUND for an unknown user, EINVALID for one who is not a
+	// navigator.
+	EraseNavigator(ctx context.Context, code string) (int, *Wakeups, error)
+
+	// ListAudit returns a page of the audit log, newest first. EINVALID
+	// for a bad token.
+	ListAudit(ctx context.Context, size uint32, token string) ([]*AuditEvent, string, error)
+
+	// SeedDemo creates, once, the demo study (DemoPeople, the demo
+	// supervisor assigned to every demo navigator, DemoWaves around
+	// today), and on every call issues a fresh one-time enrolment code
+	// for each demo person still active. It reports whether it seeded
+	// the study on this call.
+	SeedDemo(ctx context.Context, today time.Time) ([]DemoUser, bool, error)
+
+	// Close releases the store.
+	Close() error
+}

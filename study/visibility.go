@@ -1,0 +1,155 @@
+package study
+
+import (
+	"bytes"
+
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// SupervisorVisible reports whether the supervisors assigned to an
+// entry's owner may see it: shared with them and not deleted.
+func SupervisorVisible(e *syncengine.Entry) bool {
+	return e != nil && e.Exists() && e.ShareSupervisor.Value && !e.Deleted.Value
+}
+
+// ResearchVisible reports whether the research team may see an entry:
+// shared for research and not deleted.
+func ResearchVisible(e *syncengine.Entry) bool {
+	return e != nil && e.Exists() && e.ShareResearch.Value && !e.Deleted.Value
+}
+
+// RemovalReason is why an entry left a reader's replica; the numbers
+// match the API's RemovalReason.
+type RemovalReason int
+
+// Removal reasons.
+const (
+	ReasonNotShared  RemovalReason = 1
+	ReasonUnassigned RemovalReason = 2
+	ReasonDeleted    RemovalReason = 3
+	ReasonErased     RemovalReason = 4
+)
+
+// ResearchReader is the feed reader id of the research team, who all
+// see the same; supervisors' feeds are read by their user ids.
+const ResearchReader = 0
+
+// FeedChange is what a write does to the feeds of one audience: the
+// entry enters (or changes in) their feeds, or leaves them with a
+// reason.
+type FeedChange struct {
+	Audience syncengine.Audience // AudienceSupervisor or AudienceResearch
+	Visible  bool
+	Reason   RemovalReason // when not Visible
+}
+
+// FeedChanges returns what a write that took an entry from old (nil if
+// the entry is new) to new does to the non-owning readers' feeds: for
+// each audience, nothing (the view they hold did not change, or they
+// could not see it before and still cannot), a new view, or a removal
+// notice. Visibility changes are changes: a reader who loses an entry
+// must be told on their next pull.
+func FeedChanges(old, new *syncengine.Entry) []FeedChange {
+	var out []FeedChange
+	for _, aud := range []struct {
+		audience syncengine.Audience
+		visible  func(*syncengine.Entry) bool
+	}{
+		{syncengine.AudienceSupervisor, SupervisorVisible},
+		{syncengine.AudienceResearch, ResearchVisible},
+	} {
+		was, is := aud.visible(old), aud.visible(new)
+		switch {
+		case is && (!was || !bytes.Equal(syncengine.EncodeEntry(old.View(aud.audience)), syncengine.EncodeEntry(new.View(aud.audience)))):
+			out = append(out, FeedChange{Audience: aud.audience, Visible: true})
+		case was && !is:
+			reason := ReasonNotShared
+			if new.Deleted.Value {
+				reason = ReasonDeleted
+			}
+			out = append(out, FeedChange{Audience: aud.audience, Reason: reason})
+		}
+	}
+	return out
+}
+
+// Reader says which entries a caller pulls and how they see them: a
+// navigator reads their own entries, a supervisor their feed, the
+// research team theirs.
+type Reader struct {
+	Owner    bool  // a navigator reading their own entries
+	ID       int64 // the owner's user id, or the feed reader id
+	Audience syncengine.Audience
+}
+
+// ReaderFor returns the reader a caller pulls as.
+func ReaderFor(who *Identity) (Reader, error) {
+	switch who.Role {
+	case RoleNavigator:
+		return Reader{Owner: true, ID: who.UserID, Audience: syncengine.AudienceOwner}, nil
+	case RoleSupervisor:
+		return Reader{ID: who.UserID, Audience: syncengine.AudienceSupervisor}, nil
+	case RoleResearcher:
+		return Reader{ID: ResearchReader, Audience: syncengine.AudienceResearch}, nil
+	}
+	return Reader{}, syncengine.Errorf(syncengine.EPERMISSION, "a %s has no diary entries to sync", who.Role)
+}
+
+// Pull page limits.
+const (
+	DefaultPullPageSize = 500
+	MaxPullPageSize     = 1000
+	// MaxPullPageBytes is roughly how much entry state one page carries;
+	// a page stops early rather than grow past it (but always holds at
+	// least one entry), so a page of large entries stays a few MiB.
+	MaxPullPageBytes = 4 << 20
+)
+
+// PullPageSize returns the page size to use when n was asked for.
+func PullPageSize(n uint32) int {
+	switch {
+	case n == 0:
+		return DefaultPullPageSize
+	case n > MaxPullPageSize:
+		return MaxPullPageSize
+	}
+	return int(n)
+}
+
+// CheckCursor refuses a cursor a caller cannot have been given.
+func CheckCursor(cursor int64) error {
+	if cursor < 0 {
+		return syncengine.Errorf(syncengine.EINVALID, "cursor must not be negative")
+	}
+	return nil
+}
+
+// ErrCursorAhead is the error for a cursor beyond the store's position:
+// the store's data was replaced (restored from an older backup, or a new
+// study at the same address), and the reader must start again.
+func ErrCursorAhead(cursor, head int64) error {
+	return syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)
+}
+
+// Removal tells a reader to drop an entry.
+type Removal struct {
+	Entry  syncengine.EntryID
+	Reason RemovalReason
+}
+
+// PullPage is one page of what changed for a reader after a cursor.
+type PullPage struct {
+	Entries   []*syncengine.Entry // views for the reader
+	Removals  []Removal
+	Next      int64 // the cursor to store with this page
+	More      bool
+	Remaining int64 // entries and removals waiting after Next
+}
+
+// StateHash is the state hash of what a reader may see, and the position
+// it reflects.
+type StateHash struct {
+	Sum     [32]byte
+	Entries int
+	Cursor  int64
+}
