@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,11 +21,14 @@ type testServer struct {
 	DB  *sqlite.DB
 	srv *httptest.Server
 	now atomic.Pointer[time.Time] // nil: real time
+
+	mu    sync.Mutex
+	first map[string]*Client // each user's first device, which approves the others
 }
 
 func startServer(tb testing.TB) *testServer {
 	tb.Helper()
-	ts := &testServer{}
+	ts := &testServer{first: map[string]*Client{}}
 	path := filepath.Join(tb.TempDir(), "server.db")
 	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Synchronous: "NORMAL", Now: ts.clock})
 	if err != nil {
@@ -89,8 +93,22 @@ func MustOpen(tb testing.TB, opts Options) *Client {
 func (ts *testServer) device(tb testing.TB, role study.Role, study string, opts Options) *Client {
 	tb.Helper()
 	c := MustOpen(tb, opts)
-	if _, err := c.Enroll(context.Background(), ts.URL, ts.code(tb, role, study), "test "+study); err != nil {
+	p, err := c.Enroll(context.Background(), ts.URL, ts.code(tb, role, study), "test "+study)
+	if err != nil {
 		tb.Fatal(err)
+	}
+	ts.mu.Lock()
+	first := ts.first[study]
+	if first == nil {
+		ts.first[study] = c
+	}
+	ts.mu.Unlock()
+	if first != nil {
+		// A later device waits for approval: the person's first device
+		// gives it.
+		if _, err := first.ApproveDevice(context.Background(), p.DeviceID); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	return c
 }

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -50,5 +53,20 @@ func connectError(ctx context.Context, log *slog.Logger, err error) error {
 		}
 		log.ErrorContext(ctx, "internal error", "procedure", procedure, "err", err)
 	}
-	return connect.NewError(connectCodes[code], errors.New(syncengine.ErrorMessage(err)))
+	ce = connect.NewError(connectCodes[code], errors.New(syncengine.ErrorMessage(err)))
+	var de *study.DeviceError
+	if errors.As(err, &de) {
+		// The device learns its own state in a form a program reads: a
+		// revoked device wipes its replica, a pending one waits.
+		if detail, derr := connect.NewErrorDetail(&diaryv1.DeviceStatus{
+			DeviceId:   de.Device,
+			State:      diaryv1.DeviceState(de.State),
+			Revocation: diaryv1.RevocationReason(de.Revocation),
+			RevokedBy:  de.RevokedBy,
+			RevokedAt:  wire.Timestamp(de.RevokedAt),
+		}); derr == nil {
+			ce.AddDetail(detail)
+		}
+	}
+	return ce
 }

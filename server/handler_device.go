@@ -16,12 +16,13 @@ import (
 
 type deviceHandler struct {
 	db      study.Store
+	hub     *hub
 	log     *slog.Logger
 	limiter *failureLimiter
 }
 
-func newDeviceHandler(db study.Store, log *slog.Logger, limiter *failureLimiter) diaryv1connect.DeviceServiceHandler {
-	return &deviceHandler{db: db, log: log, limiter: limiter}
+func newDeviceHandler(db study.Store, h *hub, log *slog.Logger, limiter *failureLimiter) diaryv1connect.DeviceServiceHandler {
+	return &deviceHandler{db: db, hub: h, log: log, limiter: limiter}
 }
 
 func peerKey(ctx context.Context) string {
@@ -46,14 +47,14 @@ func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) 
 		h.limiter.Fail(key)
 		return nil, connectError(ctx, h.log, study.ErrBadCode)
 	}
-	enr, err := h.db.Enroll(ctx, req.GetCode(), req.GetDeviceName())
+	enr, err := h.db.Enroll(ctx, study.EnrollRequest{Code: req.GetCode(), DeviceName: req.GetDeviceName(), ForUser: req.GetStudyCode()})
 	if err != nil {
 		if syncengine.ErrorCode(err) == syncengine.EUNAUTHENTICATED {
 			h.limiter.Fail(key)
 		}
 		return nil, connectError(ctx, h.log, err)
 	}
-	h.log.InfoContext(ctx, "device enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String())
+	h.log.InfoContext(ctx, "device enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String(), "state", enr.State.String())
 	return &diaryv1.EnrollResponse{
 		DeviceId:    enr.Device,
 		Token:       enr.Token,
@@ -62,5 +63,62 @@ func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) 
 		StudyCode:   enr.StudyCode,
 		DisplayName: enr.DisplayName,
 		ServerTime:  timestamppb.New(h.db.Now()),
+		State:       diaryv1.DeviceState(enr.State),
 	}, nil
+}
+
+func (h *deviceHandler) ListMyDevices(ctx context.Context, req *diaryv1.ListMyDevicesRequest) (*diaryv1.ListMyDevicesResponse, error) {
+	who := study.IdentityFrom(ctx)
+	devices, next, err := h.db.ListDevices(ctx, req.GetPageSize(), req.GetPageToken(), who.StudyCode)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListMyDevicesResponse{NextPageToken: next}
+	for _, d := range devices {
+		pd := deviceToProto(d)
+		pd.Current = d.ID == who.DeviceID
+		resp.Devices = append(resp.Devices, pd)
+	}
+	return resp, nil
+}
+
+func (h *deviceHandler) ApproveDevice(ctx context.Context, req *diaryv1.ApproveDeviceRequest) (*diaryv1.ApproveDeviceResponse, error) {
+	d, wake, err := h.db.ApproveDevice(ctx, study.IdentityFrom(ctx), req.GetDeviceId())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "device approved", "device", d.PublicID, "study_code", d.StudyCode)
+	h.hub.notify(wake)
+	return &diaryv1.ApproveDeviceResponse{Device: deviceToProto(d)}, nil
+}
+
+func (h *deviceHandler) DenyDevice(ctx context.Context, req *diaryv1.DenyDeviceRequest) (*diaryv1.DenyDeviceResponse, error) {
+	d, err := h.db.DenyDevice(ctx, study.IdentityFrom(ctx), req.GetDeviceId())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "device denied", "device", d.PublicID, "study_code", d.StudyCode)
+	return &diaryv1.DenyDeviceResponse{Device: deviceToProto(d)}, nil
+}
+
+func (h *deviceHandler) RevokeMyDevice(ctx context.Context, req *diaryv1.RevokeMyDeviceRequest) (*diaryv1.RevokeMyDeviceResponse, error) {
+	d, err := h.db.RevokeOwnDevice(ctx, study.IdentityFrom(ctx), req.GetDeviceId())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "device revoked", "device", d.PublicID, "study_code", d.StudyCode)
+	h.hub.wakeAll() // an open stream of the device ends
+	return &diaryv1.RevokeMyDeviceResponse{Device: deviceToProto(d)}, nil
+}
+
+func (h *deviceHandler) ListMyActivity(ctx context.Context, req *diaryv1.ListMyActivityRequest) (*diaryv1.ListMyActivityResponse, error) {
+	events, next, err := h.db.ListActivity(ctx, study.IdentityFrom(ctx).UserID, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListMyActivityResponse{NextPageToken: next}
+	for _, e := range events {
+		resp.Events = append(resp.Events, auditToProto(e))
+	}
+	return resp, nil
 }

@@ -82,6 +82,18 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	for _, r := range page.Removals {
 		resp.Removals = append(resp.Removals, &diaryv1.Removal{EntryId: r.Entry.String(), Reason: diaryv1.RemovalReason(r.Reason)})
 	}
+	if !page.More {
+		// A sync ends with its last page: the person sees there that a
+		// new device asks to join their account.
+		waiting, n, err := h.db.DevicesAwaitingApproval(ctx, who.UserID, study.MaxAwaitingApproval)
+		if err != nil {
+			return nil, connectError(ctx, h.log, err)
+		}
+		resp.DevicesAwaitingApprovalCount = uint32(n)
+		for _, d := range waiting {
+			resp.DevicesAwaitingApproval = append(resp.DevicesAwaitingApproval, deviceToProto(d))
+		}
+	}
 	return resp, nil
 }
 

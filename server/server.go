@@ -73,7 +73,7 @@ func New(cfg Config) *Server {
 	mux := http.NewServeMux()
 	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, cfg.Heartbeat), opts...))
 	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.Now)
-	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.log, limiter), opts...))
+	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.hub, s.log, limiter), opts...))
 	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))
 	mux.Handle(diaryv1connect.NewResearchServiceHandler(newResearchHandler(s.db, s.log), opts...))
 	services := []string{

@@ -143,6 +143,24 @@ func (a *adminCmd) user(args []string) error {
 			return tw.Flush()
 		}
 		return nil
+	case "reset":
+		fs := flag.NewFlagSet("admin user reset", flag.ContinueOnError)
+		ttl := fs.Duration("ttl", 24*time.Hour, "how long the new code works (1m to 168h)")
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("admin user reset needs a study code")
+		}
+		resp, err := a.svc.ResetUser(a.ctx, &diaryv1.ResetUserRequest{StudyCode: pos[0], Ttl: durationpb.New(*ttl)})
+		if err != nil {
+			return rpcErr("reset the account", err)
+		}
+		fmt.Fprintf(a.stderr, "Reset %s: revoked %d device(s); each is told an administrator reset the account. The code below enrols one device without approval, until %s; the reset is in the audit log and in %s's activity.\n",
+			resp.GetUser().GetStudyCode(), resp.GetDevicesRevoked(), ts(resp.GetExpiresAt()), resp.GetUser().GetStudyCode())
+		fmt.Fprintln(a.stdout, resp.GetCode())
+		return nil
 	case "deactivate":
 		if len(args) != 2 {
 			return usagef("admin user deactivate needs a study code")

@@ -24,13 +24,14 @@ func cmdEnrol(e *env, args []string) error {
 	code := fs.String("code", "", "one-time enrolment code from an administrator")
 	host, _ := os.Hostname()
 	name := fs.String("name", host, "a name for this device")
+	replace := fs.Bool("replace", false, "enrol an enrolled profile again as a new device: push what it holds unsynced, then revoke the old device")
 	jsonOut := fs.Bool("json", false, "print JSON")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usagef("enrol takes no arguments, only flags")
 	}
-	if *server == "" || *code == "" {
+	if *code == "" || (*server == "" && !*replace) {
 		return usagef("enrol needs --server URL and --code CODE")
 	}
 	c, err := e.open(true)
@@ -38,14 +39,29 @@ func cmdEnrol(e *env, args []string) error {
 		return err
 	}
 	defer c.Close()
-	p, err := c.Enroll(e.ctx, *server, *code, *name)
+	var p client.Profile
+	if *replace {
+		if _, ok := c.Profile(); !ok {
+			return usagef("--replace is for a profile that is enrolled; this one is not")
+		}
+		p, err = c.Replace(e.ctx, *code, *name)
+	} else {
+		p, err = c.Enroll(e.ctx, *server, *code, *name)
+	}
+	if err != nil {
+		return err
+	}
+	st, err := c.Status(e.ctx)
 	if err != nil {
 		return err
 	}
 	if *jsonOut {
-		return writeJSON(e.stdout, map[string]any{"device_id": p.DeviceID, "study_code": p.StudyCode, "role": p.Role.String(), "server": p.ServerURL})
+		return writeJSON(e.stdout, map[string]any{"device_id": p.DeviceID, "study_code": p.StudyCode, "role": p.Role.String(), "server": p.ServerURL, "state": st.DeviceState.String()})
 	}
 	fmt.Fprintf(e.stdout, "Enrolled this device as %s (%s) with %s.\n", p.StudyCode, p.Role, p.ServerURL)
+	if st.DeviceState == study.DevicePending {
+		fmt.Fprintf(e.stdout, "It waits for approval: on another of your devices, run \"diary device approve %s\". Until then it can write new entries, and receives nothing.\n", p.DeviceID)
+	}
 	return nil
 }
 

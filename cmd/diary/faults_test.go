@@ -53,6 +53,7 @@ func faultSeed(t *testing.T) uint64 {
 type tools struct {
 	dir, diary string
 	t          *testing.T
+	firstHome  map[string]string // study code → the profile of its first device, which approves the others
 }
 
 func buildTools(t *testing.T) *tools {
@@ -115,6 +116,21 @@ func (b *tools) enrolAs(admin, home, role, study, serverURL string, created map[
 	}
 	code := strings.TrimSpace(b.must(admin, "admin", "code", "--user", study))
 	b.must(home, "enrol", "--server", serverURL, "--code", code, "--name", filepath.Base(home))
+	if first := b.firstHome[study]; first != "" {
+		// A second device waits for approval: the first one gives it.
+		var st struct {
+			DeviceID string `json:"device_id"`
+		}
+		if err := json.Unmarshal([]byte(b.must(home, "status", "--json")), &st); err != nil {
+			b.t.Fatal(err)
+		}
+		b.must(first, "device", "approve", st.DeviceID)
+	} else {
+		if b.firstHome == nil {
+			b.firstHome = map[string]string{}
+		}
+		b.firstHome[study] = home
+	}
 }
 
 // listed is one line of "diary list --json".

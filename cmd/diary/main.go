@@ -177,6 +177,10 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdRefused(e, rest)
 	case "export":
 		return cmdExport(e, rest)
+	case "device":
+		return cmdDevice(e, rest)
+	case "activity":
+		return cmdActivity(e, rest)
 	case "admin":
 		return cmdAdmin(e, rest)
 	}

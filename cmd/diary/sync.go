@@ -160,7 +160,22 @@ func cmdStatus(e *env, args []string) error {
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "profile:\t%s (%s) on %s\n", p.StudyCode, p.Role, p.ServerURL)
-		fmt.Fprintf(tw, "pending:\t%d change(s) not yet synced\n", st.Pending)
+		switch {
+		case st.Revoked != nil:
+			fmt.Fprintf(tw, "device:\trevoked: %s\n", st.Revoked.Message)
+			fmt.Fprintf(tw, "\tits copy of the diary was deleted, with %d change(s) the server never received\n", st.Revoked.LostChanges)
+		case st.DeviceState == study.DevicePending:
+			fmt.Fprintf(tw, "device:\t%s waits for approval: on another of your devices, run \"diary device approve %s\"\n", p.DeviceID, p.DeviceID)
+		default:
+			fmt.Fprintf(tw, "device:\t%s\n", p.DeviceID)
+		}
+		if st.AwaitingApprovalCount > 0 {
+			fmt.Fprintf(tw, "approval:\t%d new device(s) ask to join your account; approve only your own (\"diary device approve ID\", \"diary device deny ID\"):\n", st.AwaitingApprovalCount)
+			for _, d := range st.AwaitingApproval {
+				fmt.Fprintf(tw, "\t  %s  %q, enrolled %s with a code from %s\n", d.ID, d.Name, localTime(d.EnrolledAt), d.IssuedBy)
+			}
+		}
+		fmt.Fprintf(tw, "pending:\t%d change(s) to %d entr%s not yet synced\n", st.Pending, st.PendingEntries, plural(st.PendingEntries, "y", "ies"))
 		last := "never"
 		if !st.LastSync.IsZero() {
 			last = st.LastSync.Local().Format("2006-01-02 15:04:05")
@@ -295,4 +310,11 @@ func cmdInbox(e *env, args []string) error {
 		show()
 		return e.watch(c, show)
 	})
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }

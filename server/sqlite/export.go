@@ -16,10 +16,14 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 		return err
 	}
 	var m study.Manifest
+	var owners []int64 // whose entries the export holds: they see it in their activity
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if m, err = db.manifest(ctx, tx, req.Wave); err != nil {
 			return err
+		}
+		if owners, err = queryIDs(ctx, tx, `SELECT DISTINCT owner_id FROM entries e WHERE res_visible = 1 AND `+inWaves, req.Wave, req.Wave); err != nil {
+			return fmt.Errorf("cannot find whose entries are exported: %w", err)
 		}
 		return write(m, func(p study.Pass, yield func(*study.Record) error) error {
 			return exportRecords(ctx, tx, req.Wave, p, yield)
@@ -39,7 +43,7 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 			"excluded_deleted":    fmt.Sprint(m.ExcludedDeleted),
 			"excluded_erased":     fmt.Sprint(m.ExcludedErased),
 			"excluded_no_wave":    fmt.Sprint(m.ExcludedNoWave),
-		})
+		}, owners...)
 	})
 }
 
@@ -71,7 +75,7 @@ func (db *DB) manifest(ctx context.Context, tx *sql.Tx, wave uint32) (study.Mani
 			coalesce(sum(res_visible = 1), 0),
 			coalesce(sum(deleted = 1), 0),
 			coalesce(sum(deleted = 0 AND res_visible = 0), 0)
-		FROM entries e WHERE erased_at IS NULL AND `+inWaves, wave, wave).
+		FROM entries e WHERE erased_at IS NULL AND held_by IS NULL AND `+inWaves, wave, wave).
 		Scan(&m.Entries, &m.ExcludedDeleted, &m.ExcludedNotShared)
 	if err != nil {
 		return m, fmt.Errorf("cannot count entries: %w", err)

@@ -939,7 +939,23 @@ type Device struct {
 	// When it last pushed or pulled; unset if never.
 	LastSyncAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_sync_at,json=lastSyncAt,proto3" json:"last_sync_at,omitempty"`
 	// When it was revoked; unset if active.
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// Whether it is active, waiting for approval or revoked.
+	State DeviceState `protobuf:"varint,7,opt,name=state,proto3,enum=diary.v1.DeviceState" json:"state,omitempty"`
+	// Study code of whoever issued the enrolment code it enrolled with
+	// ("system" for the server's console).
+	IssuedBy string `protobuf:"bytes,8,opt,name=issued_by,json=issuedBy,proto3" json:"issued_by,omitempty"`
+	// When another device of its user approved it; unset if it never
+	// waited for approval or still waits.
+	ApprovedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	// The id of the device that approved it.
+	ApprovedBy string `protobuf:"bytes,10,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	// Who ended it and how, when revoked.
+	Revocation RevocationReason `protobuf:"varint,11,opt,name=revocation,proto3,enum=diary.v1.RevocationReason" json:"revocation,omitempty"`
+	// Study code of whoever revoked it.
+	RevokedBy string `protobuf:"bytes,12,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	// In ListMyDevices, true for the calling device.
+	Current       bool `protobuf:"varint,13,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1014,6 +1030,55 @@ func (x *Device) GetRevokedAt() *timestamppb.Timestamp {
 		return x.RevokedAt
 	}
 	return nil
+}
+
+func (x *Device) GetState() DeviceState {
+	if x != nil {
+		return x.State
+	}
+	return DeviceState_DEVICE_STATE_UNSPECIFIED
+}
+
+func (x *Device) GetIssuedBy() string {
+	if x != nil {
+		return x.IssuedBy
+	}
+	return ""
+}
+
+func (x *Device) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
+	}
+	return nil
+}
+
+func (x *Device) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+func (x *Device) GetRevocation() RevocationReason {
+	if x != nil {
+		return x.Revocation
+	}
+	return RevocationReason_REVOCATION_REASON_UNSPECIFIED
+}
+
+func (x *Device) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *Device) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
 }
 
 // ListDevicesRequest asks for one page of devices.
@@ -1714,10 +1779,11 @@ type AuditEvent struct {
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// When it happened.
 	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
-	// Study code of who did it, or "system" for the server itself.
+	// Study code of who did it, or "system" for the server itself. For an
+	// enrolment, the administrator who issued the code.
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	// What was done, such as "device.enrol", "user.create", "export" or
-	// "entry.erase".
+	// What was done, such as "device.enrol", "device.approve",
+	// "user.create", "user.reset", "export" or "entry.erase".
 	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	// What it was done to: a study code, a device id, an entry id or a wave
 	// number.
@@ -1911,6 +1977,136 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ResetUserRequest names the account to reset.
+type ResetUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's study code; the user must be active.
+	StudyCode string `protobuf:"bytes,1,opt,name=study_code,json=studyCode,proto3" json:"study_code,omitempty"`
+	// How long the new code stays valid: default 24 hours, from 1 minute to
+	// 7 days.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserRequest) Reset() {
+	*x = ResetUserRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserRequest) ProtoMessage() {}
+
+func (x *ResetUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserRequest.ProtoReflect.Descriptor instead.
+func (*ResetUserRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ResetUserRequest) GetStudyCode() string {
+	if x != nil {
+		return x.StudyCode
+	}
+	return ""
+}
+
+func (x *ResetUserRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// ResetUserResponse carries the new code.
+type ResetUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user as stored.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// How many devices were revoked.
+	DevicesRevoked uint32 `protobuf:"varint,2,opt,name=devices_revoked,json=devicesRevoked,proto3" json:"devices_revoked,omitempty"`
+	// The one-time code that enrols the person's next device without
+	// approval. Shown once; stored hashed.
+	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	// When it stops working.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserResponse) Reset() {
+	*x = ResetUserResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserResponse) ProtoMessage() {}
+
+func (x *ResetUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserResponse.ProtoReflect.Descriptor instead.
+func (*ResetUserResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ResetUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ResetUserResponse) GetDevicesRevoked() uint32 {
+	if x != nil {
+		return x.DevicesRevoked
+	}
+	return 0
+}
+
+func (x *ResetUserResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ResetUserResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_diary_v1_admin_proto protoreflect.FileDescriptor
 
 const file_diary_v1_admin_proto_rawDesc = "" +
@@ -1975,7 +2171,7 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\x1bIssueEnrollmentCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8e\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xab\x04\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
@@ -1986,7 +2182,20 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\flast_sync_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastSyncAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"o\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12+\n" +
+	"\x05state\x18\a \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\x12\x1b\n" +
+	"\tissued_by\x18\b \x01(\tR\bissuedBy\x12;\n" +
+	"\vapproved_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\x12\x1f\n" +
+	"\vapproved_by\x18\n" +
+	" \x01(\tR\n" +
+	"approvedBy\x12:\n" +
+	"\n" +
+	"revocation\x18\v \x01(\x0e2\x1a.diary.v1.RevocationReasonR\n" +
+	"revocation\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\f \x01(\tR\trevokedBy\x12\x18\n" +
+	"\acurrent\x18\r \x01(\bR\acurrent\"o\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2041,7 +2250,18 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"o\n" +
 	"\x17ListAuditEventsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.diary.v1.AuditEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe6\t\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"^\n" +
+	"\x10ResetUserRequest\x12\x1d\n" +
+	"\n" +
+	"study_code\x18\x01 \x01(\tR\tstudyCode\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xaf\x01\n" +
+	"\x11ResetUserResponse\x12\"\n" +
+	"\x04user\x18\x01 \x01(\v2\x0e.diary.v1.UserR\x04user\x12'\n" +
+	"\x0fdevices_revoked\x18\x02 \x01(\rR\x0edevicesRevoked\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\xac\n" +
+	"\n" +
 	"\fAdminService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.diary.v1.CreateUserRequest\x1a\x1c.diary.v1.CreateUserResponse\x12I\n" +
@@ -2060,7 +2280,8 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\tListWaves\x12\x1a.diary.v1.ListWavesRequest\x1a\x1b.diary.v1.ListWavesResponse\"\x03\x90\x02\x01\x12G\n" +
 	"\n" +
 	"EraseEntry\x12\x1b.diary.v1.EraseEntryRequest\x1a\x1c.diary.v1.EraseEntryResponse\x12S\n" +
-	"\x0eEraseNavigator\x12\x1f.diary.v1.EraseNavigatorRequest\x1a .diary.v1.EraseNavigatorResponse\x12[\n" +
+	"\x0eEraseNavigator\x12\x1f.diary.v1.EraseNavigatorRequest\x1a .diary.v1.EraseNavigatorResponse\x12D\n" +
+	"\tResetUser\x12\x1a.diary.v1.ResetUserRequest\x1a\x1b.diary.v1.ResetUserResponse\x12[\n" +
 	"\x0fListAuditEvents\x12 .diary.v1.ListAuditEventsRequest\x1a!.diary.v1.ListAuditEventsResponse\"\x03\x90\x02\x01B\x92\x01\n" +
 	"\fcom.diary.v1B\n" +
 	"AdminProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
@@ -2077,7 +2298,7 @@ func file_diary_v1_admin_proto_rawDescGZIP() []byte {
 	return file_diary_v1_admin_proto_rawDescData
 }
 
-var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_diary_v1_admin_proto_goTypes = []any{
 	(*User)(nil),                        // 0: diary.v1.User
 	(*CreateUserRequest)(nil),           // 1: diary.v1.CreateUserRequest
@@ -2113,71 +2334,83 @@ var file_diary_v1_admin_proto_goTypes = []any{
 	(*AuditEvent)(nil),                  // 31: diary.v1.AuditEvent
 	(*ListAuditEventsRequest)(nil),      // 32: diary.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),     // 33: diary.v1.ListAuditEventsResponse
-	nil,                                 // 34: diary.v1.AuditEvent.DetailsEntry
-	(Role)(0),                           // 35: diary.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
-	(*Wave)(nil),                        // 38: diary.v1.Wave
+	(*ResetUserRequest)(nil),            // 34: diary.v1.ResetUserRequest
+	(*ResetUserResponse)(nil),           // 35: diary.v1.ResetUserResponse
+	nil,                                 // 36: diary.v1.AuditEvent.DetailsEntry
+	(Role)(0),                           // 37: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 39: google.protobuf.Duration
+	(DeviceState)(0),                    // 40: diary.v1.DeviceState
+	(RevocationReason)(0),               // 41: diary.v1.RevocationReason
+	(*Wave)(nil),                        // 42: diary.v1.Wave
 }
 var file_diary_v1_admin_proto_depIdxs = []int32{
-	35, // 0: diary.v1.User.role:type_name -> diary.v1.Role
-	36, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	35, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
+	37, // 0: diary.v1.User.role:type_name -> diary.v1.Role
+	38, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	37, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
 	0,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
 	0,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
 	0,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
-	36, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	38, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
 	11, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
-	37, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
-	36, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	36, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	36, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
-	36, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	16, // 13: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
-	16, // 14: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
-	38, // 15: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
-	38, // 16: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
-	38, // 17: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
-	38, // 18: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
-	38, // 19: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
-	36, // 20: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	34, // 21: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
-	31, // 22: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
-	1,  // 23: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
-	3,  // 24: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
-	5,  // 25: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
-	7,  // 26: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
-	9,  // 27: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
-	12, // 28: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
-	14, // 29: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
-	17, // 30: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
-	19, // 31: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
-	21, // 32: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
-	23, // 33: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
-	25, // 34: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
-	27, // 35: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
-	29, // 36: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
-	32, // 37: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
-	2,  // 38: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
-	4,  // 39: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
-	6,  // 40: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
-	8,  // 41: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
-	10, // 42: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
-	13, // 43: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
-	15, // 44: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
-	18, // 45: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
-	20, // 46: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
-	22, // 47: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
-	24, // 48: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
-	26, // 49: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
-	28, // 50: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
-	30, // 51: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
-	33, // 52: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
-	38, // [38:53] is the sub-list for method output_type
-	23, // [23:38] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	39, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
+	38, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	38, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
+	38, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	40, // 13: diary.v1.Device.state:type_name -> diary.v1.DeviceState
+	38, // 14: diary.v1.Device.approved_at:type_name -> google.protobuf.Timestamp
+	41, // 15: diary.v1.Device.revocation:type_name -> diary.v1.RevocationReason
+	16, // 16: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
+	16, // 17: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
+	42, // 18: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
+	42, // 19: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
+	42, // 20: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
+	42, // 21: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
+	42, // 22: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
+	38, // 23: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	36, // 24: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
+	31, // 25: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
+	39, // 26: diary.v1.ResetUserRequest.ttl:type_name -> google.protobuf.Duration
+	0,  // 27: diary.v1.ResetUserResponse.user:type_name -> diary.v1.User
+	38, // 28: diary.v1.ResetUserResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 29: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
+	3,  // 30: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
+	5,  // 31: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
+	7,  // 32: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
+	9,  // 33: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
+	12, // 34: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
+	14, // 35: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
+	17, // 36: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
+	19, // 37: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
+	21, // 38: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
+	23, // 39: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
+	25, // 40: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
+	27, // 41: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
+	29, // 42: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
+	34, // 43: diary.v1.AdminService.ResetUser:input_type -> diary.v1.ResetUserRequest
+	32, // 44: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
+	2,  // 45: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
+	4,  // 46: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
+	6,  // 47: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
+	8,  // 48: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
+	10, // 49: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
+	13, // 50: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
+	15, // 51: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
+	18, // 52: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
+	20, // 53: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
+	22, // 54: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
+	24, // 55: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
+	26, // 56: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
+	28, // 57: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
+	30, // 58: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
+	35, // 59: diary.v1.AdminService.ResetUser:output_type -> diary.v1.ResetUserResponse
+	33, // 60: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
+	45, // [45:61] is the sub-list for method output_type
+	29, // [29:45] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_admin_proto_init() }
@@ -2192,7 +2425,7 @@ func file_diary_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_admin_proto_rawDesc), len(file_diary_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
