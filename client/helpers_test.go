@@ -17,16 +17,24 @@ import (
 
 // testServer is a real diarysync server on loopback with its own store.
 type testServer struct {
-	URL string
-	DB  *sqlite.DB
-	srv *httptest.Server
-	now atomic.Pointer[time.Time] // nil: real time
+	URL    string
+	DB     *sqlite.DB
+	Server *server.Server
+	srv    *httptest.Server
+	now    atomic.Pointer[time.Time] // nil: real time
 
 	mu    sync.Mutex
 	first map[string]*Client // each user's first device, which approves the others
 }
 
 func startServer(tb testing.TB) *testServer {
+	tb.Helper()
+	return startServerWith(tb, server.Config{})
+}
+
+// startServerWith starts a server configured by cfg (its store and
+// heartbeat are the test's).
+func startServerWith(tb testing.TB, cfg server.Config) *testServer {
 	tb.Helper()
 	ts := &testServer{first: map[string]*Client{}}
 	path := filepath.Join(tb.TempDir(), "server.db")
@@ -35,7 +43,9 @@ func startServer(tb testing.TB) *testServer {
 		tb.Fatal(err)
 	}
 	ts.DB = db
-	ts.srv = httptest.NewServer(server.New(server.Config{Store: db, Heartbeat: 200 * time.Millisecond}).Handler())
+	cfg.Store, cfg.Heartbeat = db, 200*time.Millisecond
+	ts.Server = server.New(cfg)
+	ts.srv = httptest.NewServer(ts.Server.Handler())
 	ts.URL = ts.srv.URL
 	tb.Cleanup(func() {
 		ts.srv.CloseClientConnections()

@@ -3,7 +3,7 @@ package server
 import (
 	"context"
 	"log/slog"
-	"net"
+	"net/netip"
 	"time"
 
 	"connectrpc.com/connect"
@@ -19,26 +19,24 @@ type deviceHandler struct {
 	hub     *hub
 	log     *slog.Logger
 	limiter *failureLimiter
+	trusted []netip.Prefix
 }
 
-func newDeviceHandler(db study.Store, h *hub, log *slog.Logger, limiter *failureLimiter) diaryv1connect.DeviceServiceHandler {
-	return &deviceHandler{db: db, hub: h, log: log, limiter: limiter}
+func newDeviceHandler(db study.Store, h *hub, log *slog.Logger, limiter *failureLimiter, trusted []netip.Prefix) diaryv1connect.DeviceServiceHandler {
+	return &deviceHandler{db: db, hub: h, log: log, limiter: limiter, trusted: trusted}
 }
 
-func peerKey(ctx context.Context) string {
+// peerKey returns the address a call comes from (see clientAddr).
+func (h *deviceHandler) peerKey(ctx context.Context) string {
 	info, ok := connect.CallInfoForHandlerContext(ctx)
 	if !ok {
 		return ""
 	}
-	host, _, err := net.SplitHostPort(info.Peer().Addr)
-	if err != nil {
-		return info.Peer().Addr
-	}
-	return host
+	return clientAddr(info.Peer().Addr, info.RequestHeader().Values("X-Forwarded-For"), h.trusted)
 }
 
 func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) (*diaryv1.EnrollResponse, error) {
-	key := peerKey(ctx)
+	key := h.peerKey(ctx)
 	if ok, wait := h.limiter.Allow(key); !ok {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.ERATELIMIT,
 			"too many wrong enrolment codes from this address: try again in %s", wait.Round(time.Second)+time.Second))

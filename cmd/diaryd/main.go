@@ -16,9 +16,11 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -32,13 +34,24 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	var ue *usageError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "diaryd:", err)
+		os.Exit(2)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "diaryd:", err)
 		os.Exit(1)
 	}
 }
+
+// usageError is a mistake in how diaryd was called (exit status 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage:
   diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
@@ -123,15 +136,26 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	level := fs.String("log-level", env("DIARYSYNC_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env DIARYSYNC_LOG_LEVEL)")
 	demo := fs.Bool("demo", env("DIARYSYNC_DEMO", "") == "1" || env("DIARYSYNC_DEMO", "") == "true", "seed a demo study once and print its enrolment codes (env DIARYSYNC_DEMO=1)")
 	synchronous := fs.String("synchronous", env("DIARYSYNC_SYNCHRONOUS", "FULL"), "SQLite synchronous: FULL (every acknowledged push survives power loss) or NORMAL (env DIARYSYNC_SYNCHRONOUS)")
+	metricsAddr := fs.String("metrics-addr", env("DIARYSYNC_METRICS_ADDR", ""), "serve /metrics on this private address instead of on --addr (env DIARYSYNC_METRICS_ADDR)")
+	trusted := fs.String("trusted-proxy", env("DIARYSYNC_TRUSTED_PROXY", ""), "CIDR prefixes (comma-separated) of reverse proxies whose X-Forwarded-For gives the client's address (env DIARYSYNC_TRUSTED_PROXY)")
+	perDevice := fs.Int("max-streams-per-device", envInt("DIARYSYNC_MAX_STREAMS_PER_DEVICE", server.DefaultMaxStreamsPerDevice), "open Subscribe streams one device may hold (env DIARYSYNC_MAX_STREAMS_PER_DEVICE)")
+	maxStreams := fs.Int("max-streams", envInt("DIARYSYNC_MAX_STREAMS", server.DefaultMaxStreams), "open Subscribe streams the server holds in all (env DIARYSYNC_MAX_STREAMS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("log level %q: use debug, info, warn or error", *level)
+		return usagef("log level %q: use debug, info, warn or error", *level)
+	}
+	proxies, err := server.ParseTrustedProxies(*trusted)
+	if err != nil {
+		return usagef("--trusted-proxy: %v", err)
+	}
+	if *perDevice < 1 || *maxStreams < 1 {
+		return usagef("--max-streams-per-device and --max-streams must be at least 1")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
@@ -169,9 +193,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printDemo(stdout, url, people, seeded)
 	}
-	srv := server.New(server.Config{Store: db, Logger: log})
+	srv := server.New(server.Config{Store: db, Logger: log, TrustedProxies: proxies, MaxStreamsPerDevice: *perDevice, MaxStreams: *maxStreams, PrivateMetrics: *metricsAddr != ""})
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("cannot listen on %s for metrics: %w", *metricsAddr, err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go ms.Serve(mln)
+		defer ms.Close()
+		log.Info("serving metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	log.Info("serving", "url", url, "data", *data)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
+}
+
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		return -1 // refused as out of range by the flag checks
+	}
+	return def
 }
 
 func printDemo(w io.Writer, url string, people []study.DemoUser, seeded bool) {

@@ -470,3 +470,39 @@ func TestRun(t *testing.T) {
 		})
 	}
 }
+
+// TestDiaryd_MetricsAddr: with --metrics-addr, /metrics is served on that
+// private address, with the standard Go and process series, and not on
+// the public one.
+func TestDiaryd_MetricsAddr(t *testing.T) {
+	p := startDiaryd(t, t.TempDir(), "--metrics-addr", "127.0.0.1:0")
+	var private string
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		var l struct{ Msg, URL string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving metrics" {
+			private = l.URL
+		}
+	}
+	if private == "" {
+		t.Fatalf("diaryd did not say where it serves metrics:\n%s", p.stderr.String())
+	}
+	resp, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the public address serves /metrics: %s", resp.Status)
+	}
+	resp, err = http.Get(private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, series := range []string{"\ngo_goroutines ", "\nprocess_resident_memory_bytes ", "\ndiarysync_subscribe_streams_active ", "diarysync_go_heap_inuse_bytes "} {
+		if !strings.Contains(string(body), series) {
+			t.Errorf("private /metrics lacks %q", strings.TrimSpace(series))
+		}
+	}
+}
