@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -59,6 +60,9 @@ type Options struct {
 	// ids (default crypto/rand). With Now, it makes a replica fully
 	// deterministic, which simulations need.
 	Rand io.Reader
+	// MaxPageCount, for tests of a full disk only, caps the replica's
+	// file at that many pages (of 4 KiB).
+	MaxPageCount int
 }
 
 // Profile is who this replica belongs to and where it syncs.
@@ -97,6 +101,8 @@ type Client struct {
 	status   statusTracker
 	watchers watchers
 	kick     chan struct{} // a local write happened: Run should push
+
+	damaged atomic.Pointer[DamagedError] // set once the file was found damaged
 
 	runMu     sync.Mutex
 	runCancel context.CancelFunc
@@ -137,8 +143,21 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		Migrations:   migrations,
 		Dir:          "migrations",
 		Now:          func() int64 { return opts.Now().UnixMilli() },
+		MaxPageCount: opts.MaxPageCount,
 	})
+	if errors.Is(err, litedb.ErrCorrupt) {
+		return nil, &DamagedError{Path: path, Problem: err.Error()}
+	}
 	if err != nil {
+		return nil, err
+	}
+	// A damaged file can look fine to the queries a sync makes and fail
+	// the next listing: it is checked whole, once, when it is opened.
+	if err := db.QuickCheck(ctx); err != nil {
+		db.Close()
+		if errors.Is(err, litedb.ErrCorrupt) {
+			return nil, &DamagedError{Path: path, Problem: err.Error()}
+		}
 		return nil, err
 	}
 	c := &Client{

@@ -130,8 +130,8 @@ type Status struct {
 	Progress              Progress
 }
 
-// Status returns the sync status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
+// statusChecked is Status without the check for a damaged replica.
+func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM entries), (SELECT count(*) FROM entries WHERE pending > 0)`).
@@ -201,9 +201,8 @@ type RefusedChange struct {
 	RefusedAt time.Time
 }
 
-// Refused returns a page of refused changes, oldest first, after the
-// given sequence number (0 for the first page).
-func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+// refusedChecked is Refused without the check for a damaged replica.
+func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
@@ -235,8 +234,8 @@ func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]Refused
 	return out, rows.Err()
 }
 
-// DismissRefused forgets a refused change once its author has seen it.
-func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+// dismissRefusedChecked is DismissRefused without the check for a damaged replica.
+func (c *Client) dismissRefusedChecked(ctx context.Context, seq int64) error {
 	res, err := c.db.Write.ExecContext(ctx, `DELETE FROM refused WHERE seq = ?`, seq)
 	if err != nil {
 		return fmt.Errorf("cannot dismiss refused change: %w", err)
@@ -246,4 +245,37 @@ func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
 	}
 	c.watchers.notify(EventStatus)
 	return nil
+}
+
+// Status returns the sync status.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	if err := c.checkDamaged(); err != nil {
+		return Status{}, err
+	}
+	r0, err := c.statusChecked(ctx)
+	return r0, c.damage(err)
+}
+
+// Refused returns a page of refused changes, oldest first, after the
+// given sequence number (0 for the first page).
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.refusedChecked(ctx, after, limit)
+	return r0, c.damage(err)
+}
+
+// DismissRefused forgets a refused change once its author has seen it.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.dismissRefusedChecked(ctx, seq))
 }

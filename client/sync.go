@@ -44,8 +44,8 @@ type Report struct {
 	AwaitingApproval bool
 }
 
-// SyncReport is Sync, returning what the sync did.
-func (c *Client) SyncReport(ctx context.Context) (Report, error) {
+// syncReportChecked is SyncReport without the check for a damaged replica.
+func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
 	rpc, p, err := c.rpcs()
@@ -742,4 +742,15 @@ func storeAwaiting(ctx context.Context, tx *sql.Tx, resp *diaryv1.PullResponse) 
 		return fmt.Errorf("cannot store devices waiting for approval: %w", err)
 	}
 	return nil
+}
+
+// SyncReport is Sync, returning what the sync did.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) SyncReport(ctx context.Context) (Report, error) {
+	if err := c.checkDamaged(); err != nil {
+		return Report{}, err
+	}
+	r0, err := c.syncReportChecked(ctx)
+	return r0, c.damage(err)
 }

@@ -24,6 +24,7 @@ var connectCodes = map[syncengine.Code]connect.Code{
 	syncengine.EUNAUTHENTICATED: connect.CodeUnauthenticated,
 	syncengine.ERATELIMIT:       connect.CodeResourceExhausted,
 	syncengine.EUNAVAILABLE:     connect.CodeUnavailable,
+	syncengine.ENOSPACE:         connect.CodeResourceExhausted,
 	syncengine.EINTERNAL:        connect.CodeInternal,
 }
 
@@ -46,12 +47,14 @@ func connectError(ctx context.Context, log *slog.Logger, err error) error {
 		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request ran out of time"))
 	}
 	code := syncengine.ErrorCode(err)
-	if code == syncengine.EINTERNAL {
+	if code == syncengine.EINTERNAL || code == syncengine.ENOSPACE {
+		// A full disk is the operator's to fix: it is logged as an error
+		// with its cause, and the caller gets only the plain message.
 		procedure := ""
 		if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
 			procedure = info.Spec().Procedure
 		}
-		log.ErrorContext(ctx, "internal error", "procedure", procedure, "err", err)
+		log.ErrorContext(ctx, string(code)+" error", "procedure", procedure, "err", err)
 	}
 	ce = connect.NewError(connectCodes[code], errors.New(syncengine.ErrorMessage(err)))
 	var de *study.DeviceError

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -177,6 +178,8 @@ func dispatch(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		return cmdRefused(e, rest)
 	case "export":
 		return cmdExport(e, rest)
+	case "repair":
+		return cmdRepair(e, rest)
 	case "device":
 		return cmdDevice(e, rest)
 	case "activity":
@@ -196,6 +199,11 @@ func (e *env) open(create bool) (*client.Client, error) {
 		}
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("no profile in %s: enrol first with \"diary enrol --server URL --code CODE\" (or pick the profile with --home)", e.home)
+	}
+	// The profile holds a diary and its device token: an existing
+	// directory made wider by hand is tightened, or refused.
+	if err := litedb.TightenMode(e.home, 0o700); err != nil {
+		return nil, fmt.Errorf("the profile directory must be private: %w", err)
 	}
 	silence, err := silenceTimeout()
 	if err != nil {

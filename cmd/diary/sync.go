@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -317,4 +320,44 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+func cmdRepair(e *env, args []string) error {
+	fs := flag.NewFlagSet("repair", flag.ContinueOnError)
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("repair takes no arguments")
+	}
+	path := filepath.Join(e.home, "replica.db")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no profile in %s to repair", e.home)
+	}
+	silence, err := silenceTimeout()
+	if err != nil {
+		return err
+	}
+	opts := client.Options{ResponseTimeout: silence}
+	if c, err := client.Open(e.ctx, path, opts); err == nil {
+		c.Close()
+		fmt.Fprintln(e.stderr, "The replica is not damaged: nothing to repair.")
+		return nil
+	} else if !errors.As(err, new(*client.DamagedError)) {
+		return err
+	}
+	report, err := client.Repair(e.ctx, path, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Rebuilt the replica: kept %d unsynced change(s) and %d refused one(s)", report.Kept, report.RefusedKept)
+	if report.Unreadable > 0 {
+		fmt.Fprintf(e.stderr, "; %d unsynced change(s) could not be read and are lost", report.Unreadable)
+	}
+	fmt.Fprintf(e.stderr, ".\nThe damaged file was kept as %s; it holds diary text: delete it once you no longer need it.\n", report.DamagedCopy)
+	return e.withClient(func(c *client.Client) error {
+		if err := e.syncWithProgress(c); err != nil {
+			return fmt.Errorf("the replica was rebuilt, but the sync that fills it again failed (run \"diary sync\" later): %w", err)
+		}
+		return e.printSummary(c)
+	})
 }

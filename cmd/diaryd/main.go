@@ -25,6 +25,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/server"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
@@ -95,6 +96,14 @@ func openData(ctx context.Context, dir, synchronous string, create bool) (study.
 		}
 	} else if _, err := os.Stat(filepath.Join(dir, "diarysync.db")); err != nil {
 		return nil, fmt.Errorf("no diarysync database in %s: start the server there once first", dir)
+	}
+	// The directory holds diary entries and the administrator's code: an
+	// existing one made wider by hand is tightened, or refused.
+	if err := litedb.TightenMode(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("the data directory must be private: %w", err)
+	}
+	if err := litedb.TightenMode(filepath.Join(dir, "admin-code"), 0o600); err != nil {
+		return nil, err
 	}
 	return sqlite.Open(ctx, filepath.Join(dir, "diarysync.db"), sqlite.Options{Synchronous: synchronous})
 }

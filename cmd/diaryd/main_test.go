@@ -506,3 +506,33 @@ func TestDiaryd_MetricsAddr(t *testing.T) {
 		}
 	}
 }
+
+// TestDiaryd_DataTightened: an existing data directory (and admin code)
+// left open to others is made private when the server starts.
+func TestDiaryd_DataTightened(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startDiaryd(t, data)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+	if err := os.Chmod(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"admin-code", "diarysync.db"} {
+		if err := os.Chmod(filepath.Join(data, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = startDiaryd(t, data)
+	for path, want := range map[string]os.FileMode{data: 0o700, filepath.Join(data, "admin-code"): 0o600, filepath.Join(data, "diarysync.db"): 0o600} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s has mode %04o, want %04o", path, st.Mode().Perm(), want)
+		}
+	}
+}
