@@ -103,6 +103,7 @@ type Client struct {
 	kick     chan struct{} // a local write happened: Run should push
 
 	damaged atomic.Pointer[DamagedError] // set once the file was found damaged
+	offline atomic.Pointer[string]       // why the server cannot be reached, as the last sync or stream found; nil when it can
 
 	runMu     sync.Mutex
 	runCancel context.CancelFunc

@@ -155,6 +155,15 @@ func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- 
 		if ok {
 			backoff = 0
 		}
+		if err != nil && !ok {
+			// A stream that cannot even open says whether the server can
+			// be reached, between syncs that would otherwise wait for
+			// their timer to find out.
+			if ne := rpcError("listen for changes", err); errors.As(ne, new(*NetworkError)) {
+				c.noteReachable(ne)
+				c.watchers.notify(EventStatus)
+			}
+		}
 		backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
 		switch {
 		case connect.CodeOf(err) == connect.CodeResourceExhausted:
@@ -197,6 +206,13 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 	defer watchdog.Stop()
 	established := false
 	for stream.Receive() {
+		if !established && c.offline.Load() != nil {
+			// Back: a sync says so (and catches up).
+			select {
+			case remote <- struct{}{}:
+			default:
+			}
+		}
 		established = true
 		watchdog.Reset(silence)
 		msg := stream.Msg()

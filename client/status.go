@@ -126,8 +126,13 @@ type Status struct {
 	LastSync              time.Time // end of the last sync that completed; zero if none
 	LastError             string    // the last sync's error, if it failed
 	LastErrorAt           time.Time
-	ClockOffset           time.Duration // correction applied to this device's clock
-	Progress              Progress
+	// Offline says the last sync or Subscribe stream of this process
+	// could not reach the server (a *NetworkError), rather than being
+	// answered by it; OfflineReason says how.
+	Offline       bool
+	OfflineReason string
+	ClockOffset   time.Duration // correction applied to this device's clock
+	Progress      Progress
 }
 
 // statusChecked is Status without the check for a damaged replica.
@@ -182,6 +187,9 @@ func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 		return nil
 	})
 	s.Progress = c.status.get()
+	if why := c.offline.Load(); why != nil {
+		s.Offline, s.OfflineReason = true, *why
+	}
 	c.mu.Lock()
 	if c.revoked != nil {
 		r := *c.revoked

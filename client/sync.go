@@ -64,6 +64,7 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 		}
 	}
 	c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" })
+	c.noteReachable(err)
 	if rerr := c.wipeIfRevoked(); rerr != nil {
 		c.watchers.notify(EventStatus)
 		return Report{}, rerr
@@ -753,4 +754,17 @@ func (c *Client) SyncReport(ctx context.Context) (Report, error) {
 	}
 	r0, err := c.syncReportChecked(ctx)
 	return r0, c.damage(err)
+}
+
+// noteReachable records whether err (from a sync or a stream) says the
+// server cannot be reached, for Status.Offline: a network failure sets
+// it, anything the server answered clears it.
+func (c *Client) noteReachable(err error) {
+	var ne *NetworkError
+	if errors.As(err, &ne) {
+		msg := ne.Error()
+		c.offline.Store(&msg)
+		return
+	}
+	c.offline.Store(nil)
 }

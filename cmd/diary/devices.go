@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,58 +11,49 @@ import (
 	"github.com/diarysync/diarysync/study"
 )
 
-func cmdDevice(e *env, args []string) error {
-	if len(args) == 0 {
-		return usagef("device needs list, approve, deny or revoke")
+func cmdDeviceList(e *env, args []string) error {
+	fs := e.flags()
+	jsonOut := fs.Bool("json", false, "print JSON, one device per line")
+	if err := e.noArgs(fs, args); err != nil {
+		return err
 	}
-	switch args[0] {
-	case "list":
-		fs := flag.NewFlagSet("device list", flag.ContinueOnError)
-		jsonOut := fs.Bool("json", false, "print JSON, one device per line")
-		if pos, err := parse(fs, args[1:]); err != nil {
-			return err
-		} else if len(pos) > 0 {
-			return usagef("device list takes no arguments")
-		}
-		return e.withClient(func(c *client.Client) error { return e.printDevices(c, *jsonOut) })
-	case "approve", "deny", "revoke":
-		fs := flag.NewFlagSet("device "+args[0], flag.ContinueOnError)
-		pos, err := parse(fs, args[1:])
+	return e.withClient(func(c *client.Client) error { return e.printDevices(c, *jsonOut) })
+}
+
+// cmdDeviceAct approves, denies or revokes one of the account's devices.
+func cmdDeviceAct(e *env, args []string, act string) error {
+	fs := e.flags()
+	arg, err := e.oneArg(fs, args, "a device id (see \"diary device list\")")
+	if err != nil {
+		return err
+	}
+	return e.withClient(func(c *client.Client) error {
+		id, err := e.findDevice(c, arg)
 		if err != nil {
 			return err
 		}
-		if len(pos) != 1 {
-			return usagef("device %s needs a device id (see \"diary device list\")", args[0])
+		var d client.Device
+		switch act {
+		case "approve":
+			d, err = c.ApproveDevice(e.ctx, id)
+		case "deny":
+			d, err = c.DenyDevice(e.ctx, id)
+		default:
+			d, err = c.RevokeDevice(e.ctx, id)
 		}
-		return e.withClient(func(c *client.Client) error {
-			id, err := e.findDevice(c, pos[0])
-			if err != nil {
-				return err
-			}
-			var d client.Device
-			switch args[0] {
-			case "approve":
-				d, err = c.ApproveDevice(e.ctx, id)
-			case "deny":
-				d, err = c.DenyDevice(e.ctx, id)
-			default:
-				d, err = c.RevokeDevice(e.ctx, id)
-			}
-			if err != nil {
-				return err
-			}
-			switch args[0] {
-			case "approve":
-				fmt.Fprintf(e.stderr, "Approved %s (%s): it receives your diary at its next sync.\n", d.Name, d.ID)
-			case "deny":
-				fmt.Fprintf(e.stderr, "Denied %s (%s): it is revoked, and what it wrote while waiting is erased.\n", d.Name, d.ID)
-			default:
-				fmt.Fprintf(e.stderr, "Revoked %s (%s).\n", d.Name, d.ID)
-			}
-			return nil
-		})
-	}
-	return usagef("unknown device subcommand %q: use list, approve, deny or revoke", args[0])
+		if err != nil {
+			return err
+		}
+		switch act {
+		case "approve":
+			fmt.Fprintf(e.stderr, "Approved %s (%s): it receives your diary at its next sync.\n", d.Name, d.ID)
+		case "deny":
+			fmt.Fprintf(e.stderr, "Denied %s (%s): it is revoked, and what it wrote while waiting is erased.\n", d.Name, d.ID)
+		default:
+			fmt.Fprintf(e.stderr, "Revoked %s (%s).\n", d.Name, d.ID)
+		}
+		return nil
+	})
 }
 
 // findDevice resolves a device id given in full or by its first
@@ -177,13 +167,11 @@ func localTime(t time.Time) string {
 }
 
 func cmdActivity(e *env, args []string) error {
-	fs := flag.NewFlagSet("activity", flag.ContinueOnError)
+	fs := e.flags()
 	jsonOut := fs.Bool("json", false, "print JSON, one event per line")
 	limit := fs.Int("limit", 0, "at most this many events, newest first (default: all)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("activity takes no arguments")
 	}
 	if *limit < 0 {
 		return usagef("--limit must not be negative")

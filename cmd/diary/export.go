@@ -2,8 +2,8 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,14 +14,15 @@ import (
 )
 
 func cmdExport(e *env, args []string) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs := e.flags()
 	wave := fs.String("wave", "", "wave number, or all")
 	format := fs.String("format", "", "csv, jsonl or qdpx")
-	out := fs.String("out", "", "file to write")
-	if pos, err := parse(fs, args); err != nil {
+	out := fs.String("out", "", "file to write, or - for standard output")
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 || *wave == "" || *format == "" || *out == "" {
-		return usagef("export needs --wave N|all --format csv|jsonl|qdpx --out FILE")
+	}
+	if *wave == "" || *format == "" || *out == "" {
+		return usagef("export needs --wave N|all --format csv|jsonl|qdpx --out FILE (or --out - for standard output)")
 	}
 	var number uint32
 	if *wave != "all" {
@@ -35,6 +36,7 @@ func cmdExport(e *env, args []string) error {
 	if !ok {
 		return usagef("--format must be csv, jsonl or qdpx")
 	}
+	toStdout := *out == "-"
 	return e.withClient(func(c *client.Client) error {
 		svc, err := c.Research()
 		if err != nil {
@@ -45,13 +47,20 @@ func cmdExport(e *env, args []string) error {
 			return rpcErr("export", err)
 		}
 		defer stream.Close()
-		// Write to a temporary file beside the target and rename it at
-		// the end, so an interrupted export never leaves half a file.
-		tmp, err := os.CreateTemp(filepath.Dir(*out), ".export-*")
-		if err != nil {
-			return fmt.Errorf("cannot create %s: %w", *out, err)
+		// A file is written beside the target and renamed at the end, so
+		// an interrupted export never leaves half a file. Standard output
+		// gets the bytes as they come; a failure is reported, and the
+		// reader must not take what it got for a whole export.
+		var dst io.Writer = e.stdout
+		var tmp *os.File
+		if !toStdout {
+			if tmp, err = os.CreateTemp(filepath.Dir(*out), ".export-*"); err != nil {
+				return fmt.Errorf("cannot create %s: %w", *out, err)
+			}
+			defer os.Remove(tmp.Name())
+			defer tmp.Close()
+			dst = tmp
 		}
-		defer os.Remove(tmp.Name())
 		var manifest *diaryv1.ExportManifest
 		written := int64(0)
 		progress := isTerminal(e.stderr)
@@ -61,9 +70,8 @@ func cmdExport(e *env, args []string) error {
 				manifest = m
 				continue
 			}
-			n, err := tmp.Write(msg.GetChunk())
+			n, err := dst.Write(msg.GetChunk())
 			if err != nil {
-				tmp.Close()
 				return fmt.Errorf("cannot write %s: %w", *out, err)
 			}
 			written += int64(n)
@@ -75,25 +83,26 @@ func cmdExport(e *env, args []string) error {
 			fmt.Fprint(e.stderr, "\r\033[K")
 		}
 		if err := stream.Err(); err != nil {
-			tmp.Close()
 			return rpcErr("export", err)
 		}
 		if manifest == nil {
-			tmp.Close()
 			return errors.New("cannot export: the server sent no manifest")
 		}
-		if err := tmp.Sync(); err != nil {
-			tmp.Close()
-			return err
-		}
-		if err := tmp.Close(); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp.Name(), *out); err != nil {
-			return fmt.Errorf("cannot write %s: %w", *out, err)
+		where := "standard output"
+		if !toStdout {
+			if err := tmp.Sync(); err != nil {
+				return err
+			}
+			if err := tmp.Close(); err != nil {
+				return err
+			}
+			if err := os.Rename(tmp.Name(), *out); err != nil {
+				return fmt.Errorf("cannot write %s: %w", *out, err)
+			}
+			where = *out
 		}
 		fmt.Fprintf(e.stderr, "Exported %d entries (position %d; left out: %d not shared, %d deleted, %d erased) to %s.\n",
-			manifest.GetEntries(), manifest.GetPosition(), manifest.GetExcludedNotShared(), manifest.GetExcludedDeleted(), manifest.GetExcludedErased(), *out)
+			manifest.GetEntries(), manifest.GetPosition(), manifest.GetExcludedNotShared(), manifest.GetExcludedDeleted(), manifest.GetExcludedErased(), where)
 		return nil
 	})
 }

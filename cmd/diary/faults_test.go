@@ -343,7 +343,9 @@ type watcher struct {
 }
 
 // watchLine is what "diary sync --watch" prints after each sync.
-var watchLine = regexp.MustCompile(`^\d\d:\d\d:\d\d  (in sync: \d+ pending, \d+ refused|sync failed: cannot (push|pull) changes: the server cannot be reached \(.+\) \(retrying\))$`)
+// It says once when the server cannot be reached and once when it can
+// again.
+var watchLine = regexp.MustCompile(`^\d\d:\d\d:\d\d  (in sync: \d+ pending, \d+ refused|offline: cannot (push changes|pull changes|listen for changes): the server cannot be reached \(.+\) \(retrying\)|back online)$`)
 
 // startWatch starts "diary sync --watch" on a profile, giving up a
 // silent connection after timeout ($DIARY_TIMEOUT).
@@ -393,9 +395,10 @@ func (w *watcher) stop(t *testing.T) (synced, failed int) {
 		if !watchLine.MatchString(l) {
 			t.Fatalf("sync --watch printed %q", l)
 		}
-		if strings.Contains(l, "in sync") {
+		switch {
+		case strings.Contains(l, "in sync"):
 			synced++
-		} else {
+		case strings.Contains(l, "offline"):
 			failed++
 		}
 	}

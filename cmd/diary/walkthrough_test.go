@@ -55,6 +55,24 @@ func TestWalkthrough(t *testing.T) {
 		}
 		return out.String()
 	}
+	// Both binaries say which build they are: the module version and the
+	// revision go build stamped from the checkout, as "go version -m"
+	// reads them (a toolchain told not to stamp, -buildvcs=false, leaves
+	// the revision unknown, and the binary says so).
+	for _, bin := range []string{"diary", "diaryd"} {
+		meta, err := exec.Command("go", "version", "-m", filepath.Join(dir, bin)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "(revision unknown"
+		if m := regexp.MustCompile(`\bvcs\.revision=([0-9a-f]{40})`).FindSubmatch(meta); m != nil {
+			want = "(revision " + string(m[1]) + ", "
+		}
+		out, err := exec.Command(filepath.Join(dir, bin), "version").Output()
+		if err != nil || !strings.HasPrefix(string(out), bin+" ") || !strings.Contains(string(out), want) {
+			t.Errorf("%s version: %q (%v), want it to hold %q", bin, out, err, want)
+		}
+	}
 	url := "http://" + addr
 	diary("pn-a", "enrol", "--server", url, "--code", codes["PN-A"], "--name", "PN-A phone")
 	diary("sup1", "enrol", "--server", url, "--code", codes["SUP-1"], "--name", "SUP-1 laptop")

@@ -1,15 +1,19 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
 //	diaryd admin-code [--data DIR]
+//	diaryd version [--json]
 //
 // Every flag can also be set in the environment: DIARYSYNC_DATA,
 // DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT, DIARYSYNC_TLS_KEY,
-// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS.
+// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS,
+// DIARYSYNC_METRICS_ADDR, DIARYSYNC_TRUSTED_PROXY,
+// DIARYSYNC_MAX_STREAMS_PER_DEVICE, DIARYSYNC_MAX_STREAMS.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +29,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/buildinfo"
 	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/server"
 	"github.com/diarysync/diarysync/server/sqlite"
@@ -55,8 +60,9 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage:
-  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
   diaryd admin-code [--data DIR]
+  diaryd version [--json]
 
 Run "diaryd serve --help" for the flags.`
 
@@ -70,12 +76,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "admin-code":
 		return adminCode(ctx, args[1:], stdout, stderr)
+	case "version":
+		return version(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
 	fmt.Fprintln(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usagef("unknown command %q", args[0])
+}
+
+// flags returns a flag set whose help (for --help) goes to stdout.
+func flags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: %s %s\n\nflags:\n", name, synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parse parses flags; a mistake is a usage error (exit status 2), and
+// --help prints the usage and returns flag.ErrHelp (exit status 0).
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func version(args []string, stdout io.Writer) error {
+	fs := flags("diaryd version", "[--json]", stdout)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	info := buildinfo.Read()
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(info)
+	}
+	fmt.Fprintln(stdout, info.String("diaryd"))
+	return nil
 }
 
 func env(name, def string) string {
@@ -136,8 +186,7 @@ func writeAdminCode(dir, code string) error {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diaryd serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("diaryd serve", "[flags]", stdout)
 	data := dataFlag(fs)
 	addr := fs.String("addr", env("DIARYSYNC_ADDR", "127.0.0.1:8080"), "address to listen on (env DIARYSYNC_ADDR)")
 	cert := fs.String("tls-cert", env("DIARYSYNC_TLS_CERT", ""), "TLS certificate file (env DIARYSYNC_TLS_CERT)")
@@ -149,11 +198,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	trusted := fs.String("trusted-proxy", env("DIARYSYNC_TRUSTED_PROXY", ""), "CIDR prefixes (comma-separated) of reverse proxies whose X-Forwarded-For gives the client's address (env DIARYSYNC_TRUSTED_PROXY)")
 	perDevice := fs.Int("max-streams-per-device", envInt("DIARYSYNC_MAX_STREAMS_PER_DEVICE", server.DefaultMaxStreamsPerDevice), "open Subscribe streams one device may hold (env DIARYSYNC_MAX_STREAMS_PER_DEVICE)")
 	maxStreams := fs.Int("max-streams", envInt("DIARYSYNC_MAX_STREAMS", server.DefaultMaxStreams), "open Subscribe streams the server holds in all (env DIARYSYNC_MAX_STREAMS)")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usagef("unexpected argument %q", fs.Arg(0))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -256,11 +302,10 @@ Next, in another terminal (the diary command keeps each person's profile in --ho
 `, url, codes["PN-A"], codes["SUP-1"])
 }
 
-func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diaryd admin-code", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func adminCode(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := flags("diaryd admin-code", "[--data DIR]", stdout)
 	data := dataFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	db, err := openData(ctx, *data, "FULL", false)

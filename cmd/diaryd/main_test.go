@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -533,6 +534,56 @@ func TestDiaryd_DataTightened(t *testing.T) {
 		}
 		if st.Mode().Perm() != want {
 			t.Errorf("%s has mode %04o, want %04o", path, st.Mode().Perm(), want)
+		}
+	}
+}
+
+// TestHelpAndVersion: --help prints a command's flags to standard output
+// and succeeds; version prints the build; a bad flag value is a usage
+// mistake (exit status 2).
+func TestHelpAndVersion(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args  []string
+		flags []string
+	}{
+		{[]string{"serve", "--help"}, []string{"-data", "-addr", "-tls-cert", "-tls-key", "-log-level", "-demo", "-synchronous", "-metrics-addr", "-trusted-proxy", "-max-streams-per-device", "-max-streams"}},
+		{[]string{"admin-code", "--help"}, []string{"-data"}},
+		{[]string{"version", "--help"}, []string{"-json"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run(ctx, tc.args, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		for _, f := range tc.flags {
+			if !strings.Contains(stdout.String(), f+" ") && !strings.Contains(stdout.String(), f+"\n") {
+				t.Errorf("diaryd %v does not show %s:\n%s", tc.args, f, stdout.String())
+			}
+		}
+		if stderr.Len() > 0 {
+			t.Errorf("diaryd %v wrote to stderr: %s", tc.args, stderr.String())
+		}
+	}
+	var stdout bytes.Buffer
+	if err := run(ctx, []string{"version", "--json"}, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Module, Version, Go string }
+	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil || info.Module != "github.com/diarysync/diarysync" || info.Version == "" || info.Go == "" {
+		t.Fatalf("version --json: %q (%v)", stdout.String(), err)
+	}
+	for _, bad := range [][]string{
+		{"serve", "--max-streams", "many"},
+		{"serve", "--max-streams-per-device", "0"},
+		{"serve", "--trusted-proxy", "10.0.0.0/99"},
+		{"serve", "--log-level", "loud"},
+		{"serve", "--no-such-flag"},
+		{"frobnicate"},
+	} {
+		err := run(ctx, bad, io.Discard, io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("diaryd %v: %v, want a usage error (exit status 2)", bad, err)
 		}
 	}
 }
