@@ -430,6 +430,13 @@ func (c *Client) storeEnrollment(ctx context.Context, serverURL string, resp *di
 		state = study.DeviceActive
 	}
 	offset := clockOffset(t0, t1, resp.GetServerTime().AsTime())
+	if offset.Abs() < time.Second {
+		// Below a second the estimate is the round trip's noise, as
+		// saveOffset judges later ones: two devices on one clock would
+		// otherwise start a few milliseconds (or, on a loaded machine,
+		// hundreds) apart, and the later of two edits could lose.
+		offset = 0
+	}
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		old, _, _, err := loadProfile(ctx, tx)
 		if err != nil {

@@ -167,9 +167,7 @@ func TestTwoDevicesConverge(t *testing.T) {
 			if err := a.Update(ctx, id, Edit{Title: ptr("from A"), AddTags: []string{"family"}, RemoveTags: []string{"court"}}); err != nil {
 				t.Fatal(err)
 			}
-			// Later by more than the few milliseconds the devices' learnt
-			// clock offsets may differ by.
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond)
 			if err := b.Update(ctx, id, Edit{Body: ptr("body from B"), Title: ptr("from B"), AddTags: []string{"benefits"}, RemoveTags: []string{"housing"}}); err != nil {
 				t.Fatal(err)
 			}

@@ -66,6 +66,10 @@ type Server struct {
 	log     *slog.Logger
 	hub     *hub
 	metrics *Metrics
+	// streams caps every long-lived stream the server serves: each one
+	// (a Subscribe stream, a live page of a console) takes a slot for its
+	// lifetime.
+	streams *streamLimiter
 	handler http.Handler
 }
 
@@ -104,8 +108,8 @@ func New(cfg Config) *Server {
 	}
 	opts = append(opts, codecs()...)
 	mux := http.NewServeMux()
-	streams := newStreamLimiter(cfg.MaxStreamsPerDevice, cfg.MaxStreams, s.metrics)
-	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, streams, cfg.Heartbeat), opts...))
+	s.streams = newStreamLimiter(cfg.MaxStreamsPerDevice, cfg.MaxStreams, s.metrics)
+	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, s.streams, cfg.Heartbeat), opts...))
 	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.Now)
 	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.hub, s.log, limiter, cfg.TrustedProxies), opts...))
 	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))

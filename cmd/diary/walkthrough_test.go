@@ -94,6 +94,36 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("inbox:\n%s", inbox)
 	}
 
+	// A second device of PN-A, with a code from the administrator, waits
+	// until PN-A's phone approves it.
+	adminCode, err := os.ReadFile(filepath.Join(data, "admin-code"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	diary("admin", "enrol", "--server", url, "--code", strings.TrimSpace(string(adminCode)))
+	code := strings.TrimSpace(diary("admin", "admin", "code", "--user", "PN-A"))
+	if out := diary("pn-a-tablet", "enrol", "--server", url, "--code", code, "--name", "pn-a-tablet"); !strings.Contains(out, "waits for approval") {
+		t.Fatalf("enrolling PN-A's tablet:\n%s", out)
+	}
+	diary("pn-a-tablet", "sync")
+	if out := diary("pn-a-tablet", "list"); strings.Contains(out, "First shift") {
+		t.Fatalf("the pending tablet holds PN-A's entries:\n%s", out)
+	}
+	diary("pn-a", "sync")
+	st := diary("pn-a", "status")
+	m := regexp.MustCompile(`\n\s+([0-9a-f-]{36})  "pn-a-tablet"`).FindStringSubmatch(st)
+	if m == nil {
+		t.Fatalf("PN-A's status does not show the tablet asking to join:\n%s", st)
+	}
+	diary("pn-a", "device", "approve", m[1])
+	diary("pn-a-tablet", "sync")
+	if out := diary("pn-a-tablet", "list"); !strings.Contains(out, "First shift") {
+		t.Fatalf("the approved tablet does not hold PN-A's entries:\n%s", out)
+	}
+	if out := diary("pn-a", "activity"); !strings.Contains(out, "approved device pn-a-tablet") || !strings.Contains(out, "ADMIN") {
+		t.Fatalf("PN-A's activity:\n%s", out)
+	}
+
 	qdpx := filepath.Join(dir, "wave2.qdpx")
 	csvPath := filepath.Join(dir, "wave2.csv")
 	diary("res1", "export", "--wave", "2", "--format", "qdpx", "--out", qdpx)
