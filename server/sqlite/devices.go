@@ -254,6 +254,9 @@ func (db *DB) eraseHeld(ctx context.Context, tx *sql.Tx, device int64) (int, err
 // entries it wrote while pending reach their readers now, each at a new
 // sequence number.
 func (db *DB) ApproveDevice(ctx context.Context, approver *study.Identity, publicID string) (*study.Device, *study.Wakeups, error) {
+	// The device that acts is the actor of what is recorded, whatever
+	// ctx carries.
+	ctx = study.NewContext(ctx, approver)
 	if err := checkDeviceID(publicID); err != nil {
 		return nil, nil, err
 	}
@@ -391,6 +394,9 @@ func (db *DB) releaseHeld(ctx context.Context, tx *sql.Tx, device int64, wake *s
 // (and told it was denied) and the entries it wrote while pending are
 // erased.
 func (db *DB) DenyDevice(ctx context.Context, who *study.Identity, publicID string) (*study.Device, error) {
+	// The device that acts is the actor of what is recorded, whatever
+	// ctx carries.
+	ctx = study.NewContext(ctx, who)
 	if err := checkDeviceID(publicID); err != nil {
 		return nil, err
 	}
@@ -426,6 +432,9 @@ func (db *DB) DenyDevice(ctx context.Context, who *study.Identity, publicID stri
 // one, or the calling device itself. Revoking a revoked device is not an
 // error.
 func (db *DB) RevokeOwnDevice(ctx context.Context, who *study.Identity, publicID string) (*study.Device, error) {
+	// The device that acts is the actor of what is recorded, whatever
+	// ctx carries.
+	ctx = study.NewContext(ctx, who)
 	if err := checkDeviceID(publicID); err != nil {
 		return nil, err
 	}
