@@ -25,6 +25,12 @@ ALTER TABLE enrollment_codes ADD COLUMN approved INTEGER NOT NULL DEFAULT 0;
 -- sup_visible and res_visible stay 0 meanwhile.
 ALTER TABLE entries ADD COLUMN held_by INTEGER;
 CREATE INDEX entries_held ON entries (held_by) WHERE held_by IS NOT NULL;
+-- The owner's pull reads "owner_id = ? AND held_by IS NULL AND seq > ?"
+-- in seq order, and counts what remains after each page: with held_by
+-- in the index, between the owner and the sequence, both stay index
+-- scans that never read an entry they do not return.
+DROP INDEX entries_by_owner_seq;
+CREATE INDEX entries_by_owner_held_seq ON entries (owner_id, held_by, seq);
 
 -- Which users each audit event concerns, so that a person can list what
 -- was done with their account and data: devices, codes, resets,
