@@ -11,10 +11,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -30,7 +30,7 @@ const benchEntries = 100_000
 
 // benchServer serves db on loopback until the benchmark ends and returns
 // its URL.
-func benchServer(b *testing.B, db *sqlite.DB) string {
+func benchServer(b *testing.B, db *storetest.Store) string {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

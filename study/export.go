@@ -131,3 +131,43 @@ type ExportRequest struct {
 	Wave   uint32 // 0: every wave
 	Format ExportFormat
 }
+
+// StoredEntry is what a store keeps beside an entry's state that an
+// export manifest counts by: its date, whether the research team may see
+// it, whether it is deleted, and whether it was erased.
+type StoredEntry struct {
+	Date                     string
+	ResearchVisible, Deleted bool
+	Erased                   bool
+}
+
+// Tally counts one stored entry into the manifest of an export of
+// m.Wave (0: every wave) over m.Waves: exported, or left out as erased,
+// deleted, not shared, or (for every wave) shared but dated in none.
+// Every store calls it for each entry it keeps, so that the counts mean
+// the same whatever engine made the export.
+func (m *Manifest) Tally(e StoredEntry) {
+	if e.Erased {
+		m.ExcludedErased++
+		return
+	}
+	in := false
+	for i := range m.Waves {
+		if w := &m.Waves[i]; (m.Wave == 0 || w.Number == m.Wave) && w.Holds(e.Date) {
+			in = true
+			break
+		}
+	}
+	switch {
+	case !in:
+		if m.Wave == 0 && e.ResearchVisible {
+			m.ExcludedNoWave++
+		}
+	case e.ResearchVisible:
+		m.Entries++
+	case e.Deleted:
+		m.ExcludedDeleted++
+	default:
+		m.ExcludedNotShared++
+	}
+}

@@ -43,11 +43,8 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 	})
 }
 
-// inWaves is the condition that an entry (alias e) is dated inside the
-// selected wave (?; 0 for any wave).
-const inWaves = `EXISTS (SELECT 1 FROM waves w WHERE e.date BETWEEN w.start_date AND w.end_date AND (? = 0 OR w.number = ?))`
-
-// manifest reads the wave definitions and the counts of the export.
+// manifest reads the wave definitions and counts, with study's Tally,
+// every entry the store keeps.
 func (db *DB) manifest(ctx context.Context, tx *sql.Tx, wave uint32) (study.Manifest, error) {
 	m := study.Manifest{ExportedAt: db.now().UTC(), Wave: wave}
 	pos, err := currentSeq(ctx, tx)
@@ -65,24 +62,22 @@ func (db *DB) manifest(ctx context.Context, tx *sql.Tx, wave uint32) (study.Mani
 		found = found || w.Number == wave
 	}
 	if !found {
-		return m, syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d", wave)
+		return m, study.ErrUnknownWave(wave)
 	}
-	err = tx.QueryRowContext(ctx, `SELECT
-			coalesce(sum(res_visible = 1), 0),
-			coalesce(sum(deleted = 1), 0),
-			coalesce(sum(deleted = 0 AND res_visible = 0), 0)
-		FROM entries e WHERE erased_at IS NULL AND `+inWaves, wave, wave).
-		Scan(&m.Entries, &m.ExcludedDeleted, &m.ExcludedNotShared)
+	rows, err := tx.QueryContext(ctx, `SELECT date, res_visible, deleted, erased_at IS NOT NULL FROM entries`)
 	if err != nil {
 		return m, fmt.Errorf("cannot count entries: %w", err)
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE erased_at IS NOT NULL`).Scan(&m.ExcludedErased); err != nil {
-		return m, fmt.Errorf("cannot count erased entries: %w", err)
-	}
-	if wave == 0 {
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entries e WHERE res_visible = 1 AND NOT `+inWaves, 0, 0).Scan(&m.ExcludedNoWave); err != nil {
-			return m, fmt.Errorf("cannot count entries outside the waves: %w", err)
+	defer rows.Close()
+	for rows.Next() {
+		var e study.StoredEntry
+		if err := rows.Scan(&e.Date, &e.ResearchVisible, &e.Deleted, &e.Erased); err != nil {
+			return m, fmt.Errorf("cannot count entries: %w", err)
 		}
+		m.Tally(e)
+	}
+	if err := rows.Err(); err != nil {
+		return m, fmt.Errorf("cannot count entries: %w", err)
 	}
 	return m, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/diarysync/diarysync/study"
-	"github.com/diarysync/diarysync/syncengine"
 )
 
 // CreateWave defines a new wave.
@@ -20,7 +19,7 @@ func (db *DB) CreateWave(ctx context.Context, w study.Wave) (*study.Wave, error)
 			return fmt.Errorf("cannot read waves: %w", err)
 		}
 		if n > 0 {
-			return syncengine.Errorf(syncengine.EEXISTS, "wave %d already exists", w.Number)
+			return study.ErrWaveExists(w.Number)
 		}
 		if err := checkOverlap(ctx, tx, &w); err != nil {
 			return err
@@ -50,7 +49,7 @@ func (db *DB) UpdateWave(ctx context.Context, w study.Wave) (*study.Wave, error)
 			return fmt.Errorf("cannot update wave: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d", w.Number)
+			return study.ErrUnknownWave(w.Number)
 		}
 		return db.audit(ctx, tx, "wave.update", fmt.Sprint(w.Number), map[string]string{"label": w.Label, "start": w.Start, "end": w.End})
 	})
