@@ -87,8 +87,8 @@ type Options struct {
 	// EnrollLimit limits wrong enrolment codes per client address
 	// (default study.DefaultEnrollLimit).
 	EnrollLimit study.AttemptLimit
-	// MaxConns bounds the connection pool (default: pgxpool's, or the
-	// URL's pool_max_conns).
+	// MaxConns bounds the connection pool (default 16, or the URL's
+	// pool_max_conns).
 	MaxConns int32
 }
 
@@ -109,8 +109,13 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read the database URL: %w", errors.Unwrap(err))
 	}
-	if opts.MaxConns > 0 {
+	switch {
+	case opts.MaxConns > 0:
 		cfg.MaxConns = opts.MaxConns
+	case !strings.Contains(url, "pool_max_conns"):
+		// pgxpool's default (four on a small machine) is too few for a
+		// server whose writers wait on one lock while readers go on.
+		cfg.MaxConns = 16
 	}
 	if cfg.ConnConfig.RuntimeParams["application_name"] == "" {
 		cfg.ConnConfig.RuntimeParams["application_name"] = "diaryd"
