@@ -256,39 +256,53 @@ var template struct {
 // returns its URL.
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	base := PostgresURL(tb)
-	ctx := context.Background()
+	u, drop, err := CreateDatabase(context.Background(), PostgresURL(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if err := drop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	return u
+}
+
+// CreateDatabase creates an empty, migrated database on the server at
+// base, a copy of a template migrated once per schema, and returns its
+// URL and the function that drops it.
+func CreateDatabase(ctx context.Context, base string) (string, func() error, error) {
 	template.once.Do(func() { template.name, template.err = makeTemplate(ctx, base) })
 	if template.err != nil {
-		tb.Fatalf("cannot make the template database: %v", template.err)
+		return "", nil, fmt.Errorf("cannot make the template database: %w", template.err)
 	}
 	var id [6]byte
 	rand.Read(id[:])
 	name := "diarysync_test_" + hex.EncodeToString(id[:])
+	u, err := WithDatabase(base, name)
+	if err != nil {
+		return "", nil, err
+	}
 	conn, err := pgx.Connect(ctx, base)
 	if err != nil {
-		tb.Fatalf("cannot connect to DIARYSYNC_TEST_POSTGRES: %v", err)
+		return "", nil, fmt.Errorf("cannot connect to DIARYSYNC_TEST_POSTGRES: %w", err)
 	}
 	defer conn.Close(ctx)
 	if _, err := conn.Exec(ctx, `CREATE DATABASE `+name+` TEMPLATE `+template.name); err != nil {
-		tb.Fatalf("cannot create a test database: %v", err)
+		return "", nil, fmt.Errorf("cannot create a test database: %w", err)
 	}
-	tb.Cleanup(func() {
+	drop := func() error {
 		conn, err := pgx.Connect(ctx, base)
 		if err != nil {
-			tb.Errorf("cannot drop test database %s: %v", name, err)
-			return
+			return fmt.Errorf("cannot drop test database %s: %w", name, err)
 		}
 		defer conn.Close(ctx)
 		if _, err := conn.Exec(ctx, `DROP DATABASE `+name+` WITH (FORCE)`); err != nil {
-			tb.Errorf("cannot drop test database %s: %v", name, err)
+			return fmt.Errorf("cannot drop test database %s: %w", name, err)
 		}
-	})
-	u, err := WithDatabase(base, name)
-	if err != nil {
-		tb.Fatal(err)
+		return nil
 	}
-	return u
+	return u, drop, nil
 }
 
 // WithDatabase returns the URL u with its database replaced by name.
