@@ -34,8 +34,9 @@ latency. By default it starts its own diaryd on a temporary study.
 
 The load:
   --devices N        navigator devices, one user and one connection each (default 10)
-  --supervisors M    supervisors, each assigned to every M-th navigator and
-                     holding an open Subscribe stream; woken by shared entries (default 0)
+  --supervisors M    supervisors, each holding an open Subscribe stream and pulling
+                     when woken; supervisor j supervises navigators j, j+M, j+2M...
+                     (default 0)
   --pushes P         pushes per device, each followed by a pull (default 20)
   --entries E        new entries per push, each with a title and a body of
                      about 400 bytes (default 10)
@@ -67,6 +68,18 @@ The server:
 
 Output:
   --json             print one JSON object instead of a table
+
+What it measures:
+  push, pull latency   each Push and Pull call of the navigators, from sending it
+                       to its answer
+  pushes per second    acknowledged pushes over the wall time of the load
+  wake latency         from a push's answer reaching its navigator to the
+                       supervisor receiving the first Subscribe message whose
+                       cursor covers the push; 0 when that message came first
+  server memory        for the diaryd it starts, the peak resident memory of the
+                       process (VmHWM) and the Go heap from its metrics; with
+                       --metrics, what those metrics expose
+  errors               failed calls by Connect code; refused changes by reason
 
 Users carry study codes LOAD-<run>-N00001 (navigators), LOAD-<run>-S0001
 (supervisors) and LOAD-<run>-P (the preloading navigator).`

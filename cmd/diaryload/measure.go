@@ -43,6 +43,16 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 
 	s := &study{runID: newRunID()}
 	defer s.close()
+	if !t.started && !cfg.cleanup {
+		defer func() {
+			s.mu.Lock()
+			n := len(s.created)
+			s.mu.Unlock()
+			if err != nil && n > 0 {
+				err = fmt.Errorf("%w\n(this run created %d users %s%s-*; --cleanup-only %s erases and deactivates them)", err, n, codePrefix, s.runID, s.runID)
+			}
+		}()
+	}
 	rep = &report{
 		RunID:           s.runID,
 		Server:          t.url,

@@ -254,8 +254,11 @@ func writeReport(w io.Writer, cfg *config, r *report) error {
 		fmt.Fprintf(&b, "full pull by a fresh device of %s: %d entries (%d expected) in %d pages of up to %d, %.3f s: %.1f entries/s\n",
 			f.StudyCode, f.Entries, f.Expected, f.Pages, f.PageSize, f.Seconds, f.EntriesPerSecond)
 	}
-	if c := r.Cleanup; c != nil {
+	switch c := r.Cleanup; {
+	case c != nil:
 		fmt.Fprintf(&b, "cleanup: erased %d entries of %d navigators, deactivated %d users\n", c.EntriesErased, c.NavigatorsErased, c.UsersDeactivated)
+	case !r.StartedServer:
+		fmt.Fprintf(&b, "the users %s%s-* are still on the server: --cleanup-only %s erases and deactivates them\n", codePrefix, r.RunID, r.RunID)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
