@@ -583,6 +583,13 @@ func TestWriteReport_LeftUsers(t *testing.T) {
 	if !strings.Contains(b.String(), "cleanup: erased 7 entries of 2 navigators, deactivated 3 users") || strings.Contains(b.String(), "still on the server") {
 		t.Errorf("after cleanup:\n%s", b.String())
 	}
+	heap := uint64(3 << 20)
+	r.ServerGoHeapMaxBytes, r.ServerGoHeapSource = &heap, "diarysync_go_heap_inuse_bytes from metrics"
+	b.Reset()
+	writeReport(&b, &config{}, r)
+	if !strings.Contains(b.String(), "server resident memory: not in the server's metrics\nserver Go heap in use: max 3.0 MiB") {
+		t.Errorf("with metrics:\n%s", b.String())
+	}
 }
 
 func TestSummarize(t *testing.T) {

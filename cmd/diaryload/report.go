@@ -244,8 +244,10 @@ func writeReport(w io.Writer, cfg *config, r *report) error {
 	switch {
 	case r.ServerRSSMaxBytes != nil:
 		fmt.Fprintf(&b, "server resident memory: max %s (%s)\n", mib(*r.ServerRSSMaxBytes), r.ServerRSSSource)
+	case r.ServerGoHeapMaxBytes != nil:
+		b.WriteString("server resident memory: not in the server's metrics\n")
 	case !r.StartedServer:
-		b.WriteString("server resident memory: not known (give --metrics for the Go heap)\n")
+		b.WriteString("server resident memory: not known (--metrics reads what the server's metrics expose)\n")
 	}
 	if r.ServerGoHeapMaxBytes != nil {
 		fmt.Fprintf(&b, "server Go heap in use: max %s (%s)\n", mib(*r.ServerGoHeapMaxBytes), r.ServerGoHeapSource)
