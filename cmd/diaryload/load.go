@@ -157,7 +157,8 @@ func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *
 		r.push = append(r.push, at.Sub(start))
 		r.pushes++
 		r.entries += cfg.entries
-		if !r.tally.countResults(resp.GetResults(), len(changes)) {
+		applied := r.tally.countResults(resp.GetResults(), len(changes))
+		if !applied {
 			pr.failed()
 		}
 		pr.add(1)
@@ -185,8 +186,10 @@ func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *
 		}
 		// The device is its user's only one and pushes one batch at a
 		// time, so once it has pulled everything, its cursor is the
-		// position of the push's last entry.
-		if pulledAll {
+		// position of the push's last entry. A push with refused changes
+		// may have no position of its own, and is not followed to the
+		// supervisor.
+		if pulledAll && applied {
 			r.acks = append(r.acks, ack{navigator: i, at: at, seq: cursor})
 		}
 		if ctx.Err() != nil {
