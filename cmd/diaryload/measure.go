@@ -41,7 +41,7 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 		}()
 	}
 
-	s := &study{runID: newRunID()}
+	s := &loadStudy{runID: newRunID()}
 	defer s.close()
 	if !t.started && !cfg.cleanup {
 		defer func() {
@@ -274,7 +274,7 @@ type fullPullReport struct {
 // fullPull enrols a fresh device for the preloading navigator (or, without
 // a preload, the first navigator) and times its pull of everything from
 // cursor 0, a full page at a time.
-func fullPull(ctx context.Context, cfg *config, t *target, s *study, results []*navigatorResult, pr *progress) (*fullPullReport, error) {
+func fullPull(ctx context.Context, cfg *config, t *target, s *loadStudy, results []*navigatorResult, pr *progress) (*fullPullReport, error) {
 	rep := &fullPullReport{PageSize: pullPageSize}
 	if s.preloader != nil {
 		rep.StudyCode, rep.Expected = s.preloader.code, cfg.preload

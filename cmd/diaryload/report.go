@@ -102,7 +102,7 @@ func rate(n int, d time.Duration) float64 {
 }
 
 // fill adds what the devices measured during the load.
-func (r *report) fill(cfg *config, s *study, results []*navigatorResult, watchers []*watcher, elapsed time.Duration) {
+func (r *report) fill(cfg *config, s *loadStudy, results []*navigatorResult, watchers []*watcher, elapsed time.Duration) {
 	var push, pull, wakeLat, supPull []time.Duration
 	all := tally{errors: r.Errors, refused: r.Refused}
 	for i, nr := range results {

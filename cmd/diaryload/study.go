@@ -42,8 +42,8 @@ func navigatorCode(run string, i int) string  { return fmt.Sprintf("%s%s-N%05d",
 func supervisorCode(run string, j int) string { return fmt.Sprintf("%s%s-S%04d", codePrefix, run, j+1) }
 func preloaderCode(run string) string         { return fmt.Sprintf("%s%s-P", codePrefix, run) }
 
-// study is the users and devices of one run.
-type study struct {
+// loadStudy is the users and devices of one run.
+type loadStudy struct {
 	runID        string
 	navigators   []*device
 	supervisors  []*device
@@ -63,7 +63,7 @@ type loadUser struct {
 
 // setup creates the run's users, assigns navigators to supervisors
 // (navigator i to supervisor i mod M) and enrols one device per user.
-func (s *study) setup(ctx context.Context, cfg *config, t *target, pr *progress) error {
+func (s *loadStudy) setup(ctx context.Context, cfg *config, t *target, pr *progress) error {
 	var users []loadUser
 	for i := range cfg.devices {
 		users = append(users, loadUser{code: navigatorCode(s.runID, i), navigator: true})
@@ -143,7 +143,7 @@ func (s *study) setup(ctx context.Context, cfg *config, t *target, pr *progress)
 }
 
 // close closes every device's connection.
-func (s *study) close() {
+func (s *loadStudy) close() {
 	for _, list := range [][]*device{s.navigators, s.supervisors, {s.preloader}} {
 		for _, d := range list {
 			if d != nil {

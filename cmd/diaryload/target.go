@@ -15,6 +15,7 @@ import (
 	"github.com/diarysync/diarysync/client"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -118,7 +119,7 @@ func (t *target) openProfile(ctx context.Context, cfg *config) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("the diary profile in %s is not enrolled", cfg.adminHome)
-	case p.Role != client.RoleAdmin:
+	case p.Role != study.RoleAdmin:
 		return fmt.Errorf("the diary profile in %s belongs to %s, a %s: an administrator's profile is needed to create users", cfg.adminHome, p.StudyCode, p.Role)
 	case !sameServer(p.ServerURL, cfg.server):
 		return fmt.Errorf("the diary profile in %s is enrolled with %s, not with --server %s", cfg.adminHome, p.ServerURL, cfg.server)
