@@ -44,6 +44,7 @@ type DB struct {
 
 	syncTimes syncTimes
 	bulk      bulkStmts
+	group     groupCommitter
 }
 
 // Options tunes Open.
@@ -83,7 +84,12 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{lite: lite, path: file, write: lite.Write, read: lite.Read, now: opts.Now, rand: lockedReader{mu: new(sync.Mutex), r: opts.Rand}}, nil
+	db := &DB{lite: lite, path: file, write: lite.Write, read: lite.Read, now: opts.Now, rand: lockedReader{mu: new(sync.Mutex), r: opts.Rand}}
+	if err := db.prepareBulk(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // Close closes both connection pools.
