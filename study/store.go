@@ -118,12 +118,13 @@ type Store interface {
 	// nothing was written: ETOOLARGE for more than MaxPushChanges
 	// changes.
 	Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error)
-	// Pull returns the page after cursor for the caller, read in one
-	// snapshot; memory is bounded by the page, whatever the size of the
-	// store. EPERMISSION for a role that has no entries to sync,
-	// EINVALID for a negative cursor, ECONFLICT for a cursor ahead of
-	// the store's position.
-	Pull(ctx context.Context, who *Identity, cursor int64, pageSize uint32) (*PullPage, error)
+	// Pull returns the page after req.Cursor for the caller, read in one
+	// snapshot. Memory and time are bounded by the page, whatever the
+	// size of the store, except that req.CountRemaining asks for an exact
+	// count of what waits (see PullRequest). EPERMISSION for a role that
+	// has no entries to sync, EINVALID for a negative cursor, ECONFLICT
+	// for a cursor ahead of the store's position.
+	Pull(ctx context.Context, who *Identity, req PullRequest) (*PullPage, error)
 	// Head returns the newest position the caller may see: the greatest
 	// sequence number among the rows they pull. EPERMISSION as for Pull.
 	Head(ctx context.Context, who *Identity) (int64, error)

@@ -34,14 +34,15 @@ func holdWriter(t *testing.T, db *DB) (release func()) {
 	}
 }
 
-// waitQueued waits until n pushes wait in the group queue.
+// waitQueued waits until a push leads a group and n more wait in the
+// queue behind it.
 func waitQueued(t *testing.T, db *DB, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		db.group.mu.Lock()
-		queued := len(db.group.queue)
+		queued, leading := len(db.group.queue), db.group.leading
 		db.group.mu.Unlock()
-		if queued >= n {
+		if leading && queued >= n {
 			return
 		}
 		if time.Now().After(deadline) {

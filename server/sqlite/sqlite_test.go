@@ -122,7 +122,7 @@ func TestBulk(t *testing.T) {
 		share := in[len(in)-1]
 		MustPush(t, db, nav, []study.Incoming{share})
 		for _, s := range sups {
-			page, err := db.Pull(context.Background(), s, 0, 0)
+			page, err := db.Pull(context.Background(), s, study.PullRequest{})
 			if err != nil {
 				t.Fatal(err)
 			}
