@@ -447,11 +447,8 @@ func (db *DB) keepExportEntries(ctx context.Context, id int64, records study.Rec
 // export's snapshot.
 func (db *DB) since(ctx context.Context, tx *sql.Tx, newID, oldID int64) (*study.Since, error) {
 	s := &study.Since{ExportID: oldID, Counts: map[study.SinceKind]uint64{}}
-	var (
-		pos, at int64
-		summary string
-	)
-	if err := tx.QueryRowContext(ctx, `SELECT position, created_at, summary FROM exports WHERE id = ?`, oldID).Scan(&pos, &at, &summary); err != nil {
+	var pos, at int64
+	if err := tx.QueryRowContext(ctx, `SELECT position, created_at FROM exports WHERE id = ?`, oldID).Scan(&pos, &at); err != nil {
 		return nil, fmt.Errorf("cannot read export %d: %w", oldID, err)
 	}
 	s.Position, s.ExportedAt = uint64(pos), time.UnixMilli(at).UTC()
