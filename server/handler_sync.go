@@ -39,6 +39,7 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 	in := make([]study.Incoming, len(req.GetChanges()))
 	for i, p := range req.GetChanges() {
 		in[i].Change, in[i].Invalid = wire.ChangeFromProto(p)
+		in[i].Write = p.GetWrite()
 	}
 	results, wake, err := h.db.Push(ctx, who, in)
 	if err != nil {

@@ -18,7 +18,7 @@ import (
 // 500 rows are six statements, none of them parsed again.
 
 // maxChunkRows is the most rows one bulk statement carries. 512 rows of
-// the widest statement (history, 9 columns) bind 4608 parameters, far
+// the widest statement (history, 10 columns) bind 5120 parameters, far
 // below SQLite's limit.
 const maxChunkRows = 512
 
@@ -55,7 +55,7 @@ var (
 			ON CONFLICT (reader, entry) DO UPDATE SET seq = excluded.seq, visible = excluded.visible, reason = excluded.reason`
 	}}
 	insertHistoryQuery = &bulkQuery{"write history", func(n int) string {
-		return `INSERT INTO history (entry, field, tag, feedback, value, clock, device_id, user_id, received_at) VALUES ` + placeholders(n, 9)
+		return `INSERT INTO history (entry, field, tag, feedback, value, clock, device_id, user_id, received_at, write_clock) VALUES ` + placeholders(n, 10)
 	}}
 	bulkQueries = []*bulkQuery{loadEntriesQuery, knownClocksQuery, upsertEntriesQuery, upsertFeedQuery, insertHistoryQuery}
 )

@@ -30,6 +30,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		if cursor > head {
 			return study.ErrCursorAhead(cursor, head)
 		}
+		rdc, err := db.researchRedactor(ctx, tx, rd)
+		if err != nil {
+			return err
+		}
 		var rows *sql.Rows
 		if rd.Owner {
 			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state FROM entries WHERE owner_id = ? AND seq > ? ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
@@ -72,7 +76,8 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			bytes += len(state)
-			page.Entries = append(page.Entries, e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			page.Entries = append(page.Entries, v)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("cannot read changes: %w", err)
@@ -147,6 +152,10 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		if out.Cursor, err = headFor(ctx, tx, rd); err != nil {
 			return err
 		}
+		rdc, err := db.researchRedactor(ctx, tx, rd)
+		if err != nil {
+			return err
+		}
 		var rows *sql.Rows
 		if rd.Owner {
 			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL ORDER BY id`, rd.ID)
@@ -168,7 +177,8 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
-			if err := h.Add(e.View(rd.Audience)); err != nil {
+			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			if err := h.Add(v); err != nil {
 				return err
 			}
 		}
@@ -182,4 +192,14 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		return nil, err
 	}
 	return out, nil
+}
+
+// researchRedactor returns the Redactor for the research team's views, or
+// nil (which changes nothing) for every other reader: redaction never
+// changes what navigators and supervisors see.
+func (db *DB) researchRedactor(ctx context.Context, q querier, rd study.Reader) (*study.Redactor, error) {
+	if rd.Owner || rd.Audience != syncengine.AudienceResearch {
+		return nil, nil
+	}
+	return db.redactor(ctx, q)
 }

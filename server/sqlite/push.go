@@ -124,7 +124,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		known[int64(c.Clock)] = true
 		l.entry.Apply(c)
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c})
+		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -145,7 +145,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 	var feed []feedRow
 	var removals []feedRemoval
 	if len(changed) > 0 {
-		first, err := nextSeqs(ctx, tx, len(changed))
+		first, err := nextSeqs(ctx, tx, len(changed), now.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -325,6 +325,7 @@ type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
 	change *syncengine.Change
+	write  uint64 // study.Incoming.Write
 }
 
 func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *study.Identity, received int64) error {
@@ -344,7 +345,7 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 			if c.Field.IsFeedback() {
 				feedback = c.Feedback[:]
 			}
-			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received)
+			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write))
 		}
 		return a
 	}, nil)
