@@ -1,0 +1,371 @@
+// # Merged text
+//
+// A body (and a supervisor's feedback body) can be a TextDoc instead of a
+// last-writer-wins register: a sequence CRDT that merges concurrent edits
+// character by character, so that a paragraph added on the phone and a
+// sentence fixed on the tablet both survive.
+//
+// The algorithm is FugueMax, in the form Yjs made practical and which
+// Weidner and Kleppmann ("The Art of the Fugue", 2023) showed equal to a
+// small change of Yjs's rule ("YjsMod"). Every character has a unique id
+// and remembers two origins: the character immediately to its left and
+// the one immediately to its right when it was typed. A replica that
+// receives a character places it between its origins; characters that
+// others typed concurrently between the same origins are ordered by a
+// fixed rule over their origins' positions, and last by id. We chose it
+// over the alternatives because:
+//
+//   - it is the only family with a proof of maximal non-interleaving:
+//     two people typing a sentence each at the same place get the two
+//     sentences one after the other, whether they type forwards or (the
+//     case where RGA, Automerge's algorithm, interleaves) backwards;
+//   - it is state-based as well as operation-based: a state is a list of
+//     runs with their origins, so two states merge by integrating each
+//     other's missing runs, which the existing Entry.Merge needs;
+//   - consecutive typing forms runs of consecutive ids with implied
+//     origins, so a state costs a few bytes per run, not per character;
+//   - Eg-walker (which keeps only the operation log and replays the
+//     concurrent part) is faster on long histories but needs the whole
+//     causal graph to merge and offers no state-based merge; Fugue's tree
+//     form needs the same origins with more bookkeeping.
+//
+// # Character ids
+//
+// A character id is (replica, anchor, offset). A replica's first change to
+// a document opens a sequence whose anchor is that change's clock; every
+// later change by that replica continues the sequence at the next offset,
+// so a burst of typing spread over many changes is still one run of
+// consecutive ids. Ids never collide: a device never reuses a clock, and
+// only the replica that opened a sequence extends it, always from the end
+// it holds (its own changes are applied before anything it writes next).
+// A change is still identified by its Stamp (clock, replica) as every
+// other change is, so the server deduplicates text changes exactly as it
+// does today.
+//
+// # Causal delivery
+//
+// Every TextChange carries Deps, the version it was made on: for each
+// replica, the clock of the newest change of that replica it had applied.
+// A replica applies a change only when it holds that version (in
+// particular the replica's own previous change), and holds it in the
+// state (Pending) until then; the held changes are part of the canonical
+// state, so replicas that received the same changes hold the same bytes
+// however they arrived. Because a held change is applied only after
+// everything it had seen, references to unknown characters are impossible
+// for changes that pass validation.
+//
+// # Concurrent edits
+//
+// Heads are the replicas whose newest change no other replica's newest
+// change had seen. Concurrent reports more than one head: the text holds
+// edits made on two or more devices without seeing each other, and nobody
+// has edited the merged text since. It is a function of the set of
+// changes, so every replica answers the same.
+//
+// # Deleted characters
+//
+// A delete names the ids it removes. Deleted characters stay as
+// tombstones (ids and lengths, without their text, which is dropped at
+// once) so that edits concurrent with the delete can still find their
+// origins. A tombstone could be forgotten only when no device can still
+// send a change concurrent with its deletion, that is when every device
+// that may write has applied the deleting change, and then on every
+// replica at the same point of the history, so that canonical bytes stay
+// equal; that needs a replicated compaction point agreed through the
+// server, which this package does not have yet, so tombstones are kept.
+// Their cost is a few bytes per deleted run.
+//
+// # Writes from old devices
+//
+// Devices that predate TextDoc send the whole body as a last-writer-wins
+// value and no record of what they had seen. LegacyWrite turns such a
+// write into the change from the text the document holds to the text
+// sent, under a replica id derived from the device's (LegacyReplica) and
+// the write's clock, so a retry is a duplicate. It removes only characters
+// the device may have seen: a character inserted by a change whose clock
+// is not below the write's clock cannot have been seen by it (the device
+// would have observed that clock before writing), and is kept.
+package syncengine
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Limits of a TextDoc. They bound the memory one body costs and the size of
+// any change or state that carries it.
+const (
+	// MaxTextChars is the most characters a document may ever have
+	// inserted, deleted ones included (they stay as tombstones).
+	MaxTextChars = 1 << 24
+	// MaxTextPending is the most changes a document holds while it waits
+	// for the changes they were made on.
+	MaxTextPending = 1 << 16
+	// MaxTextReplicas is the most replicas that may write one document.
+	MaxTextReplicas = 1024
+	// MaxTextParts is the most inserts plus deletes one change may carry.
+	MaxTextParts = 1 << 16
+)
+
+// ErrInvalidPosition is the cause of a ValidationError for a splice
+// position that is out of range or splits a character.
+var ErrInvalidPosition = errors.New("invalid text position")
+
+// ErrTextHistory is the cause of a ValidationError for a change that does
+// not fit the document's history: it skips its replica's previous change,
+// reuses ids, or names characters that its own past does not hold.
+var ErrTextHistory = errors.New("text change does not fit the history")
+
+// ErrCorruptText is returned (wrapped) by DecodeTextDoc and
+// DecodeTextChange for input that is not a canonical encoding.
+var ErrCorruptText = errors.New("not a canonical text encoding")
+
+// TextID names one character of a TextDoc: the sequence that allotted it
+// (the replica and the clock of the change that opened the sequence) and
+// its offset in that sequence. The zero TextID names no character: as a
+// left origin it means the start of the text, as a right origin its end.
+type TextID struct {
+	Replica ReplicaID
+	Anchor  Timestamp
+	Offset  uint32
+}
+
+// IsZero reports whether id names no character.
+func (id TextID) IsZero() bool { return id.Replica.IsZero() }
+
+// Compare orders ids by replica, anchor and offset. It is the last
+// tie-break between characters typed concurrently at the same place.
+func (id TextID) Compare(o TextID) int {
+	if c := id.Replica.Compare(o.Replica); c != 0 {
+		return c
+	}
+	switch {
+	case id.Anchor < o.Anchor:
+		return -1
+	case id.Anchor > o.Anchor:
+		return 1
+	case id.Offset < o.Offset:
+		return -1
+	case id.Offset > o.Offset:
+		return 1
+	}
+	return 0
+}
+
+// String formats id for messages and tests.
+func (id TextID) String() string {
+	if id.IsZero() {
+		return "none"
+	}
+	return fmt.Sprintf("%s@%d+%d", id.Replica, uint64(id.Anchor), id.Offset)
+}
+
+// TextInsert inserts Text (at least one character) between the characters
+// Left and Right, which were adjacent when it was typed. Its characters get
+// the ids ID, ID+1, ...; each names the one before it as its left origin
+// and Right as its right origin.
+type TextInsert struct {
+	ID    TextID
+	Left  TextID
+	Right TextID
+	Text  string
+}
+
+// TextRange names Len consecutive ids of one sequence, starting at ID.
+type TextRange struct {
+	ID  TextID
+	Len uint32
+}
+
+// TextChange is one edit of a TextDoc made on one replica: what one save of
+// a text field, one splice or one old device's whole-body write becomes. It
+// is identified by its Stamp, like every other change. Inserts apply in
+// order, then Deletes.
+type TextChange struct {
+	Stamp
+	// Deps is the version the change was made on: for each replica whose
+	// changes the author had applied, the clock of the newest, sorted by
+	// replica. It includes the author's own previous change to this
+	// document, if any.
+	Deps    []Stamp
+	Inserts []TextInsert
+	Deletes []TextRange
+}
+
+// Splice replaces Del characters at Pos with Text. Positions count Unicode
+// code points unless a function says otherwise.
+type Splice struct {
+	Pos  int
+	Del  int
+	Text string
+}
+
+// TextStatus says what Apply did with a change.
+type TextStatus uint8
+
+// Outcomes of Apply.
+const (
+	// TextApplied: the change is part of the text now.
+	TextApplied TextStatus = iota + 1
+	// TextDuplicate: the document already held the change; nothing changed.
+	TextDuplicate
+	// TextHeld: the change was made on a version the document does not
+	// hold yet; it waits in the state and applies when that version
+	// arrives.
+	TextHeld
+)
+
+// String names the status.
+func (s TextStatus) String() string {
+	switch s {
+	case TextApplied:
+		return "applied"
+	case TextDuplicate:
+		return "duplicate"
+	case TextHeld:
+		return "held"
+	}
+	return fmt.Sprintf("status(%d)", uint8(s))
+}
+
+// LegacyReplica returns the replica id under which LegacyWrite records the
+// whole-body writes of the device r. It is a fixed function of r, so every
+// replica derives the same id, and it differs from r, so the writes the
+// server makes in r's name never collide with changes r makes itself once
+// it is upgraded.
+func LegacyReplica(r ReplicaID) ReplicaID {
+	h := sha256.New()
+	h.Write([]byte("diarysync legacy text replica\x00"))
+	h.Write(r[:])
+	var id ReplicaID
+	copy(id[:], h.Sum(nil))
+	if id.IsZero() {
+		id[15] = 1
+	}
+	return id
+}
+
+// ValidateTextChange checks a change on its own: stamp, ordering of Deps,
+// ids, that every origin and deleted id comes from the author or from a
+// replica in Deps, and the inserted text (valid UTF-8, no control
+// characters other than newline and tab, at most limit bytes in all). It
+// does not know the document the change will apply to; Apply checks the
+// rest.
+func ValidateTextChange(c *TextChange, limit int) error {
+	if c.Replica.IsZero() {
+		return invalid("replica id", ErrInvalidID, "replica id must not be the nil UUID")
+	}
+	if err := ValidateClock(c.Clock); err != nil {
+		return err
+	}
+	if len(c.Deps) > MaxTextReplicas {
+		return invalid("text change", ErrTooLarge, fmt.Sprintf("text change depends on %d replicas; the limit is %d", len(c.Deps), MaxTextReplicas))
+	}
+	for i, d := range c.Deps {
+		if d.Replica.IsZero() || d.Clock == 0 {
+			return invalid("text change", ErrInvalidValue, "a dependency of a text change names no replica or no clock")
+		}
+		if i > 0 && c.Deps[i-1].Replica.Compare(d.Replica) >= 0 {
+			return invalid("text change", ErrInvalidValue, "dependencies of a text change are not sorted by replica")
+		}
+		if d.Replica == c.Replica && d.Clock >= c.Clock {
+			return invalid("text change", ErrInvalidClock, "a text change's clock must be after its replica's previous change")
+		}
+	}
+	if len(c.Inserts)+len(c.Deletes) > MaxTextParts {
+		return invalid("text change", ErrTooLarge, fmt.Sprintf("text change has %d parts; the limit is %d", len(c.Inserts)+len(c.Deletes), MaxTextParts))
+	}
+	if len(c.Inserts)+len(c.Deletes) == 0 {
+		return invalid("text change", ErrInvalidValue, "text change inserts and deletes nothing")
+	}
+	known := func(id TextID) bool {
+		if id.Replica == c.Replica {
+			return true
+		}
+		_, ok := slices.BinarySearchFunc(c.Deps, id.Replica, func(d Stamp, r ReplicaID) int { return d.Replica.Compare(r) })
+		return ok
+	}
+	checkID := func(what string, id TextID) error {
+		if id.IsZero() {
+			return nil
+		}
+		if id.Anchor == 0 {
+			return invalid("text change", ErrInvalidID, fmt.Sprintf("%s of a text change has no anchor", what))
+		}
+		if !known(id) {
+			return invalid("text change", ErrTextHistory, fmt.Sprintf("%s of a text change comes from a replica it does not depend on", what))
+		}
+		return nil
+	}
+	total := 0
+	for i := range c.Inserts {
+		in := &c.Inserts[i]
+		if in.ID.Replica != c.Replica {
+			return invalid("text change", ErrInvalidID, "a text change may insert only characters of its own replica")
+		}
+		if in.ID.Anchor == 0 || in.ID.Anchor > c.Clock {
+			return invalid("text change", ErrInvalidID, "an insert's sequence must be opened no later than the change")
+		}
+		if in.Text == "" {
+			return invalid("text change", ErrInvalidValue, "an insert of a text change is empty")
+		}
+		if err := checkID("left origin", in.Left); err != nil {
+			return err
+		}
+		if err := checkID("right origin", in.Right); err != nil {
+			return err
+		}
+		total += len(in.Text)
+		if total > limit {
+			return invalid("text", ErrTooLarge, fmt.Sprintf("text change inserts more than %d bytes; the limit is %d bytes", limit, limit))
+		}
+		if err := ValidateText("text", in.Text, limit, true); err != nil {
+			return err
+		}
+		if n := runeCount(in.Text); uint64(in.ID.Offset)+uint64(n) > maxOffset {
+			return invalid("text change", ErrTooLarge, "an insert runs past the end of its sequence")
+		}
+	}
+	for _, d := range c.Deletes {
+		if d.ID.IsZero() || d.Len == 0 {
+			return invalid("text change", ErrInvalidValue, "a delete of a text change names no characters")
+		}
+		if err := checkID("deleted id", d.ID); err != nil {
+			return err
+		}
+		if uint64(d.ID.Offset)+uint64(d.Len) > maxOffset {
+			return invalid("text change", ErrInvalidValue, "a delete runs past the end of its sequence")
+		}
+	}
+	return nil
+}
+
+// maxOffset bounds the offsets of one sequence; a replica whose sequence
+// would grow past it opens a new one.
+const maxOffset = 1 << 31
+
+func runeCount(s string) int {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x80 || s[i] >= 0xC0 {
+			n++
+		}
+	}
+	return n
+}
+
+// String formats the change for messages and tests.
+func (c *TextChange) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "change %s@%d deps %d", c.Replica, uint64(c.Clock), len(c.Deps))
+	for _, in := range c.Inserts {
+		fmt.Fprintf(&b, " +%s(%s,%s)%q", in.ID, in.Left, in.Right, in.Text)
+	}
+	for _, d := range c.Deletes {
+		fmt.Fprintf(&b, " -%s×%d", d.ID, d.Len)
+	}
+	return b.String()
+}

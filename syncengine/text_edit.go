@@ -1,0 +1,347 @@
+package syncengine
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Splice replaces del code points at pos with ins, as an edit made on this
+// replica, and returns the change to store in the outbox and send. The
+// stamp is the change's: s.Replica is this replica and s.Clock a fresh
+// clock reading, later than the replica's previous change to this text.
+// A splice that changes nothing returns a nil change and no error.
+//
+// Errors (nothing changes): a position out of range (ErrInvalidPosition),
+// text that is not valid UTF-8 or holds control characters, a result over
+// the document's limit (ErrTooLarge), a stamp not after the replica's
+// previous change (ErrInvalidClock).
+func (d *TextDoc) Splice(s Stamp, pos, del int, ins string) (*TextChange, error) {
+	return d.Edit(s, Splice{Pos: pos, Del: del, Text: ins})
+}
+
+// SpliceUTF16 is Splice with pos and del counted in UTF-16 code units, as
+// phone text views count them. A position between the two halves of a
+// surrogate pair is an error (ErrInvalidPosition).
+func (d *TextDoc) SpliceUTF16(s Stamp, pos16, del16 int, ins string) (*TextChange, error) {
+	if del16 < 0 {
+		return nil, invalid("position", ErrInvalidPosition, fmt.Sprintf("cannot delete %d UTF-16 code units", del16))
+	}
+	pos, err := d.CodePointPos(pos16)
+	if err != nil {
+		return nil, err
+	}
+	end, err := d.CodePointPos(pos16 + del16)
+	if err != nil {
+		return nil, err
+	}
+	return d.Splice(s, pos, end-pos, ins)
+}
+
+// CodePointPos converts a position in UTF-16 code units to one in code
+// points. It fails for a position outside the text or between the two
+// halves of a surrogate pair.
+func (d *TextDoc) CodePointPos(pos16 int) (int, error) {
+	if pos16 < 0 || pos16 > d.root.vis16 {
+		return 0, invalid("position", ErrInvalidPosition, fmt.Sprintf("position %d is outside the text, which is %d UTF-16 code units long", pos16, d.root.vis16))
+	}
+	_, _, pos, ok := d.seekUTF16(pos16)
+	if !ok {
+		return 0, invalid("position", ErrInvalidPosition, fmt.Sprintf("position %d falls inside a character that takes two UTF-16 code units", pos16))
+	}
+	return pos, nil
+}
+
+// UTF16Pos converts a position in code points to one in UTF-16 code units.
+func (d *TextDoc) UTF16Pos(pos int) (int, error) {
+	if pos < 0 || pos > d.root.vis {
+		return 0, invalid("position", ErrInvalidPosition, fmt.Sprintf("position %d is outside the text, which is %d characters long", pos, d.root.vis))
+	}
+	return d.utf16Before(pos), nil
+}
+
+// SetText makes the text equal to text, as a text field hands over its
+// whole new content, and returns the change: the edit from the current
+// text to text that Diff finds. It returns a nil change when the text is
+// already equal.
+func (d *TextDoc) SetText(s Stamp, text string) (*TextChange, error) {
+	if err := ValidateText("text", text, d.limit, true); err != nil {
+		return nil, err
+	}
+	return d.Edit(s, Diff(d.Text(), text)...)
+}
+
+// Edit applies several splices as one change. Their positions refer to the
+// text before the edit, as Diff returns them: they must be in increasing
+// order and must not overlap. See Splice for the stamp and the errors.
+func (d *TextDoc) Edit(s Stamp, splices ...Splice) (*TextChange, error) {
+	rs, err := d.checkLocal(s)
+	if err != nil {
+		return nil, err
+	}
+	end, ins, insChars, empty := 0, 0, 0, true
+	for i, sp := range splices {
+		if sp.Pos < end || sp.Del < 0 || sp.Pos > d.root.vis-sp.Del {
+			if i > 0 && sp.Pos < end {
+				return nil, invalid("position", ErrInvalidPosition, fmt.Sprintf("splice at %d overlaps the splice before it or comes before it", sp.Pos))
+			}
+			return nil, invalid("position", ErrInvalidPosition, fmt.Sprintf("cannot replace %d characters at %d in a text of %d characters", sp.Del, sp.Pos, d.root.vis))
+		}
+		end = sp.Pos + sp.Del
+		if sp.Text != "" {
+			if err := ValidateText("text", sp.Text, d.limit, true); err != nil {
+				return nil, err
+			}
+			ins += len(sp.Text)
+			insChars += runeCount(sp.Text)
+		}
+		if sp.Del > 0 || sp.Text != "" {
+			empty = false
+		}
+	}
+	if empty {
+		return nil, nil
+	}
+	if d.bytes+ins > d.limit {
+		after := d.bytes + ins
+		for _, sp := range splices {
+			after -= d.visibleBytes(sp.Pos, sp.Del)
+		}
+		if after > d.limit {
+			return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text would be %d bytes; the limit is %d bytes", after, d.limit))
+		}
+	}
+	if d.root.len+insChars > MaxTextChars {
+		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text would hold %d characters with its history; the limit is %d", d.root.len+insChars, MaxTextChars))
+	}
+	if 2*len(splices) > MaxTextParts {
+		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("edit has %d splices; the limit is %d", len(splices), MaxTextParts/2))
+	}
+	return d.edit(rs, s, splices, 0), nil
+}
+
+// checkLocal checks the stamp of a local edit and returns its replica's
+// state, which it creates.
+func (d *TextDoc) checkLocal(s Stamp) (*replicaState, error) {
+	if s.Replica.IsZero() {
+		return nil, invalid("replica id", ErrInvalidID, "replica id must not be the nil UUID")
+	}
+	if err := ValidateClock(s.Clock); err != nil {
+		return nil, err
+	}
+	rs := d.replicas[s.Replica]
+	if rs != nil && s.Clock <= rs.latest {
+		return nil, invalid("clock", ErrInvalidClock, fmt.Sprintf("clock %s is not after this replica's previous change to the text, %s", s.Clock, rs.latest))
+	}
+	if rs == nil && len(d.replicas) >= MaxTextReplicas {
+		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text has been written by %d replicas; the limit is %d", len(d.replicas), MaxTextReplicas))
+	}
+	return rs, nil
+}
+
+// edit applies checked splices. Splices apply from the last to the first,
+// so that each position still refers to the text before the edit. With
+// unseen non-zero, characters inserted at or after that clock are not
+// deleted (see LegacyWrite).
+func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Timestamp) *TextChange {
+	c := &TextChange{Stamp: s, Deps: slices.Clone(d.version)}
+	if len(splices) == 1 {
+		// One splice is the common case (a keystroke); size the slices
+		// for it.
+		if splices[0].Text != "" {
+			c.Inserts = make([]TextInsert, 0, 1)
+		}
+	}
+	for i := len(splices) - 1; i >= 0; i-- {
+		sp := splices[i]
+		if sp.Del > 0 {
+			c.Deletes = d.deleteVisible(sp.Pos, sp.Del, unseen, c.Deletes)
+		}
+		if sp.Text != "" {
+			if rs == nil {
+				rs = d.replica(s.Replica)
+			}
+			c.Inserts = append(c.Inserts, d.insertLocal(rs, s, sp.Pos, sp.Text))
+		}
+	}
+	if len(c.Inserts)+len(c.Deletes) == 0 {
+		// Only possible for a legacy write whose deletes were all of
+		// characters it cannot have seen.
+		return nil
+	}
+	d.record(s.Replica, s.Clock, c.Deps)
+	d.touched()
+	return c
+}
+
+// insertLocal inserts text before the pos-th visible character (at the end
+// when pos is the length), after any deleted characters there.
+func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string) TextInsert {
+	n := runeCount(text)
+	n16 := utf16Len(text, n)
+	c, j := d.seekVisible(pos)
+	var prev *item
+	right := noID
+	switch {
+	case c == nil:
+		prev = d.lastItem()
+	case j > 0:
+		prev = c
+		c = d.split(c, j)
+		right = c.id
+	default:
+		prev = prevItem(c)
+		right = c.id
+	}
+	left := noID
+	if prev != nil {
+		left = prev.last()
+	}
+	k := rs.key
+	if k < 0 || uint64(d.keys[k].end)+uint64(n) > maxOffset {
+		name := keyName{s.Replica, s.Clock}
+		var ok bool
+		if k, ok = d.keyOf[name]; !ok {
+			k = d.addKey(name)
+		}
+		d.noteKey(rs, k)
+	}
+	id := d.allot(k, n, s.Clock)
+	d.put(prev, id, n, text, n16, left, right, false)
+	return TextInsert{ID: d.textID(id), Left: d.textID(left), Right: d.textID(right), Text: text}
+}
+
+// deleteVisible deletes del visible characters from pos on and appends the
+// ids it deleted to out, joining consecutive ids into one range. With
+// unseen non-zero it skips (keeps) characters inserted at or after that
+// clock.
+func (d *TextDoc) deleteVisible(pos, del int, unseen Timestamp, out []TextRange) []TextRange {
+	it, j := d.seekVisible(pos)
+	for del > 0 {
+		if it.deleted {
+			it, j = nextItem(it), 0
+			continue
+		}
+		take := min(it.n-j, del)
+		if unseen != 0 {
+			n, keep := d.unseenRun(it.id.key, it.id.off+uint32(j), take, unseen)
+			if keep {
+				j += n
+				del -= n
+				if j == it.n {
+					it, j = nextItem(it), 0
+				}
+				continue
+			}
+			take = n
+		}
+		if j > 0 {
+			it, j = d.split(it, j), 0
+		}
+		if it.n > take {
+			d.split(it, take)
+		}
+		id := d.textID(it.id)
+		if k := len(out) - 1; k >= 0 && out[k].ID.Replica == id.Replica && out[k].ID.Anchor == id.Anchor && out[k].ID.Offset+out[k].Len == id.Offset {
+			out[k].Len += uint32(take)
+		} else {
+			out = append(out, TextRange{ID: id, Len: uint32(take)})
+		}
+		del -= take
+		b, surv := d.markDeleted(it)
+		d.bytes -= b
+		if del > 0 {
+			it = nextItem(surv)
+		}
+	}
+	return out
+}
+
+// unseenRun looks at n characters of sequence k from off on and returns
+// how many of the first ones share one answer to "was inserted at or after
+// clock t", and that answer. It goes by the sequence's clock marks, which
+// bound insertion clocks from below, so the answer "yes" is certain.
+func (d *TextDoc) unseenRun(k int32, off uint32, n int, t Timestamp) (int, bool) {
+	marks := d.keys[k].marks
+	i, found := slices.BinarySearchFunc(marks, off, func(m clockMark, off uint32) int {
+		switch {
+		case m.off < off:
+			return -1
+		case m.off > off:
+			return 1
+		}
+		return 0
+	})
+	if !found {
+		i--
+	}
+	if i+1 < len(marks) {
+		n = min(n, int(marks[i+1].off-off))
+	}
+	return n, marks[i].clock >= t
+}
+
+// visibleBytes returns the UTF-8 length of n visible characters from pos on.
+func (d *TextDoc) visibleBytes(pos, n int) int {
+	if n == 0 {
+		return 0
+	}
+	it, j := d.seekVisible(pos)
+	b := 0
+	for n > 0 {
+		if !it.deleted {
+			take := min(it.n-j, n)
+			b += byteOffset(it.text, it.n, j+take) - byteOffset(it.text, it.n, j)
+			n -= take
+		}
+		it, j = nextItem(it), 0
+	}
+	return b
+}
+
+// LegacyWrite merges a whole-body write from a device that predates
+// TextDoc and returns the change it becomes, which the caller stores and
+// sends like any other; it returns a nil change when the write is a
+// duplicate, older than the device's last one, or changes nothing.
+//
+// The write is made into the edit from the text the document holds to
+// text (by Diff), stamped with s.Clock and LegacyReplica(s.Replica), so
+// every replica that merges the same write in the same state makes the
+// same change, and a retry is a duplicate. The edit does not delete the
+// characters the device cannot have seen: those inserted by changes whose
+// clock is s.Clock or later (the device would have observed the clock of
+// any change it pulled before writing). It does delete any other
+// character missing from text, including ones typed elsewhere that the
+// device never received: that is the most an old device can remove, and
+// it is less than today, when its write replaces the whole body. A word
+// deleted elsewhere and still present in text comes back.
+func (d *TextDoc) LegacyWrite(s Stamp, text string) (*TextChange, error) {
+	ls := Stamp{Clock: s.Clock, Replica: LegacyReplica(s.Replica)}
+	if s.Replica.IsZero() {
+		return nil, invalid("replica id", ErrInvalidID, "replica id must not be the nil UUID")
+	}
+	if err := ValidateClock(s.Clock); err != nil {
+		return nil, err
+	}
+	if err := ValidateText("text", text, max(d.limit, MaxBodyBytes), true); err != nil {
+		return nil, err
+	}
+	if d.Has(ls) {
+		return nil, nil
+	}
+	rs, err := d.checkLocal(ls)
+	if err != nil {
+		return nil, err
+	}
+	splices := Diff(d.Text(), text)
+	if len(splices) == 0 {
+		return nil, nil
+	}
+	insChars := 0
+	for _, sp := range splices {
+		insChars += runeCount(sp.Text)
+	}
+	if d.root.len+insChars > MaxTextChars {
+		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text would hold %d characters with its history; the limit is %d", d.root.len+insChars, MaxTextChars))
+	}
+	return d.edit(rs, ls, splices, s.Clock), nil
+}
