@@ -71,9 +71,11 @@ type TextDoc struct {
 	keys     []*tkey
 	keyOf    map[keyName]int32
 	replicas map[ReplicaID]*replicaState
-	version  []Stamp       // newest change of each replica, sorted by replica
-	pending  []*TextChange // held changes, sorted by stamp
-	bytes    int           // visible text in bytes
+	version  []Stamp                 // newest change of each replica, sorted by replica
+	pending  []*TextChange           // held changes, sorted by stamp
+	waiting  map[ReplicaID]*waitHeap // held changes by the replica and clock they wait for
+	woken    []ReplicaID             // replicas that advanced while changes were waiting
+	bytes    int                     // visible text in bytes
 	text     string
 	textOK   bool
 }
@@ -91,6 +93,7 @@ func NewTextDoc(limit int) *TextDoc {
 		limit:    limit,
 		keyOf:    map[keyName]int32{},
 		replicas: map[ReplicaID]*replicaState{},
+		waiting:  map[ReplicaID]*waitHeap{},
 	}
 	d.newTree()
 	return d
@@ -235,6 +238,9 @@ func (d *TextDoc) record(r ReplicaID, t Timestamp, deps []Stamp) {
 			rs.deps = append(rs.deps, s)
 		}
 	}
+	if len(d.waiting) > 0 {
+		d.woken = append(d.woken, r)
+	}
 	i, ok := slices.BinarySearchFunc(d.version, r, stampByReplica)
 	if ok {
 		d.version[i].Clock = t
@@ -356,7 +362,7 @@ func (d *TextDoc) deleteIDs(k int32, off uint32, n uint32) {
 	for n > 0 {
 		it, j := d.findID(cid{k, off})
 		take := min(uint32(it.n-j), n)
-		if !it.deleted {
+		if !it.deleted && !d.shiftDeleted(it, j, int(take)) {
 			if j > 0 {
 				it = d.split(it, j)
 			}
@@ -391,33 +397,34 @@ func (d *TextDoc) Apply(c *TextChange) (TextStatus, error) {
 }
 
 // readiness says whether c can apply now. It is not ready, with no error,
-// while the version it was made on is incomplete; it is an error when c
-// skipped a change of its own replica that the document holds (its
-// replica forked), which no later change can mend.
-func (d *TextDoc) readiness(c *TextChange) (ready, dup bool, err error) {
+// while the version it was made on is incomplete, and then names a
+// replica whose next change it waits for; it is an error when c skipped a
+// change of its own replica that the document holds (its replica forked),
+// which no later change can mend.
+func (d *TextDoc) readiness(c *TextChange) (ready, dup bool, wait Stamp, err error) {
 	var latest Timestamp
 	if rs := d.replicas[c.Replica]; rs != nil {
 		latest = rs.latest
 	}
 	if c.Clock <= latest {
-		return false, true, nil
+		return false, true, wait, nil
 	}
 	prev := prevOwn(c)
 	if prev < latest {
-		return false, false, invalid("text change", ErrTextHistory, fmt.Sprintf("text change %s was not made on its replica's change %s", c.Clock, latest))
+		return false, false, wait, invalid("text change", ErrTextHistory, fmt.Sprintf("text change %s was not made on its replica's change %s", c.Clock, latest))
 	}
 	if prev > latest {
-		return false, false, nil
+		return false, false, Stamp{Clock: prev, Replica: c.Replica}, nil
 	}
 	for _, s := range c.Deps {
 		if s.Replica == c.Replica {
 			continue
 		}
 		if rs := d.replicas[s.Replica]; rs == nil || rs.latest < s.Clock {
-			return false, false, nil
+			return false, false, s, nil
 		}
 	}
-	return true, false, nil
+	return true, false, wait, nil
 }
 
 // prevOwn returns the clock of c's replica's previous change in c.Deps.
@@ -430,7 +437,7 @@ func prevOwn(c *TextChange) Timestamp {
 
 // offer applies c if it is ready and holds it otherwise.
 func (d *TextDoc) offer(c *TextChange) (TextStatus, error) {
-	ready, dup, err := d.readiness(c)
+	ready, dup, wait, err := d.readiness(c)
 	if err != nil {
 		return 0, err
 	}
@@ -438,14 +445,16 @@ func (d *TextDoc) offer(c *TextChange) (TextStatus, error) {
 		return TextDuplicate, nil
 	}
 	if !ready {
-		i, found := slices.BinarySearchFunc(d.pending, c.Stamp, func(p *TextChange, s Stamp) int { return p.Stamp.Compare(s) })
+		i, found := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder)
 		if found {
 			return TextDuplicate, nil
 		}
 		if len(d.pending) >= MaxTextPending {
 			return 0, invalid("text", ErrTooLarge, fmt.Sprintf("text holds %d changes waiting for earlier ones; the limit is %d", len(d.pending), MaxTextPending))
 		}
-		d.pending = slices.Insert(d.pending, i, cloneChange(c))
+		c = cloneChange(c)
+		d.pending = slices.Insert(d.pending, i, c)
+		d.wait(wait, c)
 		return TextHeld, nil
 	}
 	if err := d.applyReady(c); err != nil {
@@ -454,27 +463,119 @@ func (d *TextDoc) offer(c *TextChange) (TextStatus, error) {
 	return TextApplied, nil
 }
 
+// wait files the held change c until replica w.Replica reaches w.Clock.
+func (d *TextDoc) wait(w Stamp, c *TextChange) {
+	h := d.waiting[w.Replica]
+	if h == nil {
+		h = &waitHeap{}
+		d.waiting[w.Replica] = h
+	}
+	h.push(waiter{w.Clock, c})
+}
+
 // drain applies every held change that has become ready, until none has.
-// A held change that turns out not to fit the history once its version is
-// complete is dropped: every replica that receives it finds the same.
+// Only the changes waiting for a clock a replica has now reached are
+// looked at. A held change that turns out not to fit the history once its
+// version is complete is dropped: every replica that receives it finds the
+// same.
 func (d *TextDoc) drain() {
-	for progress := true; progress && len(d.pending) > 0; {
-		progress = false
-		for i := 0; i < len(d.pending); i++ {
-			c := d.pending[i]
-			ready, dup, err := d.readiness(c)
+	for len(d.woken) > 0 {
+		r := d.woken[len(d.woken)-1]
+		d.woken = d.woken[:len(d.woken)-1]
+		h := d.waiting[r]
+		if h == nil {
+			continue
+		}
+		var latest Timestamp
+		if rs := d.replicas[r]; rs != nil {
+			latest = rs.latest
+		}
+		for len(h.w) > 0 && h.w[0].clock <= latest {
+			c := h.pop().c
+			ready, dup, wait, err := d.readiness(c)
 			if !ready && !dup && err == nil {
+				d.wait(wait, c)
 				continue
 			}
+			i, _ := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder)
 			d.pending = slices.Delete(d.pending, i, i+1)
-			i--
 			if ready {
-				if d.applyReady(c) == nil {
-					progress = true
-				}
+				_ = d.applyReady(c)
 			}
 		}
+		if len(h.w) == 0 {
+			delete(d.waiting, r)
+		}
 	}
+	if len(d.waiting) == 0 {
+		d.woken = d.woken[:0]
+	}
+}
+
+// rewait files every held change again by what it waits for, applying the
+// ones that are ready; Merge uses it after adding held changes.
+func (d *TextDoc) rewait() {
+	clear(d.waiting)
+	d.woken = d.woken[:0]
+	for _, c := range d.pending {
+		// File everything as ready to look at; drain sorts it out.
+		d.wait(Stamp{Replica: c.Replica}, c)
+		d.woken = append(d.woken, c.Replica)
+	}
+	d.drain()
+}
+
+// waiter is a held change and the clock it waits for.
+type waiter struct {
+	clock Timestamp
+	c     *TextChange
+}
+
+// waitHeap is a min-heap of waiters by clock.
+type waitHeap struct{ w []waiter }
+
+func (h *waitHeap) push(x waiter) {
+	h.w = append(h.w, x)
+	for i := len(h.w) - 1; i > 0; {
+		p := (i - 1) / 2
+		if !h.less(i, p) {
+			break
+		}
+		h.w[i], h.w[p] = h.w[p], h.w[i]
+		i = p
+	}
+}
+
+func (h *waitHeap) pop() waiter {
+	top := h.w[0]
+	n := len(h.w) - 1
+	h.w[0] = h.w[n]
+	h.w[n] = waiter{}
+	h.w = h.w[:n]
+	for i := 0; ; {
+		l, r, m := 2*i+1, 2*i+2, i
+		if l < n && h.less(l, m) {
+			m = l
+		}
+		if r < n && h.less(r, m) {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		h.w[i], h.w[m] = h.w[m], h.w[i]
+		i = m
+	}
+	return top
+}
+
+// less orders by clock, then by stamp, so the order of applying held
+// changes does not depend on the order they arrived in.
+func (h *waitHeap) less(i, j int) bool {
+	if h.w[i].clock != h.w[j].clock {
+		return h.w[i].clock < h.w[j].clock
+	}
+	return h.w[i].c.Stamp.Compare(h.w[j].c.Stamp) < 0
 }
 
 func cloneChange(c *TextChange) *TextChange {
@@ -602,6 +703,9 @@ func (d *TextDoc) Clone() *TextDoc {
 	}
 	c.version = slices.Clone(d.version)
 	c.pending = slices.Clone(d.pending)
+	for r, h := range d.waiting {
+		c.waiting[r] = &waitHeap{w: slices.Clone(h.w)}
+	}
 	var prev *item
 	for l := d.head; l != nil; l = l.next {
 		for _, it := range l.items {

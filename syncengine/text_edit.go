@@ -143,13 +143,17 @@ func (d *TextDoc) checkLocal(s Stamp) (*replicaState, error) {
 // unseen non-zero, characters inserted at or after that clock are not
 // deleted (see LegacyWrite).
 func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Timestamp) *TextChange {
-	c := &TextChange{Stamp: s, Deps: slices.Clone(d.version)}
-	if len(splices) == 1 {
-		// One splice is the common case (a keystroke); size the slices
-		// for it.
-		if splices[0].Text != "" {
-			c.Inserts = make([]TextInsert, 0, 1)
-		}
+	var c *TextChange
+	if len(splices) == 1 && len(d.version) <= len(changeBlock{}.deps) {
+		// One splice is the common case (a keystroke): one allocation.
+		blk := &changeBlock{}
+		c = &blk.c
+		c.Stamp = s
+		c.Deps = append(blk.deps[:0], d.version...)
+		c.Inserts = blk.ins[:0]
+		c.Deletes = blk.dels[:0]
+	} else {
+		c = &TextChange{Stamp: s, Deps: slices.Clone(d.version)}
 	}
 	for i := len(splices) - 1; i >= 0; i-- {
 		sp := splices[i]
@@ -168,9 +172,23 @@ func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Times
 		// characters it cannot have seen.
 		return nil
 	}
+	if len(c.Inserts) == 0 {
+		c.Inserts = nil
+	}
+	if len(c.Deletes) == 0 {
+		c.Deletes = nil
+	}
 	d.record(s.Replica, s.Clock, c.Deps)
 	d.touched()
 	return c
+}
+
+// changeBlock holds a one-splice change and its slices in one allocation.
+type changeBlock struct {
+	c    TextChange
+	ins  [1]TextInsert
+	dels [1]TextRange
+	deps [2]Stamp
 }
 
 // insertLocal inserts text before the pos-th visible character (at the end
@@ -234,18 +252,21 @@ func (d *TextDoc) deleteVisible(pos, del int, unseen Timestamp, out []TextRange)
 			}
 			take = n
 		}
+		if first := (cid{it.id.key, it.id.off + uint32(j)}); d.shiftDeleted(it, j, take) {
+			out = appendRange(out, d.textID(first), take)
+			del -= take
+			if del > 0 {
+				it, j = nextItem(it), 0
+			}
+			continue
+		}
 		if j > 0 {
 			it, j = d.split(it, j), 0
 		}
 		if it.n > take {
 			d.split(it, take)
 		}
-		id := d.textID(it.id)
-		if k := len(out) - 1; k >= 0 && out[k].ID.Replica == id.Replica && out[k].ID.Anchor == id.Anchor && out[k].ID.Offset+out[k].Len == id.Offset {
-			out[k].Len += uint32(take)
-		} else {
-			out = append(out, TextRange{ID: id, Len: uint32(take)})
-		}
+		out = appendRange(out, d.textID(it.id), take)
 		del -= take
 		b, surv := d.markDeleted(it)
 		d.bytes -= b
@@ -254,6 +275,66 @@ func (d *TextDoc) deleteVisible(pos, del int, unseen Timestamp, out []TextRange)
 		}
 	}
 	return out
+}
+
+// appendRange appends n ids from id on to out, extending the last range
+// when they continue it.
+func appendRange(out []TextRange, id TextID, n int) []TextRange {
+	if k := len(out) - 1; k >= 0 && out[k].ID.Replica == id.Replica && out[k].ID.Anchor == id.Anchor && out[k].ID.Offset+out[k].Len == id.Offset {
+		out[k].Len += uint32(n)
+		return out
+	}
+	return append(out, TextRange{ID: id, Len: uint32(n)})
+}
+
+// shiftDeleted deletes the n visible characters of it from its j-th on
+// when they are at one end of it, next to a deleted item of the same run
+// in the same leaf, by moving the boundary between the two items: the
+// common case of backspacing (and forward-deleting) through text, which
+// then costs no new item. It reports whether it could.
+func (d *TextDoc) shiftDeleted(it *item, j, n int) bool {
+	leaf := it.leaf
+	switch {
+	case j > 0 && j+n == it.n:
+		i := leaf.indexOf(it)
+		if i+1 >= len(leaf.items) {
+			return false
+		}
+		nx := leaf.items[i+1]
+		if !nx.deleted || !mergeable(it, nx) {
+			return false
+		}
+		b := byteOffset(it.text, it.n, j)
+		u := utf16Len(it.text[b:], n)
+		d.bytes -= len(it.text) - b
+		it.text = it.text[:b]
+		it.n, it.n16 = j, it.n16-u
+		nx.id.off -= uint32(n)
+		nx.n += n
+		nx.left = it.last()
+		leaf.add(0, -n, -u)
+		return true
+	case j == 0 && n < it.n:
+		i := leaf.indexOf(it)
+		if i == 0 {
+			return false
+		}
+		pv := leaf.items[i-1]
+		if !pv.deleted || !mergeable(pv, it) {
+			return false
+		}
+		b := byteOffset(it.text, it.n, n)
+		u := utf16Len(it.text[:b], n)
+		d.bytes -= b
+		it.text = it.text[b:]
+		it.n, it.n16 = it.n-n, it.n16-u
+		it.id.off += uint32(n)
+		pv.n += n
+		it.left = pv.last()
+		leaf.add(0, -n, -u)
+		return true
+	}
+	return false
 }
 
 // unseenRun looks at n characters of sequence k from off on and returns

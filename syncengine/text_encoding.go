@@ -547,9 +547,11 @@ func decodeTextDoc(b []byte, limit int) (*TextDoc, error) {
 		if err := ValidateTextChange(c, MaxTextChars); err != nil {
 			return nil, fmt.Errorf("%w: a held change is not valid: %v", ErrCorruptText, err)
 		}
-		if ready, dup, err := doc.readiness(c); ready || dup || err != nil {
+		ready, dup, wait, err := doc.readiness(c)
+		if ready || dup || err != nil {
 			return nil, fmt.Errorf("%w: a held change should have been applied or dropped", ErrCorruptText)
 		}
+		doc.wait(wait, c)
 	}
 	doc.touched()
 	return doc, nil

@@ -219,15 +219,20 @@ func (d *TextDoc) Merge(o *TextDoc) error {
 	for i, k := range o.keys {
 		d.noteKey(d.replica(k.replica), km[i])
 	}
+	d.drain()
+	added := false
 	for _, c := range o.pending {
 		if d.Has(c.Stamp) {
 			continue
 		}
 		if i, found := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder); !found {
 			d.pending = slices.Insert(d.pending, i, c)
+			added = true
 		}
 	}
-	d.drain()
+	if added || len(d.pending) > 0 {
+		d.rewait()
+	}
 	d.touched()
 	return nil
 }
