@@ -3,6 +3,7 @@ package syncengine
 import (
 	"fmt"
 	"slices"
+	"strings"
 )
 
 // Splice replaces del code points at pos with ins, as an edit made on this
@@ -384,17 +385,20 @@ func (d *TextDoc) visibleBytes(pos, n int) int {
 // sends like any other; it returns a nil change when the write is a
 // duplicate, older than the device's last one, or changes nothing.
 //
-// The write is made into the edit from the text the document holds to
-// text (by Diff), stamped with s.Clock and LegacyReplica(s.Replica), so
-// every replica that merges the same write in the same state makes the
-// same change, and a retry is a duplicate. The edit does not delete the
-// characters the device cannot have seen: those inserted by changes whose
-// clock is s.Clock or later (the device would have observed the clock of
-// any change it pulled before writing). It does delete any other
-// character missing from text, including ones typed elsewhere that the
-// device never received: that is the most an old device can remove, and
-// it is less than today, when its write replaces the whole body. A word
-// deleted elsewhere and still present in text comes back.
+// A character inserted by a change whose clock is s.Clock or later cannot
+// have been seen by the device (it would have observed that clock before
+// writing). The write is made into the edit, found by Diff, from the rest
+// of the text (what the device may have seen) to text; the unseen
+// characters stay where they are, and text inserted next to them goes
+// before them. The change is stamped with s.Clock and
+// LegacyReplica(s.Replica), so every replica that merges the same write in
+// the same state makes the same change, and a retry is a duplicate.
+//
+// What an old device can remove is therefore any character it may have
+// seen and left out of text, including one typed elsewhere that it never
+// received, if that was typed before its write's clock: less than today,
+// when its write replaces the whole body. A word deleted elsewhere and
+// still present in text comes back.
 func (d *TextDoc) LegacyWrite(s Stamp, text string) (*TextChange, error) {
 	ls := Stamp{Clock: s.Clock, Replica: LegacyReplica(s.Replica)}
 	if s.Replica.IsZero() {
@@ -413,16 +417,56 @@ func (d *TextDoc) LegacyWrite(s Stamp, text string) (*TextChange, error) {
 	if err != nil {
 		return nil, err
 	}
-	splices := Diff(d.Text(), text)
+	seen, after := d.seenText(s.Clock)
+	splices := Diff(seen, text)
 	if len(splices) == 0 {
 		return nil, nil
 	}
 	insChars := 0
-	for _, sp := range splices {
+	for i, sp := range splices {
 		insChars += runeCount(sp.Text)
+		// Map positions in the seen text to positions in the whole text.
+		start := 0
+		if sp.Pos > 0 {
+			start = after[sp.Pos-1]
+		}
+		end := start
+		if sp.Del > 0 {
+			end = after[sp.Pos+sp.Del-1]
+		}
+		splices[i].Pos, splices[i].Del = start, end-start
 	}
 	if d.root.len+insChars > MaxTextChars {
 		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text would hold %d characters with its history; the limit is %d", d.root.len+insChars, MaxTextChars))
 	}
 	return d.edit(rs, ls, splices, s.Clock), nil
+}
+
+// seenText returns the text without the characters inserted at or after
+// clock t, and for each of its characters the position in the whole text
+// just after it.
+func (d *TextDoc) seenText(t Timestamp) (string, []int) {
+	var b strings.Builder
+	after := make([]int, 0, d.root.vis)
+	pos := 0
+	for l := d.head; l != nil; l = l.next {
+		for _, it := range l.items {
+			if it.deleted {
+				continue
+			}
+			for j := 0; j < it.n; {
+				n, unseen := d.unseenRun(it.id.key, it.id.off+uint32(j), it.n-j, t)
+				if !unseen {
+					lo, hi := byteOffset(it.text, it.n, j), byteOffset(it.text, it.n, j+n)
+					b.Write(it.text[lo:hi])
+					for k := 1; k <= n; k++ {
+						after = append(after, pos+k)
+					}
+				}
+				pos += n
+				j += n
+			}
+		}
+	}
+	return b.String(), after
 }
