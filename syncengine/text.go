@@ -265,8 +265,11 @@ func ValidateTextChange(c *TextChange, limit int) error {
 		return invalid("text change", ErrTooLarge, fmt.Sprintf("text change depends on %d replicas; the limit is %d", len(c.Deps), MaxTextReplicas))
 	}
 	for i, d := range c.Deps {
-		if d.Replica.IsZero() || d.Clock == 0 {
-			return invalid("text change", ErrInvalidValue, "a dependency of a text change names no replica or no clock")
+		if d.Replica.IsZero() {
+			return invalid("text change", ErrInvalidValue, "a dependency of a text change names no replica")
+		}
+		if err := ValidateClock(d.Clock); err != nil {
+			return err
 		}
 		if i > 0 && c.Deps[i-1].Replica.Compare(d.Replica) >= 0 {
 			return invalid("text change", ErrInvalidValue, "dependencies of a text change are not sorted by replica")
@@ -292,8 +295,8 @@ func ValidateTextChange(c *TextChange, limit int) error {
 		if id.IsZero() {
 			return nil
 		}
-		if id.Anchor == 0 {
-			return invalid("text change", ErrInvalidID, fmt.Sprintf("%s of a text change has no anchor", what))
+		if ValidateClock(id.Anchor) != nil {
+			return invalid("text change", ErrInvalidID, fmt.Sprintf("%s of a text change has no valid anchor", what))
 		}
 		if !known(id) {
 			return invalid("text change", ErrTextHistory, fmt.Sprintf("%s of a text change comes from a replica it does not depend on", what))
@@ -306,7 +309,7 @@ func ValidateTextChange(c *TextChange, limit int) error {
 		if in.ID.Replica != c.Replica {
 			return invalid("text change", ErrInvalidID, "a text change may insert only characters of its own replica")
 		}
-		if in.ID.Anchor == 0 || in.ID.Anchor > c.Clock {
+		if ValidateClock(in.ID.Anchor) != nil || in.ID.Anchor > c.Clock {
 			return invalid("text change", ErrInvalidID, "an insert's sequence must be opened no later than the change")
 		}
 		if in.Text == "" {

@@ -2,6 +2,8 @@ package syncengine
 
 import (
 	"math"
+	"slices"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -33,7 +35,7 @@ func Diff(old, new string) []Splice {
 	a, b := old[p:len(old)-s], new[p:len(new)-s]
 	base := runeCount(old[:p])
 	if a == "" || b == "" {
-		return []Splice{{Pos: base, Del: runeCount(a), Text: b}}
+		return alignSplices(old, []Splice{{Pos: base, Del: runeCount(a), Text: b}})
 	}
 	m := newDiffer([]rune(a), []rune(b))
 	m.compare(0, len(m.a), 0, len(m.b))
@@ -44,7 +46,101 @@ func Diff(old, new string) []Splice {
 			out = append(out, Splice{Pos: base + g.a0, Del: g.a1 - g.a0, Text: string(m.b[g.b0:g.b1])})
 		}
 	}
-	return out
+	return alignSplices(old, out)
+}
+
+// alignSplices slides each pure insert and pure delete, where the
+// surrounding text allows it without changing the result, to the
+// position whose ends fall best on word and line boundaries ("again "
+// before "about", not "gain a" after its "a"), so that an edit merges
+// with concurrent edits as the words it is. Ties go to the later
+// position.
+func alignSplices(old string, splices []Splice) []Splice {
+	var o []rune
+	for i := range splices {
+		sp := &splices[i]
+		if (sp.Del == 0) == (sp.Text == "") {
+			continue // a replacement has no equivalent positions
+		}
+		if o == nil {
+			o = []rune(old)
+		}
+		lo, hi := 0, len(o)
+		if i > 0 {
+			lo = splices[i-1].Pos + splices[i-1].Del
+		}
+		if i+1 < len(splices) {
+			hi = splices[i+1].Pos
+		}
+		// The edit as a window of runes that slides over o: for a delete
+		// the deleted runes themselves, for an insert its text.
+		var e []rune
+		if sp.Del > 0 {
+			e = slices.Clone(o[sp.Pos : sp.Pos+sp.Del])
+		} else {
+			e = []rune(sp.Text)
+		}
+		p, end := sp.Pos, sp.Pos+sp.Del // the window covers o[p:end] (empty for an insert)
+		for p > lo && o[p-1] == e[len(e)-1] {
+			copy(e[1:], e[:len(e)-1])
+			e[0] = o[p-1]
+			p--
+			end--
+		}
+		best, bestP, bestE := -1, p, slices.Clone(e)
+		for {
+			if sc := boundaryScore(o, p, e[0]) + boundaryScoreAfter(o, end, e[len(e)-1]); sc >= best {
+				best, bestP = sc, p
+				copy(bestE, e)
+			}
+			if end >= hi || o[end] != e[0] {
+				break
+			}
+			first := e[0]
+			copy(e, e[1:])
+			e[len(e)-1] = first
+			p++
+			end++
+		}
+		sp.Pos = bestP
+		if sp.Text != "" {
+			sp.Text = string(bestE)
+		}
+	}
+	return splices
+}
+
+// boundaryScore rates the boundary before position p of o, where the rune
+// first comes next; boundaryScoreAfter the one after a stretch ending in
+// last, where o[end] comes next. Higher is a better place for an edit to
+// start or end.
+func boundaryScore(o []rune, p int, first rune) int {
+	if p == 0 {
+		return 6
+	}
+	return boundaryPair(o[p-1], first)
+}
+
+func boundaryScoreAfter(o []rune, end int, last rune) int {
+	if end >= len(o) {
+		return 6
+	}
+	return boundaryPair(last, o[end])
+}
+
+func boundaryPair(x, y rune) int {
+	alnum := func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r) }
+	switch {
+	case x == '\n' || y == '\n':
+		return 4
+	case !alnum(x) && !unicode.IsSpace(x) && unicode.IsSpace(y):
+		return 3 // the end of a sentence
+	case unicode.IsSpace(x) || unicode.IsSpace(y):
+		return 2
+	case !alnum(x) || !alnum(y):
+		return 1
+	}
+	return 0
 }
 
 // commonPrefix returns the length in bytes of the longest common prefix of
