@@ -64,9 +64,9 @@ func TestDiff(t *testing.T) {
 
 func TestDiffCharacterBoundaries(t *testing.T) {
 	for _, tc := range []struct{ old, new string }{
-		{"aé", "aè"},         // é and è share their first byte
-		{"éa", "ũa"},         // é and ũ share their last byte
-		{"a🙂b", "a🙃b"},       // emoji share three bytes
+		{"aé", "aè"},           // é and è share their first byte
+		{"éa", "ũa"},           // é and ũ share their last byte
+		{"a🙂b", "a🙃b"},         // emoji share three bytes
 		{"e\u0301", "e\u0300"}, // combining marks
 		{"", "🙂"},
 		{"🙂", ""},
