@@ -78,6 +78,20 @@ type TextDoc struct {
 	bytes    int                     // visible text in bytes
 	text     string
 	textOK   bool
+
+	// cur remembers where the last local insert ended, so that typing
+	// on from there skips finding the position: prev holds the last
+	// character typed and right is the right origin it was typed with.
+	cur struct {
+		ok    bool
+		pos   int
+		prev  *item
+		right cid
+	}
+	// lastRep and lastRS cache the state of the replica that edits
+	// locally.
+	lastRep ReplicaID
+	lastRS  *replicaState
 }
 
 // NewTextDoc returns an empty document. limit is the most bytes of text a
@@ -230,7 +244,10 @@ func (d *TextDoc) replica(r ReplicaID) *replicaState {
 
 // record notes that r's change at clock t, made on deps, is applied.
 func (d *TextDoc) record(r ReplicaID, t Timestamp, deps []Stamp) {
-	rs := d.replica(r)
+	d.recordState(d.replica(r), r, t, deps)
+}
+
+func (d *TextDoc) recordState(rs *replicaState, r ReplicaID, t Timestamp, deps []Stamp) {
 	rs.latest = t
 	rs.deps = rs.deps[:0]
 	for _, s := range deps {
@@ -259,6 +276,7 @@ func (d *TextDoc) noteKey(rs *replicaState, k int32) {
 // integrate places a run of characters received from another replica (or
 // rebuilt from a state) between its origins, by the FugueMax rule.
 func (d *TextDoc) integrate(id cid, n int, text string, n16 int, left, right cid, deleted bool) {
+	d.cur.ok = false
 	var l *item
 	if !left.none() {
 		it, j := d.findID(left)
@@ -335,8 +353,8 @@ place:
 }
 
 // put places a run right after prev, extending prev when the run continues
-// it.
-func (d *TextDoc) put(prev *item, id cid, n int, text string, n16 int, left, right cid, deleted bool) {
+// it, and returns the item that holds it.
+func (d *TextDoc) put(prev *item, id cid, n int, text string, n16 int, left, right cid, deleted bool) *item {
 	if prev != nil && prev.deleted == deleted && prev.id.key == id.key && prev.id.off+uint32(prev.n) == id.off && left == prev.last() && right == prev.right {
 		if deleted {
 			prev.n += n
@@ -345,7 +363,7 @@ func (d *TextDoc) put(prev *item, id cid, n int, text string, n16 int, left, rig
 			d.extend(prev, text, n, n16)
 			d.bytes += len(text)
 		}
-		return
+		return prev
 	}
 	it := &item{id: id, n: n, left: left, right: right, deleted: deleted}
 	if !deleted {
@@ -354,11 +372,13 @@ func (d *TextDoc) put(prev *item, id cid, n int, text string, n16 int, left, rig
 		d.bytes += len(text)
 	}
 	d.insertAfter(prev, it)
+	return it
 }
 
 // deleteIDs deletes the visible characters among n ids of sequence k from
 // off on.
 func (d *TextDoc) deleteIDs(k int32, off uint32, n uint32) {
+	d.cur.ok = false
 	for n > 0 {
 		it, j := d.findID(cid{k, off})
 		take := min(uint32(it.n-j), n)

@@ -129,7 +129,12 @@ func (d *TextDoc) checkLocal(s Stamp) (*replicaState, error) {
 	if err := ValidateClock(s.Clock); err != nil {
 		return nil, err
 	}
-	rs := d.replicas[s.Replica]
+	rs := d.lastRS
+	if rs == nil || d.lastRep != s.Replica {
+		if rs = d.replicas[s.Replica]; rs != nil {
+			d.lastRep, d.lastRS = s.Replica, rs
+		}
+	}
 	if rs != nil && s.Clock <= rs.latest {
 		return nil, invalid("clock", ErrInvalidClock, fmt.Sprintf("clock %s is not after this replica's previous change to the text, %s", s.Clock, rs.latest))
 	}
@@ -152,7 +157,6 @@ func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Times
 		c.Stamp = s
 		c.Deps = append(blk.deps[:0], d.version...)
 		c.Inserts = blk.ins[:0]
-		c.Deletes = blk.dels[:0]
 	} else {
 		c = &TextChange{Stamp: s, Deps: slices.Clone(d.version)}
 	}
@@ -176,19 +180,19 @@ func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Times
 	if len(c.Inserts) == 0 {
 		c.Inserts = nil
 	}
-	if len(c.Deletes) == 0 {
-		c.Deletes = nil
+	if rs == nil {
+		rs = d.replica(s.Replica)
 	}
-	d.record(s.Replica, s.Clock, c.Deps)
+	d.recordState(rs, s.Replica, s.Clock, c.Deps)
 	d.touched()
 	return c
 }
 
-// changeBlock holds a one-splice change and its slices in one allocation.
+// changeBlock holds a one-splice change and its slices in one allocation
+// of 256 bytes.
 type changeBlock struct {
 	c    TextChange
 	ins  [1]TextInsert
-	dels [1]TextRange
 	deps [2]Stamp
 }
 
@@ -197,19 +201,23 @@ type changeBlock struct {
 func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string) TextInsert {
 	n := runeCount(text)
 	n16 := utf16Len(text, n)
-	c, j := d.seekVisible(pos)
 	var prev *item
 	right := noID
-	switch {
-	case c == nil:
-		prev = d.lastItem()
-	case j > 0:
-		prev = c
-		c = d.split(c, j)
-		right = c.id
-	default:
-		prev = prevItem(c)
-		right = c.id
+	if d.cur.ok && d.cur.pos == pos {
+		prev, right = d.cur.prev, d.cur.right
+	} else {
+		c, j := d.seekVisible(pos)
+		switch {
+		case c == nil:
+			prev = d.lastItem()
+		case j > 0:
+			prev = c
+			c = d.split(c, j)
+			right = c.id
+		default:
+			prev = prevItem(c)
+			right = c.id
+		}
 	}
 	left := noID
 	if prev != nil {
@@ -225,7 +233,8 @@ func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string) T
 		d.noteKey(rs, k)
 	}
 	id := d.allot(k, n, s.Clock)
-	d.put(prev, id, n, text, n16, left, right, false)
+	it := d.put(prev, id, n, text, n16, left, right, false)
+	d.cur.ok, d.cur.pos, d.cur.prev, d.cur.right = true, pos+n, it, right
 	return TextInsert{ID: d.textID(id), Left: d.textID(left), Right: d.textID(right), Text: text}
 }
 
@@ -234,6 +243,7 @@ func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string) T
 // unseen non-zero it skips (keeps) characters inserted at or after that
 // clock.
 func (d *TextDoc) deleteVisible(pos, del int, unseen Timestamp, out []TextRange) []TextRange {
+	d.cur.ok = false
 	it, j := d.seekVisible(pos)
 	for del > 0 {
 		if it.deleted {
