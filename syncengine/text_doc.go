@@ -2,6 +2,7 @@ package syncengine
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -72,7 +73,7 @@ type TextDoc struct {
 	keyOf    map[keyName]int32
 	replicas map[ReplicaID]*replicaState
 	version  []Stamp                 // newest change of each replica, sorted by replica
-	pending  []*TextChange           // held changes, sorted by stamp
+	pending  map[Stamp]*TextChange   // held changes
 	waiting  map[ReplicaID]*waitHeap // held changes by the replica and clock they wait for
 	woken    []ReplicaID             // replicas that advanced while changes were waiting
 	bytes    int                     // visible text in bytes
@@ -108,6 +109,7 @@ func NewTextDoc(limit int) *TextDoc {
 		keyOf:    map[keyName]int32{},
 		replicas: map[ReplicaID]*replicaState{},
 		waiting:  map[ReplicaID]*waitHeap{},
+		pending:  map[Stamp]*TextChange{},
 	}
 	d.newTree()
 	return d
@@ -167,7 +169,16 @@ func (d *TextDoc) Updated() Timestamp {
 
 // Pending returns the changes the document holds until the version they
 // were made on arrives, sorted by stamp.
-func (d *TextDoc) Pending() []*TextChange { return slices.Clone(d.pending) }
+func (d *TextDoc) Pending() []*TextChange { return d.sortedPending() }
+
+func (d *TextDoc) sortedPending() []*TextChange {
+	out := make([]*TextChange, 0, len(d.pending))
+	for _, c := range d.pending {
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b *TextChange) int { return a.Stamp.Compare(b.Stamp) })
+	return out
+}
 
 // Heads returns the newest change of each replica that no other replica's
 // newest change had seen, sorted by replica. A document written by one
@@ -465,15 +476,14 @@ func (d *TextDoc) offer(c *TextChange) (TextStatus, error) {
 		return TextDuplicate, nil
 	}
 	if !ready {
-		i, found := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder)
-		if found {
+		if d.pending[c.Stamp] != nil {
 			return TextDuplicate, nil
 		}
 		if len(d.pending) >= MaxTextPending {
 			return 0, invalid("text", ErrTooLarge, fmt.Sprintf("text holds %d changes waiting for earlier ones; the limit is %d", len(d.pending), MaxTextPending))
 		}
 		c = cloneChange(c)
-		d.pending = slices.Insert(d.pending, i, c)
+		d.pending[c.Stamp] = c
 		d.wait(wait, c)
 		return TextHeld, nil
 	}
@@ -517,8 +527,7 @@ func (d *TextDoc) drain() {
 				d.wait(wait, c)
 				continue
 			}
-			i, _ := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder)
-			d.pending = slices.Delete(d.pending, i, i+1)
+			delete(d.pending, c.Stamp)
 			if ready {
 				_ = d.applyReady(c)
 			}
@@ -537,7 +546,7 @@ func (d *TextDoc) drain() {
 func (d *TextDoc) rewait() {
 	clear(d.waiting)
 	d.woken = d.woken[:0]
-	for _, c := range d.pending {
+	for _, c := range d.sortedPending() {
 		// File everything as ready to look at; drain sorts it out.
 		d.wait(Stamp{Replica: c.Replica}, c)
 		d.woken = append(d.woken, c.Replica)
@@ -722,7 +731,7 @@ func (d *TextDoc) Clone() *TextDoc {
 		c.replicas[r] = &replicaState{latest: rs.latest, deps: slices.Clone(rs.deps), key: rs.key}
 	}
 	c.version = slices.Clone(d.version)
-	c.pending = slices.Clone(d.pending)
+	c.pending = maps.Clone(d.pending)
 	for r, h := range d.waiting {
 		c.waiting[r] = &waitHeap{w: slices.Clone(h.w)}
 	}

@@ -206,7 +206,7 @@ func AppendTextDoc(b []byte, d *TextDoc) []byte {
 	}
 
 	b = binary.AppendUvarint(b, uint64(len(d.pending)))
-	for _, c := range d.pending {
+	for _, c := range d.sortedPending() {
 		enc := AppendTextChange(nil, c)
 		b = binary.AppendUvarint(b, uint64(len(enc)))
 		b = append(b, enc...)
@@ -512,6 +512,7 @@ func decodeTextDoc(b []byte, limit int) (*TextDoc, error) {
 	}
 
 	npend := d.count(2, MaxTextPending)
+	var held []*TextChange
 	for i := 0; i < npend && d.err == nil; i++ {
 		enc := d.bytesField()
 		if d.err != nil {
@@ -522,11 +523,11 @@ func decodeTextDoc(b []byte, limit int) (*TextDoc, error) {
 			d.fail("a held change is not valid: " + err.Error())
 			break
 		}
-		if i > 0 && doc.pending[i-1].Stamp.Compare(c.Stamp) >= 0 {
+		if i > 0 && held[i-1].Stamp.Compare(c.Stamp) >= 0 {
 			d.fail("held changes are not sorted")
 			break
 		}
-		doc.pending = append(doc.pending, c)
+		held = append(held, c)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
@@ -543,7 +544,8 @@ func decodeTextDoc(b []byte, limit int) (*TextDoc, error) {
 			return nil, fmt.Errorf("%w: a sequence's runs do not reach its end", ErrCorruptText)
 		}
 	}
-	for _, c := range doc.pending {
+	for _, c := range held {
+		doc.pending[c.Stamp] = c
 		if err := ValidateTextChange(c, MaxTextChars); err != nil {
 			return nil, fmt.Errorf("%w: a held change is not valid: %v", ErrCorruptText, err)
 		}

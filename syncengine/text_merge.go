@@ -143,8 +143,8 @@ func (d *TextDoc) Merge(o *TextDoc) error {
 		return invalid("text", ErrTooLarge, fmt.Sprintf("merged text would hold %d characters with its history; the limit is %d", d.root.len+missing, MaxTextChars))
 	}
 	morePending := 0
-	for _, c := range o.pending {
-		if _, found := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder); !found {
+	for s := range o.pending {
+		if d.pending[s] == nil {
 			morePending++
 		}
 	}
@@ -221,12 +221,9 @@ func (d *TextDoc) Merge(o *TextDoc) error {
 	}
 	d.drain()
 	added := false
-	for _, c := range o.pending {
-		if d.Has(c.Stamp) {
-			continue
-		}
-		if i, found := slices.BinarySearchFunc(d.pending, c.Stamp, pendingOrder); !found {
-			d.pending = slices.Insert(d.pending, i, c)
+	for s, c := range o.pending {
+		if !d.Has(s) && d.pending[s] == nil {
+			d.pending[s] = c
 			added = true
 		}
 	}
@@ -236,5 +233,3 @@ func (d *TextDoc) Merge(o *TextDoc) error {
 	d.touched()
 	return nil
 }
-
-func pendingOrder(p *TextChange, s Stamp) int { return p.Stamp.Compare(s) }
