@@ -5,86 +5,102 @@
 // character by character, so that a paragraph added on the phone and a
 // sentence fixed on the tablet both survive.
 //
-// The algorithm is FugueMax, in the form Yjs made practical and which
-// Weidner and Kleppmann ("The Art of the Fugue", 2023) showed equal to a
-// small change of Yjs's rule ("YjsMod"). Every character has a unique id
-// and remembers two origins: the character immediately to its left and
-// the one immediately to its right when it was typed. A replica that
-// receives a character places it between its origins; characters that
-// others typed concurrently between the same origins are ordered by a
-// fixed rule over their origins' positions, and last by id. We chose it
-// over the alternatives because:
+// The algorithm is FugueMax in the form of Yjs's integration loop with the
+// small change to its rule that Weidner and Kleppmann ("The Art of the
+// Fugue", 2023) showed equivalent to FugueMax (Gentle's "YjsMod"). Every
+// character has a unique id and remembers two origins: the character
+// immediately to its left and the one immediately to its right when it was
+// typed. A replica that receives a character places it between its
+// origins; characters typed concurrently between the same origins are
+// ordered by where their own origins lie, and last by id. We chose it
+// because:
 //
-//   - it is the only family with a proof of maximal non-interleaving:
-//     two people typing a sentence each at the same place get the two
-//     sentences one after the other, whether they type forwards or (the
-//     case where RGA, Automerge's algorithm, interleaves) backwards;
-//   - it is state-based as well as operation-based: a state is a list of
-//     runs with their origins, so two states merge by integrating each
-//     other's missing runs, which the existing Entry.Merge needs;
-//   - consecutive typing forms runs of consecutive ids with implied
-//     origins, so a state costs a few bytes per run, not per character;
-//   - Eg-walker (which keeps only the operation log and replays the
-//     concurrent part) is faster on long histories but needs the whole
-//     causal graph to merge and offers no state-based merge; Fugue's tree
-//     form needs the same origins with more bookkeeping.
+//   - FugueMax is proved maximally non-interleaving: two people typing a
+//     sentence each at the same place get the two sentences one after the
+//     other, whether they type forwards or backwards (RGA, Automerge's
+//     algorithm, can interleave text typed backwards);
+//   - a state is the merged list itself, runs of characters with their
+//     origins, so two states merge by integrating each other's missing
+//     runs, as the existing Entry.Merge needs, and reading the text never
+//     replays history;
+//   - consecutive typing forms runs of consecutive ids whose inner origins
+//     are implied, so a state costs a few bytes per run, not per character;
+//   - Eg-walker, which keeps only the original operations and rebuilds the
+//     merge structure for the concurrent part of the history, is smaller
+//     and faster on long histories, but every merge replays history over
+//     the causal graph and the implementation is several times larger; for
+//     bodies of at most 256 KiB the direct structure is fast enough.
+//
+// The list is held as items (runs) in a B+ tree whose nodes count all
+// characters, visible code points and visible UTF-16 code units, so a
+// position in either unit, or the position of a character, is found in
+// O(log n); each sequence indexes its items by offset, so an id is too.
 //
 // # Character ids
 //
-// A character id is (replica, anchor, offset). A replica's first change to
-// a document opens a sequence whose anchor is that change's clock; every
-// later change by that replica continues the sequence at the next offset,
-// so a burst of typing spread over many changes is still one run of
+// A character id (TextID) is (replica, anchor, offset). A replica's first
+// change to a document opens a sequence whose anchor is that change's
+// clock; its later changes continue the sequence at the next offset, so a
+// burst of typing spread over many changes is still one run of
 // consecutive ids. Ids never collide: a device never reuses a clock, and
-// only the replica that opened a sequence extends it, always from the end
-// it holds (its own changes are applied before anything it writes next).
-// A change is still identified by its Stamp (clock, replica) as every
-// other change is, so the server deduplicates text changes exactly as it
-// does today.
+// only the replica that opened a sequence extends it, from the end it
+// holds (a replica holds all its own changes before it makes the next). A
+// change is identified by its Stamp (clock, replica) like every other
+// change, so the server deduplicates text changes as it does today.
+//
+// A local insert goes before the visible character at its position, after
+// any deleted characters in between; its origins are the item just before
+// it (deleted or not) and that visible character. So text typed after
+// backspacing continues the run that was backspaced.
 //
 // # Causal delivery
 //
 // Every TextChange carries Deps, the version it was made on: for each
-// replica, the clock of the newest change of that replica it had applied.
-// A replica applies a change only when it holds that version (in
-// particular the replica's own previous change), and holds it in the
-// state (Pending) until then; the held changes are part of the canonical
-// state, so replicas that received the same changes hold the same bytes
-// however they arrived. Because a held change is applied only after
-// everything it had seen, references to unknown characters are impossible
-// for changes that pass validation.
+// replica, the clock of the newest change of that replica it had applied,
+// its own replica's previous change included. A document applies a change
+// only when it holds that version, and holds the change in its state
+// (Pending) until then; the held changes are part of the canonical state,
+// so documents that received the same changes hold the same bytes however
+// they arrived. A replica's own changes therefore apply in the order it
+// made them, which makes a change with a clock at most its replica's
+// newest a duplicate, and a change that skipped one its replica made
+// before a fork, refused. A change that passes validation can only name
+// characters its version holds.
 //
 // # Concurrent edits
 //
-// Heads are the replicas whose newest change no other replica's newest
-// change had seen. Concurrent reports more than one head: the text holds
-// edits made on two or more devices without seeing each other, and nobody
-// has edited the merged text since. It is a function of the set of
-// changes, so every replica answers the same.
+// Heads are the newest changes of the replicas whose newest change no
+// other replica's newest change had seen. Concurrent reports more than one
+// head: the text holds edits made on two or more devices without seeing
+// each other's, and nobody has edited the merged text since. It depends
+// only on the set of changes, so every replica answers the same.
 //
 // # Deleted characters
 //
 // A delete names the ids it removes. Deleted characters stay as
-// tombstones (ids and lengths, without their text, which is dropped at
-// once) so that edits concurrent with the delete can still find their
-// origins. A tombstone could be forgotten only when no device can still
-// send a change concurrent with its deletion, that is when every device
-// that may write has applied the deleting change, and then on every
-// replica at the same point of the history, so that canonical bytes stay
-// equal; that needs a replicated compaction point agreed through the
-// server, which this package does not have yet, so tombstones are kept.
-// Their cost is a few bytes per deleted run.
+// tombstones, ids and lengths without their text (which is dropped at
+// once), because edits concurrent with the delete may name them as
+// origins. A tombstone can be forgotten only once no device can still send
+// a change concurrent with its deletion, that is, once every device that
+// may write has applied the deleting change; and every replica must forget
+// it at the same point of the history, or their canonical bytes differ.
+// That needs a compaction point that the server agrees with every device
+// and replicates as a change, which this package does not have yet, so
+// tombstones are kept. They cost a few bytes per deleted run: after the
+// 259,778 edits of the automerge-paper trace, a third of them deletions,
+// the state is 1.5 times the size of the text.
 //
 // # Writes from old devices
 //
 // Devices that predate TextDoc send the whole body as a last-writer-wins
-// value and no record of what they had seen. LegacyWrite turns such a
-// write into the change from the text the document holds to the text
-// sent, under a replica id derived from the device's (LegacyReplica) and
-// the write's clock, so a retry is a duplicate. It removes only characters
-// the device may have seen: a character inserted by a change whose clock
-// is not below the write's clock cannot have been seen by it (the device
-// would have observed that clock before writing), and is kept.
+// value, with no record of what they had seen. LegacyWrite turns such a
+// write into the edit from the part of the text the device may have seen
+// to the text it sent: characters inserted by changes with a clock at or
+// after the write's cannot have been seen (the device would have observed
+// that clock first), so they are kept where they are. The change is
+// stamped with the write's clock and LegacyReplica(device), so every
+// replica merging the same write in the same state makes the same change
+// and a retry is a duplicate.
 package syncengine
 
 import (
@@ -93,6 +109,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Limits of a TextDoc. They bound the memory one body costs and the size of
@@ -350,15 +367,7 @@ func ValidateTextChange(c *TextChange, limit int) error {
 // would grow past it opens a new one.
 const maxOffset = 1 << 31
 
-func runeCount(s string) int {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] < 0x80 || s[i] >= 0xC0 {
-			n++
-		}
-	}
-	return n
-}
+func runeCount(s string) int { return utf8.RuneCountInString(s) }
 
 // String formats the change for messages and tests.
 func (c *TextChange) String() string {

@@ -206,3 +206,46 @@ func BenchmarkTextDecodeAutomergePaper(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTextSetTextLargeBody measures the path of an app that hands
+// the client the whole new text: one word typed in the middle of a 256 KiB
+// body, found by Diff and applied as one change.
+func BenchmarkTextSetTextLargeBody(b *testing.B) {
+	var body strings.Builder
+	for body.Len() < MaxBodyBytes-64 {
+		body.WriteString("Met J. at the hostel; she asked about housing again. ")
+	}
+	text := body.String()
+	d := NewTextDoc(0)
+	clock := typingClock(time.Second)
+	if _, err := d.SetText(Stamp{clock.Now(), phone}, text); err != nil {
+		b.Fatal(err)
+	}
+	mid := len(text) / 2
+	edited := []string{text[:mid] + "rain " + text[mid:], text}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := d.SetText(Stamp{clock.Now(), phone}, edited[i%2]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDiffUnrelatedBodies measures Diff's worst case: two unrelated
+// 256 KiB bodies, where the cost bound cuts the search short.
+func BenchmarkDiffUnrelatedBodies(b *testing.B) {
+	words := strings.Fields("met at the hostel she asked about housing again court date family relapse benefits shelter night outreach")
+	gen := func(seed int) string {
+		var s strings.Builder
+		for i := 0; s.Len() < MaxBodyBytes; i++ {
+			s.WriteString(words[(i*7+seed*13+i*i*seed)%len(words)])
+			s.WriteByte(' ')
+		}
+		return s.String()[:MaxBodyBytes]
+	}
+	x, y := gen(1), gen(2)
+	b.ReportAllocs()
+	for b.Loop() {
+		Diff(x, y)
+	}
+}

@@ -34,36 +34,77 @@ func Diff(old, new string) []Splice {
 	s := commonSuffix(old[p:], new[p:])
 	a, b := old[p:len(old)-s], new[p:len(new)-s]
 	base := runeCount(old[:p])
-	if a == "" || b == "" {
-		return alignSplices(old, []Splice{{Pos: base, Del: runeCount(a), Text: b}})
-	}
-	m := newDiffer([]rune(a), []rune(b))
-	m.compare(0, len(m.a), 0, len(m.b))
-	segs := m.segments()
+	ra := []rune(a)
 	var out []Splice
-	for _, g := range segs {
-		if !g.eq {
-			out = append(out, Splice{Pos: base + g.a0, Del: g.a1 - g.a0, Text: string(m.b[g.b0:g.b1])})
+	if a == "" || b == "" {
+		out = []Splice{{Pos: 0, Del: len(ra), Text: b}}
+	} else {
+		m := newDiffer(ra, []rune(b))
+		m.compare(0, len(m.a), 0, len(m.b))
+		for _, g := range m.segments() {
+			if !g.eq {
+				out = append(out, Splice{Pos: g.a0, Del: g.a1 - g.a0, Text: string(m.b[g.b0:g.b1])})
+			}
 		}
 	}
-	return alignSplices(old, out)
+	// Align the splices in a window of the old text: the changed middle
+	// and up to alignReach code points of context on either side.
+	left, lb := lastRunes(old[:p], alignReach)
+	right, rb := firstRunes(old[len(old)-s:], alignReach)
+	w := alignWindow{o: slices.Concat(left, ra, right), atHead: lb == p, atTail: rb == s}
+	for i := range out {
+		out[i].Pos += len(left)
+	}
+	w.align(out)
+	for i := range out {
+		out[i].Pos += base - len(left)
+	}
+	return out
 }
 
-// alignSplices slides each pure insert and pure delete, where the
-// surrounding text allows it without changing the result, to the
-// position whose ends fall best on word and line boundaries ("again "
-// before "about", not "gain a" after its "a"), so that an edit merges
-// with concurrent edits as the words it is. Ties go to the later
-// position.
-func alignSplices(old string, splices []Splice) []Splice {
-	var o []rune
+// alignReach bounds how far align slides an edit, and so the context it
+// looks at.
+const alignReach = 256
+
+// lastRunes returns the last n code points of s (all if it has fewer) and
+// their length in bytes; firstRunes the first n.
+func lastRunes(s string, n int) ([]rune, int) {
+	i := len(s)
+	for k := 0; k < n && i > 0; k++ {
+		_, size := utf8.DecodeLastRuneInString(s[:i])
+		i -= size
+	}
+	return []rune(s[i:]), len(s) - i
+}
+
+func firstRunes(s string, n int) ([]rune, int) {
+	i := 0
+	for k := 0; k < n && i < len(s); k++ {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		i += size
+	}
+	return []rune(s[:i]), i
+}
+
+// alignWindow is a stretch o of the old text; atHead and atTail say
+// whether it starts at the start of the text and ends at its end.
+type alignWindow struct {
+	o              []rune
+	atHead, atTail bool
+}
+
+// align slides each pure insert and pure delete, where the surrounding
+// text allows it without changing the result and by at most alignReach
+// code points, to the position whose ends fall best on word and line
+// boundaries ("again " before "about", not "gain a" after its "a"), so
+// that an edit merges with concurrent edits as the words it is. Ties go to
+// the later position. Positions are indexes into w.o.
+func (w *alignWindow) align(splices []Splice) {
+	o := w.o
 	for i := range splices {
 		sp := &splices[i]
 		if (sp.Del == 0) == (sp.Text == "") {
 			continue // a replacement has no equivalent positions
-		}
-		if o == nil {
-			o = []rune(old)
 		}
 		lo, hi := 0, len(o)
 		if i > 0 {
@@ -80,20 +121,20 @@ func alignSplices(old string, splices []Splice) []Splice {
 		} else {
 			e = []rune(sp.Text)
 		}
-		p, end := sp.Pos, sp.Pos+sp.Del // the window covers o[p:end] (empty for an insert)
-		for p > lo && o[p-1] == e[len(e)-1] {
+		p, end := sp.Pos, sp.Pos+sp.Del // the edit covers o[p:end] (empty for an insert)
+		for k := 0; k < alignReach && p > lo && o[p-1] == e[len(e)-1]; k++ {
 			copy(e[1:], e[:len(e)-1])
 			e[0] = o[p-1]
 			p--
 			end--
 		}
 		best, bestP, bestE := -1, p, slices.Clone(e)
-		for {
-			if sc := boundaryScore(o, p, e[0]) + boundaryScoreAfter(o, end, e[len(e)-1]); sc >= best {
+		for k := 0; ; k++ {
+			if sc := w.scoreBefore(p, e[0]) + w.scoreAfter(end, e[len(e)-1]); sc >= best {
 				best, bestP = sc, p
 				copy(bestE, e)
 			}
-			if end >= hi || o[end] != e[0] {
+			if k >= 2*alignReach || end >= hi || o[end] != e[0] {
 				break
 			}
 			first := e[0]
@@ -107,25 +148,31 @@ func alignSplices(old string, splices []Splice) []Splice {
 			sp.Text = string(bestE)
 		}
 	}
-	return splices
 }
 
-// boundaryScore rates the boundary before position p of o, where the rune
-// first comes next; boundaryScoreAfter the one after a stretch ending in
+// scoreBefore rates the boundary before position p of the window, where
+// the rune first comes next; scoreAfter the one after a stretch ending in
 // last, where o[end] comes next. Higher is a better place for an edit to
-// start or end.
-func boundaryScore(o []rune, p int, first rune) int {
-	if p == 0 {
+// start or end; the ends of the text are the best, the ends of the window
+// unknown.
+func (w *alignWindow) scoreBefore(p int, first rune) int {
+	switch {
+	case p > 0:
+		return boundaryPair(w.o[p-1], first)
+	case w.atHead:
 		return 6
 	}
-	return boundaryPair(o[p-1], first)
+	return 0
 }
 
-func boundaryScoreAfter(o []rune, end int, last rune) int {
-	if end >= len(o) {
+func (w *alignWindow) scoreAfter(end int, last rune) int {
+	switch {
+	case end < len(w.o):
+		return boundaryPair(last, w.o[end])
+	case w.atTail:
 		return 6
 	}
-	return boundaryPair(last, o[end])
+	return 0
 }
 
 func boundaryPair(x, y rune) int {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Splice replaces del code points at pos with ins, as an edit made on this
@@ -65,8 +66,10 @@ func (d *TextDoc) UTF16Pos(pos int) (int, error) {
 // text to text that Diff finds. It returns a nil change when the text is
 // already equal.
 func (d *TextDoc) SetText(s Stamp, text string) (*TextChange, error) {
-	if err := ValidateText("text", text, d.limit, true); err != nil {
-		return nil, err
+	// Edit checks the inserted text and the size; only what Diff needs
+	// is checked here.
+	if !utf8.ValidString(text) {
+		return nil, invalid("text", ErrInvalidUTF8, "text is not valid UTF-8")
 	}
 	return d.Edit(s, Diff(d.Text(), text)...)
 }

@@ -181,6 +181,9 @@ func TestTextSpliceErrors(t *testing.T) {
 		{"BadUTF8", func() (*TextChange, error) { return d.Splice(at(phone, 2), 0, 0, "\xc3") }, ErrInvalidUTF8},
 		{"Control", func() (*TextChange, error) { return d.Splice(at(phone, 2), 0, 0, "\x07") }, ErrInvalidText},
 		{"StaleClock", func() (*TextChange, error) { return d.Splice(at(phone, 1), 0, 0, "x") }, ErrInvalidClock},
+		{"SetTextBadUTF8", func() (*TextChange, error) { return d.SetText(at(phone, 2), "a\xff") }, ErrInvalidUTF8},
+		{"SetTextControl", func() (*TextChange, error) { return d.SetText(at(phone, 2), "a\x01🙂b") }, ErrInvalidText},
+		{"SetTextOverLimit", func() (*TextChange, error) { return d.SetText(at(phone, 2), "a🙂b0123456789x") }, ErrTooLarge},
 		{"ClockNeverSet", func() (*TextChange, error) { return d.Splice(Stamp{Clock: 5, Replica: phone}, 0, 0, "x") }, ErrInvalidClock},
 	}
 	for _, tc := range cases {
