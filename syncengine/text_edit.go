@@ -149,8 +149,9 @@ func (d *TextDoc) checkLocal(s Stamp) (*replicaState, error) {
 
 // edit applies checked splices. Splices apply from the last to the first,
 // so that each position still refers to the text before the edit. With
-// unseen non-zero, characters inserted at or after that clock are not
-// deleted (see LegacyWrite).
+// unseen non-zero (see LegacyWrite), characters inserted at or after that
+// clock are not deleted, and the inserts open a sequence of their own
+// anchored at s.Clock, so that their ids derive from the stamp alone.
 func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Timestamp) *TextChange {
 	var c *TextChange
 	if len(splices) == 1 && len(d.version) <= len(changeBlock{}.deps) {
@@ -172,7 +173,7 @@ func (d *TextDoc) edit(rs *replicaState, s Stamp, splices []Splice, unseen Times
 			if rs == nil {
 				rs = d.replica(s.Replica)
 			}
-			c.Inserts = append(c.Inserts, d.insertLocal(rs, s, sp.Pos, sp.Text))
+			c.Inserts = append(c.Inserts, d.insertLocal(rs, s, sp.Pos, sp.Text, unseen != 0))
 		}
 	}
 	if len(c.Inserts)+len(c.Deletes) == 0 {
@@ -201,7 +202,7 @@ type changeBlock struct {
 
 // insertLocal inserts text before the pos-th visible character (at the end
 // when pos is the length), after any deleted characters there.
-func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string) TextInsert {
+func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string, fresh bool) TextInsert {
 	n := runeCount(text)
 	n16 := utf16Len(text, n)
 	var prev *item
@@ -227,7 +228,7 @@ func (d *TextDoc) insertLocal(rs *replicaState, s Stamp, pos int, text string) T
 		left = prev.last()
 	}
 	k := rs.key
-	if k < 0 || uint64(d.keys[k].end)+uint64(n) > maxOffset {
+	if k < 0 || fresh && d.keys[k].anchor != s.Clock || uint64(d.keys[k].end)+uint64(n) > maxOffset {
 		name := keyName{s.Replica, s.Clock}
 		var ok bool
 		if k, ok = d.keyOf[name]; !ok {

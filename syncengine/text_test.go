@@ -358,7 +358,7 @@ func TestTextLegacyWrite(t *testing.T) {
 		if err != nil || c == nil {
 			t.Fatal(c, err)
 		}
-		if c.Replica != LegacyReplica(old) || c.Clock != textT0+5 || len(c.Deletes) != 0 {
+		if c.Replica != LegacyReplica(old) || c.Clock != textT0+5 || len(c.Deletes) != 0 || c.Inserts[0].ID != (TextID{LegacyReplica(old), textT0 + 5, 0}) {
 			t.Fatalf("change %s", c)
 		}
 		if d.Text() != "Met J. at the hostel. She asked about housing." {
@@ -369,6 +369,11 @@ func TestTextLegacyWrite(t *testing.T) {
 			if again, err := d.LegacyWrite(at(old, n), "something else"); again != nil || err != nil {
 				t.Fatalf("retry at %d: %v %v", n, again, err)
 			}
+		}
+		// The device's next write gets ids derived from its own stamp.
+		next, err := d.Clone().LegacyWrite(at(old, 6), "Met J. at the hostel. She asked about rent and housing.")
+		if err != nil || next.Inserts[0].ID.Anchor != textT0+6 || next.Inserts[0].ID.Offset != 0 {
+			t.Fatalf("next write %s, %v", next, err)
 		}
 		// Every replica that merges the write in the same state makes
 		// the same change, and receivers converge.
