@@ -131,7 +131,7 @@ func BenchmarkTextMergeTraceLogs(b *testing.B) {
 					b.Fatal("merge did not give endContent")
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/merge")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/merge")
 		})
 	}
 }
@@ -156,7 +156,7 @@ func BenchmarkTextApplyTraceInOrder(b *testing.B) {
 					}
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/merge")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/merge")
 		})
 	}
 }
@@ -178,7 +178,7 @@ func BenchmarkTextMergeTraceStates(b *testing.B) {
 					}
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/merge")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/1e6/float64(b.N), "ms/merge")
 		})
 	}
 }

@@ -307,6 +307,10 @@ func decodeTextDoc(b []byte, limit int) (*TextDoc, error) {
 		rs := doc.replicas[r]
 		for j, k := range depIdx[i] {
 			rs.deps[j].Replica = reps[k]
+			// A state holds everything its changes were made on.
+			if rs.deps[j].Clock > doc.replicas[reps[k]].latest {
+				return nil, fmt.Errorf("%w: a replica depends on a change the state does not hold", ErrCorruptText)
+			}
 		}
 	}
 
