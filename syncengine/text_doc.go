@@ -167,9 +167,15 @@ func (d *TextDoc) Updated() Timestamp {
 	return t
 }
 
-// Pending returns the changes the document holds until the version they
-// were made on arrives, sorted by stamp.
-func (d *TextDoc) Pending() []*TextChange { return d.sortedPending() }
+// Pending returns copies of the changes the document holds until the
+// version they were made on arrives, sorted by stamp.
+func (d *TextDoc) Pending() []*TextChange {
+	out := d.sortedPending()
+	for i, c := range out {
+		out[i] = cloneChange(c)
+	}
+	return out
+}
 
 func (d *TextDoc) sortedPending() []*TextChange {
 	out := make([]*TextChange, 0, len(d.pending))

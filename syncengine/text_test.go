@@ -514,3 +514,27 @@ func TestTextLongHistoryStaysSmall(t *testing.T) {
 	}
 	t.Logf("%d bytes of text, %d bytes encoded after 100 rewrites", len(para), len(enc))
 }
+
+func ExampleTextDoc() {
+	phone, tablet := ReplicaID{15: 1}, ReplicaID{15: 2}
+	t0 := NewTimestamp(1795788185123, 0)
+
+	// The phone writes; the tablet syncs.
+	p := NewTextDoc(MaxBodyBytes)
+	first, _ := p.SetText(Stamp{t0, phone}, "Met J. at the hostel.")
+	tab := NewTextDoc(MaxBodyBytes)
+	tab.Apply(first)
+
+	// Both edit offline: the phone adds a sentence, the tablet fixes a word.
+	add, _ := p.SetText(Stamp{t0 + 1, phone}, "Met J. at the hostel. She asked about housing.")
+	fix, _ := tab.SetText(Stamp{t0 + 2, tablet}, "Met J. at the shelter.")
+
+	// They sync, in either order: both edits survive, on both devices.
+	p.Apply(fix)
+	tab.Apply(add)
+	fmt.Println(p.Text())
+	fmt.Println(tab.Text() == p.Text(), p.Concurrent())
+	// Output:
+	// Met J. at the shelter. She asked about housing.
+	// true true
+}
