@@ -123,8 +123,10 @@ const (
 	MaxTextPending = 1 << 16
 	// MaxTextReplicas is the most replicas that may write one document.
 	MaxTextReplicas = 1024
-	// MaxTextParts is the most inserts plus deletes one change may carry.
-	MaxTextParts = 1 << 16
+	// MaxTextParts is the most inserts plus deleted ranges one change may
+	// carry. A local edit that could need more (it deletes more
+	// characters than this) is refused before it changes anything.
+	MaxTextParts = 1 << 20
 )
 
 // ErrInvalidPosition is the cause of a ValidationError for a splice

@@ -117,10 +117,24 @@ func (d *TextDoc) Edit(s Stamp, splices ...Splice) (*TextChange, error) {
 	if d.root.len+insChars > MaxTextChars {
 		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text would hold %d characters with its history; the limit is %d", d.root.len+insChars, MaxTextChars))
 	}
-	if 2*len(splices) > MaxTextParts {
-		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("edit has %d splices; the limit is %d", len(splices), MaxTextParts/2))
+	if err := checkParts(splices); err != nil {
+		return nil, err
 	}
 	return d.edit(rs, s, splices, 0), nil
+}
+
+// checkParts refuses splices whose change could hold more than
+// MaxTextParts parts: each splice inserts at most once, and deletes at most
+// one range per character.
+func checkParts(splices []Splice) error {
+	parts := 0
+	for _, sp := range splices {
+		parts += sp.Del + 1
+	}
+	if parts > MaxTextParts {
+		return invalid("text", ErrTooLarge, fmt.Sprintf("edit could need %d parts; the limit is %d", parts, MaxTextParts))
+	}
+	return nil
 }
 
 // checkLocal checks the stamp of a local edit and returns its replica's
@@ -452,6 +466,9 @@ func (d *TextDoc) LegacyWrite(s Stamp, text string) (*TextChange, error) {
 	}
 	if d.root.len+insChars > MaxTextChars {
 		return nil, invalid("text", ErrTooLarge, fmt.Sprintf("text would hold %d characters with its history; the limit is %d", d.root.len+insChars, MaxTextChars))
+	}
+	if err := checkParts(splices); err != nil {
+		return nil, err
 	}
 	return d.edit(rs, ls, splices, s.Clock), nil
 }
