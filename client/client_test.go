@@ -615,3 +615,24 @@ func TestCloseStopsEverything(t *testing.T) {
 	buf := make([]byte, 1<<16)
 	t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 }
+
+func TestRemainingAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before uint64
+		page   uint64
+		resp   *diaryv1.PullResponse
+		want   uint64
+	}{
+		{"OKExact", 0, 500, &diaryv1.PullResponse{More: true, Remaining: 123456, RemainingExact: true}, 123456},
+		{"OKCountsDown", 20000, 500, &diaryv1.PullResponse{More: true, Remaining: 10000}, 19500},
+		{"OKLowerBoundWins", 9000, 500, &diaryv1.PullResponse{More: true, Remaining: 10000}, 10000},
+		{"OKDone", 600, 500, &diaryv1.PullResponse{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := remainingAfter(tc.before, tc.page, tc.resp); got != tc.want {
+				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -8,33 +8,44 @@ import (
 )
 
 func TestManifestTally(t *testing.T) {
-	waves := []Wave{{1, "Baseline", "2026-01-01", "2026-01-31"}, {2, "Middle", "2026-02-01", "2026-02-28"}}
+	plan := NewWavePlan([]Wave{
+		{Number: 1, Label: "Baseline", Start: "2026-01-01", End: "2026-01-31"},
+		{Number: 2, Label: "Middle", Start: "2026-02-01", End: "2026-02-28"},
+		// PN-B was interviewed late: their wave 1 is in March.
+		{Number: 1, Navigator: "PN-B", Start: "2026-03-01", End: "2026-03-31"},
+	})
 	entries := []StoredEntry{
-		{Date: "2026-01-10", ResearchVisible: true}, // wave 1, exported
-		{Date: "2026-02-10", ResearchVisible: true}, // wave 2, exported
-		{Date: "2026-02-11", Deleted: true},         // wave 2, deleted
-		{Date: "2026-02-12"},                        // wave 2, not shared
-		{Date: "2026-05-01", ResearchVisible: true}, // no wave
-		{Date: "", ResearchVisible: true},           // no date, no wave
-		{Date: "2026-01-31", ResearchVisible: true}, // last day of wave 1
-		{Erased: true},                      // erased, whatever its wave
-		{Date: "2026-01-05", Erased: true},  // erased
-		{Date: "2026-03-01", Deleted: true}, // no wave, deleted: not counted
+		{Navigator: "PN-A", Date: "2026-01-10", ResearchVisible: true}, // wave 1, exported
+		{Navigator: "PN-A", Date: "2026-02-10", ResearchVisible: true}, // wave 2, exported
+		{Navigator: "PN-A", Date: "2026-02-11", Deleted: true},         // wave 2, deleted
+		{Navigator: "PN-A", Date: "2026-02-12"},                        // wave 2, not shared
+		{Navigator: "PN-A", Date: "2026-05-01", ResearchVisible: true}, // no wave
+		{Navigator: "PN-A", Date: "", ResearchVisible: true},           // no date, no wave
+		{Navigator: "PN-A", Date: "2026-01-31", ResearchVisible: true}, // last day of wave 1
+		{Navigator: "PN-B", Date: "2026-01-10", ResearchVisible: true}, // PN-B's January is in no wave
+		{Navigator: "PN-B", Date: "2026-03-10", ResearchVisible: true}, // PN-B's own wave 1
+		{Erased: true}, // erased, whatever its wave
+		{Navigator: "PN-A", Date: "2026-01-05", Erased: true},  // erased
+		{Navigator: "PN-A", Date: "2026-03-01", Deleted: true}, // no wave, deleted: not counted
 	}
 	tests := []struct {
 		name                                        string
-		wave                                        uint32
+		m                                           Manifest
 		entries, deleted, notShared, erased, noWave uint64
 	}{
-		{"OKAllWaves", 0, 3, 1, 1, 2, 2},
-		{"OKWave1", 1, 2, 0, 0, 2, 0},
-		{"OKWave2", 2, 1, 1, 1, 2, 0},
+		{"OKAllWaves", Manifest{}, 4, 1, 1, 2, 3},
+		{"OKWave1", Manifest{Wave: 1}, 3, 0, 0, 2, 0},
+		{"OKWave2", Manifest{Wave: 2}, 1, 1, 1, 2, 0},
+		// Erased entries are counted whatever the filters: their author
+		// and date are gone with them.
+		{"OKNavigator", Manifest{Navigator: "PN-B"}, 1, 0, 0, 2, 1},
+		{"OKDates", Manifest{From: "2026-02-01", To: "2026-02-28"}, 1, 1, 1, 2, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m := Manifest{Wave: tt.wave, Waves: waves}
+			m := tt.m
 			for _, e := range entries {
-				m.Tally(e)
+				m.Tally(plan, e)
 			}
 			got := [5]uint64{m.Entries, m.ExcludedDeleted, m.ExcludedNotShared, m.ExcludedErased, m.ExcludedNoWave}
 			want := [5]uint64{tt.entries, tt.deleted, tt.notShared, tt.erased, tt.noWave}

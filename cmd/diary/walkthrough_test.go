@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -105,6 +106,30 @@ func walkthrough(t *testing.T, bin string, store []string) {
 	f.Close()
 	if err != nil || len(rows) != 2 || rows[1][0] != shared || !strings.Contains(strings.Join(rows[1], ","), `"again", with 🙂`) {
 		t.Fatalf("CSV export: %v %q", err, rows)
+	}
+	// The manifest and the data dictionary beside the CSV file, the
+	// list of exports, and a comparison with the first export.
+	var manifest struct {
+		ExportID int `json:"export_id"`
+		Entries  []struct {
+			EntryID string `json:"entry_id"`
+		} `json:"entries"`
+	}
+	if b, err := os.ReadFile(csvPath + ".manifest.json"); err != nil || json.Unmarshal(b, &manifest) != nil || manifest.ExportID != 2 || len(manifest.Entries) != 1 || manifest.Entries[0].EntryID != shared {
+		t.Fatalf("CSV manifest: %v %+v", err, manifest)
+	}
+	if b, err := os.ReadFile(csvPath + ".dictionary.md"); err != nil || !bytes.Contains(b, []byte("| revisions |")) {
+		t.Fatalf("data dictionary: %v\n%s", err, b)
+	}
+	if list := diary("res1", "export", "list"); !strings.Contains(list, "qdpx") || !strings.Contains(list, "csv") {
+		t.Fatalf("export list:\n%s", list)
+	}
+	stdout := diary("res1", "export", "--wave", "2", "--format", "jsonl", "--out", "-", "--manifest", filepath.Join(dir, "stdout.manifest.json"), "--since", csvPath+".manifest.json")
+	if !strings.Contains(stdout, shared) {
+		t.Fatalf("export to standard output:\n%s", stdout)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stdout.manifest.json")); err != nil || !bytes.Contains(b, []byte(`"since"`)) {
+		t.Fatalf("manifest of the export to standard output: %v\n%s", err, b)
 	}
 	project := unzipFile(t, qdpx, "project.qde")
 	if !bytes.Contains(project, []byte("PN-A")) || bytes.Contains(project, []byte("Navigator A")) {

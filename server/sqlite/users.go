@@ -234,7 +234,7 @@ func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int
 	if len(rids) == 0 {
 		return nil
 	}
-	first, err := nextSeqs(ctx, tx, len(rids))
+	first, err := nextSeqs(ctx, tx, len(rids), db.nowMillis())
 	if err != nil {
 		return err
 	}
