@@ -88,7 +88,7 @@ func TestPull_ConcurrentWriters(t *testing.T) {
 			for {
 				last := writing.Load() == 0 // the writers were done before this round began
 				for {
-					page, err := db.Pull(ctx, who, cursor, 7)
+					page, err := db.Pull(ctx, who, study.PullRequest{Cursor: cursor, PageSize: 7})
 					if err != nil {
 						errs <- fmt.Errorf("reader %d: %w", r, err)
 						return

@@ -15,7 +15,9 @@ import (
 
 // migrate copies a stopped SQLite study into an empty PostgreSQL
 // database, row for row: ids, sequence numbers, feeds, history, the audit
-// log, kept refusals and device secrets' hashes. Devices therefore keep
+// log, kept refusals, device secrets' hashes, navigators' own wave dates,
+// the redaction setting and terms, and the exports made with their
+// entries (so that --since still compares with them). Devices therefore keep
 // their tokens and cursors and carry on syncing against the new server
 // without enrolling again, and without missing or repeating anything.
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -113,8 +115,8 @@ var copyTables = []copyTable{
 		convert: func(r []any) []any { r[3] = asBool(r[3]); return r }},
 	// SQLite keeps a change's value in one untyped column; PostgreSQL in
 	// text_value or int_value.
-	{name: "history", columns: []string{"id", "entry", "field", "tag", "feedback", "value", "clock", "device_id", "user_id", "received_at"},
-		to: []string{"id", "entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at"},
+	{name: "history", columns: []string{"id", "entry", "field", "tag", "feedback", "value", "clock", "device_id", "user_id", "received_at", "write_clock"},
+		to: []string{"id", "entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"},
 		convert: func(r []any) []any {
 			var text, number any
 			switch v := r[5].(type) {
@@ -130,13 +132,20 @@ var copyTables = []copyTable{
 			return append(r[:5:5], append([]any{text, number}, r[6:]...)...)
 		}},
 	{name: "waves", columns: []string{"number", "label", "start_date", "end_date"}},
+	{name: "wave_dates", columns: []string{"number", "navigator_id", "start_date", "end_date"}},
 	{name: "audit", columns: []string{"id", "at", "actor", "action", "subject", "details"}},
 	{name: "refusals", columns: []string{"device_id", "clock", "reason", "message"}},
+	{name: "redaction_terms", columns: []string{"key", "term", "marker", "added_at"}},
+	// An incomplete export was being made when the server stopped; the
+	// SQLite store dropped it when this copy opened the file.
+	{name: "exports", columns: []string{"id", "created_at", "actor", "position", "complete", "summary"},
+		convert: func(r []any) []any { r[4] = asBool(r[4]); return r }},
+	{name: "export_entries", columns: []string{"export_id", "entry_id", "text_sha256"}},
 }
 
 // identities are the generated columns whose next values must follow the
 // copied rows.
-var identities = [][2]string{{"users", "id"}, {"devices", "id"}, {"entries", "rid"}, {"history", "id"}, {"audit", "id"}}
+var identities = [][2]string{{"users", "id"}, {"devices", "id"}, {"entries", "rid"}, {"history", "id"}, {"audit", "id"}, {"exports", "id"}}
 
 // copyStudy copies every table in one PostgreSQL transaction, so that a
 // failed copy leaves the database as it was, and returns the rows copied
@@ -158,14 +167,31 @@ func copyStudy(ctx context.Context, src *sql.Tx, conn *pgx.Conn) (map[string]int
 			}
 			counts[t.name] = n
 		}
-		var seq int64
-		if err := src.QueryRowContext(ctx, `SELECT value FROM sequence WHERE id = 1`).Scan(&seq); err != nil {
+		// The one-row tables exist on both sides already: their row is
+		// replaced.
+		var seq, changedAt int64
+		if err := src.QueryRowContext(ctx, `SELECT value, changed_at FROM sequence WHERE id = 1`).Scan(&seq, &changedAt); err != nil {
 			return fmt.Errorf("cannot read the sequence: %w", err)
 		}
-		if _, err := tx.Exec(ctx, `UPDATE sequence SET value = $1 WHERE id = 1`, seq); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE sequence SET value = $1, changed_at = $2 WHERE id = 1`, seq, changedAt); err != nil {
 			return fmt.Errorf("cannot write the sequence: %w", err)
 		}
 		counts["sequence"] = seq
+		var (
+			enabled  bool
+			patterns sql.NullString
+			version  int64
+		)
+		if err := src.QueryRowContext(ctx, `SELECT enabled, patterns, version FROM redaction WHERE id = 1`).Scan(&enabled, &patterns, &version); err != nil {
+			return fmt.Errorf("cannot read the redaction setting: %w", err)
+		}
+		var stored *string
+		if patterns.Valid {
+			stored = &patterns.String
+		}
+		if _, err := tx.Exec(ctx, `UPDATE redaction SET enabled = $1, patterns = $2, version = $3 WHERE id = 1`, enabled, stored, version); err != nil {
+			return fmt.Errorf("cannot write the redaction setting: %w", err)
+		}
 		for _, id := range identities {
 			if _, err := tx.Exec(ctx, fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%[1]s', '%[2]s'), coalesce((SELECT max(%[2]s) FROM %[1]s), 0) + 1, false)`, id[0], id[1])); err != nil {
 				return fmt.Errorf("cannot move on the ids of %s: %w", id[0], err)

@@ -88,7 +88,7 @@ func TestDiaryd_Migrate(t *testing.T) {
 	}
 	var erased string
 	for i := range 50 {
-		id, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("before %d", i), Body: "Met J.", ShareSupervisor: i%5 != 0})
+		id, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("before %d", i), Body: "Met J.", ShareSupervisor: i%5 != 0, ShareResearch: i%2 == 0})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,6 +109,28 @@ func TestDiaryd_Migrate(t *testing.T) {
 	sup.seen = map[string]bool{}
 	if got, _ := sup.pull(t); len(got) != 39 {
 		t.Fatalf("the supervisor pulled %d entries before the move, want 39", len(got))
+	}
+	// The research settings and a first export, which a later export
+	// on PostgreSQL compares itself with.
+	if _, err := admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 1, Label: "Baseline", StartDate: "2000-01-01", EndDate: "2000-12-31"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 1, NavigatorCode: "PN-A", StartDate: "2001-01-01", EndDate: "2099-12-31"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AddRedactionTerm(ctx, &diaryv1.AddRedactionTermRequest{Term: &diaryv1.RedactionTerm{Term: "Jonah", Marker: "[name]"}}); err != nil {
+		t.Fatal(err)
+	}
+	resEnr, err := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, p.url).Enroll(ctx, &diaryv1.EnrollRequest{Code: issue(t, admin, "RES-1", diaryv1.Role_ROLE_RESEARCHER)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	research := func(url string) diaryv1connect.ResearchServiceClient {
+		return diaryv1connect.NewResearchServiceClient(http.DefaultClient, url, connect.WithInterceptors(authHeader(resEnr.GetToken())))
+	}
+	first := exportManifest(t, research(p.url), &diaryv1.ExportWaveRequest{Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV})
+	if first.GetEntries() != 25 || first.GetExportId() == 0 {
+		t.Fatalf("the export before the move holds %d entries (id %d), want 25", first.GetEntries(), first.GetExportId())
 	}
 	auditBefore, err := admin.ListAuditEvents(ctx, &diaryv1.ListAuditEventsRequest{PageSize: 1000})
 	if err != nil {
@@ -150,7 +172,7 @@ func TestDiaryd_Migrate(t *testing.T) {
 	front.point(pg.url)
 	t.Run("OKCarriesOn", func(t *testing.T) {
 		for i := range 5 {
-			if _, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("after %d", i), Body: "Met K.", ShareSupervisor: true}); err != nil {
+			if _, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("after %d", i), Body: "Met K.", ShareSupervisor: true, ShareResearch: true}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -178,6 +200,28 @@ func TestDiaryd_Migrate(t *testing.T) {
 			}
 		}
 	})
+	t.Run("OKResearchCarriesOn", func(t *testing.T) {
+		admin2 := diaryv1connect.NewAdminServiceClient(http.DefaultClient, pg.url, connect.WithInterceptors(authHeader(adminToken(t, pg.url, url))))
+		waves, err := admin2.ListWaves(ctx, &diaryv1.ListWavesRequest{PageSize: 100, IncludeNavigatorDates: true})
+		if err != nil || len(waves.GetWaves()) != 2 || waves.GetWaves()[1].GetNavigatorCode() != "PN-A" {
+			t.Fatalf("wave definitions after the move: %v %v", waves.GetWaves(), err)
+		}
+		terms, err := admin2.ListRedactionTerms(ctx, &diaryv1.ListRedactionTermsRequest{PageSize: 100})
+		if err != nil || len(terms.GetTerms()) != 1 || terms.GetTerms()[0].GetMarker() != "[name]" {
+			t.Fatalf("redaction terms after the move: %v %v", terms.GetTerms(), err)
+		}
+		list, err := research(pg.url).ListExports(ctx, &diaryv1.ListExportsRequest{PageSize: 10})
+		if err != nil || len(list.GetExports()) != 1 || list.GetExports()[0].GetExportId() != first.GetExportId() {
+			t.Fatalf("exports after the move: %v %v", list.GetExports(), err)
+		}
+		m := exportManifest(t, research(pg.url), &diaryv1.ExportWaveRequest{Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV, SinceExportId: first.GetExportId()})
+		s := m.GetSince()
+		if m.GetEntries() != 30 || m.GetExportId() <= first.GetExportId() || len(m.GetNavigatorWaves()) != 1 || m.GetRedactionTerms() != 1 ||
+			s.GetAdded() != 5 || s.GetChanged() != 0 || s.GetWithdrawn() != 0 || s.GetErased() != 0 || s.GetOutside() != 0 {
+			t.Fatalf("the export after the move: %d entries, id %d (first %d), %d navigator waves, %d terms, since %v; want 30 with 5 added",
+				m.GetEntries(), m.GetExportId(), first.GetExportId(), len(m.GetNavigatorWaves()), m.GetRedactionTerms(), s)
+		}
+	})
 	t.Run("OKErasedStaysErased", func(t *testing.T) {
 		var events int
 		admin2 := diaryv1connect.NewAdminServiceClient(http.DefaultClient, pg.url, connect.WithInterceptors(authHeader(adminToken(t, pg.url, url))))
@@ -198,6 +242,25 @@ func TestDiaryd_Migrate(t *testing.T) {
 			t.Fatalf("erasing the erased entry again: %v %v", r, err)
 		}
 	})
+}
+
+// exportManifest makes an export through rs and returns its manifest.
+func exportManifest(tb testing.TB, rs diaryv1connect.ResearchServiceClient, req *diaryv1.ExportWaveRequest) *diaryv1.ExportManifest {
+	tb.Helper()
+	stream, err := rs.ExportWave(context.Background(), req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m *diaryv1.ExportManifest
+	for stream.Receive() {
+		if got := stream.Msg().GetManifest(); got != nil {
+			m = got
+		}
+	}
+	if err := stream.Err(); err != nil || m == nil {
+		tb.Fatalf("export: manifest %v, %v", m, err)
+	}
+	return m
 }
 
 // adminToken enrols a new administrator device on the server at url with

@@ -72,6 +72,7 @@ type DB struct {
 	instance string // tags this process's notifications, which it ignores
 
 	syncTimes syncTimes
+	redactors redactorCache
 }
 
 // Options tunes Open.
@@ -141,6 +142,10 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		instance: hex.EncodeToString(id[:]),
 	}
 	if err := db.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	if err := db.dropIncompleteExports(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -351,10 +356,11 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]int6
 }
 
 // nextSeqs takes n sequence numbers in t, which holds the write lock, and
-// returns the first.
-func nextSeqs(ctx context.Context, t *tx, n int) (int64, error) {
+// returns the first; at (Unix milliseconds) is when, as an export's
+// snapshot time.
+func nextSeqs(ctx context.Context, t *tx, n int, at int64) (int64, error) {
 	var last int64
-	if err := t.QueryRow(ctx, `UPDATE sequence SET value = value + $1 WHERE id = 1 RETURNING value`, n).Scan(&last); err != nil {
+	if err := t.QueryRow(ctx, `UPDATE sequence SET value = value + $1, changed_at = greatest(changed_at, $2) WHERE id = 1 RETURNING value`, n, at).Scan(&last); err != nil {
 		return 0, fmt.Errorf("cannot take sequence numbers: %w", err)
 	}
 	return last - int64(n) + 1, nil

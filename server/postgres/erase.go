@@ -91,7 +91,7 @@ func (db *DB) eraseRows(ctx context.Context, t *tx, rids []int64, wake *study.Wa
 	if len(rids) == 0 {
 		return nil
 	}
-	first, err := nextSeqs(ctx, t, len(rids))
+	first, err := nextSeqs(ctx, t, len(rids), db.nowMillis())
 	if err != nil {
 		return err
 	}
@@ -113,6 +113,12 @@ func (db *DB) eraseRows(ctx context.Context, t *tx, rids []int64, wake *study.Wa
 	if _, err := t.Exec(ctx, `DELETE FROM history WHERE entry = ANY($1)`, rids); err != nil {
 		return fmt.Errorf("cannot erase history: %w", err)
 	}
+	// Earlier exports keep the id, so that a later one can say the entry
+	// was erased, but not the hash of its text.
+	if _, err := t.Exec(ctx, `UPDATE export_entries SET text_sha256 = NULL
+		WHERE entry_id IN (SELECT id FROM entries WHERE rid = ANY($1)) AND text_sha256 IS NOT NULL`, rids); err != nil {
+		return fmt.Errorf("cannot erase export hashes: %w", err)
+	}
 	seen := map[int64]bool{}
 	for _, r := range readers {
 		if !seen[r] {
@@ -128,15 +134,16 @@ func (db *DB) eraseRows(ctx context.Context, t *tx, rids []int64, wake *study.Wa
 // stay in dead row versions (and their TOAST chunks) until VACUUM prunes
 // them, and the pruned pages reach the files at the next checkpoint. So
 // after the commit (VACUUM cannot run inside a transaction) it vacuums
-// the two tables that held the text, and asks for a checkpoint, which
-// needs the pg_checkpoint role or a superuser: without it the pages reach
-// the files within checkpoint_timeout. A transaction that began before
-// the erasure and is still open (a long export) keeps the dead versions
-// alive; the next (auto)vacuum after it ends removes them. Failures are
-// logged: the erasure itself has committed.
+// the two tables that held the text, and export_entries, whose cleared
+// hashes of the text could confirm a guess of it; then it asks for a
+// checkpoint, which needs the pg_checkpoint role or a superuser: without
+// it the pages reach the files within checkpoint_timeout. A transaction
+// that began before the erasure and is still open (a long export) keeps
+// the dead versions alive; the next (auto)vacuum after it ends removes
+// them. Failures are logged: the erasure itself has committed.
 func (db *DB) scrub(ctx context.Context) {
 	ctx = context.WithoutCancel(ctx)
-	if _, err := db.pool.Exec(ctx, `VACUUM entries, history`, pgx.QueryExecModeSimpleProtocol); err != nil {
+	if _, err := db.pool.Exec(ctx, `VACUUM entries, history, export_entries`, pgx.QueryExecModeSimpleProtocol); err != nil {
 		db.log.Error("cannot vacuum after an erasure: erased text stays in dead rows until the next vacuum", "err", err)
 		return
 	}

@@ -14,15 +14,16 @@ import (
 // the size of the database. Every row it can see committed with a number
 // below every row it cannot (writers hold the sequence row until they
 // commit), so the cursor it returns never skips a later commit.
-func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageSize uint32) (*study.PullPage, error) {
+func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullRequest) (*study.PullPage, error) {
 	rd, err := study.ReaderFor(who)
 	if err != nil {
 		return nil, err
 	}
+	cursor := req.Cursor
 	if err := study.CheckCursor(cursor); err != nil {
 		return nil, err
 	}
-	size := study.PullPageSize(pageSize)
+	size := study.PullPageSize(req.PageSize)
 	var page *study.PullPage
 	err = db.readTx(ctx, func(tx pgx.Tx) error {
 		page = &study.PullPage{Next: cursor}
@@ -32,6 +33,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 		}
 		if cursor > head {
 			return study.ErrCursorAhead(cursor, head)
+		}
+		rdc, err := db.researchRedactor(ctx, tx, rd)
+		if err != nil {
+			return err
 		}
 		var rows pgx.Rows
 		if rd.Owner {
@@ -75,14 +80,21 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			bytes += len(state)
-			page.Entries = append(page.Entries, e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			page.Entries = append(page.Entries, v)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("cannot read changes: %w", err)
 		}
+		page.RemainingExact = req.CountRemaining || !page.More
 		if page.More {
-			page.Remaining, err = countAfter(ctx, tx, rd, page.Next)
+			limit := int64(study.MaxRemainingCount)
+			if req.CountRemaining {
+				limit = 0 // no limit
+			}
+			page.Remaining, err = countAfter(ctx, tx, rd, page.Next, limit)
+			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
 		}
 		return err
 	})
@@ -92,13 +104,19 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 	return page, nil
 }
 
-func countAfter(ctx context.Context, q querier, rd study.Reader, cursor int64) (int64, error) {
+// countAfter counts the reader's rows after cursor, at most limit of
+// them (0: all). LIMIT NULL is no limit.
+func countAfter(ctx context.Context, q querier, rd study.Reader, cursor, limit int64) (int64, error) {
 	var n int64
 	var err error
+	lim := &limit
+	if limit == 0 {
+		lim = nil
+	}
 	if rd.Owner {
-		err = q.QueryRow(ctx, `SELECT count(*) FROM entries WHERE owner_id = $1 AND seq > $2`, rd.ID, cursor).Scan(&n)
+		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = $1 AND seq > $2 LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
 	} else {
-		err = q.QueryRow(ctx, `SELECT count(*) FROM feed WHERE reader = $1 AND seq > $2`, rd.ID, cursor).Scan(&n)
+		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = $1 AND seq > $2 LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot count waiting changes: %w", err)
@@ -146,6 +164,10 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		if out.Cursor, err = headFor(ctx, tx, rd); err != nil {
 			return err
 		}
+		rdc, err := db.researchRedactor(ctx, tx, rd)
+		if err != nil {
+			return err
+		}
 		var rows pgx.Rows
 		if rd.Owner {
 			rows, err = tx.Query(ctx, `SELECT state FROM entries WHERE owner_id = $1 AND state IS NOT NULL ORDER BY id`, rd.ID)
@@ -167,7 +189,8 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
-			if err := h.Add(e.View(rd.Audience)); err != nil {
+			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			if err := h.Add(v); err != nil {
 				return err
 			}
 		}
@@ -181,4 +204,14 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		return nil, err
 	}
 	return out, nil
+}
+
+// researchRedactor returns the Redactor for the research team's views, or
+// nil (which changes nothing) for every other reader: redaction never
+// changes what navigators and supervisors see.
+func (db *DB) researchRedactor(ctx context.Context, q querier, rd study.Reader) (*study.Redactor, error) {
+	if rd.Owner || rd.Audience != syncengine.AudienceResearch {
+		return nil, nil
+	}
+	return db.redactor(ctx, q)
 }

@@ -136,7 +136,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		known[int64(c.Clock)] = true
 		l.entry.Apply(c)
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c})
+		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, t, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -157,7 +157,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 	var feed []feedRow
 	var removals []feedRemoval
 	if len(changed) > 0 {
-		first, err := nextSeqs(ctx, t, len(changed))
+		first, err := nextSeqs(ctx, t, len(changed), now.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -350,9 +350,10 @@ type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
 	change *syncengine.Change
+	write  uint64 // study.Incoming.Write
 }
 
-var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at"}
+var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"}
 
 // insertHistory appends the accepted changes with COPY, the fastest way
 // PostgreSQL takes many rows.
@@ -378,7 +379,7 @@ func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Ide
 		if c.Field.IsFeedback() {
 			feedback = c.Feedback[:]
 		}
-		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, int64(c.Clock), who.DeviceID, who.UserID, received}, nil
+		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write history: %w", err)

@@ -236,7 +236,7 @@ func (db *DB) setFeedForOwner(ctx context.Context, t *tx, reader, owner int64, v
 	if len(rids) == 0 {
 		return nil
 	}
-	first, err := nextSeqs(ctx, t, len(rids))
+	first, err := nextSeqs(ctx, t, len(rids), db.nowMillis())
 	if err != nil {
 		return err
 	}
