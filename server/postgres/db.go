@@ -72,6 +72,7 @@ type DB struct {
 	instance string // tags this process's notifications, which it ignores
 
 	syncTimes syncTimes
+	group     groupCommitter
 	redactors redactorCache
 }
 

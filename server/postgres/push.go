@@ -24,9 +24,10 @@ type loadedEntry struct {
 	touched bool   // some change was accepted for it
 }
 
-// Push applies a batch of changes from the calling device in one
-// transaction and returns one result per change. It returns an error only
-// when the whole batch could not be committed; then nothing was written.
+// Push applies a batch of changes from the calling device, all or
+// nothing, and returns one result per change. Pushes that arrive together
+// share one transaction (see group.go). It returns an error only when the
+// push could not be committed; then nothing of it was written.
 func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming) ([]study.ChangeResult, *study.Wakeups, error) {
 	if err := study.CheckPushSize(len(in)); err != nil {
 		return nil, nil, err
@@ -45,18 +46,7 @@ func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming
 	if len(candidates) == 0 {
 		return results, wake, nil
 	}
-	err := db.writeTx(ctx, func(t *tx) error {
-		// A transaction rolled back and run again starts afresh.
-		*wake = study.Wakeups{}
-		for _, i := range candidates {
-			results[i] = study.ChangeResult{}
-		}
-		if err := db.push(ctx, t, who, in, candidates, results, wake, now); err != nil {
-			return err
-		}
-		t.notify(wake)
-		return nil
-	})
+	err := db.commitPush(&pushJob{ctx: ctx, who: who, in: in, candidates: candidates, results: results, wake: wake, now: now})
 	if err != nil {
 		return nil, nil, err
 	}
