@@ -74,6 +74,8 @@ type DB struct {
 	syncTimes syncTimes
 	group     groupCommitter
 	redactors redactorCache
+	// exportSlots bounds the exports made at once (see Export).
+	exportSlots chan struct{}
 }
 
 // Options tunes Open.
@@ -141,6 +143,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		log:      opts.Logger,
 		limit:    opts.EnrollLimit.OrDefault(),
 		instance: hex.EncodeToString(id[:]),
+		// A quarter of the pool: each export holds two connections.
+		exportSlots: make(chan struct{}, max(1, cfg.MaxConns/4)),
 	}
 	if err := db.migrate(ctx); err != nil {
 		pool.Close()

@@ -2,15 +2,17 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // exportScope is what one export reads everything through: the request,
@@ -28,29 +30,27 @@ type exportScope struct {
 // memory of an export independent of the study's size.
 const exportBatchRows = 512
 
-// exportLockClass is the first key of the advisory lock (two-key form,
-// a key space apart from the migration lock's) that the process making
-// an export holds, with the export's id as the second key, until the
-// export is kept or dropped: a process that starts deletes only the
-// incomplete exports whose lock nobody holds.
-const exportLockClass int32 = 0x64696172 // "diar"
-
 // Export reads one snapshot (a read-only REPEATABLE READ transaction) of
 // the research export of req and hands it to write; see study.Store.
+//
+// An export needs two connections at once: its snapshot, and one for the
+// rows it keeps while the snapshot is open. Exports therefore take one of
+// a few slots first, so that they never hold every connection of the
+// pool while waiting for one more.
 func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(study.Manifest, study.Records) error) error {
 	if err := study.CheckExportRequest(&req); err != nil {
 		return err
 	}
+	select {
+	case db.exportSlots <- struct{}{}:
+		defer func() { <-db.exportSlots }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	var (
-		m     study.Manifest
-		id    int64
-		claim *pgxpool.Conn
+		m  study.Manifest
+		id int64
 	)
-	defer func() {
-		if claim != nil {
-			db.releaseExport(claim, id)
-		}
-	}()
 	err := db.readTx(ctx, func(rtx pgx.Tx) error {
 		sc, err := db.exportScope(ctx, rtx, req)
 		if err != nil {
@@ -61,7 +61,9 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 		}
 		// The export gets its id and keeps its entries in transactions of
 		// its own: this snapshot does not see them, and does not need to.
-		if id, claim, err = db.beginExport(ctx, &m); err != nil {
+		// The snapshot's transaction holds the export's lock from before
+		// its row exists until it is complete.
+		if id, err = db.beginExport(ctx, rtx, &m); err != nil {
 			return err
 		}
 		m.ExportID = id
@@ -76,29 +78,29 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 				return err
 			}
 		}
-		return write(m, records)
-	})
-	if err != nil {
-		if id != 0 {
-			// Not ctx: the export may have failed because ctx ended.
-			if derr := db.dropExport(context.WithoutCancel(ctx), id); derr != nil {
-				return errors.Join(err, derr)
+		if err := write(m, records); err != nil {
+			return err
+		}
+		// The export is kept, and recorded in the audit log, only once
+		// the snapshot was read in full and written out.
+		summary, err := json.Marshal(&m)
+		if err != nil {
+			return fmt.Errorf("cannot encode export manifest: %w", err)
+		}
+		return db.plainTx(ctx, func(t *tx) error {
+			if _, err := t.Exec(ctx, `UPDATE exports SET complete = true, summary = $1 WHERE id = $2`, string(summary), id); err != nil {
+				return fmt.Errorf("cannot keep export: %w", err)
 			}
-		}
-		return err
-	}
-	// The export is kept, and recorded in the audit log, only once the
-	// snapshot was read in full and written out.
-	summary, err := json.Marshal(&m)
-	if err != nil {
-		return fmt.Errorf("cannot encode export manifest: %w", err)
-	}
-	return db.plainTx(ctx, func(t *tx) error {
-		if _, err := t.Exec(ctx, `UPDATE exports SET complete = true, summary = $1 WHERE id = $2`, string(summary), id); err != nil {
-			return fmt.Errorf("cannot keep export: %w", err)
-		}
-		return db.audit(ctx, t, "export", study.WaveName(req.Wave), m.AuditDetails(&req))
+			return db.audit(ctx, t, "export", study.WaveName(req.Wave), m.AuditDetails(&req))
+		})
 	})
+	if err != nil && id != 0 {
+		// Not ctx: the export may have failed because ctx ended.
+		if derr := db.dropExport(context.WithoutCancel(ctx), id); derr != nil {
+			return errors.Join(err, derr)
+		}
+	}
+	return err
 }
 
 // ExportPreview returns the manifest an export of req would have now.
@@ -293,43 +295,34 @@ func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pas
 	return rows.Err()
 }
 
-// beginExport gives an export its id and returns the connection that
-// holds the export's advisory lock; it is not listed until complete. The
-// lock is taken before the row commits, so no other process ever sees
-// the row unlocked while the export is being made.
-func (db *DB) beginExport(ctx context.Context, m *study.Manifest) (int64, *pgxpool.Conn, error) {
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		return 0, nil, fmt.Errorf("cannot start export: %w", err)
+// beginExport gives an export its id; it is not listed until complete.
+// It first takes, in rtx, the advisory lock the export's row names, so
+// that no other process ever sees the row incomplete and unlocked while
+// the export is being made; the lock ends with rtx, or with its
+// connection if the process dies.
+func (db *DB) beginExport(ctx context.Context, rtx pgx.Tx, m *study.Manifest) (int64, error) {
+	var b [8]byte
+	if _, err := io.ReadFull(rand.Reader, b[:]); err != nil {
+		return 0, fmt.Errorf("cannot start export: %w", err)
+	}
+	// Any key but the migrations' will do; two exports drawing the same
+	// one would only keep a stale export for a while.
+	key := int64(binary.BigEndian.Uint64(b[:]) &^ (1 << 63))
+	if key == lockKey {
+		key++
+	}
+	if _, err := rtx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, key); err != nil {
+		return 0, fmt.Errorf("cannot start export: %w", err)
 	}
 	var id int64
-	err = pgx.BeginFunc(ctx, conn, func(t pgx.Tx) error {
-		if err := t.QueryRow(ctx, `INSERT INTO exports (created_at, actor, position) VALUES ($1, $2, $3) RETURNING id`,
-			m.ExportedAt.UnixMilli(), study.ActorFrom(ctx), int64(m.Position)).Scan(&id); err != nil {
-			return err
-		}
-		// A session lock: it outlives this transaction, and ends with the
-		// connection if the process dies.
-		_, err := t.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, exportLockClass, int32(id))
-		return err
+	err := db.plainTx(ctx, func(t *tx) error {
+		return t.QueryRow(ctx, `INSERT INTO exports (created_at, actor, position, lock_key) VALUES ($1, $2, $3, $4) RETURNING id`,
+			m.ExportedAt.UnixMilli(), study.ActorFrom(ctx), int64(m.Position), key).Scan(&id)
 	})
 	if err != nil {
-		conn.Release()
-		return 0, nil, fmt.Errorf("cannot start export: %w", err)
+		return 0, fmt.Errorf("cannot start export: %w", err)
 	}
-	return id, conn, nil
-}
-
-// releaseExport gives up the export's lock and its connection; a
-// connection that cannot give it up is closed, which does.
-func (db *DB) releaseExport(conn *pgxpool.Conn, id int64) {
-	ctx := context.Background()
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, $2)`, exportLockClass, int32(id)); err != nil {
-		c := conn.Hijack()
-		c.Close(ctx)
-		return
-	}
-	conn.Release()
+	return id, nil
 }
 
 // dropExport deletes an export that failed.
@@ -348,28 +341,37 @@ func (db *DB) dropExport(ctx context.Context, id int64) error {
 // dropIncompleteExports deletes the exports a stopped process left half
 // made: the incomplete ones whose lock no process holds.
 func (db *DB) dropIncompleteExports(ctx context.Context) error {
-	ids, err := queryIDs(ctx, db.pool, `SELECT id FROM exports WHERE NOT complete`)
+	rows, err := db.pool.Query(ctx, `SELECT id, lock_key FROM exports WHERE NOT complete`)
 	if err != nil {
 		return fmt.Errorf("cannot find incomplete exports: %w", err)
 	}
-	for _, id := range ids {
+	type incomplete struct{ id, key int64 }
+	found, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (incomplete, error) {
+		var e incomplete
+		err := r.Scan(&e.id, &e.key)
+		return e, err
+	})
+	if err != nil {
+		return fmt.Errorf("cannot find incomplete exports: %w", err)
+	}
+	for _, e := range found {
 		err := db.plainTx(ctx, func(t *tx) error {
 			var free bool
-			if err := t.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1, $2)`, exportLockClass, int32(id)).Scan(&free); err != nil {
+			if err := t.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, e.key).Scan(&free); err != nil {
 				return err
 			}
 			if !free {
 				return nil // being made
 			}
 			if _, err := t.Exec(ctx, `DELETE FROM export_entries WHERE export_id = $1
-				AND EXISTS (SELECT 1 FROM exports WHERE id = $1 AND NOT complete)`, id); err != nil {
+				AND EXISTS (SELECT 1 FROM exports WHERE id = $1 AND NOT complete)`, e.id); err != nil {
 				return err
 			}
-			_, err := t.Exec(ctx, `DELETE FROM exports WHERE id = $1 AND NOT complete`, id)
+			_, err := t.Exec(ctx, `DELETE FROM exports WHERE id = $1 AND NOT complete`, e.id)
 			return err
 		})
 		if err != nil {
-			return fmt.Errorf("cannot delete incomplete export %d: %w", id, err)
+			return fmt.Errorf("cannot delete incomplete export %d: %w", e.id, err)
 		}
 	}
 	return nil

@@ -22,6 +22,13 @@ import (
 // package, so its tests cannot use it.)
 func openTestDB(t testing.TB) *DB {
 	t.Helper()
+	db, _ := openTestURL(t)
+	return db
+}
+
+// openTestURL is openTestDB that also returns the database's URL.
+func openTestURL(t testing.TB) (*DB, string) {
+	t.Helper()
 	base := os.Getenv("DIARYSYNC_TEST_POSTGRES")
 	if base == "" {
 		t.Skip("DIARYSYNC_TEST_POSTGRES is not set: no PostgreSQL server to test against (.ci/run starts one)")
@@ -59,7 +66,7 @@ func openTestDB(t testing.TB) *DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	return db
+	return db, u.String()
 }
 
 func mustEnroll(t testing.TB, db *DB, code string) *study.Identity {
