@@ -283,6 +283,9 @@ func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pas
 		}
 		study.RecordOf(&r, e, sc.rd, p.SkipBody)
 		r.StudyCode, r.Wave, r.WaveDefinition = code, w.Number, w.Definition()
+		if len(devices) != len(users) || len(fields) != len(users) || len(ws) != len(users) || len(receive) != len(users) {
+			return fmt.Errorf("entry %x: history arrays of different lengths", id)
+		}
 		writes = writes[:0]
 		for k := range users {
 			writes = append(writes, study.HistoryWrite{User: users[k], Device: devices[k], Field: syncengine.Field(fields[k]), Write: uint64(ws[k]), Received: receive[k]})
