@@ -21,7 +21,7 @@ import (
 // study-wide waves, PN-B's own dates for wave 2, and entries synced to
 // the server:
 //
-//	PN-A "Met Jane"    2026-02-10 wave 1  shared for research, a name, a phone number, an e-mail address
+//	PN-A "Met Jane"    2026-02-10 wave 1  shared for research, a listed name, a phone number, an e-mail address, a place
 //	PN-A "Private"     2026-02-20 wave 1  not shared
 //	PN-A "=Court"      2026-05-05 wave 2  shared, title and body that a spreadsheet would run as formulas
 //	PN-B "Day centre"  2026-03-01 wave 1  shared
