@@ -155,10 +155,10 @@ type Removal struct {
 
 // PullPage is one page of what changed for a reader after a cursor.
 type PullPage struct {
-	Entries   []*syncengine.Entry // views for the reader
-	Removals  []Removal
-	Next      int64 // the cursor to store with this page
-	More      bool
+	Entries  []*syncengine.Entry // views for the reader
+	Removals []Removal
+	Next     int64 // the cursor to store with this page
+	More     bool
 	// Remaining is how many entries and removals wait after Next: exact
 	// when RemainingExact, else a lower bound of MaxRemainingCount.
 	Remaining      int64
