@@ -532,7 +532,8 @@ func Revisions(writes []HistoryWrite, owner int64) int {
 // Pass tells a Records function what one reading needs, so that it can
 // leave out what that reading will not look at. A Records function may
 // ignore a Pass and give everything: the writers skip records of other
-// waves themselves, and never look at Body when SkipBody is set.
+// waves themselves, never look at Body when SkipBody is set, and never
+// at Revisions when SkipRevisions is.
 type Pass struct {
 	// Wave, when not 0, asks for the records of that wave only.
 	Wave uint32
@@ -540,6 +541,10 @@ type Pass struct {
 	// Redactions, so they may be left empty (the body is the only field
 	// that can be large, and redacting it the costliest step).
 	SkipBody bool
+	// SkipRevisions says the reading will not look at Revisions, so it
+	// may be left 0: counting them reads each entry's history, which
+	// only the readings that write the count need.
+	SkipRevisions bool
 }
 
 // Records gives the records of one export to yield, one at a time,

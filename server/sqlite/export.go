@@ -260,11 +260,13 @@ func (db *DB) exportRecords(ctx context.Context, tx *sql.Tx, sc *exportScope, p 
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}
 		study.RecordOf(&r, e, sc.rd, p.SkipBody)
-		r.StudyCode, r.Wave, r.WaveDefinition = code, w.Number, w.Definition()
-		if writes, err = readWrites(ctx, history, rid, writes[:0]); err != nil {
-			return err
+		r.StudyCode, r.Wave, r.WaveDefinition, r.Revisions = code, w.Number, w.Definition(), 0
+		if !p.SkipRevisions {
+			if writes, err = readWrites(ctx, history, rid, writes[:0]); err != nil {
+				return err
+			}
+			r.Revisions = study.Revisions(writes, owner)
 		}
-		r.Revisions = study.Revisions(writes, owner)
 		if err := yield(&r); err != nil {
 			return err
 		}
@@ -360,7 +362,7 @@ func (db *DB) keepExportEntries(ctx context.Context, id int64, records study.Rec
 		batch = batch[:0]
 		return err
 	}
-	err := records(study.Pass{}, func(r *study.Record) error {
+	err := records(study.Pass{SkipRevisions: true}, func(r *study.Record) error {
 		eid, err := syncengine.ParseEntryID(r.EntryID)
 		if err != nil {
 			return err
