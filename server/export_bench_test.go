@@ -12,7 +12,6 @@ import (
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -46,7 +45,7 @@ func cpuSeconds(b *testing.B) float64 {
 
 // exportBenchStudy fills db with n entries shared for research and
 // returns the researcher's device.
-func exportBenchStudy(b *testing.B, db *sqlite.DB, n int) TestDevice {
+func exportBenchStudy(b *testing.B, db study.Store, n int) TestDevice {
 	b.Helper()
 	ctx := context.Background()
 	for i, w := range []study.Wave{

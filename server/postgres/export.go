@@ -237,7 +237,8 @@ func (db *DB) exportManifest(ctx context.Context, rtx pgx.Tx, sc *exportScope) (
 // need: by study code (bytewise: the column's collation is "C"), date and
 // id. Rows stream from the server one at a time, so memory does not
 // depend on the number of entries. Each row carries its history's
-// writes as arrays, since a connection runs one query at a time.
+// writes as arrays, since a connection runs one query at a time; a
+// reading that skips revisions reads no history.
 func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pass, yield func(*study.Record) error) error {
 	req := &sc.req
 	// The filters in SQL only narrow the rows read; study.Classify
@@ -250,10 +251,10 @@ func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pas
 			SELECT coalesce(array_agg(user_id), '{}') AS users, coalesce(array_agg(device_id), '{}') AS devices,
 				coalesce(array_agg(field), '{}') AS fields, coalesce(array_agg(write_clock), '{}') AS writes,
 				coalesce(array_agg(received_at), '{}') AS received
-			FROM history WHERE entry = e.rid
+			FROM history WHERE entry = e.rid AND NOT $4::boolean
 		) h
 		WHERE e.res_visible AND ($1 = '' OR u.study_code = $1) AND ($2 = '' OR e.date >= $2) AND ($3 = '' OR e.date <= $3)
-		ORDER BY u.study_code, e.date, e.id`, req.Navigator, req.From, req.To)
+		ORDER BY u.study_code, e.date, e.id`, req.Navigator, req.From, req.To, p.SkipRevisions)
 	if err != nil {
 		return fmt.Errorf("cannot read entries for export: %w", err)
 	}
@@ -290,7 +291,10 @@ func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pas
 		for k := range users {
 			writes = append(writes, study.HistoryWrite{User: users[k], Device: devices[k], Field: syncengine.Field(fields[k]), Write: uint64(ws[k]), Received: receive[k]})
 		}
-		r.Revisions = study.Revisions(writes, owner)
+		r.Revisions = 0
+		if !p.SkipRevisions {
+			r.Revisions = study.Revisions(writes, owner)
+		}
 		if err := yield(&r); err != nil {
 			return err
 		}
@@ -403,7 +407,7 @@ func (db *DB) keepExportEntries(ctx context.Context, id int64, records study.Rec
 		ids, hashes = ids[:0], hashes[:0]
 		return err
 	}
-	err := records(study.Pass{}, func(r *study.Record) error {
+	err := records(study.Pass{SkipRevisions: true}, func(r *study.Record) error {
 		eid, err := syncengine.ParseEntryID(r.EntryID)
 		if err != nil {
 			return err
