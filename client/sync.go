@@ -508,10 +508,16 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 			<-inflight
 		}
 	}()
+	// The first page of a sync asks for an exact count of what waits;
+	// the progress counts down from it, and later pages, whose counts
+	// the server caps, only correct it.
+	counted := false
 	fetch := func(cursor uint64) chan pullResult {
 		ch := make(chan pullResult, 1)
+		count := !counted
+		counted = true
 		go func() {
-			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize})
+			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize, CountRemaining: count})
 			ch <- pullResult{resp, err}
 		}()
 		return ch
@@ -539,6 +545,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 					return err
 				}
 				cursor = 0
+				counted = false
 				inflight = fetch(0)
 				continue
 			}
@@ -560,7 +567,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 			pr.Pulled += n
 			pr.PulledEntries += len(resp.GetEntries())
 			pr.PulledRemovals += len(resp.GetRemovals())
-			pr.Remaining = resp.GetRemaining()
+			pr.Remaining = remainingAfter(pr.Remaining, uint64(n), resp)
 		})
 		c.watchers.notify(EventStatus)
 		if n > 0 {
@@ -767,4 +774,18 @@ func (c *Client) noteReachable(err error) {
 		return
 	}
 	c.offline.Store(nil)
+}
+
+// remainingAfter is what waits after a page, for progress: the server's
+// count when it is exact, else the count from before the page less what
+// the page held, but never less than the server's lower bound.
+func remainingAfter(before, page uint64, resp *diaryv1.PullResponse) uint64 {
+	if resp.GetRemainingExact() || !resp.GetMore() {
+		return resp.GetRemaining()
+	}
+	est := uint64(0)
+	if before > page {
+		est = before - page
+	}
+	return max(est, resp.GetRemaining())
 }

@@ -2,15 +2,13 @@ package server
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 )
 
@@ -20,36 +18,20 @@ import (
 // as it was; enrolments and administration fail the same way; once there
 // is room again, the same push goes through.
 func TestFullDisk(t *testing.T) {
-	ctx := context.Background()
-	file := filepath.Join(t.TempDir(), "diary.db")
-	db, err := sqlite.Open(ctx, file, sqlite.Options{})
-	if err != nil {
-		t.Fatal(err)
+	if storetest.Engine() != storetest.SQLite {
+		t.Skip("a full disk is made with SQLite's max_page_count; PostgreSQL's disk-full errors are tested in server/postgres")
 	}
+	ctx := context.Background()
+	db := MustOpenDB(t)
 	navDev := MustEnrollDevice(t, db, study.RoleNavigator, "PN-A")
 	adminDev := MustEnrollDevice(t, db, study.RoleAdmin, "ADMIN")
-	raw, err := sql.Open("sqlite", "file:"+file+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var pages int
-	err = raw.QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages)
-	raw.Close()
-	if err != nil {
+	if err := rawDB(db).QueryRowContext(ctx, `PRAGMA page_count`).Scan(&pages); err != nil {
 		t.Fatal(err)
 	}
 	db.Close()
 	// Room for a few more pages: about 40 KiB.
-	full, err := sqlite.Open(ctx, file, sqlite.Options{MaxPageCount: pages + 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		full.Close()
-		if raw, ok := raws.LoadAndDelete(full.Path()); ok {
-			raw.(*sql.DB).Close()
-		}
-	})
+	full := storetest.Reopen(t, db, storetest.Options{MaxPageCount: pages + 10})
 	ts := newTestServer(t, Config{Store: full})
 	nav := ts.clients(bearer(navDev.Token))
 	admin := ts.clients(bearer(adminDev.Token))
@@ -93,11 +75,7 @@ func TestFullDisk(t *testing.T) {
 
 	t.Run("OKRoomAgain", func(t *testing.T) {
 		full.Close()
-		roomy, err := sqlite.Open(ctx, file, sqlite.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer roomy.Close()
+		roomy := storetest.Reopen(t, db, storetest.Options{})
 		results, _, err := roomy.Push(ctx, navDev.Identity, incomingOf(t, refused))
 		if err != nil {
 			t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
-	"time"
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
@@ -18,12 +17,11 @@ type deviceHandler struct {
 	db      study.Store
 	hub     *hub
 	log     *slog.Logger
-	limiter *failureLimiter
 	trusted []netip.Prefix
 }
 
-func newDeviceHandler(db study.Store, h *hub, log *slog.Logger, limiter *failureLimiter, trusted []netip.Prefix) diaryv1connect.DeviceServiceHandler {
-	return &deviceHandler{db: db, hub: h, log: log, limiter: limiter, trusted: trusted}
+func newDeviceHandler(db study.Store, h *hub, log *slog.Logger, trusted []netip.Prefix) diaryv1connect.DeviceServiceHandler {
+	return &deviceHandler{db: db, hub: h, log: log, trusted: trusted}
 }
 
 // peerKey returns the address a call comes from (see clientAddr).
@@ -36,20 +34,23 @@ func (h *deviceHandler) peerKey(ctx context.Context) string {
 }
 
 func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) (*diaryv1.EnrollResponse, error) {
+	// The attempt is spent before the code is looked at, so that
+	// parallel guesses cannot together pass the limit; anything but a
+	// wrong code gives it back.
 	key := h.peerKey(ctx)
-	if ok, wait := h.limiter.Allow(key); !ok {
-		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.ERATELIMIT,
-			"too many wrong enrolment codes from this address: try again in %s", wait.Round(time.Second)+time.Second))
+	if err := h.db.TakeEnrollAttempt(ctx, key); err != nil {
+		return nil, connectError(ctx, h.log, err)
 	}
 	if len(req.GetCode()) > study.MaxCodeBytes {
-		h.limiter.Fail(key)
 		return nil, connectError(ctx, h.log, study.ErrBadCode)
 	}
 	enr, err := h.db.Enroll(ctx, study.EnrollRequest{Code: req.GetCode(), DeviceName: req.GetDeviceName(), ForUser: req.GetStudyCode()})
-	if err != nil {
-		if syncengine.ErrorCode(err) == syncengine.EUNAUTHENTICATED {
-			h.limiter.Fail(key)
+	if err == nil || syncengine.ErrorCode(err) != syncengine.EUNAUTHENTICATED {
+		if rerr := h.db.ReturnEnrollAttempt(context.WithoutCancel(ctx), key); rerr != nil {
+			h.log.WarnContext(ctx, "cannot give back an enrolment attempt", "err", rerr)
 		}
+	}
+	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.log.InfoContext(ctx, "device enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String(), "state", enr.State.String())

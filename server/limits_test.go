@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
@@ -409,8 +410,9 @@ func TestTrustedProxy(t *testing.T) {
 		return err
 	}
 	loopback := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+	twoGuesses := study.AttemptLimit{Burst: 2, Refill: time.Hour}
 	t.Run("OKPerClient", func(t *testing.T) {
-		ts := newTestServer(t, Config{EnrollFailures: 2, TrustedProxies: loopback})
+		ts := newTestServer(t, Config{Store: MustOpenDBWith(t, storetest.Options{EnrollLimit: twoGuesses}), TrustedProxies: loopback})
 		for range 2 {
 			wantCode(t, guess(ts, "198.51.100.1"), connect.CodeUnauthenticated)
 		}
@@ -419,7 +421,7 @@ func TestTrustedProxy(t *testing.T) {
 		wantCode(t, guess(ts, "198.51.100.2"), connect.CodeUnauthenticated)
 	})
 	t.Run("ErrSpoofedHeader", func(t *testing.T) {
-		ts := newTestServer(t, Config{EnrollFailures: 2})
+		ts := newTestServer(t, Config{Store: MustOpenDBWith(t, storetest.Options{EnrollLimit: twoGuesses})})
 		for range 2 {
 			wantCode(t, guess(ts, "198.51.100.1"), connect.CodeUnauthenticated)
 		}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -34,11 +35,6 @@ type Config struct {
 	// Heartbeat is how often idle Subscribe streams get a heartbeat
 	// (default 15 s).
 	Heartbeat time.Duration
-	// EnrollFailures and EnrollRefill rate-limit wrong enrolment codes
-	// per client address: EnrollFailures in a burst, then one more per
-	// EnrollRefill (defaults 10 and 1 minute).
-	EnrollFailures int
-	EnrollRefill   time.Duration
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For
 	// header says where a request comes from (for the enrolment limit).
 	// A request from anyone else is taken to come from its peer
@@ -71,6 +67,9 @@ type Server struct {
 	// lifetime.
 	streams *streamLimiter
 	handler http.Handler
+
+	stopWatch func() // stops WatchCommits, if the store has it
+	closeOnce sync.Once
 }
 
 // New builds a Server from cfg.
@@ -80,12 +79,6 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
-	}
-	if cfg.EnrollFailures <= 0 {
-		cfg.EnrollFailures = 10
-	}
-	if cfg.EnrollRefill <= 0 {
-		cfg.EnrollRefill = time.Minute
 	}
 	if cfg.MaxStreamsPerDevice <= 0 {
 		cfg.MaxStreamsPerDevice = DefaultMaxStreamsPerDevice
@@ -110,8 +103,7 @@ func New(cfg Config) *Server {
 	mux := http.NewServeMux()
 	s.streams = newStreamLimiter(cfg.MaxStreamsPerDevice, cfg.MaxStreams, s.metrics)
 	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, s.streams, cfg.Heartbeat), opts...))
-	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.Now)
-	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.hub, s.log, limiter, cfg.TrustedProxies), opts...))
+	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.hub, s.log, cfg.TrustedProxies), opts...))
 	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))
 	mux.Handle(diaryv1connect.NewResearchServiceHandler(newResearchHandler(s.db, s.log), opts...))
 	services := []string{
@@ -128,7 +120,35 @@ func New(cfg Config) *Server {
 		mux.Handle("GET /metrics", s.metrics)
 	}
 	s.handler = limitBodies(mux, cfg.MinBodyRate, cfg.BodyGrace, s.metrics)
+	if w, ok := s.db.(study.CommitWatcher); ok {
+		// Streams on this process wake for commits made through other
+		// processes sharing the store, too.
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.WatchCommits(ctx, func(wake *study.Wakeups) {
+				if wake == nil {
+					s.hub.wakeAll()
+					return
+				}
+				s.hub.notify(wake)
+			})
+		}()
+		s.stopWatch = func() { stop(); <-done }
+	}
 	return s
+}
+
+// Close ends every Subscribe stream, like Drain, and stops listening for
+// other processes' commits. The store stays open.
+func (s *Server) Close() {
+	s.Drain()
+	s.closeOnce.Do(func() {
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
+	})
 }
 
 // Handler returns the HTTP handler serving every service (and /metrics,
@@ -239,6 +259,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts ServeOptions) 
 	}
 	stopFlush()
 	<-flushed
+	s.Close()
 	if err := s.db.FlushSyncTimes(context.Background()); err != nil {
 		s.log.Error("cannot record device sync times", "err", err)
 	}

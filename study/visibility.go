@@ -131,6 +131,22 @@ func ErrCursorAhead(cursor, head int64) error {
 	return syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)
 }
 
+// MaxRemainingCount is how many waiting entries and removals past a page
+// a pull counts when it was not asked for an exact count: beyond it,
+// PullPage.Remaining is a lower bound. Counting everything on every page
+// made a first sync cost the square of its size.
+const MaxRemainingCount = 10000
+
+// PullRequest asks for the page after a cursor.
+type PullRequest struct {
+	Cursor   int64
+	PageSize uint32 // 0: the default; at most MaxPullPageSize
+	// CountRemaining asks for an exact count of what waits after the
+	// page, which costs time in proportion to it: a client asks once per
+	// sync, on its first page.
+	CountRemaining bool
+}
+
 // Removal tells a reader to drop an entry.
 type Removal struct {
 	Entry  syncengine.EntryID
@@ -139,11 +155,14 @@ type Removal struct {
 
 // PullPage is one page of what changed for a reader after a cursor.
 type PullPage struct {
-	Entries   []*syncengine.Entry // views for the reader
-	Removals  []Removal
-	Next      int64 // the cursor to store with this page
-	More      bool
-	Remaining int64 // entries and removals waiting after Next
+	Entries  []*syncengine.Entry // views for the reader
+	Removals []Removal
+	Next     int64 // the cursor to store with this page
+	More     bool
+	// Remaining is how many entries and removals wait after Next: exact
+	// when RemainingExact, else a lower bound of MaxRemainingCount.
+	Remaining      int64
+	RemainingExact bool
 }
 
 // StateHash is the state hash of what a reader may see, and the position

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -361,9 +362,10 @@ func adminDeviceRevoke(e *env, args []string) error {
 func adminWave(e *env, args []string, add bool) error {
 	fs := e.flags()
 	number := fs.Uint("number", 0, "wave number, from 1")
-	label := fs.String("label", "", "label, such as Baseline")
+	label := fs.String("label", "", "label, such as Baseline (study-wide waves only)")
 	from := fs.String("from", "", "first day, YYYY-MM-DD")
 	to := fs.String("to", "", "last day, YYYY-MM-DD")
+	navigator := fs.String("navigator", "", "give this navigator (study code) their own dates for the wave")
 	if err := e.noArgs(fs, args); err != nil {
 		return err
 	}
@@ -371,15 +373,15 @@ func adminWave(e *env, args []string, add bool) error {
 	if add {
 		verb = "add"
 	}
-	if *number == 0 || *label == "" || *from == "" || *to == "" {
-		return usagef("admin wave %s needs --number N --label L --from DATE --to DATE", verb)
+	if *number == 0 || (*label == "" && *navigator == "") || *from == "" || *to == "" {
+		return usagef("admin wave %s needs --number N --label L --from DATE --to DATE, or --number N --navigator CODE --from DATE --to DATE", verb)
 	}
-	w := study.Wave{Number: uint32(min(*number, 1<<32-1)), Label: *label, Start: *from, End: *to}
+	w := study.Wave{Number: uint32(min(*number, 1<<32-1)), Label: *label, Start: *from, End: *to, Navigator: *navigator}
 	if err := study.ValidateWave(&w); err != nil {
 		return usagef("%s", syncengine.ErrorMessage(err))
 	}
 	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
-		pw := &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End}
+		pw := &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End, NavigatorCode: w.Navigator}
 		var err error
 		if add {
 			_, err = svc.CreateWave(e.ctx, &diaryv1.CreateWaveRequest{Wave: pw})
@@ -394,29 +396,57 @@ func adminWave(e *env, args []string, add bool) error {
 	})
 }
 
+func adminWaveRemove(e *env, args []string) error {
+	fs := e.flags()
+	number := fs.Uint("number", 0, "wave number")
+	navigator := fs.String("navigator", "", "the navigator whose own dates to remove")
+	if err := e.noArgs(fs, args); err != nil {
+		return err
+	}
+	if *number == 0 || *navigator == "" {
+		return usagef("admin wave remove needs --number N --navigator CODE: it removes a navigator's own dates (study-wide waves stay)")
+	}
+	if *number > study.MaxWaveNumber {
+		return usagef("--number must be from 1 to %d", study.MaxWaveNumber)
+	}
+	if err := checkStudyCode("--navigator", *navigator); err != nil {
+		return err
+	}
+	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
+		if _, err := svc.DeleteWaveDates(e.ctx, &diaryv1.DeleteWaveDatesRequest{Number: uint32(*number), NavigatorCode: *navigator}); err != nil {
+			return rpcErr("remove wave dates", err)
+		}
+		return nil
+	})
+}
+
 func adminWaveList(e *env, args []string) error {
 	fs := e.flags()
-	jsonOut := fs.Bool("json", false, "print JSON, one wave per line")
+	jsonOut := fs.Bool("json", false, "print JSON, one wave definition per line")
 	if err := e.noArgs(fs, args); err != nil {
 		return err
 	}
 	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		if !*jsonOut {
-			fmt.Fprintln(tw, "WAVE\tLABEL\tFROM\tTO")
+			fmt.Fprintln(tw, "WAVE\tLABEL\tNAVIGATOR\tFROM\tTO")
 		}
 		for tok := ""; ; {
-			resp, err := svc.ListWaves(e.ctx, &diaryv1.ListWavesRequest{PageSize: 500, PageToken: tok})
+			resp, err := svc.ListWaves(e.ctx, &diaryv1.ListWavesRequest{PageSize: 500, PageToken: tok, IncludeNavigatorDates: true})
 			if err != nil {
 				return rpcErr("list waves", err)
 			}
 			for _, w := range resp.GetWaves() {
 				if *jsonOut {
-					if err := writeJSON(e.stdout, map[string]any{"number": w.GetNumber(), "label": w.GetLabel(), "start_date": w.GetStartDate(), "end_date": w.GetEndDate()}); err != nil {
+					if err := writeJSON(e.stdout, map[string]any{"number": w.GetNumber(), "label": w.GetLabel(), "navigator": w.GetNavigatorCode(), "start_date": w.GetStartDate(), "end_date": w.GetEndDate()}); err != nil {
 						return err
 					}
 				} else {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", w.GetNumber(), w.GetLabel(), w.GetStartDate(), w.GetEndDate())
+					who := "(all)"
+					if w.GetNavigatorCode() != "" {
+						who = w.GetNavigatorCode()
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", w.GetNumber(), w.GetLabel(), who, w.GetStartDate(), w.GetEndDate())
 				}
 			}
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -426,6 +456,193 @@ func adminWaveList(e *env, args []string) error {
 		if !*jsonOut {
 			return tw.Flush()
 		}
+		return nil
+	})
+}
+
+func adminRedactAdd(e *env, args []string) error {
+	fs := e.flags()
+	marker := fs.String("marker", "", "what replaces the term (default [name])")
+	pos, err := e.parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("admin redact add needs one term (quote a name of several words): admin redact add \"Jane Doe\" [--marker [place]]")
+	}
+	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
+		if _, err := svc.AddRedactionTerm(e.ctx, &diaryv1.AddRedactionTermRequest{Term: &diaryv1.RedactionTerm{Term: pos[0], Marker: *marker}}); err != nil {
+			return rpcErr("add redaction term", err)
+		}
+		return nil
+	})
+}
+
+func adminRedactRemove(e *env, args []string) error {
+	pos, err := e.parse(e.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("admin redact remove needs one term")
+	}
+	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
+		resp, err := svc.RemoveRedactionTerm(e.ctx, &diaryv1.RemoveRedactionTermRequest{Term: pos[0]})
+		if err != nil {
+			return rpcErr("remove redaction term", err)
+		}
+		if !resp.GetRemoved() {
+			return fmt.Errorf("cannot remove redaction term: it is not on the list")
+		}
+		return nil
+	})
+}
+
+func adminRedactList(e *env, args []string) error {
+	fs := e.flags()
+	jsonOut := fs.Bool("json", false, "print JSON, one term per line")
+	if err := e.noArgs(fs, args); err != nil {
+		return err
+	}
+	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		if !*jsonOut {
+			fmt.Fprintln(tw, "TERM\tMARKER")
+		}
+		for tok := ""; ; {
+			resp, err := svc.ListRedactionTerms(e.ctx, &diaryv1.ListRedactionTermsRequest{PageSize: 500, PageToken: tok})
+			if err != nil {
+				return rpcErr("list redaction terms", err)
+			}
+			for _, t := range resp.GetTerms() {
+				if *jsonOut {
+					if err := writeJSON(e.stdout, map[string]any{"term": t.GetTerm(), "marker": t.GetMarker()}); err != nil {
+						return err
+					}
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\n", t.GetTerm(), t.GetMarker())
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if !*jsonOut {
+			return tw.Flush()
+		}
+		return nil
+	})
+}
+
+func adminRedactShow(e *env, args []string) error {
+	if err := e.noArgs(e.flags(), args); err != nil {
+		return err
+	}
+	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
+		resp, err := svc.GetRedaction(e.ctx, &diaryv1.GetRedactionRequest{})
+		if err != nil {
+			return rpcErr("show redaction", err)
+		}
+		r := resp.GetRedaction()
+		state := "on"
+		if !r.GetEnabled() {
+			state = "OFF: research exports and pulls carry texts as written"
+		}
+		fmt.Fprintf(e.stdout, "De-identification: %s\nTerms on the list: %d\n", state, r.GetTerms())
+		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATTERN\tMARKER\tEXPRESSION")
+		for _, p := range r.GetPatterns() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), p.GetMarker(), p.GetExpression())
+		}
+		return tw.Flush()
+	})
+}
+
+func adminRedactSwitch(e *env, args []string, on bool) error {
+	if err := e.noArgs(e.flags(), args); err != nil {
+		return err
+	}
+	return e.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+		r.Enabled = on
+		return nil
+	})
+}
+
+func adminRedactPatternAdd(e *env, args []string) error {
+	fs := e.flags()
+	name := fs.String("name", "", "the pattern's name, such as nhs-number")
+	marker := fs.String("marker", "", "what replaces a match, such as [nhs]")
+	expr := fs.String("regexp", "", "the regular expression (RE2 syntax)")
+	if err := e.noArgs(fs, args); err != nil {
+		return err
+	}
+	if *name == "" || *marker == "" || *expr == "" {
+		return usagef("admin redact pattern add needs --name N --marker M --regexp RE")
+	}
+	return e.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+		for _, p := range r.Patterns {
+			if p.GetName() == *name {
+				p.Marker, p.Expression = *marker, *expr
+				return nil
+			}
+		}
+		r.Patterns = append(r.Patterns, &diaryv1.RedactionPattern{Name: *name, Marker: *marker, Expression: *expr})
+		return nil
+	})
+}
+
+func adminRedactPatternRemove(e *env, args []string) error {
+	pos, err := e.parse(e.flags(), args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("admin redact pattern remove needs the pattern's name")
+	}
+	return e.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+		n := len(r.Patterns)
+		r.Patterns = slices.DeleteFunc(r.Patterns, func(p *diaryv1.RedactionPattern) bool { return p.GetName() == pos[0] })
+		if len(r.Patterns) == n {
+			return fmt.Errorf("cannot remove redaction pattern: there is no pattern %q", pos[0])
+		}
+		if len(r.Patterns) == 0 {
+			return fmt.Errorf("cannot remove the last redaction pattern: an empty list means the defaults; turn redaction off with admin redact off instead")
+		}
+		return nil
+	})
+}
+
+func adminRedactPatternReset(e *env, args []string) error {
+	if err := e.noArgs(e.flags(), args); err != nil {
+		return err
+	}
+	return e.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+		r.Patterns = nil
+		return nil
+	})
+}
+
+// updateRedaction reads the setting, lets change edit it and writes it
+// back.
+func (e *env) updateRedaction(change func(*diaryv1.UpdateRedactionRequest) error) error {
+	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
+		resp, err := svc.GetRedaction(e.ctx, &diaryv1.GetRedactionRequest{})
+		if err != nil {
+			return rpcErr("read redaction setting", err)
+		}
+		req := &diaryv1.UpdateRedactionRequest{Enabled: resp.GetRedaction().GetEnabled(), Patterns: resp.GetRedaction().GetPatterns()}
+		if err := change(req); err != nil {
+			return err
+		}
+		out, err := svc.UpdateRedaction(e.ctx, req)
+		if err != nil {
+			return rpcErr("change redaction setting", err)
+		}
+		state := "on"
+		if !out.GetRedaction().GetEnabled() {
+			state = "off"
+		}
+		fmt.Fprintf(e.stdout, "De-identification is %s, with %d patterns.\n", state, len(out.GetRedaction().GetPatterns()))
 		return nil
 	})
 }

@@ -1,13 +1,17 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
-//	diaryd admin-code [--data DIR]
+//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
+//	diaryd admin-code [--data DIR | --database postgres://...]
+//	diaryd migrate --from DIR --database postgres://...
+//	diaryd backup --to FILE [--data DIR]
 //	diaryd version [--json]
 //
-// Every flag can also be set in the environment: DIARYSYNC_DATA,
-// DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT, DIARYSYNC_TLS_KEY,
-// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS,
-// DIARYSYNC_METRICS_ADDR, DIARYSYNC_TRUSTED_PROXY,
+// Without --database the study is the embedded SQLite file in --data;
+// with it, the PostgreSQL database it names, which several diaryd
+// processes may share. Every flag can also be set in the environment:
+// DIARYSYNC_DATA, DIARYSYNC_DATABASE, DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT,
+// DIARYSYNC_TLS_KEY, DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO,
+// DIARYSYNC_SYNCHRONOUS, DIARYSYNC_METRICS_ADDR, DIARYSYNC_TRUSTED_PROXY,
 // DIARYSYNC_MAX_STREAMS_PER_DEVICE, DIARYSYNC_MAX_STREAMS.
 package main
 
@@ -32,6 +36,7 @@ import (
 	"github.com/diarysync/diarysync/internal/buildinfo"
 	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/postgres"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 )
@@ -60,8 +65,10 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage:
-  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
-  diaryd admin-code [--data DIR]
+  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
+  diaryd admin-code [--data DIR | --database postgres://...]
+  diaryd migrate --from DIR --database postgres://...
+  diaryd backup --to FILE [--data DIR]
   diaryd version [--json]
 
 Run "diaryd serve --help" for the flags.`
@@ -76,6 +83,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "admin-code":
 		return adminCode(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return backup(ctx, args[1:], stdout, stderr)
 	case "version":
 		return version(args[1:], stdout)
 	case "help", "-h", "--help":
@@ -139,12 +150,19 @@ func dataFlag(fs *flag.FlagSet) *string {
 	return fs.String("data", env("DIARYSYNC_DATA", "./diarysync-data"), "data directory (env DIARYSYNC_DATA)")
 }
 
+func databaseFlag(fs *flag.FlagSet) *string {
+	return fs.String("database", env("DIARYSYNC_DATABASE", ""), "PostgreSQL database URL, such as postgres://user@host/diarysync (env DIARYSYNC_DATABASE); without it, the SQLite file in --data")
+}
+
+// dbFile is the study's SQLite file in a data directory.
+func dbFile(dir string) string { return filepath.Join(dir, "diarysync.db") }
+
 func openData(ctx context.Context, dir, synchronous string, create bool) (study.Store, error) {
 	if create {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create data directory: %w", err)
 		}
-	} else if _, err := os.Stat(filepath.Join(dir, "diarysync.db")); err != nil {
+	} else if _, err := os.Stat(dbFile(dir)); err != nil {
 		return nil, fmt.Errorf("no diarysync database in %s: start the server there once first", dir)
 	}
 	// The directory holds diary entries and the administrator's code: an
@@ -155,7 +173,16 @@ func openData(ctx context.Context, dir, synchronous string, create bool) (study.
 	if err := litedb.TightenMode(filepath.Join(dir, "admin-code"), 0o600); err != nil {
 		return nil, err
 	}
-	return sqlite.Open(ctx, filepath.Join(dir, "diarysync.db"), sqlite.Options{Synchronous: synchronous})
+	return sqlite.Open(ctx, dbFile(dir), sqlite.Options{Synchronous: synchronous})
+}
+
+// openDatabase opens the PostgreSQL store at url.
+func openDatabase(ctx context.Context, url string, log *slog.Logger) (*postgres.DB, error) {
+	db, err := postgres.Open(ctx, url, postgres.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the PostgreSQL database: %w", err)
+	}
+	return db, nil
 }
 
 // writeAdminCode writes the code to <dir>/admin-code, readable by its
@@ -188,6 +215,7 @@ func writeAdminCode(dir, code string) error {
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flags("diaryd serve", "[flags]", stdout)
 	data := dataFlag(fs)
+	database := databaseFlag(fs)
 	addr := fs.String("addr", env("DIARYSYNC_ADDR", "127.0.0.1:8080"), "address to listen on (env DIARYSYNC_ADDR)")
 	cert := fs.String("tls-cert", env("DIARYSYNC_TLS_CERT", ""), "TLS certificate file (env DIARYSYNC_TLS_CERT)")
 	key := fs.String("tls-key", env("DIARYSYNC_TLS_KEY", ""), "TLS key file (env DIARYSYNC_TLS_KEY)")
@@ -214,17 +242,39 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	db, err := openData(ctx, *data, *synchronous, true)
-	if err != nil {
-		return err
+	var db study.Store
+	where := *data
+	if *database != "" {
+		pg, err := openDatabase(ctx, *database, log)
+		if err != nil {
+			return err
+		}
+		db, where = pg, "PostgreSQL"
+	} else {
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return fmt.Errorf("cannot create data directory: %w", err)
+		}
+		release, err := lockData(*data)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if db, err = openData(ctx, *data, *synchronous, true); err != nil {
+			return err
+		}
 	}
 	defer db.Close()
 
+	// Of several processes starting at once on one database, only the
+	// one that created the administrator prints the code.
 	code, created, err := db.EnsureAdmin(ctx)
 	if err != nil {
 		return err
 	}
-	if created {
+	switch {
+	case created && *database != "":
+		fmt.Fprintf(stdout, "Created the administrator ADMIN. One-time enrolment code (valid 24 hours; \"diaryd admin-code --database ...\" issues another):\n\n    %s\n\n", code)
+	case created:
 		if err := writeAdminCode(*data, code); err != nil {
 			return err
 		}
@@ -260,7 +310,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer ms.Close()
 		log.Info("serving metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
-	log.Info("serving", "url", url, "data", *data)
+	log.Info("serving", "url", url, "data", where)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
 }
 
@@ -305,8 +355,22 @@ Next, in another terminal (the diary command keeps each person's profile in --ho
 func adminCode(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := flags("diaryd admin-code", "[--data DIR]", stdout)
 	data := dataFlag(fs)
+	database := databaseFlag(fs)
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *database != "" {
+		db, err := openDatabase(ctx, *database, nil)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		code, err := db.AdminCode(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, code)
+		return nil
 	}
 	db, err := openData(ctx, *data, "FULL", false)
 	if err != nil {
@@ -321,5 +385,25 @@ func adminCode(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, code)
+	return nil
+}
+
+func backup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flags("diaryd backup", "--to FILE [--data DIR]", stdout)
+	data := dataFlag(fs)
+	to := fs.String("to", "", "the backup file to write; it must not exist")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return usagef("backup needs --to FILE")
+	}
+	if _, err := os.Stat(dbFile(*data)); err != nil {
+		return fmt.Errorf("no diarysync database in %s", *data)
+	}
+	if err := sqlite.Backup(ctx, dbFile(*data), *to); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Backed up %s to %s.\n", dbFile(*data), *to)
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
-	"github.com/google/uuid"
 )
 
 // syncTimes remembers when devices last synced. Writing the time on every
@@ -166,23 +165,10 @@ func (db *DB) DevicesAwaitingApproval(ctx context.Context, userID int64, max int
 	return out, total, err
 }
 
-// checkDeviceID refuses what cannot be a device's public id, without
-// echoing an over-long one back.
-func checkDeviceID(publicID string) error {
-	if _, err := uuid.Parse(publicID); err != nil || len(publicID) != 36 {
-		shown := publicID
-		if len(shown) > 40 {
-			shown = shown[:40] + "…"
-		}
-		return syncengine.Errorf(syncengine.EINVALID, "%q is not a device id", shown)
-	}
-	return nil
-}
-
 func (db *DB) deviceByPublicID(ctx context.Context, q querier, publicID string) (*study.Device, error) {
 	d, err := db.scanDevice(q.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.public_id = ?`, publicID))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, syncengine.Errorf(syncengine.ENOTFOUND, "no device has the id %s", publicID)
+		return nil, study.ErrUnknownDevice(publicID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot look up device: %w", err)
@@ -194,7 +180,7 @@ func (db *DB) deviceByPublicID(ctx context.Context, q querier, publicID string) 
 // Revoking a revoked device is not an error. The device is told that an
 // administrator revoked it.
 func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*study.Device, error) {
-	if err := checkDeviceID(publicID); err != nil {
+	if err := study.CheckDevicePublicID(publicID); err != nil {
 		return nil, err
 	}
 	var d *study.Device
@@ -247,7 +233,7 @@ func (db *DB) eraseHeld(ctx context.Context, tx *sql.Tx, device int64) (int, err
 	if err != nil {
 		return 0, fmt.Errorf("cannot find held entries: %w", err)
 	}
-	return len(rids), eraseRows(ctx, tx, rids, &study.Wakeups{})
+	return len(rids), eraseRows(ctx, tx, rids, &study.Wakeups{}, db.nowMillis())
 }
 
 // ApproveDevice lets a pending device of the approver's user act. The
@@ -257,7 +243,7 @@ func (db *DB) ApproveDevice(ctx context.Context, approver *study.Identity, publi
 	// The device that acts is the actor of what is recorded, whatever
 	// ctx carries.
 	ctx = study.NewContext(ctx, approver)
-	if err := checkDeviceID(publicID); err != nil {
+	if err := study.CheckDevicePublicID(publicID); err != nil {
 		return nil, nil, err
 	}
 	var d *study.Device
@@ -352,7 +338,7 @@ func (db *DB) releaseHeld(ctx context.Context, tx *sql.Tx, device int64, wake *s
 	if len(list) == 0 {
 		return 0, nil
 	}
-	first, err := nextSeqs(ctx, tx, len(list))
+	first, err := nextSeqs(ctx, tx, len(list), db.nowMillis())
 	if err != nil {
 		return 0, err
 	}
@@ -397,7 +383,7 @@ func (db *DB) DenyDevice(ctx context.Context, who *study.Identity, publicID stri
 	// The device that acts is the actor of what is recorded, whatever
 	// ctx carries.
 	ctx = study.NewContext(ctx, who)
-	if err := checkDeviceID(publicID); err != nil {
+	if err := study.CheckDevicePublicID(publicID); err != nil {
 		return nil, err
 	}
 	var d *study.Device
@@ -435,7 +421,7 @@ func (db *DB) RevokeOwnDevice(ctx context.Context, who *study.Identity, publicID
 	// The device that acts is the actor of what is recorded, whatever
 	// ctx carries.
 	ctx = study.NewContext(ctx, who)
-	if err := checkDeviceID(publicID); err != nil {
+	if err := study.CheckDevicePublicID(publicID); err != nil {
 		return nil, err
 	}
 	var d *study.Device
