@@ -433,6 +433,28 @@ func (d *TextDoc) Apply(c *TextChange) (TextStatus, error) {
 	return TextApplied, nil
 }
 
+// Ready reports what Apply would do with c now, without doing it:
+// TextApplied when c is ready to apply, TextDuplicate when the document
+// already holds it, TextHeld when the version it was made on is not
+// complete yet; and the error Apply would give for a change that skipped
+// one of its own replica's changes. It does not check that c's ids are in
+// the document, which Apply does (and then changes nothing).
+func (d *TextDoc) Ready(c *TextChange) (TextStatus, error) {
+	if d.pending[c.Stamp] != nil {
+		return TextDuplicate, nil
+	}
+	ready, dup, _, err := d.readiness(c)
+	switch {
+	case err != nil:
+		return 0, err
+	case dup:
+		return TextDuplicate, nil
+	case !ready:
+		return TextHeld, nil
+	}
+	return TextApplied, nil
+}
+
 // readiness says whether c can apply now. It is not ready, with no error,
 // while the version it was made on is incomplete, and then names a
 // replica whose next change it waits for; it is an error when c skipped a

@@ -856,3 +856,51 @@ func (d *textDecoder) bytesField() []byte {
 }
 
 func (d *textDecoder) string() string { return string(d.bytesField()) }
+
+// textSummary reads from an encoded TextDoc what readers of an entry need
+// without rebuilding the document: the text, the stamp of the newest
+// change applied (zero for none), and how many heads it has (see
+// TextDoc.Heads). It checks only what it reads; DecodeTextDoc checks the
+// rest.
+func textSummary(b []byte) (text string, newest Stamp, heads int, err error) {
+	d := textDecoder{b: b}
+	if v := d.byte(); d.err == nil && v != textDocVersion {
+		return "", Stamp{}, 0, fmt.Errorf("%w: unknown version %d", ErrCorruptText, v)
+	}
+	text = d.string()
+	nrep := d.count(16+8+1, MaxTextReplicas)
+	version := make([]Stamp, nrep)
+	seenBy := make([]Timestamp, nrep) // the newest clock of replica i that another replica's newest change had seen
+	for i := 0; i < nrep && d.err == nil; i++ {
+		d.read(version[i].Replica[:])
+		version[i].Clock = Timestamp(d.uint64())
+		ndeps := d.count(1+8, nrep)
+		for range ndeps {
+			j := d.uvarint()
+			clock := Timestamp(d.uint64())
+			if d.err != nil {
+				break
+			}
+			if j >= uint64(nrep) {
+				d.fail("a dependency names no replica")
+				break
+			}
+			seenBy[j] = max(seenBy[j], clock)
+		}
+	}
+	if d.err != nil {
+		return "", Stamp{}, 0, d.err
+	}
+	if !utf8.ValidString(text) {
+		return "", Stamp{}, 0, fmt.Errorf("%w: text is not valid UTF-8", ErrCorruptText)
+	}
+	for i, v := range version {
+		if newest.Replica.IsZero() || v.Compare(newest) > 0 {
+			newest = v
+		}
+		if seenBy[i] < v.Clock {
+			heads++
+		}
+	}
+	return text, newest, heads, nil
+}
