@@ -367,7 +367,7 @@ func (d *decoder) body(r *Text, s **TextState, limit int) {
 		d.fail("merged text holds no change")
 		return
 	}
-	*s, *r = st, st.register()
+	*s, *r = st, st.Register()
 }
 
 func (d *decoder) flag(r *Flag) {

@@ -55,7 +55,7 @@ func (t *textTarget) commit(d *TextDoc, c *Change) {
 		*t.state = &TextState{limit: t.limit, doc: d}
 	}
 	(*t.state).refresh()
-	*t.reg = (*t.state).register()
+	*t.reg = (*t.state).Register()
 	t.touch(c)
 }
 
@@ -243,7 +243,7 @@ func legacyEdit(r *Text, s **TextState, stamp Stamp, text string, limit int) (*T
 		return nil, err
 	}
 	(*s).refresh()
-	*r = (*s).register()
+	*r = (*s).Register()
 	return tc, nil
 }
 
@@ -257,7 +257,7 @@ func mergeText(er *Text, es **TextState, or *Text, os *TextState) bool {
 		return false
 	case *es == nil:
 		*es = os.clone()
-		*er = (*es).register()
+		*er = (*es).Register()
 		return true
 	}
 	before := (*es).Encoding()
@@ -273,6 +273,6 @@ func mergeText(er *Text, es **TextState, or *Text, os *TextState) bool {
 		return false
 	}
 	(*es).refresh()
-	*er = (*es).register()
+	*er = (*es).Register()
 	return !slices.Equal(before, (*es).Encoding())
 }

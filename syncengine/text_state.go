@@ -133,9 +133,27 @@ func (s *TextState) clone() *TextState {
 	return &c
 }
 
-// register returns the register an old device, or a reader who gets only
+// Register returns the register an old device, or a reader who gets only
 // the text, holds for this text: its text, stamped with its newest change.
-func (s *TextState) register() Text { return Text{Value: s.text, Stamp: s.newest} }
+func (s *TextState) Register() Text { return Text{Value: s.text, Stamp: s.newest} }
+
+// DecodeTextState decodes the merged text of a body (f is FieldBody) or a
+// feedback body (FieldFeedbackBody) from its canonical encoding, checking
+// all of it (see DecodeTextDoc). It refuses a text holding no change,
+// which no entry holds. Errors wrap ErrCorruptText.
+func DecodeTextState(b []byte, f Field) (*TextState, error) {
+	if f != FieldBody && f != FieldFeedbackBody {
+		return nil, errNotText(f)
+	}
+	s, err := textStateOf(slices.Clone(b), textLimit(f), true)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.doc.version) == 0 && len(s.doc.pending) == 0 {
+		return nil, fmt.Errorf("%w: merged text holds no change", ErrCorruptText)
+	}
+	return s, nil
+}
 
 // equal reports whether two states hold the same changes.
 func (s *TextState) equal(o *TextState) bool {

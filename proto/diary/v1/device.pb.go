@@ -96,7 +96,9 @@ type EnrollResponse struct {
 	// The user's display name.
 	DisplayName string `protobuf:"bytes,6,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The server's time, for clock correction.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// What the server understands (see Capability).
+	Capabilities  []Capability `protobuf:"varint,8,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,15 +182,22 @@ func (x *EnrollResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *EnrollResponse) GetCapabilities() []Capability {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
 var File_diary_v1_device_proto protoreflect.FileDescriptor
 
 const file_diary_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x15diary/v1/device.proto\x12\bdiary.v1\x1a\x14diary/v1/study.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n" +
+	"\x15diary/v1/device.proto\x12\bdiary.v1\x1a\x14diary/v1/study.proto\x1a\x13diary/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n" +
 	"\rEnrollRequest\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1f\n" +
 	"\vdevice_name\x18\x02 \x01(\tR\n" +
-	"deviceName\"\x85\x02\n" +
+	"deviceName\"\xbf\x02\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n" +
@@ -199,7 +208,8 @@ const file_diary_v1_device_proto_rawDesc = "" +
 	"study_code\x18\x05 \x01(\tR\tstudyCode\x12!\n" +
 	"\fdisplay_name\x18\x06 \x01(\tR\vdisplayName\x12;\n" +
 	"\vserver_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime2L\n" +
+	"serverTime\x128\n" +
+	"\fcapabilities\x18\b \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities2L\n" +
 	"\rDeviceService\x12;\n" +
 	"\x06Enroll\x12\x17.diary.v1.EnrollRequest\x1a\x18.diary.v1.EnrollResponseB\x93\x01\n" +
 	"\fcom.diary.v1B\vDeviceProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
@@ -222,17 +232,19 @@ var file_diary_v1_device_proto_goTypes = []any{
 	(*EnrollResponse)(nil),        // 1: diary.v1.EnrollResponse
 	(Role)(0),                     // 2: diary.v1.Role
 	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(Capability)(0),               // 4: diary.v1.Capability
 }
 var file_diary_v1_device_proto_depIdxs = []int32{
 	2, // 0: diary.v1.EnrollResponse.role:type_name -> diary.v1.Role
 	3, // 1: diary.v1.EnrollResponse.server_time:type_name -> google.protobuf.Timestamp
-	0, // 2: diary.v1.DeviceService.Enroll:input_type -> diary.v1.EnrollRequest
-	1, // 3: diary.v1.DeviceService.Enroll:output_type -> diary.v1.EnrollResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 2: diary.v1.EnrollResponse.capabilities:type_name -> diary.v1.Capability
+	0, // 3: diary.v1.DeviceService.Enroll:input_type -> diary.v1.EnrollRequest
+	1, // 4: diary.v1.DeviceService.Enroll:output_type -> diary.v1.EnrollResponse
+	4, // [4:5] is the sub-list for method output_type
+	3, // [3:4] is the sub-list for method input_type
+	3, // [3:3] is the sub-list for extension type_name
+	3, // [3:3] is the sub-list for extension extendee
+	0, // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_device_proto_init() }
@@ -241,6 +253,7 @@ func file_diary_v1_device_proto_init() {
 		return
 	}
 	file_diary_v1_study_proto_init()
+	file_diary_v1_sync_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
