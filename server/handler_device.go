@@ -55,12 +55,13 @@ func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) 
 	}
 	h.log.InfoContext(ctx, "device enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String())
 	return &diaryv1.EnrollResponse{
-		DeviceId:    enr.Device,
-		Token:       enr.Token,
-		ReplicaId:   enr.Replica.String(),
-		Role:        diaryv1.Role(enr.Role),
-		StudyCode:   enr.StudyCode,
-		DisplayName: enr.DisplayName,
-		ServerTime:  timestamppb.New(h.db.Now()),
+		DeviceId:     enr.Device,
+		Token:        enr.Token,
+		ReplicaId:    enr.Replica.String(),
+		Role:         diaryv1.Role(enr.Role),
+		StudyCode:    enr.StudyCode,
+		DisplayName:  enr.DisplayName,
+		ServerTime:   timestamppb.New(h.db.Now()),
+		Capabilities: capabilities,
 	}, nil
 }
