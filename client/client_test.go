@@ -165,7 +165,10 @@ func TestTwoDevicesConverge(t *testing.T) {
 			if err := a.Update(ctx, id, Edit{Title: ptr("from A"), AddTags: []string{"family"}, RemoveTags: []string{"court"}}); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(2 * time.Millisecond)
+			// B's title must be stamped later than A's on every clock:
+			// each device's clock carries the offset it estimated at
+			// enrolment, a few milliseconds either way.
+			time.Sleep(50 * time.Millisecond)
 			if err := b.Update(ctx, id, Edit{Body: ptr("body from B"), Title: ptr("from B"), AddTags: []string{"benefits"}, RemoveTags: []string{"housing"}}); err != nil {
 				t.Fatal(err)
 			}

@@ -420,3 +420,68 @@ func (m *differ) segments() []diffSeg {
 	}
 	return out
 }
+
+// Rebase returns current with the edit from base to edited made on it: a
+// three-way merge of plain texts, for an edit made on a text (base) that
+// has changed since (current) where the edit's history is not at hand, as
+// when an app hands over a text field's content long after it showed the
+// field, or an edit has to be made again on a server's text. Characters
+// the edit deleted are deleted where they still are; what it inserted goes
+// where its neighbours went, after what current inserted at the same
+// place; what current changed stays. It is deterministic.
+func Rebase(base, edited, current string) string {
+	if edited == base {
+		return current
+	}
+	if current == base {
+		return edited
+	}
+	n := runeCount(base)
+	cur := []rune(current)
+	// alive[i] is the position in current of base's i-th character, or -1
+	// if current deleted it; gap[i] is where an insertion made before
+	// base's i-th character (gap[n]: at the end) goes in current.
+	alive := make([]int, n)
+	gap := make([]int, n+1)
+	i, j := 0, 0
+	for _, a := range Diff(base, current) {
+		for ; i < a.Pos; i, j = i+1, j+1 {
+			alive[i], gap[i] = j, j
+		}
+		j += runeCount(a.Text)
+		gap[i] = j
+		for ; i < a.Pos+a.Del; i++ {
+			alive[i], gap[i] = -1, j
+		}
+	}
+	for ; i < n; i, j = i+1, j+1 {
+		alive[i], gap[i] = j, j
+	}
+	gap[n] = j
+	deleted := make([]bool, len(cur))
+	inserts := make([][]string, len(cur)+1)
+	for _, e := range Diff(base, edited) {
+		for k := e.Pos; k < e.Pos+e.Del; k++ {
+			if alive[k] >= 0 {
+				deleted[alive[k]] = true
+			}
+		}
+		if e.Text != "" {
+			at := gap[e.Pos]
+			if e.Del > 0 && alive[e.Pos] >= 0 {
+				at = alive[e.Pos]
+			}
+			inserts[at] = append(inserts[at], e.Text)
+		}
+	}
+	out := make([]byte, 0, max(len(current)+len(edited)-len(base), 0)+16)
+	for j := 0; j <= len(cur); j++ {
+		for _, s := range inserts[j] {
+			out = append(out, s...)
+		}
+		if j < len(cur) && !deleted[j] {
+			out = utf8.AppendRune(out, cur[j])
+		}
+	}
+	return string(out)
+}
