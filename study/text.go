@@ -1,6 +1,7 @@
 package study
 
 import (
+	"errors"
 	"fmt"
 	"unicode/utf8"
 
@@ -73,6 +74,12 @@ func ApplyChange(e *syncengine.Entry, c *syncengine.Change) (Decision, *syncengi
 	record := c
 	if c.TextEdit != nil {
 		if _, err := target.ApplyText(c); err != nil {
+			if errors.Is(err, syncengine.ErrTextHistory) {
+				// Its version is complete but names text the server's
+				// history does not hold: the device's came from another
+				// seed (see TextEditReady).
+				return Decision{Remember: true, Result: refusal(RefusedTextHistory, "%s: merge the server's text and make the edit again", syncengine.ErrorMessage(err))}, nil
+			}
 			return Decision{Remember: true, Result: refusalFor(err)}, nil
 		}
 	} else {

@@ -59,7 +59,55 @@ func Diff(old, new string) []Splice {
 	for i := range out {
 		out[i].Pos += base - len(left)
 	}
-	return out
+	return wholeWords([]rune(old), out)
+}
+
+// wholeWords widens each replacement (a splice that deletes and
+// inserts) that starts or ends inside a word to the whole word, taking in
+// the unchanged letters around it and merging with a splice it meets:
+// "w45q" → "w61q" is one word for another, not two digits between letters
+// that a concurrent deletion of the word would leave stranded. Pure
+// inserts and deletes (typing, backspacing) stay as they are.
+func wholeWords(o []rune, out []Splice) []Splice {
+	if len(out) == 0 {
+		return out
+	}
+	merged := out[:0:0]
+	for i := 0; i < len(out); i++ {
+		sp := out[i]
+		if sp.Del > 0 && sp.Text != "" {
+			first, _ := utf8.DecodeRuneInString(sp.Text)
+			last, _ := utf8.DecodeLastRuneInString(sp.Text)
+			floor := 0
+			if len(merged) > 0 {
+				floor = merged[len(merged)-1].Pos + merged[len(merged)-1].Del
+			}
+			for sp.Pos > floor && wordRune(o[sp.Pos-1]) && (wordRune(o[sp.Pos]) || wordRune(first)) {
+				sp.Pos, sp.Del, sp.Text = sp.Pos-1, sp.Del+1, string(o[sp.Pos-1])+sp.Text
+			}
+			for {
+				end := sp.Pos + sp.Del
+				if end >= len(o) || !wordRune(o[end]) || !(wordRune(o[end-1]) || wordRune(last)) {
+					break
+				}
+				if i+1 < len(out) && out[i+1].Pos == end {
+					// The next splice starts here: take it in.
+					nx := out[i+1]
+					sp.Del, sp.Text = sp.Del+nx.Del, sp.Text+nx.Text
+					i++
+					continue
+				}
+				sp.Del, sp.Text = sp.Del+1, sp.Text+string(o[end])
+			}
+			if len(merged) > 0 && floor == sp.Pos {
+				prev := &merged[len(merged)-1]
+				prev.Del, prev.Text = prev.Del+sp.Del, prev.Text+sp.Text
+				continue
+			}
+		}
+		merged = append(merged, sp)
+	}
+	return merged
 }
 
 // alignReach bounds how far align slides an edit, and so the context it
@@ -188,6 +236,11 @@ func boundaryPair(x, y rune) int {
 		return 1
 	}
 	return 0
+}
+
+// wordRune reports whether r is part of a word.
+func wordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)
 }
 
 // commonPrefix returns the length in bytes of the longest common prefix of

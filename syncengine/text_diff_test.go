@@ -1,6 +1,7 @@
 package syncengine
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -147,7 +148,7 @@ func FuzzDiff(f *testing.F) {
 
 func TestRebase(t *testing.T) {
 	for _, tc := range []struct {
-		name                          string
+		name                        string
 		base, edited, current, want string
 	}{
 		{"Unchanged", "a b c", "a b c", "a x b c", "a x b c"},
@@ -205,4 +206,30 @@ func FuzzRebase(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDiffReplacesWholeWords: a change inside a word replaces the word,
+// so a concurrent deletion of the old word cannot strand the new letters;
+// typing and backspacing stay the small edits they are.
+func TestDiffReplacesWholeWords(t *testing.T) {
+	for _, tc := range []struct {
+		old, new string
+		want     []Splice
+	}{
+		{"a w45q b", "a w61q b", []Splice{{Pos: 2, Del: 4, Text: "w61q"}}},
+		{"I like teh cat", "I like the cat", []Splice{{Pos: 7, Del: 3, Text: "the"}}},
+		{"hel", "hell", []Splice{{Pos: 3, Text: "l"}}},
+		{"hello", "helo", []Splice{{Pos: 3, Del: 1}}},
+		{"one two", "one twenty", []Splice{{Pos: 4, Del: 3, Text: "twenty"}}},
+	} {
+		got := Diff(tc.old, tc.new)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("Diff(%q, %q) = %v, want %v", tc.old, tc.new, got, tc.want)
+		}
+		d := NewTextDoc(0)
+		mustSplice(t, d, at(phone, 1), 0, 0, tc.old)
+		if _, err := d.Edit(at(phone, 2), got...); err != nil || d.Text() != tc.new {
+			t.Errorf("the splices of Diff(%q, %q) give %q (%v)", tc.old, tc.new, d.Text(), err)
+		}
+	}
 }
