@@ -27,8 +27,14 @@ const (
 // letters that happen to match. It is deterministic: replicas that diff
 // the same texts get the same splices.
 func Diff(old, new string) []Splice {
-	if old == new {
+	switch {
+	case old == new:
 		return nil
+	case old == "":
+		// Nothing to align with: the whole text is the one insert.
+		return []Splice{{Text: new}}
+	case new == "":
+		return []Splice{{Del: runeCount(old)}}
 	}
 	p := commonPrefix(old, new)
 	s := commonSuffix(old[p:], new[p:])

@@ -119,9 +119,10 @@ func flagToProto(r *syncengine.Flag) *diaryv1.FlagRegister {
 }
 
 // EntryToProto converts an entry (normally a view) to its wire form.
-// Merged text goes in body_text, beside its text in body; a view without
-// merged text (see syncengine.Entry.Flat) is exactly what the API carried
-// before merged text existed.
+// Merged text goes in body_text, which holds the text too, so body then
+// carries only its stamp; a view without merged text (see
+// syncengine.Entry.Flat) is exactly what the API carried before merged
+// text existed.
 func EntryToProto(e *syncengine.Entry) *diaryv1.Entry {
 	p := &diaryv1.Entry{
 		Id:              e.ID.String(),
@@ -137,6 +138,7 @@ func EntryToProto(e *syncengine.Entry) *diaryv1.Entry {
 	}
 	if e.BodyText != nil {
 		p.BodyText = e.BodyText.Encoding()
+		p.Body.Value = ""
 	}
 	if len(e.Tags) > 0 {
 		p.Tags = make([]*diaryv1.TagRegister, len(e.Tags))
@@ -151,6 +153,7 @@ func EntryToProto(e *syncengine.Entry) *diaryv1.Entry {
 			p.Feedback[i] = &diaryv1.Feedback{Id: f.ID.String(), Author: f.Author, CreatedClock: uint64(f.Created), Body: textToProto(&f.Body), Deleted: flagToProto(&f.Deleted)}
 			if f.BodyText != nil {
 				p.Feedback[i].BodyText = f.BodyText.Encoding()
+				p.Feedback[i].Body.Value = ""
 			}
 		}
 	}
@@ -189,11 +192,11 @@ func EntryFromProto(p *diaryv1.Entry) (*syncengine.Entry, error) {
 		if st, err = syncengine.DecodeTextState(b, f); err != nil {
 			return
 		}
-		if want := st.Register(); *reg != want {
-			err = fmt.Errorf("the %s's text does not match its merged text", f)
+		if want := st.Register(); reg.Stamp != want.Stamp || reg.Value != "" {
+			err = fmt.Errorf("the %s's register does not match its merged text", f)
 			return
 		}
-		*dst = st
+		*dst, *reg = st, st.Register()
 	}
 	text(&e.Title, p.GetTitle())
 	text(&e.Body, p.GetBody())

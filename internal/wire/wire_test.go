@@ -220,7 +220,7 @@ func TestTextChangesOnTheWire(t *testing.T) {
 func TestMergedTextOnTheWire(t *testing.T) {
 	e := textEntry(t)
 	p := EntryToProto(e)
-	if len(p.GetBodyText()) == 0 || len(p.GetFeedback()[0].GetBodyText()) == 0 || p.GetBody().GetValue() != "Met J. at the hostel 🙂" {
+	if len(p.GetBodyText()) == 0 || len(p.GetFeedback()[0].GetBodyText()) == 0 || p.GetBody().GetValue() != "" || p.GetBody().GetClock() == 0 {
 		t.Fatalf("the wire entry lacks the merged text: %v", p)
 	}
 	back, err := EntryFromProto(p)
@@ -238,6 +238,11 @@ func TestMergedTextOnTheWire(t *testing.T) {
 	// A body that disagrees with its merged text is refused.
 	bad := proto.Clone(p).(*diaryv1.Entry)
 	bad.Body.Value = "something else"
+	if _, err := EntryFromProto(bad); err == nil {
+		t.Fatal("an entry whose body holds a value beside its merged text was accepted")
+	}
+	bad = proto.Clone(p).(*diaryv1.Entry)
+	bad.Body.Clock++
 	if _, err := EntryFromProto(bad); err == nil {
 		t.Fatal("an entry whose body disagrees with its merged text was accepted")
 	}

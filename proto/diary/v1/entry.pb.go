@@ -593,10 +593,10 @@ type Feedback struct {
 	Body *TextRegister `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
 	// Whether the item is deleted (deleted items are left out of views).
 	Deleted *FlagRegister `protobuf:"bytes,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	// The body as merged text (syncengine's canonical TextDoc encoding),
-	// only in the view of the supervisor who wrote it, when they asked for
-	// merged text (PullRequest.merged_text); body then holds its text,
-	// stamped with its newest change.
+	// The body as merged text (syncengine's canonical TextDoc encoding,
+	// which holds the text), only in the view of the supervisor who wrote
+	// it, when they asked for merged text (PullRequest.merged_text); body
+	// then holds the stamp of its newest change and no value.
 	BodyText      []byte `protobuf:"bytes,6,opt,name=body_text,json=bodyText,proto3" json:"body_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -703,11 +703,12 @@ type Entry struct {
 	Tags []*TagRegister `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty"`
 	// Feedback from supervisors, sorted by id.
 	Feedback []*Feedback `protobuf:"bytes,12,rep,name=feedback,proto3" json:"feedback,omitempty"`
-	// The body as merged text (syncengine's canonical TextDoc encoding), in
-	// the owner's view only, when the device asked for merged text
-	// (PullRequest.merged_text): what its devices merge their edits into.
-	// body then holds its text, stamped with its newest change, which is
-	// all that other readers and older devices get.
+	// The body as merged text (syncengine's canonical TextDoc encoding,
+	// which holds the text), in the owner's view only, when the device
+	// asked for merged text (PullRequest.merged_text): what its devices
+	// merge their edits into. body then holds the stamp of its newest
+	// change and no value; other readers and older devices get the text in
+	// body, stamped with that change, and no body_text.
 	BodyText      []byte `protobuf:"bytes,13,opt,name=body_text,json=bodyText,proto3" json:"body_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
