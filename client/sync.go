@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -203,6 +204,7 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 		brokenFor := map[docKey]*broken{}
 		var brokenOrder []docKey
 		var known syncengine.Timestamp
+		var refusedAhead []int64 // outbox rows refused as ahead, whatever the floor
 		for i, r := range results {
 			row := page[i]
 			touched[row.entry] = true
@@ -222,6 +224,7 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 				reason := r.GetReason()
 				if reason == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
 					ahead = true
+					refusedAhead = append(refusedAhead, row.seq)
 				}
 				if row.text {
 					ch, err := wire.ChangeFromProto(row.change)
@@ -299,7 +302,7 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 			c.clock.SetOffset(offset)
 			c.clock.Rewind(syncengine.Timestamp(floor))
 			c.log.Warn("device clock ahead of the server's; changes stamped again", "offset_ms", offset.Milliseconds())
-			restamped, err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor))
+			restamped, err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor), refusedAhead...)
 			if err != nil {
 				return err
 			}
@@ -339,12 +342,22 @@ func (c *Client) saveOffset(ctx context.Context, tx *sql.Tx, offset time.Duratio
 	return nil
 }
 
-// restampOutbox gives every outbox change with a clock above floor a new
-// clock from the (corrected) clock and the given replica id, in outbox
-// order, so the device's own order of edits is kept. It returns the
-// entries whose changes it stamped again; the caller rebuilds them.
-func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp) (map[syncengine.EntryID]bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT seq, entry, change, text FROM outbox WHERE clock > ? ORDER BY seq`, int64(floor))
+// restampOutbox gives every outbox change with a clock above floor, and
+// the changes refused with the outbox sequence numbers given (a clock the
+// server refused as ahead is dead, even below the floor that another
+// unanswered change set), a new clock from the (corrected) clock and the
+// given replica id, in outbox order, so the device's own order of edits
+// is kept. It returns the entries whose changes it stamped again; the
+// caller rebuilds them.
+func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp, refused ...int64) (map[syncengine.EntryID]bool, error) {
+	query, args := `SELECT seq, entry, change, text FROM outbox WHERE clock > ?`, []any{int64(floor)}
+	if len(refused) > 0 {
+		query += ` OR seq IN (` + strings.TrimSuffix(strings.Repeat("?,", len(refused)), ",") + `)`
+		for _, seq := range refused {
+			args = append(args, seq)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, query+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read outbox: %w", err)
 	}
