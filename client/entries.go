@@ -368,11 +368,14 @@ func (c *Client) write(ctx context.Context, changes []syncengine.Change, create 
 			}
 			if isText(ch.Field) {
 				if le.whole == nil {
-					rows, err := entryOutbox(ctx, tx, ch.Entry)
-					if err != nil {
-						return err
+					le.whole = map[docKey]bool{}
+					if le.before > 0 { // only an entry with changes queued can have whole texts queued
+						rows, err := entryOutbox(ctx, tx, ch.Entry)
+						if err != nil {
+							return err
+						}
+						le.whole = wholePending(rows)
 					}
-					le.whole = wholePending(rows)
 				}
 				if c.mergedText() && !le.whole[keyOf(ch)] {
 					if err := c.editText(le, ch, edit); err != nil {

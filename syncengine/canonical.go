@@ -363,7 +363,7 @@ func (d *decoder) body(r *Text, s **TextState, limit int) {
 		d.fail("merged text: " + err.Error())
 		return
 	}
-	if d.strict && len(st.doc.version) == 0 && len(st.doc.pending) == 0 {
+	if d.strict && st.doc != nil && len(st.doc.version) == 0 && len(st.doc.pending) == 0 {
 		d.fail("merged text holds no change")
 		return
 	}

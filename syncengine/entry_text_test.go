@@ -308,3 +308,19 @@ func TestLegacyEncodingsStillDecode(t *testing.T) {
 		}
 	}
 }
+
+// TestSimpleTextSkipsTheRebuild: a text typed once by one replica, the
+// commonest body, decodes without rebuilding its document; anything else
+// is rebuilt (and so checked in full).
+func TestSimpleTextSkipsTheRebuild(t *testing.T) {
+	e := &Entry{}
+	editBody(t, e, textPhone, 1, "Met J. at the hostel.")
+	st, err := DecodeTextState(e.BodyText.Encoding(), FieldBody)
+	if err != nil || st.doc != nil || st.Text() != "Met J. at the hostel." || st.Newest() != e.Body.Stamp {
+		t.Fatalf("a simple text: %v, rebuilt %v", err, st != nil && st.doc != nil)
+	}
+	editBody(t, e, textPhone, 2, "Met J. at the day centre.")
+	if st, err := DecodeTextState(e.BodyText.Encoding(), FieldBody); err != nil || st.doc == nil {
+		t.Fatalf("a text with a deletion was not rebuilt: %v", err)
+	}
+}

@@ -904,3 +904,56 @@ func textSummary(b []byte) (text string, newest Stamp, heads int, err error) {
 	}
 	return text, newest, heads, nil
 }
+
+// simpleText recognises the canonical encoding of the commonest merged
+// text, one typed by one replica from start to end with nothing deleted
+// (an entry written once), without rebuilding the document: it accepts
+// only encodings that DecodeTextDoc accepts, with exactly its checks, and
+// returns the text and the newest change. FuzzDecodeTextDoc checks that
+// it never accepts what DecodeTextDoc refuses.
+func simpleText(b []byte) (string, Stamp, bool) {
+	d := textDecoder{b: b}
+	if d.byte() != textDocVersion {
+		return "", Stamp{}, false
+	}
+	text := d.string()
+	if d.err != nil || ValidateText("text", text, len(text), true) != nil {
+		return "", Stamp{}, false
+	}
+	n := uint64(runeCount(text))
+	var rep ReplicaID
+	if d.uvarint() != 1 { // replicas
+		return "", Stamp{}, false
+	}
+	d.read(rep[:])
+	latest := Timestamp(d.uint64())
+	if d.uvarint() != 0 || rep.IsZero() || ValidateClock(latest) != nil { // its dependencies
+		return "", Stamp{}, false
+	}
+	if d.uvarint() != 1 || d.uvarint() != 0 { // one sequence, of that replica
+		return "", Stamp{}, false
+	}
+	anchor := Timestamp(d.uint64())
+	end := d.uvarint()
+	if d.err != nil || ValidateClock(anchor) != nil || anchor > latest || end == 0 || end != n || end > maxOffset || end > MaxTextChars {
+		return "", Stamp{}, false
+	}
+	nmarks := d.count(2, MaxTextChars)
+	off, clock := uint64(0), uint64(anchor)
+	for range nmarks {
+		doff, dclock := d.uvarint(), d.uvarint()
+		last := Timestamp(clock)
+		off, clock = off+doff, clock+dclock
+		if d.err != nil || doff == 0 || off >= end || clock > uint64(latest) || Timestamp(clock).Millis()-last.Millis() < markInterval {
+			return "", Stamp{}, false
+		}
+	}
+	// One run: the whole sequence, visible, from the start to the end.
+	if d.uvarint() != 1 || d.byte() != runNewKey || d.uvarint() != 0 || d.varint() != 0 || d.uvarint() != end || d.uvarint() != 0 {
+		return "", Stamp{}, false
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return "", Stamp{}, false
+	}
+	return text, Stamp{Clock: latest, Replica: rep}, true
+}

@@ -39,6 +39,12 @@ func NewTextState(d *TextDoc) *TextState {
 func textStateOf(b []byte, limit int, strict bool) (*TextState, error) {
 	s := &TextState{limit: limit, enc: b}
 	if strict {
+		if text, newest, ok := simpleText(b); ok {
+			// Canonical for certain: the document is rebuilt only if
+			// an edit needs it.
+			s.text, s.newest, s.heads = text, newest, 1
+			return s, nil
+		}
 		d, err := DecodeTextDoc(b, limit)
 		if err != nil {
 			return nil, err
@@ -149,7 +155,7 @@ func DecodeTextState(b []byte, f Field) (*TextState, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(s.doc.version) == 0 && len(s.doc.pending) == 0 {
+	if s.doc != nil && len(s.doc.version) == 0 && len(s.doc.pending) == 0 {
 		return nil, fmt.Errorf("%w: merged text holds no change", ErrCorruptText)
 	}
 	return s, nil
