@@ -88,9 +88,10 @@ func (e *Entry) adopt(c *Change) error {
 
 // ApplyText merges a text edit (c.TextEdit set) into the body or feedback
 // body it names, as Apply does, and says what happened: applied, a
-// duplicate, or held until the changes it was made on arrive. On error
-// (the edit does not fit the text's history, or a limit of TextDoc would
-// be broken) e does not change.
+// duplicate, or held until the changes it was made on arrive. Like Apply
+// it does not validate: callers run ValidateChange first. On error (the
+// edit does not fit the text's history, or a limit of TextDoc would be
+// broken) e does not change.
 func (e *Entry) ApplyText(c *Change) (TextStatus, error) {
 	if c.TextEdit == nil {
 		return 0, invalid(c.Field.String(), ErrInvalidValue, "the change is not a text edit")
@@ -106,7 +107,7 @@ func (e *Entry) ApplyText(c *Change) (TextStatus, error) {
 	if err != nil {
 		return 0, err
 	}
-	st, err := d.Apply(c.TextEdit)
+	st, err := d.applyValid(c.TextEdit)
 	if err != nil {
 		return 0, err
 	}
@@ -128,10 +129,20 @@ func (e *Entry) TextReady(c *Change) (TextStatus, error) {
 		return 0, err
 	}
 	var d *TextDoc
-	if *t.state == nil {
+	switch {
+	case *t.state == nil && (t.reg.Clock == 0 || t.reg.Value == ""):
+		// A text never written: an edit made on nothing is ready, one
+		// made on anything waits, as an empty document would say.
+		if len(c.TextEdit.Deps) == 0 {
+			return TextApplied, nil
+		}
+		return TextHeld, nil
+	case *t.state == nil:
 		d = seedDoc(*t.reg, t.limit)
-	} else if d, err = (*t.state).Doc(); err != nil {
-		return 0, err
+	default:
+		if d, err = (*t.state).Doc(); err != nil {
+			return 0, err
+		}
 	}
 	return d.Ready(c.TextEdit)
 }

@@ -437,6 +437,11 @@ func (d *TextDoc) Apply(c *TextChange) (TextStatus, error) {
 	if err := ValidateTextChange(c, max(d.limit, MaxBodyBytes)); err != nil {
 		return 0, err
 	}
+	return d.applyValid(c)
+}
+
+// applyValid is Apply for a change that passed ValidateTextChange.
+func (d *TextDoc) applyValid(c *TextChange) (TextStatus, error) {
 	st, err := d.offer(c)
 	if err != nil || st != TextApplied {
 		return st, err
