@@ -155,8 +155,14 @@ func TestTwoDevicesConverge(t *testing.T) {
 		t.Run(fmt.Sprint(order), func(t *testing.T) {
 			ts := startServer(t)
 			ctx := context.Background()
+			enrolling := time.Now()
 			a := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 			b := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+			// Each device's clock offset is learnt from its enrolment's
+			// round trip, so the two may differ by up to the time the
+			// enrolments took: B's edit must come later than that for its
+			// clock to be the later one.
+			skew := time.Since(enrolling)
 			id := mustCreate(t, a, Draft{Title: "draft", Body: "first", Tags: []string{"housing", "court"}})
 			mustSync(t, a)
 			mustSync(t, b)
@@ -165,10 +171,7 @@ func TestTwoDevicesConverge(t *testing.T) {
 			if err := a.Update(ctx, id, Edit{Title: ptr("from A"), AddTags: []string{"family"}, RemoveTags: []string{"court"}}); err != nil {
 				t.Fatal(err)
 			}
-			// B's title must be stamped later than A's on every clock:
-			// each device's clock carries the offset it estimated at
-			// enrolment, a few milliseconds either way.
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(skew + 2*time.Millisecond)
 			if err := b.Update(ctx, id, Edit{Body: ptr("body from B"), Title: ptr("from B"), AddTags: []string{"benefits"}, RemoveTags: []string{"housing"}}); err != nil {
 				t.Fatal(err)
 			}

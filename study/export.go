@@ -201,6 +201,98 @@ type Manifest struct {
 	Since *Since
 }
 
+// NewManifest starts the manifest of the export of r (as
+// CheckExportRequest and the store completed it: Navigator is the
+// navigator's study code as stored) under plan, with redaction red, made
+// at now. The store sets the snapshot's Position and SnapshotAt, and
+// counts its entries with Tally.
+func NewManifest(r *ExportRequest, plan WavePlan, red *Redaction, now time.Time) Manifest {
+	m := Manifest{
+		ExportedAt: now.UTC(),
+		Format:     r.Format,
+		Wave:       r.Wave,
+		Navigator:  r.Navigator, From: r.From, To: r.To,
+		Waves:        plan.Defaults,
+		BOM:          r.BOM,
+		FormulaGuard: r.Format != FormatCSV || !r.NoFormulaGuard,
+	}
+	for _, w := range plan.All() {
+		if w.Navigator != "" && (r.Navigator == "" || w.Navigator == r.Navigator) {
+			m.NavigatorWaves = append(m.NavigatorWaves, w)
+		}
+	}
+	m.Redaction = ManifestRedaction{Enabled: red.Enabled, Terms: red.Terms}
+	if red.Enabled {
+		m.Redaction.Patterns = red.Patterns
+	}
+	return m
+}
+
+// StoredEntry is what a store keeps beside an entry's state that an
+// export manifest counts by: its author's study code, its date, whether
+// the research team may see it, whether it is deleted, and whether it
+// was erased.
+type StoredEntry struct {
+	Navigator                string
+	Date                     string
+	ResearchVisible, Deleted bool
+	Erased                   bool
+}
+
+// Tally counts one stored entry into the manifest of the export m
+// describes (its Wave, Navigator, From and To) under plan: exported, or
+// left out as not shared, deleted or dated in none of its author's
+// waves, as Classify places it; or erased, which is counted whatever
+// the selection, since an erased entry's author and date are gone with
+// it. Every store calls it for each entry it keeps, so that the counts
+// mean the same whatever engine made the export.
+func (m *Manifest) Tally(plan WavePlan, e StoredEntry) {
+	if e.Erased {
+		m.ExcludedErased++
+		return
+	}
+	r := ExportRequest{Wave: m.Wave, Navigator: m.Navigator, From: m.From, To: m.To}
+	switch _, ex := Classify(&r, plan, e.Navigator, e.Date, e.ResearchVisible, e.Deleted); ex {
+	case Included:
+		m.Entries++
+	case ExcludedNotShared:
+		m.ExcludedNotShared++
+	case ExcludedDeleted:
+		m.ExcludedDeleted++
+	case ExcludedNoWave:
+		m.ExcludedNoWave++
+	}
+}
+
+// AuditDetails returns what the audit log records of the export m
+// describes, made for r: its id, settings and counts, never content.
+func (m *Manifest) AuditDetails(r *ExportRequest) map[string]string {
+	details := map[string]string{
+		"export_id":           strconv.FormatInt(m.ExportID, 10),
+		"format":              r.Format.String(),
+		"position":            strconv.FormatUint(m.Position, 10),
+		"entries":             strconv.FormatUint(m.Entries, 10),
+		"excluded_not_shared": strconv.FormatUint(m.ExcludedNotShared, 10),
+		"excluded_deleted":    strconv.FormatUint(m.ExcludedDeleted, 10),
+		"excluded_erased":     strconv.FormatUint(m.ExcludedErased, 10),
+		"excluded_no_wave":    strconv.FormatUint(m.ExcludedNoWave, 10),
+		"redaction":           strconv.FormatBool(m.Redaction.Enabled),
+		"replacements":        strconv.FormatUint(m.Redaction.Replacements, 10),
+	}
+	for k, v := range map[string]string{"navigator": r.Navigator, "from": r.From, "to": r.To} {
+		if v != "" {
+			details[k] = v
+		}
+	}
+	if r.Since != 0 {
+		details["since"] = strconv.FormatInt(r.Since, 10)
+	}
+	if r.Format == FormatCSV {
+		details["bom"], details["formula_guard"] = strconv.FormatBool(m.BOM), strconv.FormatBool(m.FormulaGuard)
+	}
+	return details
+}
+
 // Plan returns the wave plan the manifest records.
 func (m *Manifest) Plan() WavePlan {
 	all := append(append([]Wave(nil), m.Waves...), m.NavigatorWaves...)
@@ -440,7 +532,8 @@ func Revisions(writes []HistoryWrite, owner int64) int {
 // Pass tells a Records function what one reading needs, so that it can
 // leave out what that reading will not look at. A Records function may
 // ignore a Pass and give everything: the writers skip records of other
-// waves themselves, and never look at Body when SkipBody is set.
+// waves themselves, never look at Body when SkipBody is set, and never
+// at Revisions when SkipRevisions is.
 type Pass struct {
 	// Wave, when not 0, asks for the records of that wave only.
 	Wave uint32
@@ -448,6 +541,10 @@ type Pass struct {
 	// Redactions, so they may be left empty (the body is the only field
 	// that can be large, and redacting it the costliest step).
 	SkipBody bool
+	// SkipRevisions says the reading will not look at Revisions, so it
+	// may be left 0: counting them reads each entry's history, which
+	// only the readings that write the count need.
+	SkipRevisions bool
 }
 
 // Records gives the records of one export to yield, one at a time,
@@ -457,3 +554,18 @@ type Pass struct {
 // The Record passed to yield may be reused by the next call: the writers
 // do not keep it.
 type Records func(p Pass, yield func(*Record) error) error
+
+// CheckExportNavigator refuses an export of a user's entries when the
+// user is not a navigator (EINVALID): only navigators write entries.
+func CheckExportNavigator(u *User) error {
+	if u.Role != RoleNavigator {
+		return syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a navigator: only navigators write entries", u.StudyCode, u.Role)
+	}
+	return nil
+}
+
+// ErrUnknownExport is the error for an earlier export (Since) that the
+// store did not keep.
+func ErrUnknownExport(id int64) error {
+	return syncengine.Errorf(syncengine.ENOTFOUND, "there is no export %d: see diary export list", id)
+}

@@ -51,6 +51,17 @@ type Store interface {
 	// expired, or whose user was deactivated.
 	Enroll(ctx context.Context, code, deviceName string) (*Enrollment, error)
 
+	// TakeEnrollAttempt spends, atomically, one enrolment attempt of
+	// the client address from (see AttemptLimit): the check and the
+	// spending are one step, so parallel attempts, through any server
+	// process sharing the store, cannot together exceed the limit.
+	// ERATELIMIT, saying how long to wait, when none is left.
+	TakeEnrollAttempt(ctx context.Context, from string) error
+	// ReturnEnrollAttempt gives back an attempt taken for a call that
+	// did not turn out to be a wrong guess (a valid code), so that only
+	// wrong codes count against an address.
+	ReturnEnrollAttempt(ctx context.Context, from string) error
+
 	// UserByCode returns the user with the given study code (ignoring
 	// case). EINVALID for a malformed code, ENOTFOUND for an unknown one.
 	UserByCode(ctx context.Context, code string) (*User, error)
@@ -219,4 +230,18 @@ type Store interface {
 
 	// Close releases the store.
 	Close() error
+}
+
+// CommitWatcher is implemented by a store that several server processes
+// can share. The server wakes the Subscribe streams its own commits
+// concern; a CommitWatcher also reports the commits other processes made,
+// so that a stream on any process wakes for a commit made through any
+// other. A store only one process can open (SQLite) does not implement
+// it.
+type CommitWatcher interface {
+	// WatchCommits calls wake, until ctx ends, with the wake-ups of each
+	// commit another process made, and with nil when commits may have
+	// been missed (after the store lost and regained its connection) and
+	// every stream must look again. It returns when ctx ends.
+	WatchCommits(ctx context.Context, wake func(*Wakeups))
 }

@@ -224,3 +224,53 @@ func (p WavePlan) WithWave(w Wave) WavePlan {
 	all := slices.DeleteFunc(p.All(), func(o Wave) bool { return o.Number == w.Number && o.Navigator == w.Navigator })
 	return NewWavePlan(append(all, w))
 }
+
+// CheckWaveNavigator refuses own wave dates for a user who is not a
+// navigator (EINVALID): only navigators write entries to place.
+func CheckWaveNavigator(u *User) error {
+	if u.Role != RoleNavigator {
+		return syncengine.Errorf(syncengine.EINVALID, "%s is a %s: only navigators have their own wave dates", u.StudyCode, u.Role)
+	}
+	return nil
+}
+
+// CheckWaveSave decides whether w may be saved into plan, the study's
+// definitions before the change: as a new definition when create
+// (CreateWave), else as the new version of one that exists (UpdateWave).
+// A navigator's dates (w.Navigator set, as stored) take their wave's
+// label, which CheckWaveSave fills in. ENOTFOUND for a navigator's dates
+// for a wave that does not exist or for a definition to update that does
+// not; EEXISTS for one to create that does; ECONFLICT when the plan
+// with w would have overlapping waves (CheckWaveChange).
+func CheckWaveSave(plan WavePlan, w *Wave, create bool) error {
+	exists := false
+	if w.Navigator == "" {
+		_, exists = plan.Default(w.Number)
+	} else {
+		d, ok := plan.Default(w.Number)
+		if !ok {
+			return syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d to give %s their own dates for: define the study-wide wave first", w.Number, w.Navigator)
+		}
+		w.Label = d.Label
+		for _, o := range plan.Navigators[w.Navigator] {
+			exists = exists || o.Number == w.Number
+		}
+	}
+	switch {
+	case create && exists && w.Navigator == "":
+		return ErrWaveExists(w.Number)
+	case create && exists:
+		return syncengine.Errorf(syncengine.EEXISTS, "%s already has their own dates for wave %d: use edit", w.Navigator, w.Number)
+	case !create && !exists && w.Navigator == "":
+		return ErrUnknownWave(w.Number)
+	case !create && !exists:
+		return syncengine.Errorf(syncengine.ENOTFOUND, "%s has no own dates for wave %d: use add", w.Navigator, w.Number)
+	}
+	return CheckWaveChange(plan, *w)
+}
+
+// ErrNoWaveDates is the error for removing a navigator's own dates for a
+// wave when they have none.
+func ErrNoWaveDates(code string, number uint32) error {
+	return syncengine.Errorf(syncengine.ENOTFOUND, "%s has no own dates for wave %d", code, number)
+}

@@ -11,18 +11,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/diarysync/diarysync/internal/storetest"
 )
 
 // TestWalkthrough follows the README with the real binaries: start the
 // demo server, enrol a navigator, a supervisor and a researcher, write
 // entries while the server is stopped, start it again, sync, read the
 // supervisor's inbox, and export wave 2 as .qdpx (validated against the
-// REFI-QDA schema when xmllint and the schema are at hand) and CSV.
+// REFI-QDA schema when xmllint and the schema are at hand) and CSV. It
+// runs with the embedded SQLite store and with diaryd on PostgreSQL.
 func TestWalkthrough(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
@@ -33,9 +37,22 @@ func TestWalkthrough(t *testing.T) {
 			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
 		}
 	}
+	t.Run("SQLite", func(t *testing.T) { walkthrough(t, dir, nil) })
+	t.Run("PostgreSQL", func(t *testing.T) { walkthrough(t, dir, []string{"--database", storetest.NewDatabase(t)}) })
+}
+
+// walkthrough is TestWalkthrough with the binaries in bin and diaryd's
+// store chosen by store (nil for SQLite in the data directory).
+func walkthrough(t *testing.T, bin string, store []string) {
+	dir := t.TempDir()
+	for _, cmd := range []string{"diary", "diaryd"} {
+		if err := os.Link(filepath.Join(bin, cmd), filepath.Join(dir, cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	addr := freeAddr(t)
 	data := filepath.Join(dir, "data")
-	server := startDiaryd(t, dir, data, addr, "--demo")
+	server := startDiaryd(t, dir, data, addr, append([]string{"--demo"}, store...)...)
 	codes := map[string]string{}
 	re := regexp.MustCompile(`^\s+(PN-A|SUP-1|RES-1)\s+\w+\s+([A-Z0-9]{5}-[A-Z0-9]{5})`)
 	for _, line := range strings.Split(server.stdout, "\n") {
@@ -68,7 +85,7 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("status while offline:\n%s", out)
 	}
 
-	server = startDiaryd(t, dir, data, addr)
+	server = startDiaryd(t, dir, data, addr, store...)
 	defer server.stop(t)
 	diary("pn-a", "sync")
 	diary("sup1", "sync")
@@ -187,7 +204,7 @@ func startDiaryd(t *testing.T, dir, data, addr string, extra ...string) *running
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			if len(extra) == 0 || strings.Contains(out.String(), "inbox") {
+			if !slices.Contains(extra, "--demo") || strings.Contains(out.String(), "inbox") {
 				break
 			}
 		}

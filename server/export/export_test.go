@@ -80,6 +80,9 @@ func sliceRecords(recs []study.Record) study.Records {
 			if p.SkipBody {
 				r.Body = ""
 			}
+			if p.SkipRevisions {
+				r.Revisions = 0
+			}
 			if err := yield(&r); err != nil {
 				return err
 			}

@@ -159,7 +159,7 @@ func WriteManifest(w io.Writer, m study.Manifest, recs study.Records, inArchive 
 	bw.WriteString(",\n  \"entries\": [")
 	rd := c.newReading(0)
 	first := true
-	err = recs(study.Pass{}, func(r *study.Record) error {
+	err = recs(study.Pass{SkipRevisions: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err

@@ -144,7 +144,7 @@ const sourceNameTitleRunes = 80
 // gives the same bytes.
 //
 // WriteQDPX calls recs 5 times plus once per wave exported; three of the
-// readings need bodies. It keeps the archive's directory in a temporary
+// readings need bodies, and one (the sources') the revision counts. It keeps the archive's directory in a temporary
 // file, which holds file names and sizes, never content, and the set of
 // tag names in memory (a study's tag vocabulary, not its entries).
 func WriteQDPX(w io.Writer, m study.Manifest, recs study.Records) error {
@@ -183,7 +183,7 @@ func WriteQDPX(w io.Writer, m study.Manifest, recs study.Records) error {
 // writeSourceFiles writes every entry's text into the archive.
 func writeSourceFiles(z *zipStream, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
-	err := recs(study.Pass{}, func(r *study.Record) error {
+	err := recs(study.Pass{SkipRevisions: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -275,7 +275,7 @@ func writeProject(w io.Writer, c *checker, recs study.Records) error {
 func writeCases(q *qdeWriter, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
 	code, open := "", false
-	err := recs(study.Pass{SkipBody: true}, func(r *study.Record) error {
+	err := recs(study.Pass{SkipBody: true, SkipRevisions: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -382,7 +382,7 @@ func writeSources(q *qdeWriter, c *checker, recs study.Records) error {
 func collectTags(c *checker, recs study.Records) ([]string, error) {
 	rd := c.newReading(0)
 	seen := map[string]bool{}
-	err := recs(study.Pass{SkipBody: true}, func(r *study.Record) error {
+	err := recs(study.Pass{SkipBody: true, SkipRevisions: true}, func(r *study.Record) error {
 		if _, _, err := rd.check(r); err != nil {
 			return err
 		}
@@ -423,7 +423,7 @@ func writeSets(q *qdeWriter, c *checker, recs study.Records) error {
 		q.start("Set", "guid", setGUID(wv.Number), "name", plainText(setName(wv)))
 		q.text("Description", fmt.Sprintf("Entries dated %s to %s, or within their navigator's own dates for this wave.", wv.Start, wv.End))
 		rd := c.newReading(wv.Number)
-		err := recs(study.Pass{Wave: wv.Number, SkipBody: true}, func(r *study.Record) error {
+		err := recs(study.Pass{Wave: wv.Number, SkipBody: true, SkipRevisions: true}, func(r *study.Record) error {
 			id, keep, err := rd.check(r)
 			if err != nil || !keep {
 				return err

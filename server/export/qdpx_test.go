@@ -438,9 +438,10 @@ func TestWriteQDPXPasses(t *testing.T) {
 	if err := WriteQDPX(&b, manifestFor(recs), counting); err != nil {
 		t.Fatal(err)
 	}
-	want := []study.Pass{{}, {SkipBody: true}, {SkipBody: true}, {}, {Wave: 1, SkipBody: true}, {Wave: 2, SkipBody: true}, {}}
+	none := study.Pass{SkipBody: true, SkipRevisions: true}
+	want := []study.Pass{{SkipRevisions: true}, none, none, {}, {Wave: 1, SkipBody: true, SkipRevisions: true}, {Wave: 2, SkipBody: true, SkipRevisions: true}, {SkipRevisions: true}}
 	if !slices.Equal(passes, want) {
-		t.Fatalf("passes %+v, want %+v: source files with bodies, tags and cases without, sources with, one per wave without, the manifest with", passes, want)
+		t.Fatalf("passes %+v, want %+v: source files with bodies, tags and cases without, sources with bodies and revisions, one per wave without, the manifest with bodies", passes, want)
 	}
 }
 

@@ -42,6 +42,7 @@ type DB struct {
 	now   func() time.Time
 	rand  io.Reader // ids, tokens and codes
 
+	limit     study.AttemptLimit
 	syncTimes syncTimes
 	bulk      bulkStmts
 	group     groupCommitter
@@ -62,6 +63,9 @@ type Options struct {
 	// enrolment codes (default crypto/rand). Only a deterministic
 	// simulation passes anything else.
 	Rand io.Reader
+	// EnrollLimit limits wrong enrolment codes per client address
+	// (default study.DefaultEnrollLimit).
+	EnrollLimit study.AttemptLimit
 }
 
 // Open opens (creating, readable by its owner only, if needed) the
@@ -85,7 +89,7 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	db := &DB{lite: lite, path: file, write: lite.Write, read: lite.Read, now: opts.Now, rand: lockedReader{mu: new(sync.Mutex), r: opts.Rand}}
+	db := &DB{lite: lite, path: file, write: lite.Write, read: lite.Read, now: opts.Now, rand: lockedReader{mu: new(sync.Mutex), r: opts.Rand}, limit: opts.EnrollLimit.OrDefault()}
 	if err := db.dropIncompleteExports(ctx); err != nil {
 		lite.Close()
 		return nil, err

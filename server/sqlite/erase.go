@@ -23,7 +23,7 @@ func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *stu
 		var already bool
 		err := tx.QueryRowContext(ctx, `SELECT rid, owner_id, erased_at IS NOT NULL FROM entries WHERE id = ?`, id[:]).Scan(&rid, &owner, &already)
 		if errors.Is(err, sql.ErrNoRows) {
-			return syncengine.Errorf(syncengine.ENOTFOUND, "the server has no entry %s (an entry never synced cannot be erased here; erase it on the device)", id)
+			return study.ErrUnknownEntry(id)
 		}
 		if err != nil {
 			return fmt.Errorf("cannot look up entry: %w", err)

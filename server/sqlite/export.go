@@ -82,30 +82,7 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 		if _, err := tx.ExecContext(ctx, `UPDATE exports SET complete = 1, summary = ? WHERE id = ?`, string(summary), id); err != nil {
 			return fmt.Errorf("cannot keep export: %w", err)
 		}
-		details := map[string]string{
-			"export_id":           fmt.Sprint(id),
-			"format":              req.Format.String(),
-			"position":            fmt.Sprint(m.Position),
-			"entries":             fmt.Sprint(m.Entries),
-			"excluded_not_shared": fmt.Sprint(m.ExcludedNotShared),
-			"excluded_deleted":    fmt.Sprint(m.ExcludedDeleted),
-			"excluded_erased":     fmt.Sprint(m.ExcludedErased),
-			"excluded_no_wave":    fmt.Sprint(m.ExcludedNoWave),
-			"redaction":           fmt.Sprint(m.Redaction.Enabled),
-			"replacements":        fmt.Sprint(m.Redaction.Replacements),
-		}
-		for k, v := range map[string]string{"navigator": req.Navigator, "from": req.From, "to": req.To} {
-			if v != "" {
-				details[k] = v
-			}
-		}
-		if req.Since != 0 {
-			details["since"] = fmt.Sprint(req.Since)
-		}
-		if req.Format == study.FormatCSV {
-			details["bom"], details["formula_guard"] = fmt.Sprint(m.BOM), fmt.Sprint(m.FormulaGuard)
-		}
-		return db.audit(ctx, tx, "export", study.WaveName(req.Wave), details)
+		return db.audit(ctx, tx, "export", study.WaveName(req.Wave), m.AuditDetails(&req))
 	})
 }
 
@@ -177,8 +154,8 @@ func (db *DB) exportScope(ctx context.Context, tx *sql.Tx, req study.ExportReque
 		if err != nil {
 			return nil, err
 		}
-		if nav.Role != study.RoleNavigator {
-			return nil, syncengine.Errorf(syncengine.EINVALID, "%s is a %s, not a navigator: only navigators write entries", nav.StudyCode, nav.Role)
+		if err := study.CheckExportNavigator(nav); err != nil {
+			return nil, err
 		}
 		sc.req.Navigator = nav.StudyCode
 	}
@@ -187,7 +164,7 @@ func (db *DB) exportScope(ctx context.Context, tx *sql.Tx, req study.ExportReque
 		return nil, err
 	}
 	if _, ok := sc.plan.Default(req.Wave); req.Wave != 0 && !ok {
-		return nil, syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d", req.Wave)
+		return nil, study.ErrUnknownWave(req.Wave)
 	}
 	if sc.red, err = readRedaction(ctx, tx); err != nil {
 		return nil, err
@@ -201,26 +178,17 @@ func (db *DB) exportScope(ctx context.Context, tx *sql.Tx, req study.ExportReque
 			return nil, fmt.Errorf("cannot read exports: %w", err)
 		}
 		if n == 0 {
-			return nil, syncengine.Errorf(syncengine.ENOTFOUND, "there is no export %d: see diary export list", req.Since)
+			return nil, study.ErrUnknownExport(req.Since)
 		}
 	}
 	return sc, nil
 }
 
 // exportManifest reads the position, the wave definitions, the settings
-// and the counts of the export. Every entry's place is decided by
-// study.Classify, reading only the columns beside the state.
+// and the counts of the export. Every entry is counted by study's Tally,
+// reading only the columns beside the state.
 func (db *DB) exportManifest(ctx context.Context, tx *sql.Tx, sc *exportScope) (study.Manifest, error) {
-	req := &sc.req
-	m := study.Manifest{
-		ExportedAt: db.now().UTC(),
-		Format:     req.Format,
-		Wave:       req.Wave,
-		Navigator:  req.Navigator, From: req.From, To: req.To,
-		Waves:        sc.plan.Defaults,
-		BOM:          req.BOM,
-		FormulaGuard: req.Format != study.FormatCSV || !req.NoFormulaGuard,
-	}
+	m := study.NewManifest(&sc.req, sc.plan, sc.red, db.now())
 	var pos, at int64
 	if err := tx.QueryRowContext(ctx, `SELECT value, changed_at FROM sequence WHERE id = 1`).Scan(&pos, &at); err != nil {
 		return m, fmt.Errorf("cannot read sequence: %w", err)
@@ -229,45 +197,21 @@ func (db *DB) exportManifest(ctx context.Context, tx *sql.Tx, sc *exportScope) (
 	if at > 0 {
 		m.SnapshotAt = time.UnixMilli(at).UTC()
 	}
-	for _, w := range sc.plan.All() {
-		if w.Navigator != "" && (req.Navigator == "" || w.Navigator == req.Navigator) {
-			m.NavigatorWaves = append(m.NavigatorWaves, w)
-		}
-	}
-	m.Redaction = study.ManifestRedaction{Enabled: sc.red.Enabled, Terms: sc.red.Terms}
-	if sc.red.Enabled {
-		m.Redaction.Patterns = sc.red.Patterns
-	}
-	rows, err := tx.QueryContext(ctx, `SELECT u.study_code, e.date, e.res_visible, e.deleted FROM entries e JOIN users u ON u.id = e.owner_id
-		WHERE e.erased_at IS NULL AND e.state IS NOT NULL`)
+	rows, err := tx.QueryContext(ctx, `SELECT u.study_code, e.date, e.res_visible, e.deleted, e.erased_at IS NOT NULL
+		FROM entries e JOIN users u ON u.id = e.owner_id WHERE e.erased_at IS NOT NULL OR e.state IS NOT NULL`)
 	if err != nil {
 		return m, fmt.Errorf("cannot count entries: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var (
-			code, date      string
-			shared, deleted bool
-		)
-		if err := rows.Scan(&code, &date, &shared, &deleted); err != nil {
+		var e study.StoredEntry
+		if err := rows.Scan(&e.Navigator, &e.Date, &e.ResearchVisible, &e.Deleted, &e.Erased); err != nil {
 			return m, fmt.Errorf("cannot count entries: %w", err)
 		}
-		switch _, ex := study.Classify(req, sc.plan, code, date, shared, deleted); ex {
-		case study.Included:
-			m.Entries++
-		case study.ExcludedNotShared:
-			m.ExcludedNotShared++
-		case study.ExcludedDeleted:
-			m.ExcludedDeleted++
-		case study.ExcludedNoWave:
-			m.ExcludedNoWave++
-		}
+		m.Tally(sc.plan, e)
 	}
 	if err := rows.Err(); err != nil {
 		return m, fmt.Errorf("cannot count entries: %w", err)
-	}
-	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE erased_at IS NOT NULL`).Scan(&m.ExcludedErased); err != nil {
-		return m, fmt.Errorf("cannot count erased entries: %w", err)
 	}
 	return m, nil
 }
@@ -316,11 +260,13 @@ func (db *DB) exportRecords(ctx context.Context, tx *sql.Tx, sc *exportScope, p 
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}
 		study.RecordOf(&r, e, sc.rd, p.SkipBody)
-		r.StudyCode, r.Wave, r.WaveDefinition = code, w.Number, w.Definition()
-		if writes, err = readWrites(ctx, history, rid, writes[:0]); err != nil {
-			return err
+		r.StudyCode, r.Wave, r.WaveDefinition, r.Revisions = code, w.Number, w.Definition(), 0
+		if !p.SkipRevisions {
+			if writes, err = readWrites(ctx, history, rid, writes[:0]); err != nil {
+				return err
+			}
+			r.Revisions = study.Revisions(writes, owner)
 		}
-		r.Revisions = study.Revisions(writes, owner)
 		if err := yield(&r); err != nil {
 			return err
 		}
@@ -416,7 +362,7 @@ func (db *DB) keepExportEntries(ctx context.Context, id int64, records study.Rec
 		batch = batch[:0]
 		return err
 	}
-	err := records(study.Pass{}, func(r *study.Record) error {
+	err := records(study.Pass{SkipRevisions: true}, func(r *study.Record) error {
 		eid, err := syncengine.ParseEntryID(r.EntryID)
 		if err != nil {
 			return err

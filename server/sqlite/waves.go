@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/diarysync/diarysync/study"
-	"github.com/diarysync/diarysync/syncengine"
 )
 
 // CreateWave defines a new study-wide wave, or a navigator's own dates
@@ -37,35 +36,12 @@ func (db *DB) saveWave(ctx context.Context, w study.Wave, create bool) (*study.W
 			if err != nil {
 				return err
 			}
-			if nav.Role != study.RoleNavigator {
-				return syncengine.Errorf(syncengine.EINVALID, "%s is a %s: only navigators have their own wave dates", nav.StudyCode, nav.Role)
+			if err := study.CheckWaveNavigator(nav); err != nil {
+				return err
 			}
 			navID, w.Navigator = nav.ID, nav.StudyCode
-			d, ok := plan.Default(w.Number)
-			if !ok {
-				return syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d to give %s their own dates for: define the study-wide wave first", w.Number, w.Navigator)
-			}
-			w.Label = d.Label
 		}
-		exists := false
-		if w.Navigator == "" {
-			_, exists = plan.Default(w.Number)
-		} else {
-			for _, o := range plan.Navigators[w.Navigator] {
-				exists = exists || o.Number == w.Number
-			}
-		}
-		switch {
-		case create && exists && w.Navigator == "":
-			return syncengine.Errorf(syncengine.EEXISTS, "wave %d already exists", w.Number)
-		case create && exists:
-			return syncengine.Errorf(syncengine.EEXISTS, "%s already has their own dates for wave %d: use edit", w.Navigator, w.Number)
-		case !create && !exists && w.Navigator == "":
-			return syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d", w.Number)
-		case !create && !exists:
-			return syncengine.Errorf(syncengine.ENOTFOUND, "%s has no own dates for wave %d: use add", w.Navigator, w.Number)
-		}
-		if err := study.CheckWaveChange(plan, w); err != nil {
+		if err := study.CheckWaveSave(plan, &w, create); err != nil {
 			return err
 		}
 		details := map[string]string{"start": w.Start, "end": w.End}
@@ -109,7 +85,7 @@ func (db *DB) DeleteWaveDates(ctx context.Context, number uint32, navigator stri
 			return fmt.Errorf("cannot delete wave dates: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return syncengine.Errorf(syncengine.ENOTFOUND, "%s has no own dates for wave %d", nav.StudyCode, number)
+			return study.ErrNoWaveDates(nav.StudyCode, number)
 		}
 		// The default's dates come back for the navigator, and may
 		// overlap their other own dates: check the plan as it is now.
