@@ -52,7 +52,7 @@ const (
 	RefusedErased       Refusal = 5
 	RefusedClockAhead   Refusal = 6
 	RefusedWrongReplica Refusal = 7
-	RefusedTextHistory  Refusal = 8
+	RefusedTextHistory  Refusal = 9
 )
 
 // ChangeResult is the outcome of one pushed change.

@@ -98,7 +98,7 @@ type EnrollResponse struct {
 	// The server's time, for clock correction.
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// What the server understands (see Capability).
-	Capabilities  []Capability `protobuf:"varint,8,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
+	Capabilities  []Capability `protobuf:"varint,9,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,7 +209,7 @@ const file_diary_v1_device_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x06 \x01(\tR\vdisplayName\x12;\n" +
 	"\vserver_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x128\n" +
-	"\fcapabilities\x18\b \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities2L\n" +
+	"\fcapabilities\x18\t \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities2L\n" +
 	"\rDeviceService\x12;\n" +
 	"\x06Enroll\x12\x17.diary.v1.EnrollRequest\x1a\x18.diary.v1.EnrollResponseB\x93\x01\n" +
 	"\fcom.diary.v1B\vDeviceProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"

@@ -110,7 +110,7 @@ const (
 	// hold: an earlier change of this device that it builds on was refused
 	// or never arrived. The device should merge the server's text and make
 	// the edit again, with a new clock.
-	RefusalReason_REFUSAL_REASON_TEXT_HISTORY RefusalReason = 8
+	RefusalReason_REFUSAL_REASON_TEXT_HISTORY RefusalReason = 9
 )
 
 // Enum value maps for RefusalReason.
@@ -124,7 +124,7 @@ var (
 		5: "REFUSAL_REASON_ERASED",
 		6: "REFUSAL_REASON_CLOCK_AHEAD",
 		7: "REFUSAL_REASON_WRONG_REPLICA",
-		8: "REFUSAL_REASON_TEXT_HISTORY",
+		9: "REFUSAL_REASON_TEXT_HISTORY",
 	}
 	RefusalReason_value = map[string]int32{
 		"REFUSAL_REASON_UNSPECIFIED":   0,
@@ -135,7 +135,7 @@ var (
 		"REFUSAL_REASON_ERASED":        5,
 		"REFUSAL_REASON_CLOCK_AHEAD":   6,
 		"REFUSAL_REASON_WRONG_REPLICA": 7,
-		"REFUSAL_REASON_TEXT_HISTORY":  8,
+		"REFUSAL_REASON_TEXT_HISTORY":  9,
 	}
 )
 
@@ -612,7 +612,7 @@ type PullResponse struct {
 	// Whether remaining is an exact count rather than a lower bound.
 	RemainingExact bool `protobuf:"varint,7,opt,name=remaining_exact,json=remainingExact,proto3" json:"remaining_exact,omitempty"`
 	// What the server understands (see Capability).
-	Capabilities  []Capability `protobuf:"varint,8,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
+	Capabilities  []Capability `protobuf:"varint,10,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -962,7 +962,8 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\vserver_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12'\n" +
 	"\x0fremaining_exact\x18\a \x01(\bR\x0eremainingExact\x128\n" +
-	"\fcapabilities\x18\b \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"*\n" +
+	"\fcapabilities\x18\n" +
+	" \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"*\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\"\x86\x01\n" +
 	"\x11SubscribeResponse\x12\x16\n" +
@@ -992,7 +993,7 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x15REFUSAL_REASON_ERASED\x10\x05\x12\x1e\n" +
 	"\x1aREFUSAL_REASON_CLOCK_AHEAD\x10\x06\x12 \n" +
 	"\x1cREFUSAL_REASON_WRONG_REPLICA\x10\a\x12\x1f\n" +
-	"\x1bREFUSAL_REASON_TEXT_HISTORY\x10\b*D\n" +
+	"\x1bREFUSAL_REASON_TEXT_HISTORY\x10\t*D\n" +
 	"\n" +
 	"Capability\x12\x1a\n" +
 	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
