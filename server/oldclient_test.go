@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
@@ -257,7 +257,7 @@ func (d *oldDevice) checkHash() {
 // converge with devices that merge text.
 func TestOldDevices(t *testing.T) {
 	clock := newTestClock()
-	ts := newTestServer(t, Config{Store: MustOpenDBWith(t, sqlite.Options{Now: clock.Now})})
+	ts := newTestServer(t, Config{Store: MustOpenDBWith(t, storetest.Options{Now: clock.Now})})
 	ctx := context.Background()
 	// The old device's clock is three minutes slow, which the server
 	// allows: until it pulls, its writes are stamped before the phone's
@@ -332,8 +332,14 @@ func TestOldDevices(t *testing.T) {
 		t.Fatalf("after a write from a device ahead of the one that typed: %q", got)
 	}
 	// The words are not lost to the study: the history keeps the edit.
+	// SQLite keeps an edit's encoding in the untyped value column,
+	// PostgreSQL in text_change.
+	edits := `SELECT count(*) FROM history WHERE field = 2 AND typeof(value) = 'blob' AND instr(value, 'Unseen') > 0`
+	if onPostgres(ts.DB) {
+		edits = `SELECT count(*) FROM history WHERE field = 2 AND position('Unseen'::bytea IN text_change) > 0`
+	}
 	var n int
-	if err := rawDB(ts.DB).QueryRow(`SELECT count(*) FROM history WHERE field = 2 AND typeof(value) = 'blob' AND instr(value, 'Unseen') > 0`).Scan(&n); err != nil || n != 1 {
+	if err := rawDB(ts.DB).QueryRow(edits).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("the history holds %d edits with the unseen words (%v)", n, err)
 	}
 

@@ -108,11 +108,11 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 	if !withHistory {
 		return s, nil
 	}
-	// SQLite keeps a change's value in one untyped column; PostgreSQL in
-	// text_value or int_value.
-	value := `h.value, NULL`
+	// SQLite keeps a change's value in one untyped column (a text edit
+	// as a blob); PostgreSQL in text_value, int_value or text_change.
+	value := `h.value, NULL, NULL`
 	if w.engine == storetest.Postgres {
-		value = `h.text_value, h.int_value`
+		value = `h.text_value, h.int_value, h.text_change`
 	}
 	rows, err = tx.QueryContext(ctx, `SELECT e.id, h.field, h.tag, h.feedback, `+value+`, h.clock, h.device_id, d.replica_id, u.study_code
 		FROM history h JOIN entries e ON e.rid = h.entry JOIN devices d ON d.id = h.device_id JOIN users u ON u.id = h.user_id ORDER BY h.id`)
@@ -125,13 +125,18 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 			id, feedback, replica []byte
 			field                 int
 			tag, author           string
-			value, number         any
+			value, number, edit   any
 			clock, device         int64
 		)
-		if err := rows.Scan(&id, &field, &tag, &feedback, &value, &number, &clock, &device, &replica, &author); err != nil {
+		if err := rows.Scan(&id, &field, &tag, &feedback, &value, &number, &edit, &clock, &device, &replica, &author); err != nil {
 			return nil, fmt.Errorf("cannot read history: %w", err)
 		}
-		if value == nil {
+		switch {
+		case edit != nil && (value != nil || number != nil):
+			return nil, fmt.Errorf("history of %x: a text edit beside a whole value", id)
+		case edit != nil:
+			value = edit
+		case value == nil:
 			value = number
 		}
 		c := syncengine.Change{Entry: syncengine.EntryID(id), Field: syncengine.Field(field), Tag: tag, Author: author}
