@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
@@ -18,8 +19,8 @@ import (
 // The text-CRDT variants of BenchmarkPush and BenchmarkPull: the same
 // 100,000 entries, with bodies written through the text CRDT (a text
 // change, as a device that merges text sends it) and pulled as merged
-// text by the owner's device. Run them in one go with the others, so the
-// ratios compare like with like:
+// text by the owner's device, on each engine as the others. Run them in
+// one go with the others, so the ratios compare like with like:
 //
 //	go test -run '^$' -bench 'Push|Pull' -benchtime 1x -count 6 ./server | benchstat -
 
@@ -59,45 +60,55 @@ func benchTextPage(replica syncengine.ReplicaID, clock *syncengine.Clock, n, fie
 // BenchmarkPushText is BenchmarkPush with bodies written through the text
 // CRDT.
 func BenchmarkPushText(b *testing.B) {
-	for _, bc := range []struct {
-		fields, perPage int
-	}{
-		{2, 500},
-		{5, 200},
-	} {
-		b.Run(fmt.Sprintf("changes=%d/page=%d", bc.fields, bc.perPage), func(b *testing.B) {
-			var peak float64
-			for range b.N {
-				b.StopTimer()
-				db := MustOpenDB(b)
-				dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
-				sync := diaryv1connect.NewSyncServiceClient(h2cClient(), benchServer(b, db), connect.WithInterceptors(authHeader(bearer(dev.Token))))
-				clock := syncengine.NewClock(nil)
-				heap := startHeapPeak()
-				b.StartTimer()
-				for sent := 0; sent < benchEntries; sent += bc.perPage {
-					resp, err := sync.Push(context.Background(), &diaryv1.PushRequest{Changes: benchTextPage(dev.Replica, clock, bc.perPage, bc.fields)})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if r := resp.GetResults()[len(resp.GetResults())-1]; r.GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED {
-						b.Fatalf("push: %v", r)
-					}
-				}
-				b.StopTimer()
-				peak = max(peak, heap.bytes())
-			}
-			b.ReportMetric(float64(benchEntries*b.N)/b.Elapsed().Seconds(), "entries/s")
-			b.ReportMetric(peak, "client+server-peak-heap-bytes")
-		})
+	for _, engine := range benchEngines {
+		for _, bc := range []struct {
+			fields, perPage int
+		}{
+			{2, 500},
+			{5, 200},
+		} {
+			b.Run(fmt.Sprintf("%s/changes=%d/page=%d", engine, bc.fields, bc.perPage), func(b *testing.B) { benchPushText(b, engine, bc.fields, bc.perPage) })
+		}
 	}
+}
+
+func benchPushText(b *testing.B, engine string, fields, perPage int) {
+	var peak float64
+	for range b.N {
+		b.StopTimer()
+		db := storetest.OpenOn(b, engine, storetest.Options{})
+		dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
+		sync := diaryv1connect.NewSyncServiceClient(h2cClient(), benchServer(b, db), connect.WithInterceptors(authHeader(bearer(dev.Token))))
+		clock := syncengine.NewClock(nil)
+		heap := startHeapPeak()
+		b.StartTimer()
+		for sent := 0; sent < benchEntries; sent += perPage {
+			resp, err := sync.Push(context.Background(), &diaryv1.PushRequest{Changes: benchTextPage(dev.Replica, clock, perPage, fields)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r := resp.GetResults()[len(resp.GetResults())-1]; r.GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED {
+				b.Fatalf("push: %v", r)
+			}
+		}
+		b.StopTimer()
+		peak = max(peak, heap.bytes())
+	}
+	b.ReportMetric(float64(benchEntries*b.N)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(peak, "client+server-peak-heap-bytes")
 }
 
 // BenchmarkPullText is BenchmarkPull with bodies written through the text
 // CRDT and pulled by a device that merges text, so that each entry
 // carries its body's merged text.
 func BenchmarkPullText(b *testing.B) {
-	db := MustOpenDB(b)
+	for _, engine := range benchEngines {
+		b.Run(engine, func(b *testing.B) { benchPullText(b, engine) })
+	}
+}
+
+func benchPullText(b *testing.B, engine string) {
+	db := storetest.OpenOn(b, engine, storetest.Options{})
 	dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
 	clock := syncengine.NewClock(nil)
 	var batch []study.Incoming
