@@ -301,13 +301,13 @@ func (sp *splice) edit(d *syncengine.TextDoc, s syncengine.Stamp) (*syncengine.T
 	return d.Splice(s, sp.pos, sp.del, sp.text)
 }
 
-// write stamps, validates and applies changes locally, and queues them in
+// writeChecked stamps, validates and applies changes locally, and queues them in
 // the outbox, all in one durable transaction: either every change is
 // written or none is. A body (or feedback body) is queued as the text
 // edit from the text the replica holds (or as sp, for the one change of
 // a splice), when the server merges text; a body set to the text it has
 // queues nothing.
-func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool, sp ...*splice) error {
+func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, create bool, sp ...*splice) error {
 	_, p, err := c.rpcs()
 	if err != nil {
 		return err
@@ -624,8 +624,8 @@ func scanEntry(row interface{ Scan(...any) error }, extra ...any) (*Entry, error
 	return e, nil
 }
 
-// Get returns one entry.
-func (c *Client) Get(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
+// getChecked is Get without the check for a damaged replica.
+func (c *Client) getChecked(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
 	e, err := scanEntry(c.db.Read.QueryRowContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE id = ?`, id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound(id)
@@ -675,8 +675,8 @@ type ListPage struct {
 	Next    string // token for the next page; empty on the last page
 }
 
-// List returns a page of entries, newest date first (then newest created).
-func (c *Client) List(ctx context.Context, o ListOptions) (*ListPage, error) {
+// listChecked is List without the check for a damaged replica.
+func (c *Client) listChecked(ctx context.Context, o ListOptions) (*ListPage, error) {
 	limit := o.Limit
 	switch {
 	case limit <= 0:
@@ -772,9 +772,8 @@ func decodeListToken(tok string) (string, []byte, error) {
 	return "", nil, syncengine.Errorf(syncengine.EINVALID, "page token is not one this replica issued")
 }
 
-// MarkRead marks an entry read (or unread), for an inbox. It is local to
-// this replica.
-func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool) error {
+// markReadChecked is MarkRead without the check for a damaged replica.
+func (c *Client) markReadChecked(ctx context.Context, id syncengine.EntryID, read bool) error {
 	var at any
 	if read {
 		at = c.opts.Now().UnixMilli()
@@ -790,9 +789,8 @@ func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool)
 	return nil
 }
 
-// StateHash returns the state hash of every entry on this replica, to
-// compare with the server's GetStateHash.
-func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
+// stateHashChecked is StateHash without the check for a damaged replica.
+func (c *Client) stateHashChecked(ctx context.Context) ([32]byte, int, error) {
 	h := syncengine.NewStateHasher()
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT state FROM entries ORDER BY id`)
@@ -818,12 +816,8 @@ func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
 	return h.Sum(), h.Count(), err
 }
 
-// FindID returns the entry whose id is s, or starts or ends with s (at
-// least 4 hex digits, dashes optional), so people can type short ids. The
-// end of a UUIDv7 is random, so its last 8 digits (ShortID) tell entries
-// apart; its start is a timestamp, shared by entries made within a
-// minute of each other.
-func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, error) {
+// findIDChecked is FindID without the check for a damaged replica.
+func (c *Client) findIDChecked(ctx context.Context, s string) (syncengine.EntryID, error) {
 	if id, err := syncengine.ParseEntryID(s); err == nil {
 		return id, nil
 	}
@@ -858,4 +852,73 @@ func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, erro
 func ShortID(id syncengine.EntryID) string {
 	s := id.String()
 	return s[len(s)-8:]
+}
+
+// List returns a page of entries, newest date first (then newest created).
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) List(ctx context.Context, o ListOptions) (*ListPage, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.listChecked(ctx, o)
+	return r0, c.damage(err)
+}
+
+// Get returns one entry.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Get(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.getChecked(ctx, id)
+	return r0, c.damage(err)
+}
+
+// MarkRead marks an entry read (or unread), for an inbox. It is local to
+// this replica.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.markReadChecked(ctx, id, read))
+}
+
+// StateHash returns the state hash of every entry on this replica, to
+// compare with the server's GetStateHash.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
+	if err := c.checkDamaged(); err != nil {
+		return [32]byte{}, 0, err
+	}
+	r0, r1, err := c.stateHashChecked(ctx)
+	return r0, r1, c.damage(err)
+}
+
+// FindID returns the entry whose id is s, or starts or ends with s (at
+// least 4 hex digits, dashes optional), so people can type short ids. The
+// end of a UUIDv7 is random, so its last 8 digits (ShortID) tell entries
+// apart; its start is a timestamp, shared by entries made within a
+// minute of each other.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, error) {
+	if err := c.checkDamaged(); err != nil {
+		return syncengine.EntryID{}, err
+	}
+	r0, err := c.findIDChecked(ctx, s)
+	return r0, c.damage(err)
+}
+
+// write applies local changes (see writeChecked), unless the replica is
+// known to be damaged.
+func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool, sp ...*splice) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.writeChecked(ctx, changes, create, sp...))
 }

@@ -133,7 +133,15 @@ func TestMigrations(t *testing.T) {
 			t.Fatalf("outbox after the upgrade: %d plain rows (%v), want the %d queued", n, err, queued)
 		}
 		mustSync(t, c)
-		other := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+		other := MustOpen(t, Options{})
+		enr, err := other.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-A"), "tablet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A second device of the account waits for the first to approve it.
+		if _, err := c.ApproveDevice(ctx, enr.DeviceID); err != nil {
+			t.Fatal(err)
+		}
 		mustSync(t, other)
 		if e, err := other.Get(ctx, id); err != nil || e.Body != "written offline" {
 			t.Fatalf("the entry queued before the upgrade, on another device: %+v, %v", e, err)

@@ -329,7 +329,7 @@ type oldServer struct {
 
 func startOldServer(t *testing.T) (*testServer, *oldServer) {
 	t.Helper()
-	ts := &testServer{}
+	ts := &testServer{first: map[string]*Client{}}
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "server.db"), sqlite.Options{Synchronous: "NORMAL", Now: ts.clock})
 	if err != nil {
 		t.Fatal(err)

@@ -31,7 +31,8 @@ const (
 // ApplyChange merges one change that Decide allowed into the entry, with
 // the rules of merged text, and returns what became of it and the change
 // to record in the history. The entry changes only if the change is
-// applied. Every store calls it, in push order, after Decide.
+// applied. Every store calls it, in push order, after Decide, through
+// ApplyDecision.
 //
 //   - A change to a field that is not a body, or to a body that is still a
 //     register and gets a whole value, merges as syncengine.Entry.Apply
@@ -98,6 +99,21 @@ func ApplyChange(e *syncengine.Entry, c *syncengine.Change) (Decision, *syncengi
 		*e = *target
 	}
 	return applied, record
+}
+
+// ApplyDecision carries out what Decide decided for one change: it
+// returns d as it is when d does not apply the change, and otherwise
+// merges the change with ApplyChange and returns its outcome and the
+// change to record. An applied change keeps d's Hold, so an entry a
+// pending device creates stays held back whatever merged text it holds.
+// Every store calls it with Decide's result, in push order.
+func ApplyDecision(d Decision, e *syncengine.Entry, c *syncengine.Change) (Decision, *syncengine.Change) {
+	if !d.Apply {
+		return d, nil
+	}
+	out, record := ApplyChange(e, c)
+	out.Hold = d.Hold && out.Apply
+	return out, record
 }
 
 // TextEditReady decides whether a pushed text edit can apply to the

@@ -244,3 +244,46 @@ func TestFeedChangesSeesFeedbackHistory(t *testing.T) {
 		t.Fatal("the supervisors' feed did not get the note's new merged text")
 	}
 }
+
+// TestApplyDecision: what Decide did not apply stays as Decide left it;
+// what it applied is merged, and a change a pending device makes keeps
+// its Hold when it applies (title or body edit alike) and loses it when
+// merging refuses it.
+func TestApplyDecision(t *testing.T) {
+	held := Decision{Apply: true, Hold: true, Result: ChangeResult{Outcome: OutcomeApplied}}
+	t.Run("NotApplied", func(t *testing.T) {
+		server := &syncengine.Entry{ID: entryID}
+		phone := newDevice(phoneReplica, "PN-A")
+		c := phone.edit(t, syncengine.FieldBody, "one")
+		refused := Decision{Remember: true, Result: refusal(RefusedClockAhead, "ahead")}
+		d, rec := ApplyDecision(refused, server, &c)
+		if d != refused || rec != nil || server.Body.Value != "" {
+			t.Fatalf("ApplyDecision = %+v, %v, body %q; want the refusal unchanged and nothing merged", d, rec, server.Body.Value)
+		}
+	})
+	t.Run("HoldKept", func(t *testing.T) {
+		server := &syncengine.Entry{ID: entryID}
+		phone := newDevice(phoneReplica, "PN-A")
+		body := phone.edit(t, syncengine.FieldBody, "written while pending")
+		title := syncengine.Change{Entry: entryID, Field: syncengine.FieldTitle, Text: "pending", Stamp: syncengine.Stamp{Clock: phone.clock + 1, Replica: phoneReplica}}
+		for _, c := range []*syncengine.Change{&body, &title} {
+			d, rec := ApplyDecision(held, server, c)
+			if !d.Apply || !d.Hold || d.Result.Outcome != OutcomeApplied || rec == nil {
+				t.Fatalf("%s: ApplyDecision = %+v, %v; want applied and held", c.Field, d, rec)
+			}
+		}
+		if server.Body.Value != "written while pending" || server.Title.Value != "pending" {
+			t.Fatalf("merged: body %q, title %q", server.Body.Value, server.Title.Value)
+		}
+	})
+	t.Run("HoldDroppedWhenRefused", func(t *testing.T) {
+		server := &syncengine.Entry{ID: entryID}
+		phone := newDevice(phoneReplica, "PN-A")
+		phone.edit(t, syncengine.FieldBody, "one")
+		second := phone.edit(t, syncengine.FieldBody, "one two") // made on an edit the server never got
+		d, rec := ApplyDecision(held, server, &second)
+		if d.Apply || d.Hold || d.Result.Reason != RefusedTextHistory || rec != nil {
+			t.Fatalf("ApplyDecision = %+v, %v; want refused, not held", d, rec)
+		}
+	})
+}
