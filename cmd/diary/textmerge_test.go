@@ -67,6 +67,16 @@ func TestTextMergeBinaries(t *testing.T) {
 	server.stop(t)
 	server = startDiaryd(t, dir, data, addr, "--demo")
 	diary("tablet", "", "enrol", "--server", url, "--code", codes(server)["PN-A"], "--name", "PN-A tablet")
+	// The tablet waits for the phone, PN-A's first device, to approve it.
+	var st map[string]any
+	if err := json.Unmarshal([]byte(diary("tablet", "", "status", "--json")), &st); err != nil {
+		t.Fatal(err)
+	}
+	tablet, _ := st["device_id"].(string)
+	if tablet == "" {
+		t.Fatalf("the tablet's status names no device: %v", st)
+	}
+	diary("phone", "", "device", "approve", tablet)
 
 	first := "I went to the hostel today.\nJ. was there."
 	id := strings.TrimSpace(diary("phone", "", "write", "--title", "Tuesday", "--share", "supervisor", "--body", first))
