@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -96,6 +97,9 @@ type Client struct {
 
 	stampMu sync.Mutex                    // guards retired
 	retired map[syncengine.Timestamp]bool // clocks never to be given again
+
+	merged    atomic.Bool // the server merges text (profile.merged_text)
+	confirmed atomic.Bool // an answer of the server in this sync said whether it does
 
 	syncMu   sync.Mutex // one Sync at a time
 	status   statusTracker
@@ -195,10 +199,12 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	}
 	c.revoked = revoked
 	if p != nil {
-		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset FROM profile WHERE id = 1`).Scan(&offset); err != nil {
+		var merged bool
+		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset, merged_text FROM profile WHERE id = 1`).Scan(&offset, &merged); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("cannot read clock offset: %w", err)
 		}
+		c.merged.Store(merged)
 		c.clock.SetOffset(time.Duration(offset) * time.Millisecond)
 		c.setProfile(p, token)
 	}
@@ -445,17 +451,25 @@ func (c *Client) storeEnrollment(ctx context.Context, serverURL string, resp *di
 		if old != nil && !strings.EqualFold(old.StudyCode, p.StudyCode) {
 			return syncengine.Errorf(syncengine.ECONFLICT, "this replica belongs to %s; enrol %s in a new profile", old.StudyCode, p.StudyCode)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state)
-			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		merged := slices.Contains(resp.GetCapabilities(), diaryv1.Capability_CAPABILITY_MERGED_TEXT)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state, merged_text)
+			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET server_url = excluded.server_url, token = excluded.token, device_id = excluded.device_id,
 				replica_id = excluded.replica_id, role = excluded.role, study_code = excluded.study_code,
 				display_name = excluded.display_name, enrolled_at = excluded.enrolled_at, clock_offset = excluded.clock_offset,
 				device_state = excluded.device_state, revocation = 0, revoked_by = '', revoked_at = NULL, revoked_message = '',
-				last_error = ''`,
-			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds(), state); err != nil {
+				last_error = '', merged_text = excluded.merged_text`,
+			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds(), state, merged); err != nil {
 			return fmt.Errorf("cannot store profile: %w", err)
 		}
 		c.clock.SetOffset(offset)
+		wasMerged := c.merged.Load()
+		c.merged.Store(merged)
+		if wasMerged && !merged {
+			if err := c.flattenOutbox(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if old != nil {
 			// Changes not yet accepted carry the old replica id, which the
 			// server does not accept from this device.
@@ -534,7 +548,7 @@ func (c *Client) ServerStateHash(ctx context.Context) (sum [32]byte, entries int
 	if err != nil {
 		return sum, 0, 0, err
 	}
-	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{})
+	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{MergedText: true})
 	if err != nil {
 		return sum, 0, 0, rpcError("get the server's state hash", err)
 	}

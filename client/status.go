@@ -200,7 +200,11 @@ func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 }
 
 // RefusedChange is a change the server refused, kept so that the person
-// who made it can see it, and what they wrote.
+// who made it can see it, and what they wrote. For a text edit of a body
+// or feedback note, Change.Text holds the whole text it had on this
+// device when the edit was refused, beside the edit (Change.TextEdit):
+// the edits made on the refused one could not be sent either, and their
+// words are in that text too.
 type RefusedChange struct {
 	Seq       int64
 	Change    syncengine.Change
@@ -214,7 +218,7 @@ func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at, text FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list refused changes: %w", err)
 	}
@@ -222,11 +226,12 @@ func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]
 	var out []RefusedChange
 	for rows.Next() {
 		var (
-			r  RefusedChange
-			b  []byte
-			at int64
+			r    RefusedChange
+			b    []byte
+			at   int64
+			text sql.NullString
 		)
-		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at); err != nil {
+		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at, &text); err != nil {
 			return nil, fmt.Errorf("cannot list refused changes: %w", err)
 		}
 		var p diaryv1.Change
@@ -235,6 +240,9 @@ func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]
 		}
 		if r.Change, err = wire.ChangeFromProto(&p); err != nil {
 			return nil, fmt.Errorf("stored refused change: %w", err)
+		}
+		if text.Valid {
+			r.Change.Text = text.String
 		}
 		r.RefusedAt = time.UnixMilli(at).UTC()
 		out = append(out, r)

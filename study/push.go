@@ -55,6 +55,7 @@ const (
 	// RefusedAwaitingApproval: a device waiting for approval wrote an
 	// entry that existed before it (see Decide).
 	RefusedAwaitingApproval Refusal = 8
+	RefusedTextHistory      Refusal = 9
 )
 
 // ChangeResult is the outcome of one pushed change.

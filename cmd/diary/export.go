@@ -72,14 +72,11 @@ func cmdExport(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		stream, err := svc.ExportWave(e.ctx, req)
-		if err != nil {
-			return rpcErr("export", err)
-		}
-		defer stream.Close()
 		// Every file goes to a temporary file beside its target and is
 		// renamed at the end, so an interrupted export never leaves half a
-		// file or a manifest that does not match its export.
+		// file or a manifest that does not match its export. The files
+		// are made before the export is asked for: a file that cannot be
+		// made must not leave an export the server made and kept.
 		var files []*pending
 		defer func() {
 			for _, p := range files {
@@ -116,6 +113,11 @@ func cmdExport(e *env, args []string) error {
 			}
 			dictOut = p
 		}
+		stream, err := svc.ExportWave(e.ctx, req)
+		if err != nil {
+			return rpcErr("export", err)
+		}
+		defer stream.Close()
 		var manifest *diaryv1.ExportManifest
 		written := int64(0)
 		progress := isTerminal(e.stderr) && !toStdout

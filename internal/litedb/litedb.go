@@ -230,6 +230,9 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 		return err
 	}
 	sort.Strings(names)
+	// Versions are recorded by number, so two files with one number
+	// would leave the second unapplied without a word.
+	seen := make(map[int]string, len(names))
 	for _, name := range names {
 		base := path.Base(name)
 		num, _, ok := strings.Cut(base, "_")
@@ -237,6 +240,15 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 		if !ok || err != nil {
 			return fmt.Errorf("migration %q: name must start with a number and '_'", base)
 		}
+		if other, dup := seen[version]; dup {
+			return fmt.Errorf("migrations %q and %q have the same number", other, base)
+		}
+		seen[version] = base
+	}
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, _ := strings.Cut(base, "_")
+		version, _ := strconv.Atoi(num)
 		body, err := fs.ReadFile(opts.Migrations, name)
 		if err != nil {
 			return err
