@@ -34,6 +34,7 @@ func deviceToProto(d *study.Device) *diaryv1.Device {
 		EnrolledAt: timestamppb.New(d.Enrolled),
 		LastSyncAt: wire.Timestamp(d.LastSync),
 		RevokedAt:  wire.Timestamp(d.Revoked),
+		Kind:       diaryv1.DeviceKind(d.Kind),
 	}
 }
 

@@ -105,7 +105,7 @@ func (a *authenticator) authenticate(ctx context.Context, procedure string, head
 		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("a "+id.Role.String()+" may not call "+procedure))
 	}
 	switch procedure {
-	case diaryv1connect.SyncServicePushProcedure, diaryv1connect.SyncServicePullProcedure:
+	case diaryv1connect.SyncServicePushProcedure, diaryv1connect.SyncServicePullProcedure, diaryv1connect.SyncServiceMarkReadProcedure:
 		a.db.TouchDevice(id.DeviceID)
 	}
 	return study.NewContext(ctx, id), nil

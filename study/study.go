@@ -160,6 +160,7 @@ type Device struct {
 	PublicID  string
 	StudyCode string
 	Name      string
+	Kind      DeviceKind
 	Enrolled  time.Time
 	LastSync  time.Time // zero if never
 	Revoked   time.Time // zero if active

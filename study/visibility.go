@@ -139,9 +139,12 @@ type Removal struct {
 
 // PullPage is one page of what changed for a reader after a cursor.
 type PullPage struct {
-	Entries   []*syncengine.Entry // views for the reader
-	Removals  []Removal
-	Next      int64 // the cursor to store with this page
+	Entries  []*syncengine.Entry // views for the reader
+	Removals []Removal
+	Next     int64 // the cursor to store with this page
+	// Reads are a supervisor's read marks on the entries of the page
+	// (only those ever marked).
+	Reads     []ReadState
 	More      bool
 	Remaining int64 // entries and removals waiting after Next
 }

@@ -41,8 +41,13 @@ func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*stud
 	if err != nil {
 		return nil, "", err
 	}
-	n := study.ListPageSize(size)
-	rows, err := db.read.QueryContext(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE (? = 0 OR id < ?) ORDER BY id DESC LIMIT ?`, before, before, n+1)
+	return db.listAudit(ctx, `(? = 0 OR id < ?)`, []any{before, before}, study.ListPageSize(size))
+}
+
+// listAudit reads up to n events that pass where, newest first, and the
+// token of the next page.
+func (db *DB) listAudit(ctx context.Context, where string, args []any, n int) ([]*study.AuditEvent, string, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE `+where+` ORDER BY id DESC LIMIT ?`, append(args, n+1)...)
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
 	}

@@ -69,13 +69,13 @@ func (db *DB) FlushSyncTimes(ctx context.Context) error {
 	return err
 }
 
-const deviceColumns = `d.id, d.public_id, u.study_code, d.name, d.enrolled_at, d.last_sync_at, d.revoked_at`
+const deviceColumns = `d.id, d.public_id, u.study_code, d.name, d.kind, d.enrolled_at, d.last_sync_at, d.revoked_at`
 
 func (db *DB) scanDevice(row interface{ Scan(...any) error }) (*study.Device, error) {
 	var d study.Device
 	var enrolled int64
 	var last, revoked sql.NullInt64
-	if err := row.Scan(&d.ID, &d.PublicID, &d.StudyCode, &d.Name, &enrolled, &last, &revoked); err != nil {
+	if err := row.Scan(&d.ID, &d.PublicID, &d.StudyCode, &d.Name, &d.Kind, &enrolled, &last, &revoked); err != nil {
 		return nil, err
 	}
 	d.Enrolled = time.UnixMilli(enrolled).UTC()

@@ -117,6 +117,9 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeup
 		if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE entry = ?`, rid); err != nil {
 			return fmt.Errorf("cannot erase history: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM read_marks WHERE entry = ?`, rid); err != nil {
+			return fmt.Errorf("cannot erase read marks: %w", err)
+		}
 	}
 	for r := range readers {
 		wake.Readers = append(wake.Readers, r)

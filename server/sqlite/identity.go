@@ -28,10 +28,12 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 		revoked sql.NullInt64
 		active  bool
 	)
+	// A console session's token is a cookie, not a bearer token: the
+	// API answers it as it answers an unknown one.
 	err := db.read.QueryRowContext(ctx, `
 		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, u.id, u.study_code, u.role, u.active
 		FROM devices d JOIN users u ON u.id = d.user_id
-		WHERE d.public_id = ?`, device).
+		WHERE d.public_id = ? AND d.kind = ?`, device, study.KindApp).
 		Scan(&id.DeviceID, &id.Device, &replica, &hash, &revoked, &id.UserID, &id.StudyCode, &id.Role, &active)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -107,58 +109,88 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 	}
 	var out *study.Enrollment
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
-		var (
-			userID           int64
-			expiresAt        int64
-			usedAt           sql.NullInt64
-			role             study.Role
-			studyCode, dname string
-			active           bool
-		)
-		err := tx.QueryRowContext(ctx, `
-			SELECT c.user_id, c.expires_at, c.used_at, u.role, u.study_code, u.display_name, u.active
-			FROM enrollment_codes c JOIN users u ON u.id = c.user_id
-			WHERE c.code_hash = ?`, study.CodeHash(code)).
-			Scan(&userID, &expiresAt, &usedAt, &role, &studyCode, &dname, &active)
-		if errors.Is(err, sql.ErrNoRows) {
-			return study.ErrBadCode
-		}
-		if err != nil {
-			return fmt.Errorf("cannot look up enrolment code: %w", err)
-		}
-		now := db.now()
-		if err := study.CheckCodeUsable(study.IssuedCode{Expires: time.UnixMilli(expiresAt), Used: usedAt.Valid, UserActive: active}, now); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now.UnixMilli(), study.CodeHash(code)); err != nil {
-			return fmt.Errorf("cannot mark enrolment code used: %w", err)
-		}
-		secret, hash, err := study.NewSecret(db.rand)
+		c, err := db.usableCode(ctx, tx, code)
 		if err != nil {
 			return err
 		}
-		publicID, err := uuid.NewRandomFromReader(db.rand)
-		if err != nil {
-			return fmt.Errorf("cannot make a device id: %w", err)
+		if err := spendCode(ctx, tx, code, db.nowMillis()); err != nil {
+			return err
 		}
-		replicaID, err := uuid.NewRandomFromReader(db.rand)
-		if err != nil {
-			return fmt.Errorf("cannot make a replica id: %w", err)
+		if out, err = db.newDevice(ctx, tx, &c.User, deviceName, study.KindApp); err != nil {
+			return err
 		}
-		public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			public, userID, replica[:], deviceName, hash, now.UnixMilli()); err != nil {
-			return fmt.Errorf("cannot store device: %w", err)
-		}
-		out = &study.Enrollment{
-			Token:       study.MakeToken(public, secret),
-			Device:      public,
-			Replica:     replica,
-			Role:        role,
-			StudyCode:   studyCode,
-			DisplayName: dname,
-		}
-		return db.auditAs(ctx, tx, studyCode, "device.enrol", public, map[string]string{"name": deviceName, "role": role.String()})
+		return db.auditAs(ctx, tx, c.StudyCode, "device.enrol", out.Device, map[string]string{"name": deviceName, "role": c.Role.String()})
 	})
 	return out, err
+}
+
+// issuedCode is an enrolment code as looked up, with its user.
+type issuedCode struct {
+	study.User
+	study.IssuedCode
+}
+
+// usableCode looks up an enrolment code and returns it with its user if
+// it may enrol a device now.
+func (db *DB) usableCode(ctx context.Context, q querier, code string) (*issuedCode, error) {
+	var (
+		c         issuedCode
+		expiresAt int64
+		usedAt    sql.NullInt64
+		created   int64
+	)
+	err := q.QueryRowContext(ctx, `
+		SELECT c.expires_at, c.used_at, u.id, u.role, u.study_code, u.display_name, u.active, u.created_at
+		FROM enrollment_codes c JOIN users u ON u.id = c.user_id
+		WHERE c.code_hash = ?`, study.CodeHash(code)).
+		Scan(&expiresAt, &usedAt, &c.ID, &c.Role, &c.StudyCode, &c.DisplayName, &c.Active, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, study.ErrBadCode
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up enrolment code: %w", err)
+	}
+	c.CreatedAt = time.UnixMilli(created).UTC()
+	c.IssuedCode = study.IssuedCode{Expires: time.UnixMilli(expiresAt), Used: usedAt.Valid, UserActive: c.Active}
+	if err := study.CheckCodeUsable(c.IssuedCode, db.now()); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func spendCode(ctx context.Context, tx *sql.Tx, code string, now int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now, study.CodeHash(code)); err != nil {
+		return fmt.Errorf("cannot mark enrolment code used: %w", err)
+	}
+	return nil
+}
+
+// newDevice stores a new device of the given kind for u, with a fresh
+// public id, replica id and secret, and returns its enrolment.
+func (db *DB) newDevice(ctx context.Context, tx *sql.Tx, u *study.User, name string, kind study.DeviceKind) (*study.Enrollment, error) {
+	secret, hash, err := study.NewSecret(db.rand)
+	if err != nil {
+		return nil, err
+	}
+	publicID, err := uuid.NewRandomFromReader(db.rand)
+	if err != nil {
+		return nil, fmt.Errorf("cannot make a device id: %w", err)
+	}
+	replicaID, err := uuid.NewRandomFromReader(db.rand)
+	if err != nil {
+		return nil, fmt.Errorf("cannot make a replica id: %w", err)
+	}
+	public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		public, u.ID, replica[:], name, hash, db.nowMillis(), kind); err != nil {
+		return nil, fmt.Errorf("cannot store device: %w", err)
+	}
+	return &study.Enrollment{
+		Token:       study.MakeToken(public, secret),
+		Device:      public,
+		Replica:     replica,
+		Role:        u.Role,
+		StudyCode:   u.StudyCode,
+		DisplayName: u.DisplayName,
+	}, nil
 }

@@ -23,6 +23,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DeviceKind says what a device is.
+type DeviceKind int32
+
+const (
+	// Not given.
+	DeviceKind_DEVICE_KIND_UNSPECIFIED DeviceKind = 0
+	// A phone app or the command line, with a device token and a replica
+	// of its own.
+	DeviceKind_DEVICE_KIND_APP DeviceKind = 1
+	// A browser signed in to the web console with a passphrase: it holds no
+	// replica and ends when its session does (sign-out, idle timeout,
+	// lifetime) or when it is revoked.
+	DeviceKind_DEVICE_KIND_BROWSER DeviceKind = 2
+)
+
+// Enum value maps for DeviceKind.
+var (
+	DeviceKind_name = map[int32]string{
+		0: "DEVICE_KIND_UNSPECIFIED",
+		1: "DEVICE_KIND_APP",
+		2: "DEVICE_KIND_BROWSER",
+	}
+	DeviceKind_value = map[string]int32{
+		"DEVICE_KIND_UNSPECIFIED": 0,
+		"DEVICE_KIND_APP":         1,
+		"DEVICE_KIND_BROWSER":     2,
+	}
+)
+
+func (x DeviceKind) Enum() *DeviceKind {
+	p := new(DeviceKind)
+	*p = x
+	return p
+}
+
+func (x DeviceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_diary_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (DeviceKind) Type() protoreflect.EnumType {
+	return &file_diary_v1_admin_proto_enumTypes[0]
+}
+
+func (x DeviceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceKind.Descriptor instead.
+func (DeviceKind) EnumDescriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // User is a person in the study.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -939,7 +995,10 @@ type Device struct {
 	// When it last pushed or pulled; unset if never.
 	LastSyncAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_sync_at,json=lastSyncAt,proto3" json:"last_sync_at,omitempty"`
 	// When it was revoked; unset if active.
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// What kind of device it is: an app, or a browser signed in to the web
+	// console. Unset (unspecified) from servers older than the console.
+	Kind          DeviceKind `protobuf:"varint,7,opt,name=kind,proto3,enum=diary.v1.DeviceKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1014,6 +1073,13 @@ func (x *Device) GetRevokedAt() *timestamppb.Timestamp {
 		return x.RevokedAt
 	}
 	return nil
+}
+
+func (x *Device) GetKind() DeviceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DeviceKind_DEVICE_KIND_UNSPECIFIED
 }
 
 // ListDevicesRequest asks for one page of devices.
@@ -1975,7 +2041,7 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\x1bIssueEnrollmentCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8e\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xb8\x02\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
@@ -1986,7 +2052,8 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\flast_sync_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastSyncAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"o\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12(\n" +
+	"\x04kind\x18\a \x01(\x0e2\x14.diary.v1.DeviceKindR\x04kind\"o\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2041,7 +2108,12 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"o\n" +
 	"\x17ListAuditEventsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.diary.v1.AuditEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xe6\t\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*W\n" +
+	"\n" +
+	"DeviceKind\x12\x1b\n" +
+	"\x17DEVICE_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fDEVICE_KIND_APP\x10\x01\x12\x17\n" +
+	"\x13DEVICE_KIND_BROWSER\x10\x022\xe6\t\n" +
 	"\fAdminService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.diary.v1.CreateUserRequest\x1a\x1c.diary.v1.CreateUserResponse\x12I\n" +
@@ -2077,107 +2149,110 @@ func file_diary_v1_admin_proto_rawDescGZIP() []byte {
 	return file_diary_v1_admin_proto_rawDescData
 }
 
+var file_diary_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_diary_v1_admin_proto_goTypes = []any{
-	(*User)(nil),                        // 0: diary.v1.User
-	(*CreateUserRequest)(nil),           // 1: diary.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),          // 2: diary.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),            // 3: diary.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),           // 4: diary.v1.ListUsersResponse
-	(*DeactivateUserRequest)(nil),       // 5: diary.v1.DeactivateUserRequest
-	(*DeactivateUserResponse)(nil),      // 6: diary.v1.DeactivateUserResponse
-	(*AssignNavigatorRequest)(nil),      // 7: diary.v1.AssignNavigatorRequest
-	(*AssignNavigatorResponse)(nil),     // 8: diary.v1.AssignNavigatorResponse
-	(*UnassignNavigatorRequest)(nil),    // 9: diary.v1.UnassignNavigatorRequest
-	(*UnassignNavigatorResponse)(nil),   // 10: diary.v1.UnassignNavigatorResponse
-	(*Assignment)(nil),                  // 11: diary.v1.Assignment
-	(*ListAssignmentsRequest)(nil),      // 12: diary.v1.ListAssignmentsRequest
-	(*ListAssignmentsResponse)(nil),     // 13: diary.v1.ListAssignmentsResponse
-	(*IssueEnrollmentCodeRequest)(nil),  // 14: diary.v1.IssueEnrollmentCodeRequest
-	(*IssueEnrollmentCodeResponse)(nil), // 15: diary.v1.IssueEnrollmentCodeResponse
-	(*Device)(nil),                      // 16: diary.v1.Device
-	(*ListDevicesRequest)(nil),          // 17: diary.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),         // 18: diary.v1.ListDevicesResponse
-	(*RevokeDeviceRequest)(nil),         // 19: diary.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),        // 20: diary.v1.RevokeDeviceResponse
-	(*CreateWaveRequest)(nil),           // 21: diary.v1.CreateWaveRequest
-	(*CreateWaveResponse)(nil),          // 22: diary.v1.CreateWaveResponse
-	(*UpdateWaveRequest)(nil),           // 23: diary.v1.UpdateWaveRequest
-	(*UpdateWaveResponse)(nil),          // 24: diary.v1.UpdateWaveResponse
-	(*ListWavesRequest)(nil),            // 25: diary.v1.ListWavesRequest
-	(*ListWavesResponse)(nil),           // 26: diary.v1.ListWavesResponse
-	(*EraseEntryRequest)(nil),           // 27: diary.v1.EraseEntryRequest
-	(*EraseEntryResponse)(nil),          // 28: diary.v1.EraseEntryResponse
-	(*EraseNavigatorRequest)(nil),       // 29: diary.v1.EraseNavigatorRequest
-	(*EraseNavigatorResponse)(nil),      // 30: diary.v1.EraseNavigatorResponse
-	(*AuditEvent)(nil),                  // 31: diary.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),      // 32: diary.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 33: diary.v1.ListAuditEventsResponse
-	nil,                                 // 34: diary.v1.AuditEvent.DetailsEntry
-	(Role)(0),                           // 35: diary.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 36: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 37: google.protobuf.Duration
-	(*Wave)(nil),                        // 38: diary.v1.Wave
+	(DeviceKind)(0),                     // 0: diary.v1.DeviceKind
+	(*User)(nil),                        // 1: diary.v1.User
+	(*CreateUserRequest)(nil),           // 2: diary.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),          // 3: diary.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),            // 4: diary.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),           // 5: diary.v1.ListUsersResponse
+	(*DeactivateUserRequest)(nil),       // 6: diary.v1.DeactivateUserRequest
+	(*DeactivateUserResponse)(nil),      // 7: diary.v1.DeactivateUserResponse
+	(*AssignNavigatorRequest)(nil),      // 8: diary.v1.AssignNavigatorRequest
+	(*AssignNavigatorResponse)(nil),     // 9: diary.v1.AssignNavigatorResponse
+	(*UnassignNavigatorRequest)(nil),    // 10: diary.v1.UnassignNavigatorRequest
+	(*UnassignNavigatorResponse)(nil),   // 11: diary.v1.UnassignNavigatorResponse
+	(*Assignment)(nil),                  // 12: diary.v1.Assignment
+	(*ListAssignmentsRequest)(nil),      // 13: diary.v1.ListAssignmentsRequest
+	(*ListAssignmentsResponse)(nil),     // 14: diary.v1.ListAssignmentsResponse
+	(*IssueEnrollmentCodeRequest)(nil),  // 15: diary.v1.IssueEnrollmentCodeRequest
+	(*IssueEnrollmentCodeResponse)(nil), // 16: diary.v1.IssueEnrollmentCodeResponse
+	(*Device)(nil),                      // 17: diary.v1.Device
+	(*ListDevicesRequest)(nil),          // 18: diary.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),         // 19: diary.v1.ListDevicesResponse
+	(*RevokeDeviceRequest)(nil),         // 20: diary.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),        // 21: diary.v1.RevokeDeviceResponse
+	(*CreateWaveRequest)(nil),           // 22: diary.v1.CreateWaveRequest
+	(*CreateWaveResponse)(nil),          // 23: diary.v1.CreateWaveResponse
+	(*UpdateWaveRequest)(nil),           // 24: diary.v1.UpdateWaveRequest
+	(*UpdateWaveResponse)(nil),          // 25: diary.v1.UpdateWaveResponse
+	(*ListWavesRequest)(nil),            // 26: diary.v1.ListWavesRequest
+	(*ListWavesResponse)(nil),           // 27: diary.v1.ListWavesResponse
+	(*EraseEntryRequest)(nil),           // 28: diary.v1.EraseEntryRequest
+	(*EraseEntryResponse)(nil),          // 29: diary.v1.EraseEntryResponse
+	(*EraseNavigatorRequest)(nil),       // 30: diary.v1.EraseNavigatorRequest
+	(*EraseNavigatorResponse)(nil),      // 31: diary.v1.EraseNavigatorResponse
+	(*AuditEvent)(nil),                  // 32: diary.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 33: diary.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 34: diary.v1.ListAuditEventsResponse
+	nil,                                 // 35: diary.v1.AuditEvent.DetailsEntry
+	(Role)(0),                           // 36: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 38: google.protobuf.Duration
+	(*Wave)(nil),                        // 39: diary.v1.Wave
 }
 var file_diary_v1_admin_proto_depIdxs = []int32{
-	35, // 0: diary.v1.User.role:type_name -> diary.v1.Role
-	36, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	35, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
-	0,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
-	0,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
-	0,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
-	36, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	11, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
-	37, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
-	36, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	36, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	36, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
-	36, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	16, // 13: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
-	16, // 14: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
-	38, // 15: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
-	38, // 16: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
-	38, // 17: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
-	38, // 18: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
-	38, // 19: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
-	36, // 20: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	34, // 21: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
-	31, // 22: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
-	1,  // 23: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
-	3,  // 24: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
-	5,  // 25: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
-	7,  // 26: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
-	9,  // 27: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
-	12, // 28: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
-	14, // 29: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
-	17, // 30: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
-	19, // 31: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
-	21, // 32: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
-	23, // 33: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
-	25, // 34: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
-	27, // 35: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
-	29, // 36: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
-	32, // 37: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
-	2,  // 38: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
-	4,  // 39: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
-	6,  // 40: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
-	8,  // 41: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
-	10, // 42: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
-	13, // 43: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
-	15, // 44: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
-	18, // 45: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
-	20, // 46: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
-	22, // 47: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
-	24, // 48: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
-	26, // 49: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
-	28, // 50: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
-	30, // 51: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
-	33, // 52: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
-	38, // [38:53] is the sub-list for method output_type
-	23, // [23:38] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	36, // 0: diary.v1.User.role:type_name -> diary.v1.Role
+	37, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	36, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
+	1,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
+	1,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
+	1,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
+	37, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	12, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
+	38, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
+	37, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	37, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	37, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
+	37, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	0,  // 13: diary.v1.Device.kind:type_name -> diary.v1.DeviceKind
+	17, // 14: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
+	17, // 15: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
+	39, // 16: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
+	39, // 17: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
+	39, // 18: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
+	39, // 19: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
+	39, // 20: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
+	37, // 21: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	35, // 22: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
+	32, // 23: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
+	2,  // 24: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
+	4,  // 25: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
+	6,  // 26: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
+	8,  // 27: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
+	10, // 28: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
+	13, // 29: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
+	15, // 30: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
+	18, // 31: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
+	20, // 32: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
+	22, // 33: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
+	24, // 34: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
+	26, // 35: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
+	28, // 36: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
+	30, // 37: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
+	33, // 38: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
+	3,  // 39: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
+	5,  // 40: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
+	7,  // 41: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
+	9,  // 42: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
+	11, // 43: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
+	14, // 44: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
+	16, // 45: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
+	19, // 46: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
+	21, // 47: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
+	23, // 48: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
+	25, // 49: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
+	27, // 50: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
+	29, // 51: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
+	31, // 52: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
+	34, // 53: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
+	39, // [39:54] is the sub-list for method output_type
+	24, // [24:39] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_admin_proto_init() }
@@ -2191,13 +2266,14 @@ func file_diary_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_admin_proto_rawDesc), len(file_diary_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_diary_v1_admin_proto_goTypes,
 		DependencyIndexes: file_diary_v1_admin_proto_depIdxs,
+		EnumInfos:         file_diary_v1_admin_proto_enumTypes,
 		MessageInfos:      file_diary_v1_admin_proto_msgTypes,
 	}.Build()
 	File_diary_v1_admin_proto = out.File
