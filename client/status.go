@@ -103,6 +103,7 @@ func (t *statusTracker) get() Progress {
 type Status struct {
 	Enrolled    bool
 	Pending     int       // changes waiting to be pushed
+	ReadsQueued int       // a supervisor's read marks waiting to be sent
 	Refused     int       // changes the server refused (see Refused)
 	Cursor      uint64    // server position pulled up to
 	LastSync    time.Time // end of the last sync that completed; zero if none
@@ -116,7 +117,7 @@ type Status struct {
 func (c *Client) Status(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused)`).Scan(&s.Pending, &s.Refused); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM read_outbox)`).Scan(&s.Pending, &s.Refused, &s.ReadsQueued); err != nil {
 			return fmt.Errorf("cannot count changes: %w", err)
 		}
 		var (

@@ -250,7 +250,7 @@ func (a *adminCmd) device(args []string) error {
 		}
 		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 		if !*jsonOut {
-			fmt.Fprintln(tw, "DEVICE\tUSER\tNAME\tENROLLED\tLAST SYNC\tREVOKED")
+			fmt.Fprintln(tw, "DEVICE\tUSER\tKIND\tNAME\tENROLLED\tLAST SYNC\tREVOKED")
 		}
 		for tok := ""; ; {
 			resp, err := a.svc.ListDevices(a.ctx, &diaryv1.ListDevicesRequest{PageSize: 500, PageToken: tok, StudyCode: *user})
@@ -259,7 +259,7 @@ func (a *adminCmd) device(args []string) error {
 			}
 			for _, d := range resp.GetDevices() {
 				if *jsonOut {
-					m := map[string]any{"device_id": d.GetDeviceId(), "study_code": d.GetStudyCode(), "name": d.GetName(), "enrolled_at": d.GetEnrolledAt().AsTime(), "last_sync_at": nil, "revoked_at": nil}
+					m := map[string]any{"device_id": d.GetDeviceId(), "study_code": d.GetStudyCode(), "name": d.GetName(), "kind": kindName(d.GetKind()), "enrolled_at": d.GetEnrolledAt().AsTime(), "last_sync_at": nil, "revoked_at": nil}
 					if d.GetLastSyncAt() != nil {
 						m["last_sync_at"] = d.GetLastSyncAt().AsTime()
 					}
@@ -268,7 +268,7 @@ func (a *adminCmd) device(args []string) error {
 					}
 					writeJSON(a.stdout, m)
 				} else {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", d.GetDeviceId(), d.GetStudyCode(), d.GetName(), ts(d.GetEnrolledAt()), ts(d.GetLastSyncAt()), ts(d.GetRevokedAt()))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetDeviceId(), d.GetStudyCode(), kindName(d.GetKind()), d.GetName(), ts(d.GetEnrolledAt()), ts(d.GetLastSyncAt()), ts(d.GetRevokedAt()))
 				}
 			}
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -424,4 +424,15 @@ func (a *adminCmd) audit(args []string) error {
 		return tw.Flush()
 	}
 	return nil
+}
+
+// kindName names a device kind as lists show it.
+func kindName(k diaryv1.DeviceKind) string {
+	switch k {
+	case diaryv1.DeviceKind_DEVICE_KIND_BROWSER:
+		return "browser"
+	case diaryv1.DeviceKind_DEVICE_KIND_APP:
+		return "app"
+	}
+	return "unknown"
 }

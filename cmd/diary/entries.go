@@ -22,6 +22,7 @@ func cmdEnrol(e *env, args []string) error {
 	fs := flag.NewFlagSet("enrol", flag.ContinueOnError)
 	server := fs.String("server", "", "server URL, such as https://diary.example.org")
 	code := fs.String("code", "", "one-time enrolment code from an administrator")
+	link := fs.String("link", "", "the diarysync:enrol?… link of an enrolment QR code, instead of --server and --code")
 	host, _ := os.Hostname()
 	name := fs.String("name", host, "a name for this device")
 	jsonOut := fs.Bool("json", false, "print JSON")
@@ -30,8 +31,17 @@ func cmdEnrol(e *env, args []string) error {
 	} else if len(pos) > 0 {
 		return usagef("enrol takes no arguments, only flags")
 	}
+	if *link != "" {
+		if *server != "" || *code != "" {
+			return usagef("enrol takes --link or --server and --code, not both")
+		}
+		var err error
+		if *server, *code, err = client.ParseEnrolLink(*link); err != nil {
+			return usagef("%s", syncengine.ErrorMessage(err))
+		}
+	}
 	if *server == "" || *code == "" {
-		return usagef("enrol needs --server URL and --code CODE")
+		return usagef("enrol needs --server URL and --code CODE, or --link LINK")
 	}
 	c, err := e.open(true)
 	if err != nil {

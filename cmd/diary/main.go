@@ -52,7 +52,7 @@ Reading:
   feedback ID --body TEXT                  a supervisor's feedback on a shared entry
 
 Sync:
-  enrol   --server URL --code CODE [--name DEVICE]
+  enrol   --server URL --code CODE [--name DEVICE] | enrol --link LINK   (LINK: what an enrolment QR code holds)
   sync    [--watch]
   status  [--json]
   refused [--json] | refused dismiss SEQ
