@@ -1,7 +1,8 @@
 // Package server is the diarysync server's transport: the Connect handlers
 // of the sync, device, admin and research services, authentication and
 // the role policy, the one table from application errors to Connect
-// codes, Subscribe wake-ups and metrics. It stores nothing itself: every
+// codes, Subscribe wake-ups, metrics, and the web console (package
+// server/console) at /console/. It stores nothing itself: every
 // handler goes through a study.Store, whichever engine implements it.
 package server
 
@@ -19,6 +20,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/server/console"
 	"github.com/diarysync/diarysync/study"
 )
 
@@ -38,6 +40,14 @@ type Config struct {
 	// EnrollRefill (defaults 10 and 1 minute).
 	EnrollFailures int
 	EnrollRefill   time.Duration
+	// PublicURL is the server's address as people reach it (behind a
+	// reverse proxy, the proxy's): the web console puts it in enrolment
+	// links and QR codes and sends Secure cookies when it is https.
+	// Empty: each request's own address.
+	PublicURL string
+	// Console tunes the web console at /console/; its store, hub, logger
+	// and public URL are the server's.
+	Console console.Config
 }
 
 // Server serves the diarysync API over HTTP.
@@ -87,6 +97,7 @@ func New(cfg Config) *Server {
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
 	mux.Handle("GET /metrics", s.metrics)
+	s.mountConsole(mux, cfg)
 	s.handler = mux
 	return s
 }

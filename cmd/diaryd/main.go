@@ -1,11 +1,13 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--log-level LEVEL] [--demo]
 //	diaryd admin-code [--data DIR]
 //
-// Every flag can also be set in the environment: DIARYSYNC_DATA,
-// DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT, DIARYSYNC_TLS_KEY,
-// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS.
+// The web console is at /console/ on the same address. Every flag can
+// also be set in the environment: DIARYSYNC_DATA, DIARYSYNC_ADDR,
+// DIARYSYNC_TLS_CERT, DIARYSYNC_TLS_KEY, DIARYSYNC_PUBLIC_URL,
+// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS,
+// DIARYSYNC_CONSOLE_IDLE_TIMEOUT, DIARYSYNC_CONSOLE_LIFETIME.
 package main
 
 import (
@@ -19,11 +21,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/console"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 )
@@ -41,7 +45,7 @@ func main() {
 }
 
 const usage = `usage:
-  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--log-level LEVEL] [--demo]
   diaryd admin-code [--data DIR]
 
 Run "diaryd serve --help" for the flags.`
@@ -62,6 +66,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stderr, usage)
 	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// durationEnv reads a duration from the environment; an unreadable one
+// is left for the flag package to report when given as a flag.
+func durationEnv(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }
 
 func env(name, def string) string {
@@ -123,7 +138,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	level := fs.String("log-level", env("DIARYSYNC_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env DIARYSYNC_LOG_LEVEL)")
 	demo := fs.Bool("demo", env("DIARYSYNC_DEMO", "") == "1" || env("DIARYSYNC_DEMO", "") == "true", "seed a demo study once and print its enrolment codes (env DIARYSYNC_DEMO=1)")
 	synchronous := fs.String("synchronous", env("DIARYSYNC_SYNCHRONOUS", "FULL"), "SQLite synchronous: FULL (every acknowledged push survives power loss) or NORMAL (env DIARYSYNC_SYNCHRONOUS)")
+	publicURL := fs.String("public-url", env("DIARYSYNC_PUBLIC_URL", ""), "the server's address as people reach it, such as https://diary.example.org behind a reverse proxy: used in enrolment links and QR codes, and for Secure cookies (env DIARYSYNC_PUBLIC_URL; default: the listen address)")
+	idle := fs.Duration("console-idle-timeout", durationEnv("DIARYSYNC_CONSOLE_IDLE_TIMEOUT", study.DefaultSessionIdle), "sign a web console session out after this long unused (env DIARYSYNC_CONSOLE_IDLE_TIMEOUT)")
+	lifetime := fs.Duration("console-lifetime", durationEnv("DIARYSYNC_CONSOLE_LIFETIME", study.DefaultSessionLifetime), "sign a web console session out this long after it began (env DIARYSYNC_CONSOLE_LIFETIME)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *publicURL != "" {
+		if _, err := console.ParsePublicURL(*publicURL); err != nil {
+			return err
+		}
+	}
+	if err := study.CheckSessionLimits(*idle, *lifetime); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -161,6 +187,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		scheme = "https"
 	}
 	url := scheme + "://" + ln.Addr().String()
+	if *publicURL != "" {
+		url = strings.TrimRight(*publicURL, "/")
+	}
 	if *demo {
 		people, seeded, err := db.SeedDemo(ctx, time.Now())
 		if err != nil {
@@ -169,8 +198,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printDemo(stdout, url, people, seeded)
 	}
-	srv := server.New(server.Config{Store: db, Logger: log})
-	log.Info("serving", "url", url, "data", *data)
+	srv := server.New(server.Config{Store: db, Logger: log, PublicURL: *publicURL,
+		Console: console.Config{IdleTimeout: *idle, Lifetime: *lifetime}})
+	log.Info("serving", "url", url, "console", url+console.Prefix, "data", *data)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
 }
 
@@ -199,7 +229,12 @@ Next, in another terminal (the diary command keeps each person's profile in --ho
     go run ./cmd/diary --home /tmp/sup1 sync
     go run ./cmd/diary --home /tmp/sup1 inbox
 
-`, url, codes["PN-A"], codes["SUP-1"])
+Or open the web console at %[4]s/console/ and, under "First time here?", sign
+in with a supervisor's, researcher's or administrator's code (each code works
+once: a code used for the console cannot enrol a phone too; restarting with
+--demo prints fresh ones).
+
+`, url, codes["PN-A"], codes["SUP-1"], url)
 }
 
 func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
