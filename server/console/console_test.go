@@ -314,7 +314,7 @@ func TestHeaders(t *testing.T) {
 			if strings.Contains(csp, "unsafe-inline") || strings.Contains(csp, "unsafe-eval") {
 				t.Errorf("CSP allows inline code: %q", csp)
 			}
-			for k, v := range map[string]string{"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer"} {
+			for k, v := range map[string]string{"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"} {
 				if h.Get(k) != v {
 					t.Errorf("%s: %q, want %q", k, h.Get(k), v)
 				}

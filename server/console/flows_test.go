@@ -303,13 +303,25 @@ func TestExport(t *testing.T) {
 	res.get("/console/export")
 	p := res.submit("/console/export/preview", url.Values{"wave": {"1"}, "format": {"1"}})
 	wantStatus(t, p, http.StatusOK)
+	res.last = p.body
 	if !regexp.MustCompile(`id="preview-entries">2<`).MatchString(p.body) || !strings.Contains(p.body, "not shared for research</dt><dd>1<") {
 		t.Fatalf("preview: %.2000s", p.body)
 	}
 	if events, _, _ := e.db.QueryAudit(ctx, study.AuditQuery{Action: "export"}); len(events) != 0 {
 		t.Fatal("a preview was recorded as an export")
 	}
-	d := res.submit("/console/export/download", url.Values{"wave": {"1"}, "format": {"1"}})
+	// The preview's own download form carries the same choice.
+	hidden := func(name string) string {
+		m := regexp.MustCompile(`type="hidden" name="` + name + `" value="([^"]*)"`).FindStringSubmatch(p.body)
+		if m == nil {
+			t.Fatalf("the preview has no download form with %s", name)
+		}
+		return m[1]
+	}
+	if w, f := hidden("wave"), hidden("format"); w != "1" || f != "1" {
+		t.Fatalf("the preview's download form holds wave %q format %q", w, f)
+	}
+	d := res.submit("/console/export/download", url.Values{"wave": {hidden("wave")}, "format": {hidden("format")}})
 	wantStatus(t, d, http.StatusOK)
 	if cd := d.header.Get("Content-Disposition"); !strings.HasPrefix(cd, `attachment; filename="diarysync-wave-1-`) || !strings.HasSuffix(cd, `.csv"`) {
 		t.Fatalf("Content-Disposition %q", cd)

@@ -229,6 +229,8 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, s *session, err e
 		title = "Unavailable"
 	case syncengine.ERATELIMIT:
 		title = "Slow down"
+	case syncengine.EPERMISSION:
+		title = "Refused"
 	}
 	c.render(w, r, statusOf[code], "error", &view{Title: title, Session: s, Error: msg})
 }

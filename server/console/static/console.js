@@ -58,6 +58,13 @@
   }
 
   var events = new EventSource('/console/events');
+  // Leaving the page (a link, a form, signing out) closes the stream
+  // first, so that its last events cannot send the page elsewhere.
+  var leave = function () {
+    events.close();
+  };
+  window.addEventListener('beforeunload', leave);
+  document.addEventListener('submit', leave, true);
   events.addEventListener('ready', function () {
     say('Live: this inbox updates itself.');
   });
