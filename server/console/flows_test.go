@@ -66,6 +66,22 @@ func TestFeedback(t *testing.T) {
 	if strings.Contains(sup.get("/console/inbox").body, `class="badge">Unread`) {
 		t.Fatal("the inbox still shows it unread")
 	}
+	sup.get(entryPath)
+	if p := sup.submit(entryPath+"/read", url.Values{"read": {"0"}}); p.status != http.StatusSeeOther || p.location != "/console/inbox" {
+		t.Fatalf("mark unread: %d %q", p.status, p.location)
+	}
+	if it, _ := e.db.InboxEntry(ctx, supID, id); it.Read {
+		t.Fatal("marking unread did not reach the server")
+	}
+	if !strings.Contains(sup.get("/console/inbox").body, `class="badge">Unread`) {
+		t.Fatal("the inbox does not show it unread again")
+	}
+	sup.get(entryPath) // read again
+	// A note over the limit is refused with the reason, and kept in the form.
+	long := strings.Repeat("a", syncengine.MaxFeedbackBodyBytes+1)
+	if p := sup.submit(entryPath+"/feedback", url.Values{"body": {long}}); p.status != http.StatusConflict || !strings.Contains(p.body, "was not saved") || !strings.Contains(p.body, long) {
+		t.Fatalf("an over-long note: %d %.300s", p.status, p.body)
+	}
 
 	p = sup.submit(entryPath+"/feedback", url.Values{"body": {"Thanks for writing this up."}})
 	if p.status != http.StatusSeeOther || !strings.HasPrefix(p.location, entryPath+"?done=feedback-saved") {

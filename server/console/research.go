@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/diarysync/diarysync/server/export"
 	"github.com/diarysync/diarysync/study"
@@ -160,7 +159,7 @@ func (c *Console) exportDownload(w http.ResponseWriter, r *http.Request, s *sess
 		return f.write(w, m, records)
 	})
 	if err == nil {
-		c.log.InfoContext(r.Context(), "console export", "wave", study.WaveName(wave), "format", format.String(), "at", time.Now().UTC())
+		c.log.InfoContext(r.Context(), "console export", "wave", study.WaveName(wave), "format", format.String())
 		return
 	}
 	if !started {

@@ -210,7 +210,6 @@ var entryNotices = map[string]string{
 	"feedback-saved":   "Your feedback was saved. It reaches the navigator's phone when it next syncs.",
 	"feedback-merged":  "This note had been changed on another of your devices since you opened it; both changes were kept.",
 	"feedback-deleted": "Your feedback was deleted.",
-	"unread":           "Marked as unread.",
 }
 
 func (c *Console) entry(w http.ResponseWriter, r *http.Request, s *session) {
@@ -218,17 +217,15 @@ func (c *Console) entry(w http.ResponseWriter, r *http.Request, s *session) {
 	if !ok {
 		return
 	}
-	done := r.URL.Query().Get("done")
-	// Opening an entry marks it read, on every device of the supervisor;
-	// "mark as unread" just did the opposite, and is left as it is.
-	if !it.Read && done != "unread" {
+	// Opening an entry marks it read, on every device of the supervisor.
+	if !it.Read {
 		if err := c.mark(r.Context(), s, it.Entry.ID, true); err != nil {
 			c.fail(w, r, s, err)
 			return
 		}
 		it.Read, it.ReadAt = true, c.db.Now()
 	}
-	c.renderEntry(w, r, s, it, http.StatusOK, entryNotices[done], "", "")
+	c.renderEntry(w, r, s, it, http.StatusOK, entryNotices[r.URL.Query().Get("done")], "", "")
 }
 
 func (c *Console) renderEntry(w http.ResponseWriter, r *http.Request, s *session, it *study.InboxItem, status int, notice, errMsg, draft string) {
