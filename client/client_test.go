@@ -155,8 +155,14 @@ func TestTwoDevicesConverge(t *testing.T) {
 		t.Run(fmt.Sprint(order), func(t *testing.T) {
 			ts := startServer(t)
 			ctx := context.Background()
+			enrolling := time.Now()
 			a := ts.device(t, study.RoleNavigator, "PN-A", Options{})
 			b := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+			// Each device's clock offset is learnt from its enrolment's
+			// round trip, so the two may differ by up to the time the
+			// enrolments took: B's edit must come later than that for its
+			// clock to be the later one.
+			skew := time.Since(enrolling)
 			id := mustCreate(t, a, Draft{Title: "draft", Body: "first", Tags: []string{"housing", "court"}})
 			mustSync(t, a)
 			mustSync(t, b)
@@ -165,7 +171,7 @@ func TestTwoDevicesConverge(t *testing.T) {
 			if err := a.Update(ctx, id, Edit{Title: ptr("from A"), AddTags: []string{"family"}, RemoveTags: []string{"court"}}); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(skew + 2*time.Millisecond)
 			if err := b.Update(ctx, id, Edit{Body: ptr("body from B"), Title: ptr("from B"), AddTags: []string{"benefits"}, RemoveTags: []string{"housing"}}); err != nil {
 				t.Fatal(err)
 			}
@@ -614,4 +620,25 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	buf := make([]byte, 1<<16)
 	t.Fatalf("%d goroutines before, %d after Close:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+}
+
+func TestRemainingAfter(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		before uint64
+		page   uint64
+		resp   *diaryv1.PullResponse
+		want   uint64
+	}{
+		{"OKExact", 0, 500, &diaryv1.PullResponse{More: true, Remaining: 123456, RemainingExact: true}, 123456},
+		{"OKCountsDown", 20000, 500, &diaryv1.PullResponse{More: true, Remaining: 10000}, 19500},
+		{"OKLowerBoundWins", 9000, 500, &diaryv1.PullResponse{More: true, Remaining: 10000}, 10000},
+		{"OKDone", 600, 500, &diaryv1.PullResponse{}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := remainingAfter(tc.before, tc.page, tc.resp); got != tc.want {
+				t.Fatalf("got %d, want %d", got, tc.want)
+			}
+		})
+	}
 }

@@ -295,7 +295,11 @@ func (c *Client) write(ctx context.Context, changes []syncengine.Change, create 
 			}
 			le.state.Apply(ch)
 			le.pending++
-			b, err := proto.Marshal(wire.ChangeToProto(ch))
+			// Every change of this save names it by the clock of its
+			// first change, so that the server counts one revision.
+			pc := wire.ChangeToProto(ch)
+			pc.Write = uint64(changes[0].Clock)
+			b, err := proto.Marshal(pc)
 			if err != nil {
 				return fmt.Errorf("cannot encode change: %w", err)
 			}

@@ -79,7 +79,7 @@ type Progress struct {
 	Pushed      int // changes sent so far in this sync
 	PagesPulled int
 	Pulled      int    // entries and removals applied so far in this sync
-	Remaining   uint64 // entries and removals the server said are still waiting
+	Remaining   uint64 // entries and removals still waiting on the server, as far as it is known
 }
 
 type statusTracker struct {

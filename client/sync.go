@@ -552,10 +552,16 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 			<-inflight
 		}
 	}()
+	// The first page of a sync asks for an exact count of what waits;
+	// the progress counts down from it, and later pages, whose counts
+	// the server caps, only correct it.
+	counted := false
 	fetch := func(cursor uint64) chan pullResult {
 		ch := make(chan pullResult, 1)
+		count := !counted
+		counted = true
 		go func() {
-			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize})
+			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize, CountRemaining: count})
 			ch <- pullResult{resp, err}
 		}()
 		return ch
@@ -580,6 +586,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 					return err
 				}
 				cursor = 0
+				counted = false
 				inflight = fetch(0)
 				continue
 			}
@@ -596,7 +603,11 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 		}
 		cursor = int64(resp.GetNextCursor())
 		n := len(resp.GetEntries()) + len(resp.GetRemovals())
-		c.status.set(func(pr *Progress) { pr.PagesPulled++; pr.Pulled += n; pr.Remaining = resp.GetRemaining() })
+		c.status.set(func(pr *Progress) {
+			pr.PagesPulled++
+			pr.Pulled += n
+			pr.Remaining = remainingAfter(pr.Remaining, uint64(n), resp)
+		})
 		c.watchers.notify(EventStatus)
 		if n > 0 {
 			c.watchers.notify(EventEntries)
@@ -799,4 +810,18 @@ func (c *Client) resetReplica(ctx context.Context) error {
 		_, err = tx.ExecContext(ctx, `UPDATE profile SET cursor = 0 WHERE id = 1`)
 		return err
 	})
+}
+
+// remainingAfter is what waits after a page, for progress: the server's
+// count when it is exact, else the count from before the page less what
+// the page held, but never less than the server's lower bound.
+func remainingAfter(before, page uint64, resp *diaryv1.PullResponse) uint64 {
+	if resp.GetRemainingExact() || !resp.GetMore() {
+		return resp.GetRemaining()
+	}
+	est := uint64(0)
+	if before > page {
+		est = before - page
+	}
+	return max(est, resp.GetRemaining())
 }

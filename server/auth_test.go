@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"google.golang.org/protobuf/types/known/durationpb"
 )
@@ -127,9 +127,9 @@ var codeFormat = regexp.MustCompile(`^[ABCDEFGHJKMNPQRSTUVWXYZ23456789]{5}-[ABCD
 func TestEnroll(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	db := MustOpenDBWith(t, sqlite.Options{Now: clock.Now})
 	// Wrong guesses are made on purpose here; the limit has its own test.
-	ts := newTestServer(t, Config{Store: db, EnrollFailures: 1000})
+	db := MustOpenDBWith(t, storetest.Options{Now: clock.Now, EnrollLimit: study.AttemptLimit{Burst: 1000, Refill: time.Minute}})
+	ts := newTestServer(t, Config{Store: db})
 	anon := ts.clients("")
 	admin := ts.clients(bearer(MustEnrollDevice(t, db, study.RoleAdmin, "ADMIN").Token))
 	if _, err := db.CreateUser(ctx, "PN-A", study.RoleNavigator, "Navigator A"); err != nil {
@@ -175,7 +175,11 @@ func TestEnroll(t *testing.T) {
 		wantCode(t, err, 0)
 		var n int
 		secret := strings.Split(enr.GetToken(), ".")[2]
-		if err := rawDB(db).QueryRow(`SELECT count(*) FROM devices WHERE instr(secret_hash, ?) > 0`, []byte(secret)).Scan(&n); err != nil || n != 0 {
+		contains := `instr(secret_hash, ?) > 0`
+		if onPostgres(db) {
+			contains = `position(?::bytea in secret_hash) > 0`
+		}
+		if err := rawDB(db).QueryRow(`SELECT count(*) FROM devices WHERE `+contains, []byte(secret)).Scan(&n); err != nil || n != 0 {
 			t.Fatalf("the token's secret is stored (%d rows, %v)", n, err)
 		}
 	})
@@ -233,8 +237,8 @@ func TestEnroll(t *testing.T) {
 func TestEnroll_RateLimit(t *testing.T) {
 	ctx := context.Background()
 	clock := newTestClock()
-	db := MustOpenDBWith(t, sqlite.Options{Now: clock.Now})
-	ts := newTestServer(t, Config{Store: db, EnrollFailures: 3, EnrollRefill: time.Hour})
+	db := MustOpenDBWith(t, storetest.Options{Now: clock.Now, EnrollLimit: study.AttemptLimit{Burst: 3, Refill: time.Hour}})
+	ts := newTestServer(t, Config{Store: db})
 	anon := ts.clients("")
 	MustEnrollDevice(t, db, study.RoleNavigator, "PN-A")
 	good, _, err := db.IssueEnrollmentCode(ctx, "PN-A", 0)

@@ -11,18 +11,20 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
 // The benchmarks run the server the way diaryd does (Serve on a loopback
 // listener, HTTP/2 without TLS, synchronous=FULL) and a Connect client
-// in the same process. The heap they report is the process's, client
-// included; BenchmarkDiaryd in cmd/diaryd measures the server's alone.
+// in the same process, on each engine: SQLite, and PostgreSQL when
+// DIARYSYNC_TEST_POSTGRES names a server (a sub-benchmark says it skips
+// otherwise). The heap they report is the process's, client included;
+// BenchmarkDiaryd in cmd/diaryd measures the server's alone.
 //
 //	go test -run '^$' -bench 'Push|Pull' -benchtime 1x -count 6 ./server | benchstat -
 
@@ -30,15 +32,16 @@ const benchEntries = 100_000
 
 // benchServer serves db on loopback until the benchmark ends and returns
 // its URL.
-func benchServer(b *testing.B, db *sqlite.DB) string {
+func benchServer(b *testing.B, db *storetest.Store) string {
 	b.Helper()
+	store := db.Store
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- New(Config{Store: db}).Serve(ctx, ln, ServeOptions{}) }()
+	go func() { done <- New(Config{Store: store}).Serve(ctx, ln, ServeOptions{}) }()
 	b.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -120,44 +123,57 @@ func (h *heapPeak) bytes() float64 {
 // server, one page after another, as a phone uploading a long backlog
 // does.
 func BenchmarkPush(b *testing.B) {
-	for _, bc := range []struct {
-		fields, perPage int
-	}{
-		{2, 500}, // 1000 changes a push: the limit
-		{5, 200},
-	} {
-		b.Run(fmt.Sprintf("changes=%d/page=%d", bc.fields, bc.perPage), func(b *testing.B) {
-			var peak float64
-			for range b.N {
-				b.StopTimer()
-				db := MustOpenDB(b)
-				dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
-				sync := diaryv1connect.NewSyncServiceClient(h2cClient(), benchServer(b, db), connect.WithInterceptors(authHeader(bearer(dev.Token))))
-				clock := syncengine.NewClock(nil)
-				heap := startHeapPeak()
-				b.StartTimer()
-				for sent := 0; sent < benchEntries; sent += bc.perPage {
-					resp, err := sync.Push(context.Background(), &diaryv1.PushRequest{Changes: benchPage(dev.Replica, clock, bc.perPage, bc.fields)})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if r := resp.GetResults()[len(resp.GetResults())-1]; r.GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED {
-						b.Fatalf("push: %v", r)
-					}
-				}
-				b.StopTimer()
-				peak = max(peak, heap.bytes())
-			}
-			b.ReportMetric(float64(benchEntries*b.N)/b.Elapsed().Seconds(), "entries/s")
-			b.ReportMetric(peak, "client+server-peak-heap-bytes")
-		})
+	for _, engine := range benchEngines {
+		for _, bc := range []struct {
+			fields, perPage int
+		}{
+			{2, 500}, // 1000 changes a push: the limit
+			{5, 200},
+		} {
+			b.Run(fmt.Sprintf("%s/changes=%d/page=%d", engine, bc.fields, bc.perPage), func(b *testing.B) { benchPush(b, engine, bc.fields, bc.perPage) })
+		}
 	}
+}
+
+// benchEngines are the engines the benchmarks compare.
+var benchEngines = []string{storetest.SQLite, storetest.Postgres}
+
+func benchPush(b *testing.B, engine string, fields, perPage int) {
+	var peak float64
+	for range b.N {
+		b.StopTimer()
+		db := storetest.OpenOn(b, engine, storetest.Options{})
+		dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
+		sync := diaryv1connect.NewSyncServiceClient(h2cClient(), benchServer(b, db), connect.WithInterceptors(authHeader(bearer(dev.Token))))
+		clock := syncengine.NewClock(nil)
+		heap := startHeapPeak()
+		b.StartTimer()
+		for sent := 0; sent < benchEntries; sent += perPage {
+			resp, err := sync.Push(context.Background(), &diaryv1.PushRequest{Changes: benchPage(dev.Replica, clock, perPage, fields)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if r := resp.GetResults()[len(resp.GetResults())-1]; r.GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED {
+				b.Fatalf("push: %v", r)
+			}
+		}
+		b.StopTimer()
+		peak = max(peak, heap.bytes())
+	}
+	b.ReportMetric(float64(benchEntries*b.N)/b.Elapsed().Seconds(), "entries/s")
+	b.ReportMetric(peak, "client+server-peak-heap-bytes")
 }
 
 // BenchmarkPull pulls 100,000 entries from an empty cursor in pages of
 // 1000, as a new device of a navigator with a long history does.
 func BenchmarkPull(b *testing.B) {
-	db := MustOpenDB(b)
+	for _, engine := range benchEngines {
+		b.Run(engine, func(b *testing.B) { benchPull(b, engine) })
+	}
+}
+
+func benchPull(b *testing.B, engine string) {
+	db := storetest.OpenOn(b, engine, storetest.Options{})
 	dev := MustEnrollDevice(b, db, study.RoleNavigator, "PN-A")
 	clock := syncengine.NewClock(nil)
 	var batch []study.Incoming

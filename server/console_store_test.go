@@ -7,13 +7,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
 // mustCode creates the user if new and returns a fresh one-time code.
-func mustCode(tb testing.TB, db *sqlite.DB, role study.Role, code string) string {
+func mustCode(tb testing.TB, db study.Store, role study.Role, code string) string {
 	tb.Helper()
 	ctx := context.Background()
 	if _, err := db.UserByCode(ctx, code); err != nil {
@@ -42,7 +42,7 @@ func wantErrCode(tb testing.TB, err error, want syncengine.Code) {
 func TestStore_ConsoleSessions(t *testing.T) {
 	ctx := context.Background()
 	clk := newTestClock()
-	db := MustOpenDBWith(t, sqlite.Options{Now: clk.Now})
+	db := MustOpenDBWith(t, storetest.Options{Now: clk.Now})
 
 	t.Run("ErrNavigatorKeepsCode", func(t *testing.T) {
 		code := mustCode(t, db, study.RoleNavigator, "PN-A")
@@ -237,7 +237,7 @@ func TestStore_ConsoleSessions(t *testing.T) {
 func TestStore_LoginAttempts(t *testing.T) {
 	ctx := context.Background()
 	clk := newTestClock()
-	db := MustOpenDBWith(t, sqlite.Options{Now: clk.Now})
+	db := MustOpenDBWith(t, storetest.Options{Now: clk.Now})
 	keys := []study.LoginKey{{Key: "account:SUP-1", Free: 5}, {Key: "address:192.0.2.1", Free: 20}}
 
 	var wg sync.WaitGroup
@@ -333,7 +333,7 @@ func TestStore_ReadMarks(t *testing.T) {
 	if head(sup) <= supHead || head(other) != otherHead {
 		t.Fatal("a mark did not move the supervisor's feed, or moved another's")
 	}
-	page, err := db.Pull(ctx, sup, supHead, 0)
+	page, err := db.Pull(ctx, sup, study.PullRequest{Cursor: supHead})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestStore_ReadMarks(t *testing.T) {
 		t.Fatalf("pull after the mark: %d entries, reads %+v", len(page.Entries), page.Reads)
 	}
 	// The other supervisor's pull carries no read state of SUP-1's.
-	page, _ = db.Pull(ctx, other, 0, 0)
+	page, _ = db.Pull(ctx, other, study.PullRequest{})
 	if len(page.Reads) != 0 {
 		t.Fatalf("SUP-2 pulled SUP-1's read marks: %+v", page.Reads)
 	}
@@ -505,7 +505,7 @@ func TestStore_InboxScanLimit(t *testing.T) {
 		t.Skip("writes a few thousand entries")
 	}
 	ctx := context.Background()
-	db := MustOpenDBWith(t, sqlite.Options{Synchronous: "NORMAL"})
+	db := MustOpenDBWith(t, storetest.Options{Synchronous: "NORMAL"})
 	nav := MustEnroll(t, db, study.RoleNavigator, "PN-A")
 	sup := MustEnroll(t, db, study.RoleSupervisor, "SUP-1")
 	MustAssign(t, db, "SUP-1", "PN-A")
@@ -549,7 +549,7 @@ func TestStore_InboxScanLimit(t *testing.T) {
 func TestStore_QueryAudit(t *testing.T) {
 	ctx := context.Background()
 	clk := newTestClock()
-	db := MustOpenDBWith(t, sqlite.Options{Now: clk.Now})
+	db := MustOpenDBWith(t, storetest.Options{Now: clk.Now})
 	admin := study.NewContext(ctx, &study.Identity{StudyCode: "ADMIN", Role: study.RoleAdmin})
 	if _, err := db.CreateUser(admin, "PN-A", study.RoleNavigator, ""); err != nil {
 		t.Fatal(err)

@@ -39,11 +39,23 @@ func deviceToProto(d *study.Device) *diaryv1.Device {
 }
 
 func waveToProto(w *study.Wave) *diaryv1.Wave {
-	return &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End}
+	return &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End, NavigatorCode: w.Navigator}
 }
 
 func waveFromProto(w *diaryv1.Wave) study.Wave {
-	return study.Wave{Number: w.GetNumber(), Label: w.GetLabel(), Start: w.GetStartDate(), End: w.GetEndDate()}
+	return study.Wave{Number: w.GetNumber(), Label: w.GetLabel(), Start: w.GetStartDate(), End: w.GetEndDate(), Navigator: w.GetNavigatorCode()}
+}
+
+func patternsToProto(ps []study.RedactPattern) []*diaryv1.RedactionPattern {
+	out := make([]*diaryv1.RedactionPattern, len(ps))
+	for i, p := range ps {
+		out[i] = &diaryv1.RedactionPattern{Name: p.Name, Marker: p.Marker, Expression: p.Expr}
+	}
+	return out
+}
+
+func redactionToProto(r *study.Redaction) *diaryv1.Redaction {
+	return &diaryv1.Redaction{Enabled: r.Enabled, Patterns: patternsToProto(r.Patterns), Terms: uint32(r.Terms)}
 }
 
 func (h *adminHandler) CreateUser(ctx context.Context, req *diaryv1.CreateUserRequest) (*diaryv1.CreateUserResponse, error) {
@@ -165,7 +177,11 @@ func (h *adminHandler) UpdateWave(ctx context.Context, req *diaryv1.UpdateWaveRe
 }
 
 func (h *adminHandler) ListWaves(ctx context.Context, req *diaryv1.ListWavesRequest) (*diaryv1.ListWavesResponse, error) {
-	waves, next, err := h.db.ListWaves(ctx, req.GetPageSize(), req.GetPageToken())
+	list := h.db.ListWaves
+	if req.GetIncludeNavigatorDates() {
+		list = h.db.ListWaveDefinitions
+	}
+	waves, next, err := list(ctx, req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
@@ -210,6 +226,65 @@ func (h *adminHandler) ListAuditEvents(ctx context.Context, req *diaryv1.ListAud
 	resp := &diaryv1.ListAuditEventsResponse{NextPageToken: next}
 	for _, e := range events {
 		resp.Events = append(resp.Events, &diaryv1.AuditEvent{Id: uint64(e.ID), At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Details: e.Details})
+	}
+	return resp, nil
+}
+
+func (h *adminHandler) DeleteWaveDates(ctx context.Context, req *diaryv1.DeleteWaveDatesRequest) (*diaryv1.DeleteWaveDatesResponse, error) {
+	if err := h.db.DeleteWaveDates(ctx, req.GetNumber(), req.GetNavigatorCode()); err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	return &diaryv1.DeleteWaveDatesResponse{}, nil
+}
+
+func (h *adminHandler) GetRedaction(ctx context.Context, _ *diaryv1.GetRedactionRequest) (*diaryv1.GetRedactionResponse, error) {
+	r, err := h.db.Redaction(ctx)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	return &diaryv1.GetRedactionResponse{Redaction: redactionToProto(r), DefaultPatterns: patternsToProto(study.DefaultRedactPatterns())}, nil
+}
+
+func (h *adminHandler) UpdateRedaction(ctx context.Context, req *diaryv1.UpdateRedactionRequest) (*diaryv1.UpdateRedactionResponse, error) {
+	r := study.Redaction{Enabled: req.GetEnabled()}
+	for _, p := range req.GetPatterns() {
+		r.Patterns = append(r.Patterns, study.RedactPattern{Name: p.GetName(), Marker: p.GetMarker(), Expr: p.GetExpression()})
+	}
+	out, wake, err := h.db.SetRedaction(ctx, r)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	h.log.InfoContext(ctx, "redaction setting changed", "enabled", out.Enabled, "patterns", len(out.Patterns))
+	return &diaryv1.UpdateRedactionResponse{Redaction: redactionToProto(out)}, nil
+}
+
+func (h *adminHandler) AddRedactionTerm(ctx context.Context, req *diaryv1.AddRedactionTermRequest) (*diaryv1.AddRedactionTermResponse, error) {
+	wake, err := h.db.AddRedactTerm(ctx, study.RedactTerm{Term: req.GetTerm().GetTerm(), Marker: req.GetTerm().GetMarker()})
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	return &diaryv1.AddRedactionTermResponse{}, nil
+}
+
+func (h *adminHandler) RemoveRedactionTerm(ctx context.Context, req *diaryv1.RemoveRedactionTermRequest) (*diaryv1.RemoveRedactionTermResponse, error) {
+	removed, wake, err := h.db.RemoveRedactTerm(ctx, req.GetTerm())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	return &diaryv1.RemoveRedactionTermResponse{Removed: removed}, nil
+}
+
+func (h *adminHandler) ListRedactionTerms(ctx context.Context, req *diaryv1.ListRedactionTermsRequest) (*diaryv1.ListRedactionTermsResponse, error) {
+	terms, next, err := h.db.ListRedactTerms(ctx, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListRedactionTermsResponse{NextPageToken: next}
+	for _, t := range terms {
+		resp.Terms = append(resp.Terms, &diaryv1.RedactionTerm{Term: t.Term, Marker: t.Marker})
 	}
 	return resp, nil
 }

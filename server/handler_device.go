@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"time"
 
 	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
@@ -15,13 +14,12 @@ import (
 )
 
 type deviceHandler struct {
-	db      study.Store
-	log     *slog.Logger
-	limiter *failureLimiter
+	db  study.Store
+	log *slog.Logger
 }
 
-func newDeviceHandler(db study.Store, log *slog.Logger, limiter *failureLimiter) diaryv1connect.DeviceServiceHandler {
-	return &deviceHandler{db: db, log: log, limiter: limiter}
+func newDeviceHandler(db study.Store, log *slog.Logger) diaryv1connect.DeviceServiceHandler {
+	return &deviceHandler{db: db, log: log}
 }
 
 func peerKey(ctx context.Context) string {
@@ -37,20 +35,23 @@ func peerKey(ctx context.Context) string {
 }
 
 func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) (*diaryv1.EnrollResponse, error) {
+	// The attempt is spent before the code is looked at, so that
+	// parallel guesses cannot together pass the limit; anything but a
+	// wrong code gives it back.
 	key := peerKey(ctx)
-	if ok, wait := h.limiter.Allow(key); !ok {
-		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.ERATELIMIT,
-			"too many wrong enrolment codes from this address: try again in %s", wait.Round(time.Second)+time.Second))
+	if err := h.db.TakeEnrollAttempt(ctx, key); err != nil {
+		return nil, connectError(ctx, h.log, err)
 	}
 	if len(req.GetCode()) > study.MaxCodeBytes {
-		h.limiter.Fail(key)
 		return nil, connectError(ctx, h.log, study.ErrBadCode)
 	}
 	enr, err := h.db.Enroll(ctx, req.GetCode(), req.GetDeviceName())
-	if err != nil {
-		if syncengine.ErrorCode(err) == syncengine.EUNAUTHENTICATED {
-			h.limiter.Fail(key)
+	if err == nil || syncengine.ErrorCode(err) != syncengine.EUNAUTHENTICATED {
+		if rerr := h.db.ReturnEnrollAttempt(context.WithoutCancel(ctx), key); rerr != nil {
+			h.log.WarnContext(ctx, "cannot give back an enrolment attempt", "err", rerr)
 		}
+	}
+	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.log.InfoContext(ctx, "device enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String())

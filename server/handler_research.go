@@ -34,43 +34,135 @@ func (h *researchHandler) ListWaves(ctx context.Context, req *diaryv1.ResearchSe
 	return resp, nil
 }
 
-func (h *researchHandler) ExportWave(ctx context.Context, req *diaryv1.ExportWaveRequest, stream *connect.ServerStream[diaryv1.ExportWaveResponse]) error {
-	cw := &chunkWriter{send: func(b []byte) error {
-		return stream.Send(&diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_Chunk{Chunk: b}})
-	}}
-	sendManifest := func(m study.Manifest) error {
-		pm := &diaryv1.ExportManifest{
-			Position:          m.Position,
-			ExportedAt:        timestamppb.New(m.ExportedAt),
-			Wave:              m.Wave,
-			Format:            req.GetFormat(),
-			Entries:           m.Entries,
-			ExcludedNotShared: m.ExcludedNotShared,
-			ExcludedDeleted:   m.ExcludedDeleted,
-			ExcludedErased:    m.ExcludedErased,
-			ExcludedNoWave:    m.ExcludedNoWave,
-		}
-		for _, w := range m.Waves {
-			pm.Waves = append(pm.Waves, &diaryv1.Wave{Number: w.Number, Label: w.Label, StartDate: w.Start, EndDate: w.End})
-		}
-		return stream.Send(&diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_Manifest{Manifest: pm}})
+func exportRequestFromProto(req *diaryv1.ExportWaveRequest) study.ExportRequest {
+	return study.ExportRequest{
+		Wave:           req.GetWave(),
+		Format:         study.ExportFormat(req.GetFormat()),
+		Navigator:      req.GetNavigatorCode(),
+		From:           req.GetFromDate(),
+		To:             req.GetToDate(),
+		Since:          int64(min(req.GetSinceExportId(), 1<<62)),
+		BOM:            req.GetBom(),
+		NoFormulaGuard: req.GetNoFormulaGuard(),
 	}
-	format := study.ExportFormat(req.GetFormat())
-	write := writers[format]
-	err := h.db.Export(ctx, study.ExportRequest{Wave: req.GetWave(), Format: format}, func(m study.Manifest, records study.Records) error {
-		if err := sendManifest(m); err != nil {
+}
+
+// manifestToProto converts a manifest's summary (never its lists).
+func manifestToProto(m *study.Manifest) *diaryv1.ExportManifest {
+	pm := &diaryv1.ExportManifest{
+		ExportId:              uint64(m.ExportID),
+		Position:              m.Position,
+		ExportedAt:            timestamppb.New(m.ExportedAt),
+		Wave:                  m.Wave,
+		Format:                diaryv1.ExportFormat(m.Format),
+		Entries:               m.Entries,
+		ExcludedNotShared:     m.ExcludedNotShared,
+		ExcludedDeleted:       m.ExcludedDeleted,
+		ExcludedErased:        m.ExcludedErased,
+		ExcludedNoWave:        m.ExcludedNoWave,
+		NavigatorCode:         m.Navigator,
+		FromDate:              m.From,
+		ToDate:                m.To,
+		RedactionEnabled:      m.Redaction.Enabled,
+		RedactionTerms:        uint32(m.Redaction.Terms),
+		RedactionReplacements: m.Redaction.Replacements,
+		Bom:                   m.BOM,
+		FormulaGuard:          m.FormulaGuard,
+	}
+	if !m.SnapshotAt.IsZero() {
+		pm.SnapshotAt = timestamppb.New(m.SnapshotAt)
+	}
+	for _, p := range m.Redaction.Patterns {
+		pm.RedactionMarkers = append(pm.RedactionMarkers, p.Marker)
+	}
+	for i := range m.Waves {
+		pm.Waves = append(pm.Waves, waveToProto(&m.Waves[i]))
+	}
+	for i := range m.NavigatorWaves {
+		pm.NavigatorWaves = append(pm.NavigatorWaves, waveToProto(&m.NavigatorWaves[i]))
+	}
+	if s := m.Since; s != nil {
+		pm.Since = &diaryv1.ExportSince{
+			ExportId:   uint64(s.ExportID),
+			Position:   s.Position,
+			ExportedAt: timestamppb.New(s.ExportedAt),
+			Added:      s.Counts[study.SinceAdded],
+			Changed:    s.Counts[study.SinceChanged],
+			Withdrawn:  s.Counts[study.SinceWithdrawn],
+			Erased:     s.Counts[study.SinceErased],
+			Outside:    s.Counts[study.SinceOutside],
+		}
+	}
+	return pm
+}
+
+func (h *researchHandler) ExportWave(ctx context.Context, req *diaryv1.ExportWaveRequest, stream *connect.ServerStream[diaryv1.ExportWaveResponse]) error {
+	newChunks := func(part func([]byte) *diaryv1.ExportWaveResponse) *chunkWriter {
+		return &chunkWriter{send: func(b []byte) error { return stream.Send(part(b)) }}
+	}
+	file := newChunks(func(b []byte) *diaryv1.ExportWaveResponse {
+		return &diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_Chunk{Chunk: b}}
+	})
+	manifest := newChunks(func(b []byte) *diaryv1.ExportWaveResponse {
+		return &diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_ManifestFile{ManifestFile: b}}
+	})
+	r := exportRequestFromProto(req)
+	write := writers[r.Format]
+	err := h.db.Export(ctx, r, func(m study.Manifest, records study.Records) error {
+		if err := stream.Send(&diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_Manifest{Manifest: manifestToProto(&m)}}); err != nil {
 			return err
 		}
-		return write(cw, m, records)
+		if err := write(file, m, records); err != nil {
+			return err
+		}
+		if err := file.flush(); err != nil {
+			return err
+		}
+		// The manifest file comes after the export file, read from the
+		// same snapshot, so that the two always agree.
+		if err := export.WriteManifest(manifest, m, records, false); err != nil {
+			return err
+		}
+		return manifest.flush()
 	})
 	if err != nil {
 		return connectError(ctx, h.log, err)
 	}
-	if err := cw.flush(); err != nil {
-		return connectError(ctx, h.log, err)
+	if r.Format == study.FormatCSV || r.Format == study.FormatJSONL {
+		dict := newChunks(func(b []byte) *diaryv1.ExportWaveResponse {
+			return &diaryv1.ExportWaveResponse{Part: &diaryv1.ExportWaveResponse_DataDictionary{DataDictionary: b}}
+		})
+		if err := export.WriteDictionary(dict, r.Format); err != nil {
+			return connectError(ctx, h.log, err)
+		}
+		if err := dict.flush(); err != nil {
+			return connectError(ctx, h.log, err)
+		}
 	}
-	h.log.InfoContext(ctx, "export", "wave", req.GetWave(), "format", req.GetFormat().String(), "bytes", cw.total)
+	h.log.InfoContext(ctx, "export", "wave", req.GetWave(), "format", req.GetFormat().String(), "bytes", file.total)
 	return nil
+}
+
+func (h *researchHandler) PreviewExport(ctx context.Context, req *diaryv1.PreviewExportRequest) (*diaryv1.PreviewExportResponse, error) {
+	r := exportRequestFromProto(req.GetExport())
+	r.Since = 0
+	m, err := h.db.ExportPreview(ctx, r)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	return &diaryv1.PreviewExportResponse{Manifest: manifestToProto(m)}, nil
+}
+
+func (h *researchHandler) ListExports(ctx context.Context, req *diaryv1.ListExportsRequest) (*diaryv1.ListExportsResponse, error) {
+	list, next, err := h.db.ListExports(ctx, req.GetPageSize(), req.GetPageToken())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	resp := &diaryv1.ListExportsResponse{NextPageToken: next}
+	for _, m := range list {
+		resp.Exports = append(resp.Exports, manifestToProto(m))
+	}
+	return resp, nil
 }
 
 // writers are the export writers by format; the store refuses a format
@@ -79,6 +171,7 @@ var writers = map[study.ExportFormat]func(io.Writer, study.Manifest, study.Recor
 	study.FormatCSV:   export.WriteCSV,
 	study.FormatJSONL: export.WriteJSONL,
 	study.FormatQDPX:  export.WriteQDPX,
+	study.FormatQDC:   export.WriteQDC,
 }
 
 // exportChunkBytes is the size of one chunk of an export stream.

@@ -39,6 +39,7 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 	in := make([]study.Incoming, len(req.GetChanges()))
 	for i, p := range req.GetChanges() {
 		in[i].Change, in[i].Invalid = wire.ChangeFromProto(p)
+		in[i].Write = p.GetWrite()
 	}
 	results, wake, err := h.db.Push(ctx, who, in)
 	if err != nil {
@@ -65,16 +66,17 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	if req.GetCursor() > 1<<62 {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
 	}
-	page, err := h.db.Pull(ctx, who, int64(req.GetCursor()), req.GetPageSize())
+	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining()})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
 	resp := &diaryv1.PullResponse{
-		Entries:    make([]*diaryv1.Entry, len(page.Entries)),
-		NextCursor: uint64(page.Next),
-		More:       page.More,
-		Remaining:  uint64(page.Remaining),
-		ServerTime: timestamppb.New(h.db.Now()),
+		Entries:        make([]*diaryv1.Entry, len(page.Entries)),
+		NextCursor:     uint64(page.Next),
+		More:           page.More,
+		Remaining:      uint64(page.Remaining),
+		RemainingExact: page.RemainingExact,
+		ServerTime:     timestamppb.New(h.db.Now()),
 	}
 	for i, e := range page.Entries {
 		resp.Entries[i] = wire.EntryToProto(e)

@@ -31,12 +31,20 @@ var policy = map[string][]study.Role{
 	diaryv1connect.AdminServiceCreateWaveProcedure:          {study.RoleAdmin},
 	diaryv1connect.AdminServiceUpdateWaveProcedure:          {study.RoleAdmin},
 	diaryv1connect.AdminServiceListWavesProcedure:           {study.RoleAdmin},
+	diaryv1connect.AdminServiceDeleteWaveDatesProcedure:     {study.RoleAdmin},
+	diaryv1connect.AdminServiceGetRedactionProcedure:        {study.RoleAdmin},
+	diaryv1connect.AdminServiceUpdateRedactionProcedure:     {study.RoleAdmin},
+	diaryv1connect.AdminServiceAddRedactionTermProcedure:    {study.RoleAdmin},
+	diaryv1connect.AdminServiceRemoveRedactionTermProcedure: {study.RoleAdmin},
+	diaryv1connect.AdminServiceListRedactionTermsProcedure:  {study.RoleAdmin},
 	diaryv1connect.AdminServiceEraseEntryProcedure:          {study.RoleAdmin},
 	diaryv1connect.AdminServiceEraseNavigatorProcedure:      {study.RoleAdmin},
 	diaryv1connect.AdminServiceListAuditEventsProcedure:     {study.RoleAdmin},
 
-	diaryv1connect.ResearchServiceListWavesProcedure:  {study.RoleResearcher},
-	diaryv1connect.ResearchServiceExportWaveProcedure: {study.RoleResearcher},
+	diaryv1connect.ResearchServiceListWavesProcedure:     {study.RoleResearcher},
+	diaryv1connect.ResearchServiceExportWaveProcedure:    {study.RoleResearcher},
+	diaryv1connect.ResearchServicePreviewExportProcedure: {study.RoleResearcher},
+	diaryv1connect.ResearchServiceListExportsProcedure:   {study.RoleResearcher},
 }
 
 // publicProcedures need no token.

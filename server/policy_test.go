@@ -109,6 +109,30 @@ var rpcCalls = map[string]rpcCall{
 		_, err := c.admin.ListWaves(ctx, &diaryv1.ListWavesRequest{})
 		return err
 	}},
+	diaryv1connect.AdminServiceDeleteWaveDatesProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.DeleteWaveDates(ctx, &diaryv1.DeleteWaveDatesRequest{Number: 1, NavigatorCode: "NOBODY"})
+		return err
+	}},
+	diaryv1connect.AdminServiceGetRedactionProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.GetRedaction(ctx, &diaryv1.GetRedactionRequest{})
+		return err
+	}},
+	diaryv1connect.AdminServiceUpdateRedactionProcedure: {connect.CodeInvalidArgument, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.UpdateRedaction(ctx, &diaryv1.UpdateRedactionRequest{Enabled: true, Patterns: []*diaryv1.RedactionPattern{{Name: "x", Marker: "[x]", Expression: "("}}})
+		return err
+	}},
+	diaryv1connect.AdminServiceAddRedactionTermProcedure: {connect.CodeInvalidArgument, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.AddRedactionTerm(ctx, &diaryv1.AddRedactionTermRequest{Term: &diaryv1.RedactionTerm{Term: " "}})
+		return err
+	}},
+	diaryv1connect.AdminServiceRemoveRedactionTermProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.RemoveRedactionTerm(ctx, &diaryv1.RemoveRedactionTermRequest{Term: "nobody on the list"})
+		return err
+	}},
+	diaryv1connect.AdminServiceListRedactionTermsProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.ListRedactionTerms(ctx, &diaryv1.ListRedactionTermsRequest{})
+		return err
+	}},
 	diaryv1connect.AdminServiceEraseEntryProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
 		_, err := c.admin.EraseEntry(ctx, &diaryv1.EraseEntryRequest{EntryId: syncengine.NewEntryID().String()})
 		return err
@@ -123,6 +147,14 @@ var rpcCalls = map[string]rpcCall{
 	}},
 	diaryv1connect.ResearchServiceListWavesProcedure: {0, func(ctx context.Context, c *clients) error {
 		_, err := c.research.ListWaves(ctx, &diaryv1.ResearchServiceListWavesRequest{})
+		return err
+	}},
+	diaryv1connect.ResearchServicePreviewExportProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.research.PreviewExport(ctx, &diaryv1.PreviewExportRequest{Export: &diaryv1.ExportWaveRequest{Wave: 999, Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV}})
+		return err
+	}},
+	diaryv1connect.ResearchServiceListExportsProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.research.ListExports(ctx, &diaryv1.ListExportsRequest{})
 		return err
 	}},
 	diaryv1connect.ResearchServiceExportWaveProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {

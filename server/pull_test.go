@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -292,7 +292,7 @@ func mustEntryID(tb testing.TB, s string) syncengine.EntryID {
 
 // pushEntries stores n entries for the device straight through the
 // store, in pushes of at most study.MaxPushChanges.
-func pushEntries(tb testing.TB, db *sqlite.DB, dev *study.Identity, n int, shareSup bool, body string) []syncengine.EntryID {
+func pushEntries(tb testing.TB, db *storetest.Store, dev *study.Identity, n int, shareSup bool, body string) []syncengine.EntryID {
 	tb.Helper()
 	clock := syncengine.NewClock(nil)
 	var ids []syncengine.EntryID

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +25,7 @@ const (
 )
 
 // historyCount returns the number of changes the store has accepted.
-func historyCount(tb testing.TB, db *sqlite.DB) int {
+func historyCount(tb testing.TB, db *storetest.Store) int {
 	tb.Helper()
 	var n int
 	if err := rawDB(db).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil {
@@ -52,7 +52,7 @@ func historyCount(tb testing.TB, db *sqlite.DB) int {
 func FuzzPush(f *testing.F) {
 	ctx := context.Background()
 	clock := newTestClock() // stands still: no clock-ahead refusal flips with time
-	db := MustOpenDBWith(f, sqlite.Options{Now: clock.Now, Synchronous: "NORMAL"})
+	db := MustOpenDBWith(f, storetest.Options{Now: clock.Now, Synchronous: "NORMAL"})
 	nav := MustEnroll(f, db, study.RoleNavigator, "PN-A")
 	other := MustEnroll(f, db, study.RoleNavigator, "PN-B")
 	sup := MustEnroll(f, db, study.RoleSupervisor, "SUP-1")

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -70,7 +70,7 @@ func replayed(cases []pushCase) []pushCase {
 
 // storeState returns every entry's stored state and the number of
 // history rows: what a replayed push must leave unchanged.
-func storeState(tb testing.TB, db *sqlite.DB) (map[string][]byte, int) {
+func storeState(tb testing.TB, db *storetest.Store) (map[string][]byte, int) {
 	tb.Helper()
 	rows, err := rawDB(db).Query(`SELECT id, seq, state FROM entries`)
 	if err != nil {
@@ -90,7 +90,7 @@ func storeState(tb testing.TB, db *sqlite.DB) (map[string][]byte, int) {
 	if err := rawDB(db).QueryRow(`SELECT count(*) FROM history`).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
-	if err := rawDB(db).QueryRow(`SELECT count(*) FROM (SELECT 1 FROM history GROUP BY device_id, clock HAVING count(*) > 1)`).Scan(&dups); err != nil {
+	if err := rawDB(db).QueryRow(`SELECT count(*) FROM (SELECT 1 FROM history GROUP BY device_id, clock HAVING count(*) > 1) AS dups`).Scan(&dups); err != nil {
 		tb.Fatal(err)
 	}
 	if dups != 0 {
@@ -342,7 +342,7 @@ func TestPush_ConcurrentDevices(t *testing.T) {
 // copy would store one write twice.
 func TestPush_RefusalsStand(t *testing.T) {
 	clock := newTestClock()
-	db := MustOpenDBWith(t, sqlite.Options{Now: clock.Now})
+	db := MustOpenDBWith(t, storetest.Options{Now: clock.Now})
 	nav := MustEnroll(t, db, study.RoleNavigator, "PN-A")
 	ctx := context.Background()
 	hlc := syncengine.NewClock(func() time.Time { return clock.Now().Add(time.Hour) })

@@ -368,14 +368,7 @@ func TestErasure(t *testing.T) {
 	if history != 0 || withState != 0 {
 		t.Fatalf("after erasure: %d history rows, %d states", history, withState)
 	}
-	raw, err := os.ReadFile(s.ts.DB.Path())
-	if err != nil {
-		t.Fatal(err)
-	}
-	wal, _ := os.ReadFile(s.ts.DB.Path() + "-wal")
-	if bytes.Contains(raw, []byte("ERASE-ME-BODY")) || bytes.Contains(wal, []byte("ERASE-ME-BODY")) {
-		t.Fatal("the erased body is still in the database file or its log")
-	}
+	assertNotInFiles(t, s.ts.DB, "ERASE-ME-BODY")
 	// A device that still holds it cannot bring it back.
 	r, err := s.navAc.sync.Push(ctx, &diaryv1.PushRequest{Changes: []*diaryv1.Change{s.navA.change(id, syncengine.Change{Field: syncengine.FieldTitle, Text: "back from the dead"})}})
 	if err != nil || r.GetResults()[0].GetReason() != diaryv1.RefusalReason_REFUSAL_REASON_ERASED {

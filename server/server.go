@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -35,11 +36,6 @@ type Config struct {
 	// Heartbeat is how often idle Subscribe streams get a heartbeat
 	// (default 15 s).
 	Heartbeat time.Duration
-	// EnrollFailures and EnrollRefill rate-limit wrong enrolment codes
-	// per client address: EnrollFailures in a burst, then one more per
-	// EnrollRefill (defaults 10 and 1 minute).
-	EnrollFailures int
-	EnrollRefill   time.Duration
 	// PublicURL is the server's address as people reach it (behind a
 	// reverse proxy, the proxy's): the web console puts it in enrolment
 	// links and QR codes and sends Secure cookies when it is https.
@@ -57,6 +53,9 @@ type Server struct {
 	hub     *hub
 	metrics *Metrics
 	handler http.Handler
+
+	stopWatch func() // stops WatchCommits, if the store has it
+	closeOnce sync.Once
 }
 
 // New builds a Server from cfg.
@@ -67,12 +66,6 @@ func New(cfg Config) *Server {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
-	if cfg.EnrollFailures <= 0 {
-		cfg.EnrollFailures = 10
-	}
-	if cfg.EnrollRefill <= 0 {
-		cfg.EnrollRefill = time.Minute
-	}
 	s := &Server{db: cfg.Store, log: cfg.Logger, hub: newHub(), metrics: NewMetrics()}
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&observer{log: s.log, metrics: s.metrics}, &authenticator{db: s.db, log: s.log}),
@@ -82,8 +75,7 @@ func New(cfg Config) *Server {
 	opts = append(opts, codecs()...)
 	mux := http.NewServeMux()
 	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, cfg.Heartbeat), opts...))
-	limiter := newFailureLimiter(cfg.EnrollFailures, cfg.EnrollRefill, s.db.Now)
-	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.log, limiter), opts...))
+	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.log), opts...))
 	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))
 	mux.Handle(diaryv1connect.NewResearchServiceHandler(newResearchHandler(s.db, s.log), opts...))
 	services := []string{
@@ -99,7 +91,35 @@ func New(cfg Config) *Server {
 	mux.Handle("GET /metrics", s.metrics)
 	s.mountConsole(mux, cfg)
 	s.handler = mux
+	if w, ok := s.db.(study.CommitWatcher); ok {
+		// Streams on this process wake for commits made through other
+		// processes sharing the store, too.
+		ctx, stop := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			w.WatchCommits(ctx, func(wake *study.Wakeups) {
+				if wake == nil {
+					s.hub.wakeAll()
+					return
+				}
+				s.hub.notify(wake)
+			})
+		}()
+		s.stopWatch = func() { stop(); <-done }
+	}
 	return s
+}
+
+// Close ends every Subscribe stream, like Drain, and stops listening for
+// other processes' commits. The store stays open.
+func (s *Server) Close() {
+	s.Drain()
+	s.closeOnce.Do(func() {
+		if s.stopWatch != nil {
+			s.stopWatch()
+		}
+	})
 }
 
 // Handler returns the HTTP handler serving every service.
@@ -202,6 +222,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener, opts ServeOptions) 
 	}
 	stopFlush()
 	<-flushed
+	s.Close()
 	if err := s.db.FlushSyncTimes(context.Background()); err != nil {
 		s.log.Error("cannot record device sync times", "err", err)
 	}

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -33,7 +33,7 @@ var protocols = []struct {
 // testServer is the server on loopback over TLS with HTTP/2, the way
 // connect-go's own tests run it, so that gRPC works too.
 type testServer struct {
-	DB     *sqlite.DB
+	DB     *storetest.Store
 	Server *Server
 	URL    string
 	http   *httptest.Server
@@ -42,14 +42,19 @@ type testServer struct {
 	protos map[string]string // request path → protocol of its last request
 }
 
-// newTestServer starts a server for cfg (on a fresh SQLite store if
-// cfg.Store is nil) and stops it when the test ends.
+// newTestServer starts a server for cfg (on a fresh store of the engine
+// under test if cfg.Store is nil) and stops it when the test ends.
 func newTestServer(tb testing.TB, cfg Config) *testServer {
 	tb.Helper()
 	if cfg.Store == nil {
 		cfg.Store = MustOpenDB(tb)
 	}
-	db, _ := cfg.Store.(*sqlite.DB)
+	db, _ := cfg.Store.(*storetest.Store)
+	if db != nil {
+		// The server sees the engine's own store, and so what else it
+		// implements (study.CommitWatcher).
+		cfg.Store = db.Store
+	}
 	s := New(cfg)
 	ts := &testServer{DB: db, Server: s, protos: map[string]string{}}
 	ts.http = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +68,7 @@ func newTestServer(tb testing.TB, cfg Config) *testServer {
 	ts.URL = ts.http.URL
 	tb.Cleanup(func() {
 		// Streams end only when drained; Close waits for them.
-		s.Drain()
+		s.Close()
 		ts.http.Close()
 	})
 	return ts

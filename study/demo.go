@@ -28,9 +28,9 @@ const DemoSupervisor = "SUP-1"
 func DemoWaves(today time.Time) []Wave {
 	day := func(offset int) string { return today.AddDate(0, 0, offset).Format(time.DateOnly) }
 	return []Wave{
-		{1, "Baseline", day(-90), day(-31)},
-		{2, "Mid-intervention", day(-30), day(30)},
-		{3, "End of intervention", day(31), day(90)},
-		{4, "Follow-up", day(91), day(180)},
+		{Number: 1, Label: "Baseline", Start: day(-90), End: day(-31)},
+		{Number: 2, Label: "Mid-intervention", Start: day(-30), End: day(30)},
+		{Number: 3, Label: "End of intervention", Start: day(31), End: day(90)},
+		{Number: 4, Label: "Follow-up", Start: day(91), End: day(180)},
 	}
 }

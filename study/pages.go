@@ -3,6 +3,7 @@ package study
 import (
 	"encoding/base64"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -36,7 +37,9 @@ func EncodePageToken(s string) string { return base64.RawURLEncoding.EncodeToStr
 // DecodePageToken returns the position an EncodePageToken token holds.
 func DecodePageToken(tok string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(tok)
-	if err != nil || len(tok) > maxPageTokenBytes {
+	// Every position this server issues is text; a store need not
+	// compare with bytes that are not.
+	if err != nil || len(tok) > maxPageTokenBytes || !utf8.Valid(b) {
 		return "", errPageToken
 	}
 	return string(b), nil

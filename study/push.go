@@ -67,6 +67,10 @@ type ChangeResult struct {
 type Incoming struct {
 	Change  syncengine.Change
 	Invalid error
+	// Write is the clock of the first change of the save (one write on
+	// the device) this change was part of, as the device said; 0 when it
+	// did not. It only counts revisions (see Revisions).
+	Write uint64
 }
 
 // Wakeups says whose Subscribe streams a commit concerns.

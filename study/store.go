@@ -51,6 +51,17 @@ type Store interface {
 	// expired, or whose user was deactivated.
 	Enroll(ctx context.Context, code, deviceName string) (*Enrollment, error)
 
+	// TakeEnrollAttempt spends, atomically, one enrolment attempt of
+	// the client address from (see AttemptLimit): the check and the
+	// spending are one step, so parallel attempts, through any server
+	// process sharing the store, cannot together exceed the limit.
+	// ERATELIMIT, saying how long to wait, when none is left.
+	TakeEnrollAttempt(ctx context.Context, from string) error
+	// ReturnEnrollAttempt gives back an attempt taken for a call that
+	// did not turn out to be a wrong guess (a valid code), so that only
+	// wrong codes count against an address.
+	ReturnEnrollAttempt(ctx context.Context, from string) error
+
 	// UserByCode returns the user with the given study code (ignoring
 	// case). EINVALID for a malformed code, ENOTFOUND for an unknown one.
 	UserByCode(ctx context.Context, code string) (*User, error)
@@ -100,16 +111,54 @@ type Store interface {
 	// malformed id, ENOTFOUND for an unknown one.
 	RevokeDevice(ctx context.Context, publicID string) (*Device, error)
 
-	// CreateWave defines a new wave. EINVALID for a bad definition,
-	// EEXISTS for a number in use, ECONFLICT for a window overlapping
-	// another wave's.
+	// CreateWave defines a new study-wide wave or, with w.Navigator set,
+	// a navigator's own dates for an existing wave (its label is the
+	// wave's). EINVALID for a bad definition or a user who is not a
+	// navigator; EEXISTS for a wave (or a navigator's dates for it)
+	// already defined; ENOTFOUND for an unknown navigator, or own dates
+	// for a wave that does not exist; ECONFLICT when the change would
+	// make two waves overlap for some navigator (CheckWavePlan).
 	CreateWave(ctx context.Context, w Wave) (*Wave, error)
-	// UpdateWave replaces the label and window of a wave. EINVALID and
-	// ECONFLICT as for CreateWave, ENOTFOUND for an unknown wave.
+	// UpdateWave replaces the label and window of a study-wide wave, or
+	// a navigator's own dates for it. Errors as for CreateWave, with
+	// ENOTFOUND for a definition that does not exist.
 	UpdateWave(ctx context.Context, w Wave) (*Wave, error)
-	// ListWaves returns a page of waves in number order. EINVALID for a
-	// bad token.
+	// DeleteWaveDates removes a navigator's own dates for a wave, so that
+	// the study-wide dates hold for them again. ENOTFOUND for an unknown
+	// navigator or when they have no own dates for it; ECONFLICT when
+	// the study-wide dates would overlap their other own dates.
+	DeleteWaveDates(ctx context.Context, number uint32, navigator string) error
+	// ListWaves returns a page of the study-wide waves in number order.
+	// EINVALID for a bad token.
 	ListWaves(ctx context.Context, size uint32, token string) ([]*Wave, string, error)
+	// ListWaveDefinitions returns a page of every wave definition: each
+	// study-wide wave followed by the navigators' own dates for it, in
+	// study-code order (Navigator set, Label the wave's). EINVALID for a
+	// bad token.
+	ListWaveDefinitions(ctx context.Context, size uint32, token string) ([]*Wave, string, error)
+
+	// Redaction returns the study's de-identification setting, with the
+	// number of terms on its list.
+	Redaction(ctx context.Context) (*Redaction, error)
+	// SetRedaction replaces the setting's Enabled and Patterns (an empty
+	// Patterns restores DefaultRedactPatterns) and records the change in
+	// the audit log. Every entry the research team can see gets a new
+	// research feed row in the same transaction, so that their replicas
+	// pull the entries as the new setting shows them. EINVALID for a
+	// pattern ValidateRedaction refuses.
+	SetRedaction(ctx context.Context, r Redaction) (*Redaction, *Wakeups, error)
+	// AddRedactTerm adds a term to the study's list, with the same feed
+	// rows as SetRedaction. EINVALID for a term ValidateRedactTerm
+	// refuses, EEXISTS for a term on the list already (ignoring case and
+	// spacing), ETOOLARGE when the list holds MaxRedactTerms.
+	AddRedactTerm(ctx context.Context, t RedactTerm) (*Wakeups, error)
+	// RemoveRedactTerm removes a term (ignoring case and spacing), with
+	// the same feed rows as SetRedaction. It reports false if the term
+	// was not on the list.
+	RemoveRedactTerm(ctx context.Context, term string) (bool, *Wakeups, error)
+	// ListRedactTerms returns a page of the list in key order. EINVALID
+	// for a bad token.
+	ListRedactTerms(ctx context.Context, size uint32, token string) ([]*RedactTerm, string, error)
 
 	// Push applies a batch of changes from the calling device in one
 	// transaction and returns one result per change, and whom to wake.
@@ -118,12 +167,13 @@ type Store interface {
 	// nothing was written: ETOOLARGE for more than MaxPushChanges
 	// changes.
 	Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error)
-	// Pull returns the page after cursor for the caller, read in one
-	// snapshot; memory is bounded by the page, whatever the size of the
-	// store. EPERMISSION for a role that has no entries to sync,
-	// EINVALID for a negative cursor, ECONFLICT for a cursor ahead of
-	// the store's position.
-	Pull(ctx context.Context, who *Identity, cursor int64, pageSize uint32) (*PullPage, error)
+	// Pull returns the page after req.Cursor for the caller, read in one
+	// snapshot. Memory and time are bounded by the page, whatever the
+	// size of the store, except that req.CountRemaining asks for an exact
+	// count of what waits (see PullRequest). EPERMISSION for a role that
+	// has no entries to sync, EINVALID for a negative cursor, ECONFLICT
+	// for a cursor ahead of the store's position.
+	Pull(ctx context.Context, who *Identity, req PullRequest) (*PullPage, error)
 	// Head returns the newest position the caller may see: the greatest
 	// sequence number among the rows they pull. EPERMISSION as for Pull.
 	Head(ctx context.Context, who *Identity) (int64, error)
@@ -131,14 +181,27 @@ type Store interface {
 	// the caller may see. EPERMISSION as for Pull.
 	StateHash(ctx context.Context, who *Identity) (*StateHash, error)
 
-	// Export reads one snapshot of what the research team may export of
-	// the request's wave and calls write with its manifest and its
-	// records. Only entries shared for research and neither deleted nor
-	// erased are exported. When write returns nil the export is recorded
-	// in the audit log with its counts; an export that failed is not.
-	// EINVALID for an unknown format, ENOTFOUND for an unknown wave, or
-	// the error write returns.
+	// Export reads one snapshot of what the research team may export
+	// under req, de-identified with the study's redaction setting, and
+	// calls write with its manifest and its records. Only entries shared
+	// for research and neither deleted nor erased are exported (see
+	// Classify). Before write is called the export is given an id and
+	// the entries it holds are kept with their text hashes, so that a
+	// later export can compare itself with it (req.Since). When write
+	// returns nil the export is kept in the list of exports and recorded
+	// in the audit log with its counts; an export that failed is
+	// neither. EINVALID for a request CheckExportRequest refuses,
+	// ENOTFOUND for an unknown wave, navigator or earlier export, or the
+	// error write returns.
 	Export(ctx context.Context, req ExportRequest, write func(Manifest, Records) error) error
+	// ExportPreview returns the manifest an export of req would have now,
+	// without its records: counts, wave definitions and settings (its
+	// ExportID is 0, Since is nil and Redaction.Replacements is not
+	// counted). Nothing is kept or recorded. Errors as for Export.
+	ExportPreview(ctx context.Context, req ExportRequest) (*Manifest, error)
+	// ListExports returns a page of the exports made, newest first, as
+	// their manifests without per-entry lists. EINVALID for a bad token.
+	ListExports(ctx context.Context, size uint32, token string) ([]*Manifest, string, error)
 
 	// EraseEntry erases one entry: its state and history are deleted,
 	// the id is kept so that later pushes for it are refused, and every
@@ -244,4 +307,18 @@ type Store interface {
 
 	// Close releases the store.
 	Close() error
+}
+
+// CommitWatcher is implemented by a store that several server processes
+// can share. The server wakes the Subscribe streams its own commits
+// concern; a CommitWatcher also reports the commits other processes made,
+// so that a stream on any process wakes for a commit made through any
+// other. A store only one process can open (SQLite) does not implement
+// it.
+type CommitWatcher interface {
+	// WatchCommits calls wake, until ctx ends, with the wake-ups of each
+	// commit another process made, and with nil when commits may have
+	// been missed (after the store lost and regained its connection) and
+	// every stream must look again. It returns when ctx ends.
+	WatchCommits(ctx context.Context, wake func(*Wakeups))
 }

@@ -131,6 +131,22 @@ func ErrCursorAhead(cursor, head int64) error {
 	return syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)
 }
 
+// MaxRemainingCount is how many waiting entries and removals past a page
+// a pull counts when it was not asked for an exact count: beyond it,
+// PullPage.Remaining is a lower bound. Counting everything on every page
+// made a first sync cost the square of its size.
+const MaxRemainingCount = 10000
+
+// PullRequest asks for the page after a cursor.
+type PullRequest struct {
+	Cursor   int64
+	PageSize uint32 // 0: the default; at most MaxPullPageSize
+	// CountRemaining asks for an exact count of what waits after the
+	// page, which costs time in proportion to it: a client asks once per
+	// sync, on its first page.
+	CountRemaining bool
+}
+
 // Removal tells a reader to drop an entry.
 type Removal struct {
 	Entry  syncengine.EntryID
@@ -144,9 +160,12 @@ type PullPage struct {
 	Next     int64 // the cursor to store with this page
 	// Reads are a supervisor's read marks on the entries of the page
 	// (only those ever marked).
-	Reads     []ReadState
-	More      bool
-	Remaining int64 // entries and removals waiting after Next
+	Reads []ReadState
+	More  bool
+	// Remaining is how many entries and removals wait after Next: exact
+	// when RemainingExact, else a lower bound of MaxRemainingCount.
+	Remaining      int64
+	RemainingExact bool
 }
 
 // StateHash is the state hash of what a reader may see, and the position

@@ -17,7 +17,7 @@ import (
 
 func cmdAdmin(e *env, args []string) error {
 	if len(args) == 0 {
-		return usagef("admin needs a subcommand: user, assign, unassign, assignments, code, device, wave, erase or audit")
+		return usagef("admin needs a subcommand: user, assign, unassign, assignments, code, device, wave, redact, erase or audit")
 	}
 	return e.withClient(func(c *client.Client) error {
 		admin, err := c.Admin()
@@ -41,6 +41,8 @@ func cmdAdmin(e *env, args []string) error {
 			return a.device(rest)
 		case "wave":
 			return a.wave(rest)
+		case "redact":
+			return a.redact(rest)
 		case "erase":
 			return a.erase(rest)
 		case "audit":
@@ -293,21 +295,22 @@ func (a *adminCmd) device(args []string) error {
 
 func (a *adminCmd) wave(args []string) error {
 	if len(args) == 0 {
-		return usagef("admin wave needs add, edit or list")
+		return usagef("admin wave needs add, edit, remove or list")
 	}
 	switch args[0] {
 	case "add", "edit":
 		fs := flag.NewFlagSet("admin wave "+args[0], flag.ContinueOnError)
 		number := fs.Uint("number", 0, "wave number, from 1")
-		label := fs.String("label", "", "label, such as Baseline")
+		label := fs.String("label", "", "label, such as Baseline (study-wide waves only)")
 		from := fs.String("from", "", "first day, YYYY-MM-DD")
 		to := fs.String("to", "", "last day, YYYY-MM-DD")
+		navigator := fs.String("navigator", "", "give this navigator (study code) their own dates for the wave")
 		if pos, err := parse(fs, args[1:]); err != nil {
 			return err
-		} else if len(pos) > 0 || *number == 0 || *label == "" || *from == "" || *to == "" {
-			return usagef("admin wave %s needs --number N --label L --from DATE --to DATE", args[0])
+		} else if len(pos) > 0 || *number == 0 || (*label == "" && *navigator == "") || *from == "" || *to == "" {
+			return usagef("admin wave %s needs --number N --label L --from DATE --to DATE, or --number N --navigator CODE --from DATE --to DATE", args[0])
 		}
-		w := &diaryv1.Wave{Number: uint32(*number), Label: *label, StartDate: *from, EndDate: *to}
+		w := &diaryv1.Wave{Number: uint32(*number), Label: *label, StartDate: *from, EndDate: *to, NavigatorCode: *navigator}
 		var err error
 		if args[0] == "add" {
 			_, err = a.svc.CreateWave(a.ctx, &diaryv1.CreateWaveRequest{Wave: w})
@@ -319,26 +322,43 @@ func (a *adminCmd) wave(args []string) error {
 		}
 		fmt.Fprintln(a.stdout, w.GetNumber())
 		return nil
+	case "remove":
+		fs := flag.NewFlagSet("admin wave remove", flag.ContinueOnError)
+		number := fs.Uint("number", 0, "wave number")
+		navigator := fs.String("navigator", "", "the navigator whose own dates to remove")
+		if pos, err := parse(fs, args[1:]); err != nil {
+			return err
+		} else if len(pos) > 0 || *number == 0 || *navigator == "" {
+			return usagef("admin wave remove needs --number N --navigator CODE: it removes a navigator's own dates (study-wide waves stay)")
+		}
+		if _, err := a.svc.DeleteWaveDates(a.ctx, &diaryv1.DeleteWaveDatesRequest{Number: uint32(*number), NavigatorCode: *navigator}); err != nil {
+			return rpcErr("remove wave dates", err)
+		}
+		return nil
 	case "list":
 		fs := flag.NewFlagSet("admin wave list", flag.ContinueOnError)
-		jsonOut := fs.Bool("json", false, "print JSON, one wave per line")
+		jsonOut := fs.Bool("json", false, "print JSON, one wave definition per line")
 		if _, err := parse(fs, args[1:]); err != nil {
 			return err
 		}
 		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 		if !*jsonOut {
-			fmt.Fprintln(tw, "WAVE\tLABEL\tFROM\tTO")
+			fmt.Fprintln(tw, "WAVE\tLABEL\tNAVIGATOR\tFROM\tTO")
 		}
 		for tok := ""; ; {
-			resp, err := a.svc.ListWaves(a.ctx, &diaryv1.ListWavesRequest{PageSize: 500, PageToken: tok})
+			resp, err := a.svc.ListWaves(a.ctx, &diaryv1.ListWavesRequest{PageSize: 500, PageToken: tok, IncludeNavigatorDates: true})
 			if err != nil {
 				return rpcErr("list waves", err)
 			}
 			for _, w := range resp.GetWaves() {
 				if *jsonOut {
-					writeJSON(a.stdout, map[string]any{"number": w.GetNumber(), "label": w.GetLabel(), "start_date": w.GetStartDate(), "end_date": w.GetEndDate()})
+					writeJSON(a.stdout, map[string]any{"number": w.GetNumber(), "label": w.GetLabel(), "navigator": w.GetNavigatorCode(), "start_date": w.GetStartDate(), "end_date": w.GetEndDate()})
 				} else {
-					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", w.GetNumber(), w.GetLabel(), w.GetStartDate(), w.GetEndDate())
+					who := "(all)"
+					if w.GetNavigatorCode() != "" {
+						who = w.GetNavigatorCode()
+					}
+					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", w.GetNumber(), w.GetLabel(), who, w.GetStartDate(), w.GetEndDate())
 				}
 			}
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -351,6 +371,170 @@ func (a *adminCmd) wave(args []string) error {
 		return nil
 	}
 	return usagef("unknown admin wave subcommand %q", args[0])
+}
+
+func (a *adminCmd) redact(args []string) error {
+	if len(args) == 0 {
+		return usagef("admin redact needs add, remove, list, show, on, off, pattern add, pattern remove or pattern reset")
+	}
+	switch args[0] {
+	case "add":
+		fs := flag.NewFlagSet("admin redact add", flag.ContinueOnError)
+		marker := fs.String("marker", "", "what replaces the term (default [name])")
+		pos, err := parse(fs, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usagef("admin redact add needs one term (quote a name of several words): admin redact add \"Jane Doe\" [--marker [place]]")
+		}
+		if _, err := a.svc.AddRedactionTerm(a.ctx, &diaryv1.AddRedactionTermRequest{Term: &diaryv1.RedactionTerm{Term: pos[0], Marker: *marker}}); err != nil {
+			return rpcErr("add redaction term", err)
+		}
+		return nil
+	case "remove":
+		if len(args) != 2 {
+			return usagef("admin redact remove needs one term")
+		}
+		resp, err := a.svc.RemoveRedactionTerm(a.ctx, &diaryv1.RemoveRedactionTermRequest{Term: args[1]})
+		if err != nil {
+			return rpcErr("remove redaction term", err)
+		}
+		if !resp.GetRemoved() {
+			return fmt.Errorf("cannot remove redaction term: it is not on the list")
+		}
+		return nil
+	case "list":
+		fs := flag.NewFlagSet("admin redact list", flag.ContinueOnError)
+		jsonOut := fs.Bool("json", false, "print JSON, one term per line")
+		if _, err := parse(fs, args[1:]); err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		if !*jsonOut {
+			fmt.Fprintln(tw, "TERM\tMARKER")
+		}
+		for tok := ""; ; {
+			resp, err := a.svc.ListRedactionTerms(a.ctx, &diaryv1.ListRedactionTermsRequest{PageSize: 500, PageToken: tok})
+			if err != nil {
+				return rpcErr("list redaction terms", err)
+			}
+			for _, t := range resp.GetTerms() {
+				if *jsonOut {
+					writeJSON(a.stdout, map[string]any{"term": t.GetTerm(), "marker": t.GetMarker()})
+				} else {
+					fmt.Fprintf(tw, "%s\t%s\n", t.GetTerm(), t.GetMarker())
+				}
+			}
+			if tok = resp.GetNextPageToken(); tok == "" {
+				break
+			}
+		}
+		if !*jsonOut {
+			return tw.Flush()
+		}
+		return nil
+	case "show":
+		resp, err := a.svc.GetRedaction(a.ctx, &diaryv1.GetRedactionRequest{})
+		if err != nil {
+			return rpcErr("show redaction", err)
+		}
+		r := resp.GetRedaction()
+		state := "on"
+		if !r.GetEnabled() {
+			state = "OFF: research exports and pulls carry texts as written"
+		}
+		fmt.Fprintf(a.stdout, "De-identification: %s\nTerms on the list: %d\n", state, r.GetTerms())
+		tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PATTERN\tMARKER\tEXPRESSION")
+		for _, p := range r.GetPatterns() {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", p.GetName(), p.GetMarker(), p.GetExpression())
+		}
+		return tw.Flush()
+	case "on", "off":
+		if len(args) != 1 {
+			return usagef("admin redact %s takes no arguments", args[0])
+		}
+		return a.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+			r.Enabled = args[0] == "on"
+			return nil
+		})
+	case "pattern":
+		return a.redactPattern(args[1:])
+	}
+	return usagef("unknown admin redact subcommand %q", args[0])
+}
+
+func (a *adminCmd) redactPattern(args []string) error {
+	if len(args) == 0 {
+		return usagef("admin redact pattern needs add, remove or reset")
+	}
+	switch args[0] {
+	case "add":
+		fs := flag.NewFlagSet("admin redact pattern add", flag.ContinueOnError)
+		name := fs.String("name", "", "the pattern's name, such as nhs-number")
+		marker := fs.String("marker", "", "what replaces a match, such as [nhs]")
+		expr := fs.String("regexp", "", "the regular expression (RE2 syntax)")
+		if pos, err := parse(fs, args[1:]); err != nil {
+			return err
+		} else if len(pos) > 0 || *name == "" || *marker == "" || *expr == "" {
+			return usagef("admin redact pattern add needs --name N --marker M --regexp RE")
+		}
+		return a.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+			for _, p := range r.Patterns {
+				if p.GetName() == *name {
+					p.Marker, p.Expression = *marker, *expr
+					return nil
+				}
+			}
+			r.Patterns = append(r.Patterns, &diaryv1.RedactionPattern{Name: *name, Marker: *marker, Expression: *expr})
+			return nil
+		})
+	case "remove":
+		if len(args) != 2 {
+			return usagef("admin redact pattern remove needs the pattern's name")
+		}
+		return a.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+			n := len(r.Patterns)
+			r.Patterns = slices.DeleteFunc(r.Patterns, func(p *diaryv1.RedactionPattern) bool { return p.GetName() == args[1] })
+			if len(r.Patterns) == n {
+				return fmt.Errorf("cannot remove redaction pattern: there is no pattern %q", args[1])
+			}
+			if len(r.Patterns) == 0 {
+				return fmt.Errorf("cannot remove the last redaction pattern: an empty list means the defaults; turn redaction off with admin redact off instead")
+			}
+			return nil
+		})
+	case "reset":
+		return a.updateRedaction(func(r *diaryv1.UpdateRedactionRequest) error {
+			r.Patterns = nil
+			return nil
+		})
+	}
+	return usagef("unknown admin redact pattern subcommand %q", args[0])
+}
+
+// updateRedaction reads the setting, lets change edit it and writes it
+// back.
+func (a *adminCmd) updateRedaction(change func(*diaryv1.UpdateRedactionRequest) error) error {
+	resp, err := a.svc.GetRedaction(a.ctx, &diaryv1.GetRedactionRequest{})
+	if err != nil {
+		return rpcErr("read redaction setting", err)
+	}
+	req := &diaryv1.UpdateRedactionRequest{Enabled: resp.GetRedaction().GetEnabled(), Patterns: resp.GetRedaction().GetPatterns()}
+	if err := change(req); err != nil {
+		return err
+	}
+	out, err := a.svc.UpdateRedaction(a.ctx, req)
+	if err != nil {
+		return rpcErr("change redaction setting", err)
+	}
+	state := "on"
+	if !out.GetRedaction().GetEnabled() {
+		state = "off"
+	}
+	fmt.Fprintf(a.stdout, "De-identification is %s, with %d patterns.\n", state, len(out.GetRedaction().GetPatterns()))
+	return nil
 }
 
 func (a *adminCmd) erase(args []string) error {

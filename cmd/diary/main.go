@@ -58,7 +58,10 @@ Sync:
   refused [--json] | refused dismiss SEQ
 
 Research:
-  export  --wave N|all --format csv|jsonl|qdpx --out FILE
+  export  --wave N|all --format csv|jsonl|qdpx|qdc --out FILE|- [--manifest PATH] [--navigator CODE]
+          [--from D] [--to D] [--since ID|OLD.manifest.json] [--bom] [--no-formula-guard]
+  export list [--json] [--limit N]       earlier exports, newest first
+  export preview --wave N|all [--navigator CODE] [--from D] [--to D]
 
 Administration:
   admin user add --role ROLE --code CODE [--name NAME] | admin user list | admin user deactivate CODE
@@ -66,6 +69,10 @@ Administration:
   admin code --user CODE [--ttl 24h]
   admin device list [--user CODE] | admin device revoke DEVICE_ID
   admin wave add --number N --label L --from DATE --to DATE | admin wave edit ... | admin wave list
+  admin wave add|edit --number N --navigator CODE --from DATE --to DATE | admin wave remove --number N --navigator CODE
+  admin redact add TERM [--marker M] | admin redact remove TERM | admin redact list [--json]
+  admin redact show | admin redact on | admin redact off
+  admin redact pattern add --name N --marker M --regexp RE | admin redact pattern remove NAME | admin redact pattern reset
   admin erase --entry ID | admin erase --navigator CODE
   admin audit [--json] [--limit N]
 

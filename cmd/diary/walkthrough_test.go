@@ -4,24 +4,29 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/csv"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/diarysync/diarysync/internal/storetest"
 )
 
 // TestWalkthrough follows the README with the real binaries: start the
 // demo server, enrol a navigator, a supervisor and a researcher, write
 // entries while the server is stopped, start it again, sync, read the
 // supervisor's inbox, and export wave 2 as .qdpx (validated against the
-// REFI-QDA schema when xmllint and the schema are at hand) and CSV.
+// REFI-QDA schema when xmllint and the schema are at hand) and CSV. It
+// runs with the embedded SQLite store and with diaryd on PostgreSQL.
 func TestWalkthrough(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binaries")
@@ -32,9 +37,22 @@ func TestWalkthrough(t *testing.T) {
 			t.Fatalf("go build %s: %v\n%s", cmd, err, out)
 		}
 	}
+	t.Run("SQLite", func(t *testing.T) { walkthrough(t, dir, nil) })
+	t.Run("PostgreSQL", func(t *testing.T) { walkthrough(t, dir, []string{"--database", storetest.NewDatabase(t)}) })
+}
+
+// walkthrough is TestWalkthrough with the binaries in bin and diaryd's
+// store chosen by store (nil for SQLite in the data directory).
+func walkthrough(t *testing.T, bin string, store []string) {
+	dir := t.TempDir()
+	for _, cmd := range []string{"diary", "diaryd"} {
+		if err := os.Link(filepath.Join(bin, cmd), filepath.Join(dir, cmd)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	addr := freeAddr(t)
 	data := filepath.Join(dir, "data")
-	server := startDiaryd(t, dir, data, addr, "--demo")
+	server := startDiaryd(t, dir, data, addr, append([]string{"--demo"}, store...)...)
 	codes := map[string]string{}
 	re := regexp.MustCompile(`^\s+(PN-A|SUP-1|RES-1)\s+\w+\s+([A-Z0-9]{5}-[A-Z0-9]{5})`)
 	for _, line := range strings.Split(server.stdout, "\n") {
@@ -67,7 +85,7 @@ func TestWalkthrough(t *testing.T) {
 		t.Fatalf("status while offline:\n%s", out)
 	}
 
-	server = startDiaryd(t, dir, data, addr)
+	server = startDiaryd(t, dir, data, addr, store...)
 	defer server.stop(t)
 	diary("pn-a", "sync")
 	diary("sup1", "sync")
@@ -88,6 +106,30 @@ func TestWalkthrough(t *testing.T) {
 	f.Close()
 	if err != nil || len(rows) != 2 || rows[1][0] != shared || !strings.Contains(strings.Join(rows[1], ","), `"again", with 🙂`) {
 		t.Fatalf("CSV export: %v %q", err, rows)
+	}
+	// The manifest and the data dictionary beside the CSV file, the
+	// list of exports, and a comparison with the first export.
+	var manifest struct {
+		ExportID int `json:"export_id"`
+		Entries  []struct {
+			EntryID string `json:"entry_id"`
+		} `json:"entries"`
+	}
+	if b, err := os.ReadFile(csvPath + ".manifest.json"); err != nil || json.Unmarshal(b, &manifest) != nil || manifest.ExportID != 2 || len(manifest.Entries) != 1 || manifest.Entries[0].EntryID != shared {
+		t.Fatalf("CSV manifest: %v %+v", err, manifest)
+	}
+	if b, err := os.ReadFile(csvPath + ".dictionary.md"); err != nil || !bytes.Contains(b, []byte("| revisions |")) {
+		t.Fatalf("data dictionary: %v\n%s", err, b)
+	}
+	if list := diary("res1", "export", "list"); !strings.Contains(list, "qdpx") || !strings.Contains(list, "csv") {
+		t.Fatalf("export list:\n%s", list)
+	}
+	stdout := diary("res1", "export", "--wave", "2", "--format", "jsonl", "--out", "-", "--manifest", filepath.Join(dir, "stdout.manifest.json"), "--since", csvPath+".manifest.json")
+	if !strings.Contains(stdout, shared) {
+		t.Fatalf("export to standard output:\n%s", stdout)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "stdout.manifest.json")); err != nil || !bytes.Contains(b, []byte(`"since"`)) {
+		t.Fatalf("manifest of the export to standard output: %v\n%s", err, b)
 	}
 	project := unzipFile(t, qdpx, "project.qde")
 	if !bytes.Contains(project, []byte("PN-A")) || bytes.Contains(project, []byte("Navigator A")) {
@@ -162,7 +204,7 @@ func startDiaryd(t *testing.T, dir, data, addr string, extra ...string) *running
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()
-			if len(extra) == 0 || strings.Contains(out.String(), "inbox") {
+			if !slices.Contains(extra, "--demo") || strings.Contains(out.String(), "inbox") {
 				break
 			}
 		}

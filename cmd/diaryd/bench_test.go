@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
@@ -26,18 +27,29 @@ import (
 // body, about 400 bytes, 500 entries a push) and then a new device pulls
 // them all (1000 a page). The server's Go heap in use is sampled from
 // /metrics every 20 ms in each phase; peak-rss is the process's high-water
-// mark of resident memory (VmHWM), which also counts SQLite's page cache.
+// mark of resident memory (VmHWM), which also counts SQLite's page cache
+// (PostgreSQL's is in its own processes). It runs on SQLite and, when
+// DIARYSYNC_TEST_POSTGRES names a server, on PostgreSQL.
 //
 //	go test -run '^$' -bench Diaryd -benchtime 1x -count 6 ./cmd/diaryd | benchstat -
 func BenchmarkDiaryd(b *testing.B) {
+	b.Run("sqlite", func(b *testing.B) { benchDiaryd(b, false) })
+	b.Run("postgres", func(b *testing.B) { benchDiaryd(b, true) })
+}
+
+func benchDiaryd(b *testing.B, onPostgres bool) {
 	const entries, perPush, perPull = 100_000, 500, 1000
 	ctx := context.Background()
 	var pushPeak, pullPeak, rss uint64
 	var pushTime, pullTime time.Duration
 	for range b.N {
 		data := filepath.Join(b.TempDir(), "data")
-		p := startDiaryd(b, data)
-		code, err := exec.Command(diarydBinary(b), "admin-code", "--data", data).Output()
+		store := []string{"--data", data}
+		if onPostgres {
+			store = []string{"--database", storetest.NewDatabase(b)}
+		}
+		p := startDiaryd(b, data, store...)
+		code, err := exec.Command(diarydBinary(b), append([]string{"admin-code"}, store...)...).Output()
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,13 +1,18 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--log-level LEVEL] [--demo]
-//	diaryd admin-code [--data DIR]
+//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--log-level LEVEL] [--demo]
+//	diaryd admin-code [--data DIR | --database postgres://...]
+//	diaryd migrate --from DIR --database postgres://...
+//	diaryd backup --to FILE [--data DIR]
 //
-// The web console is at /console/ on the same address. Every flag can
-// also be set in the environment: DIARYSYNC_DATA, DIARYSYNC_ADDR,
-// DIARYSYNC_TLS_CERT, DIARYSYNC_TLS_KEY, DIARYSYNC_PUBLIC_URL,
-// DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS,
-// DIARYSYNC_CONSOLE_IDLE_TIMEOUT, DIARYSYNC_CONSOLE_LIFETIME.
+// Without --database the study is the embedded SQLite file in --data;
+// with it, the PostgreSQL database it names, which several diaryd
+// processes may share. The web console is at /console/ on the same
+// address. Every flag can also be set in the environment:
+// DIARYSYNC_DATA, DIARYSYNC_DATABASE, DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT,
+// DIARYSYNC_TLS_KEY, DIARYSYNC_PUBLIC_URL, DIARYSYNC_LOG_LEVEL,
+// DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS, DIARYSYNC_CONSOLE_IDLE_TIMEOUT,
+// DIARYSYNC_CONSOLE_LIFETIME.
 package main
 
 import (
@@ -28,6 +33,7 @@ import (
 
 	"github.com/diarysync/diarysync/server"
 	"github.com/diarysync/diarysync/server/console"
+	"github.com/diarysync/diarysync/server/postgres"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 )
@@ -45,8 +51,10 @@ func main() {
 }
 
 const usage = `usage:
-  diaryd serve [--data DIR] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--log-level LEVEL] [--demo]
-  diaryd admin-code [--data DIR]
+  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--log-level LEVEL] [--demo]
+  diaryd admin-code [--data DIR | --database postgres://...]
+  diaryd migrate --from DIR --database postgres://...
+  diaryd backup --to FILE [--data DIR]
 
 Run "diaryd serve --help" for the flags.`
 
@@ -60,6 +68,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stdout, stderr)
 	case "admin-code":
 		return adminCode(ctx, args[1:], stdout, stderr)
+	case "migrate":
+		return migrate(ctx, args[1:], stdout, stderr)
+	case "backup":
+		return backup(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -90,15 +102,31 @@ func dataFlag(fs *flag.FlagSet) *string {
 	return fs.String("data", env("DIARYSYNC_DATA", "./diarysync-data"), "data directory (env DIARYSYNC_DATA)")
 }
 
+func databaseFlag(fs *flag.FlagSet) *string {
+	return fs.String("database", env("DIARYSYNC_DATABASE", ""), "PostgreSQL database URL, such as postgres://user@host/diarysync (env DIARYSYNC_DATABASE); without it, the SQLite file in --data")
+}
+
+// dbFile is the study's SQLite file in a data directory.
+func dbFile(dir string) string { return filepath.Join(dir, "diarysync.db") }
+
 func openData(ctx context.Context, dir, synchronous string, create bool) (study.Store, error) {
 	if create {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("cannot create data directory: %w", err)
 		}
-	} else if _, err := os.Stat(filepath.Join(dir, "diarysync.db")); err != nil {
+	} else if _, err := os.Stat(dbFile(dir)); err != nil {
 		return nil, fmt.Errorf("no diarysync database in %s: start the server there once first", dir)
 	}
-	return sqlite.Open(ctx, filepath.Join(dir, "diarysync.db"), sqlite.Options{Synchronous: synchronous})
+	return sqlite.Open(ctx, dbFile(dir), sqlite.Options{Synchronous: synchronous})
+}
+
+// openDatabase opens the PostgreSQL store at url.
+func openDatabase(ctx context.Context, url string, log *slog.Logger) (*postgres.DB, error) {
+	db, err := postgres.Open(ctx, url, postgres.Options{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("cannot open the PostgreSQL database: %w", err)
+	}
+	return db, nil
 }
 
 // writeAdminCode writes the code to <dir>/admin-code, readable by its
@@ -132,6 +160,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("diaryd serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := dataFlag(fs)
+	database := databaseFlag(fs)
 	addr := fs.String("addr", env("DIARYSYNC_ADDR", "127.0.0.1:8080"), "address to listen on (env DIARYSYNC_ADDR)")
 	cert := fs.String("tls-cert", env("DIARYSYNC_TLS_CERT", ""), "TLS certificate file (env DIARYSYNC_TLS_CERT)")
 	key := fs.String("tls-key", env("DIARYSYNC_TLS_KEY", ""), "TLS key file (env DIARYSYNC_TLS_KEY)")
@@ -161,17 +190,39 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
-	db, err := openData(ctx, *data, *synchronous, true)
-	if err != nil {
-		return err
+	var db study.Store
+	where := *data
+	if *database != "" {
+		pg, err := openDatabase(ctx, *database, log)
+		if err != nil {
+			return err
+		}
+		db, where = pg, "PostgreSQL"
+	} else {
+		if err := os.MkdirAll(*data, 0o700); err != nil {
+			return fmt.Errorf("cannot create data directory: %w", err)
+		}
+		release, err := lockData(*data)
+		if err != nil {
+			return err
+		}
+		defer release()
+		if db, err = openData(ctx, *data, *synchronous, true); err != nil {
+			return err
+		}
 	}
 	defer db.Close()
 
+	// Of several processes starting at once on one database, only the
+	// one that created the administrator prints the code.
 	code, created, err := db.EnsureAdmin(ctx)
 	if err != nil {
 		return err
 	}
-	if created {
+	switch {
+	case created && *database != "":
+		fmt.Fprintf(stdout, "Created the administrator ADMIN. One-time enrolment code (valid 24 hours; \"diaryd admin-code --database ...\" issues another):\n\n    %s\n\n", code)
+	case created:
 		if err := writeAdminCode(*data, code); err != nil {
 			return err
 		}
@@ -200,7 +251,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	srv := server.New(server.Config{Store: db, Logger: log, PublicURL: *publicURL,
 		Console: console.Config{IdleTimeout: *idle, Lifetime: *lifetime}})
-	log.Info("serving", "url", url, "console", url+console.Prefix, "data", *data)
+	log.Info("serving", "url", url, "console", url+console.Prefix, "data", where)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
 }
 
@@ -241,8 +292,22 @@ func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs := flag.NewFlagSet("diaryd admin-code", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	data := dataFlag(fs)
+	database := databaseFlag(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *database != "" {
+		db, err := openDatabase(ctx, *database, nil)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		code, err := db.AdminCode(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, code)
+		return nil
 	}
 	db, err := openData(ctx, *data, "FULL", false)
 	if err != nil {
@@ -257,5 +322,29 @@ func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	fmt.Fprintln(stdout, code)
+	return nil
+}
+
+func backup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("diaryd backup", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := dataFlag(fs)
+	to := fs.String("to", "", "the backup file to write; it must not exist")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *to == "" {
+		return errors.New("backup needs --to FILE")
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if _, err := os.Stat(dbFile(*data)); err != nil {
+		return fmt.Errorf("no diarysync database in %s", *data)
+	}
+	if err := sqlite.Backup(ctx, dbFile(*data), *to); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Backed up %s to %s.\n", dbFile(*data), *to)
 	return nil
 }

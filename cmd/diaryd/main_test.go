@@ -237,6 +237,12 @@ func TestDiaryd_Process(t *testing.T) {
 
 	t.Run("OKFirstStart", func(t *testing.T) {
 		adminCode = readAdminCode(t, data)
+		// The code is printed before the "serving" line is logged, but
+		// standard output reaches the buffer through a pipe of its own:
+		// give it a moment to arrive.
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(p.stdout.String(), adminCode) && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 		if !strings.Contains(p.stdout.String(), adminCode) {
 			t.Fatalf("first start did not print the admin code:\n%s", p.stdout.String())
 		}

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -107,7 +108,13 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 	if !withHistory {
 		return s, nil
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT e.id, h.field, h.tag, h.feedback, h.value, h.clock, h.device_id, d.replica_id, u.study_code
+	// SQLite keeps a change's value in one untyped column; PostgreSQL in
+	// text_value or int_value.
+	value := `h.value, NULL`
+	if w.engine == storetest.Postgres {
+		value = `h.text_value, h.int_value`
+	}
+	rows, err = tx.QueryContext(ctx, `SELECT e.id, h.field, h.tag, h.feedback, `+value+`, h.clock, h.device_id, d.replica_id, u.study_code
 		FROM history h JOIN entries e ON e.rid = h.entry JOIN devices d ON d.id = h.device_id JOIN users u ON u.id = h.user_id ORDER BY h.id`)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read history: %w", err)
@@ -118,11 +125,14 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 			id, feedback, replica []byte
 			field                 int
 			tag, author           string
-			value                 any
+			value, number         any
 			clock, device         int64
 		)
-		if err := rows.Scan(&id, &field, &tag, &feedback, &value, &clock, &device, &replica, &author); err != nil {
+		if err := rows.Scan(&id, &field, &tag, &feedback, &value, &number, &clock, &device, &replica, &author); err != nil {
 			return nil, fmt.Errorf("cannot read history: %w", err)
+		}
+		if value == nil {
+			value = number
 		}
 		c := syncengine.Change{Entry: syncengine.EntryID(id), Field: syncengine.Field(field), Tag: tag, Author: author}
 		c.Clock = syncengine.Timestamp(clock)

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/diarysync/diarysync/internal/storetest"
 )
 
 var (
@@ -19,6 +21,9 @@ var (
 	flagSeed  = flag.Int64("sim.seed", -1, "run only this seed and print its trace")
 	flagSoak  = flag.Duration("sim.soak", 0, "run new seeds until this much time has passed")
 	flagSteps = flag.Int("sim.steps", defaultSteps, "random steps per seed before the quiet phase")
+	// With DIARYSYNC_TEST_STORE=postgres the server store is PostgreSQL:
+	// a database of its own per seed on this server.
+	flagPostgres = flag.String("sim.postgres", os.Getenv("DIARYSYNC_TEST_POSTGRES"), "PostgreSQL server for DIARYSYNC_TEST_STORE=postgres (default $DIARYSYNC_TEST_POSTGRES)")
 )
 
 const defaultSteps = 200
@@ -26,6 +31,9 @@ const defaultSteps = 200
 // reproduce is the command that runs one seed again.
 func reproduce(seed uint64) string {
 	cmd := fmt.Sprintf("go test ./internal/sim -run 'TestSimulation$' -sim.seed %d -v", seed)
+	if storetest.Engine() == storetest.Postgres {
+		cmd = "DIARYSYNC_TEST_STORE=postgres " + cmd + " (PostgreSQL is not deterministic: the replay may differ)"
+	}
 	if *flagSteps != defaultSteps {
 		cmd += fmt.Sprintf(" -sim.steps %d", *flagSteps)
 	}
@@ -164,6 +172,9 @@ func defaultSeeds() int {
 // replays it.
 func TestSimulation(t *testing.T) {
 	ctx := context.Background()
+	if storetest.Engine() == storetest.Postgres {
+		storetest.PostgresURL(t)
+	}
 	steps := *flagSteps
 	root := t.TempDir()
 	tmpl, err := makeTemplates(ctx, root)
@@ -259,6 +270,9 @@ func summary(stats map[string]int, seeds int) string {
 // printing.
 func TestSeedReproduces(t *testing.T) {
 	ctx := context.Background()
+	if storetest.Engine() == storetest.Postgres {
+		t.Skip("a real PostgreSQL is not deterministic: seeds replay exactly on SQLite only")
+	}
 	root := t.TempDir()
 	tmpl, err := makeTemplates(ctx, root)
 	if err != nil {

@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/postgres"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
@@ -134,11 +136,15 @@ type world struct {
 	now   time.Time
 	step  int
 
-	serverPath string
+	engine     string // storetest.SQLite or storetest.Postgres
+	serverPath string // the SQLite file
+	serverURL  string // the PostgreSQL database
+	dropDB     func() error
 	srvRand    io.Reader
-	db         *sqlite.DB
+	db         study.Store
+	srv        *server.Server
 	handler    http.Handler
-	ro         *sql.DB // the server's file, read on the side for the checks
+	ro         *storetest.DB // the server's tables, read on the side for the checks
 
 	users   []*user
 	byCode  map[string]*user
@@ -256,6 +262,7 @@ func newWorld(ctx context.Context, seed uint64, steps int, dir string, tmpl *tem
 		rng:        rand.New(rand.NewPCG(seed, 0)),
 		dir:        dir,
 		now:        epoch,
+		engine:     storetest.Engine(),
 		serverPath: filepath.Join(dir, "server.db"),
 		srvRand:    newPCGReader(seed, 1),
 		byCode:     map[string]*user{},
@@ -265,19 +272,32 @@ func newWorld(ctx context.Context, seed uint64, steps int, dir string, tmpl *tem
 		trace:      newTrace(verbose),
 		tmpl:       tmpl,
 	}
-	if err := os.WriteFile(w.serverPath, tmpl.server, 0o600); err != nil {
-		return nil, fmt.Errorf("cannot copy the server template: %w", err)
+	ro := &storetest.DB{Engine: w.engine}
+	var err error
+	if w.engine == storetest.Postgres {
+		// A real PostgreSQL is not deterministic (its own scheduling and
+		// timing), so a failing seed may not replay exactly; it still
+		// names the run and prints its trace.
+		if w.serverURL, w.dropDB, err = storetest.CreateDatabase(ctx, *flagPostgres); err != nil {
+			return nil, err
+		}
+		ro.DB, err = sql.Open("pgx", w.serverURL)
+	} else {
+		if err := os.WriteFile(w.serverPath, tmpl.server, 0o600); err != nil {
+			return nil, fmt.Errorf("cannot copy the server template: %w", err)
+		}
+		ro.DB, err = sql.Open("sqlite", "file:"+w.serverPath+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
 	}
-	if err := w.openServer(ctx); err != nil {
-		return nil, err
-	}
-	ro, err := sql.Open("sqlite", "file:"+w.serverPath+"?_pragma=busy_timeout(5000)&_pragma=query_only(1)")
 	if err != nil {
 		w.close()
-		return nil, fmt.Errorf("cannot open the server's file for reading: %w", err)
+		return nil, fmt.Errorf("cannot open the server's tables for reading: %w", err)
 	}
 	ro.SetMaxOpenConns(1)
 	w.ro = ro
+	if err := w.openServer(ctx); err != nil {
+		w.close()
+		return nil, err
+	}
 	if err := w.enrolCast(ctx); err != nil {
 		w.close()
 		return nil, err
@@ -291,24 +311,28 @@ func newWorld(ctx context.Context, seed uint64, steps int, dir string, tmpl *tem
 }
 
 func (w *world) openServer(ctx context.Context) error {
-	db, err := sqlite.Open(ctx, w.serverPath, sqlite.Options{
-		Synchronous: "NORMAL",
-		Readers:     2,
-		Now:         func() time.Time { return w.now },
-		Rand:        w.srvRand,
-	})
+	now := func() time.Time { return w.now }
+	var db study.Store
+	var err error
+	if w.engine == storetest.Postgres {
+		db, err = postgres.Open(ctx, w.serverURL, postgres.Options{Now: now, Rand: w.srvRand, MaxConns: 4})
+	} else {
+		db, err = sqlite.Open(ctx, w.serverPath, sqlite.Options{Synchronous: "NORMAL", Readers: 2, Now: now, Rand: w.srvRand})
+	}
 	if err != nil {
 		return fmt.Errorf("cannot open the server store: %w", err)
 	}
 	w.db = db
-	w.handler = server.New(server.Config{Store: db}).Handler()
+	w.srv = server.New(server.Config{Store: db})
+	w.handler = w.srv.Handler()
 	return nil
 }
 
 // restartServer closes the server store and opens it again on the same
-// file, with a new Server: whatever the server kept only in memory is
-// gone.
+// file or database, with a new Server: whatever the server kept only in
+// memory is gone.
 func (w *world) restartServer(ctx context.Context) error {
+	w.srv.Close()
 	if err := w.db.Close(); err != nil {
 		return fmt.Errorf("cannot close the server store: %w", err)
 	}
@@ -402,8 +426,14 @@ func (w *world) close() error {
 	if w.ro != nil {
 		errs = append(errs, w.ro.Close())
 	}
+	if w.srv != nil {
+		w.srv.Close()
+	}
 	if w.db != nil {
 		errs = append(errs, w.db.Close())
+	}
+	if w.dropDB != nil {
+		errs = append(errs, w.dropDB())
 	}
 	return errors.Join(errs...)
 }

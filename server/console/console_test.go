@@ -10,7 +10,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -18,12 +17,12 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/storetest"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/server"
 	"github.com/diarysync/diarysync/server/console"
-	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -64,11 +63,12 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// env is a real server (API and console) on loopback over a real SQLite
-// file, with a clock the test moves.
+// env is a real server (API and console) on loopback over a real store
+// (a SQLite file, or a PostgreSQL database with DIARYSYNC_TEST_STORE),
+// with a clock the test moves.
 type env struct {
 	t    *testing.T
-	db   *sqlite.DB
+	db   *storetest.Store
 	clk  *testClock
 	url  string
 	logs *lockedBuffer
@@ -79,10 +79,7 @@ const testPassphrase = "a quiet walk by the canal"
 func newEnv(t *testing.T, cfg server.Config) *env {
 	t.Helper()
 	e := &env{t: t, clk: &testClock{t: time.Now()}, logs: &lockedBuffer{}}
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "diary.db"), sqlite.Options{Synchronous: "NORMAL", Now: e.clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := storetest.Open(t, storetest.Options{Synchronous: "NORMAL", Now: e.clk.Now})
 	e.db = db
 	cfg.Store = db
 	cfg.Logger = slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -94,7 +91,6 @@ func newEnv(t *testing.T, cfg server.Config) *env {
 	t.Cleanup(func() {
 		s.Drain()
 		ts.Close()
-		db.Close()
 	})
 	return e
 }

@@ -20,7 +20,7 @@ import (
 // pull would bring it.
 func (e *env) ownerView(nav *phoneDevice, id syncengine.EntryID) *syncengine.Entry {
 	e.t.Helper()
-	page, err := e.db.Pull(context.Background(), nav.Identity, 0, 0)
+	page, err := e.db.Pull(context.Background(), nav.Identity, study.PullRequest{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func TestAdmin(t *testing.T) {
 		if done.status != http.StatusOK || !strings.Contains(done.body, "Erased entry") {
 			t.Fatalf("erase: %d %.300s", done.status, done.body)
 		}
-		page, _ := e.db.Pull(ctx, nav.Identity, 0, 0)
+		page, _ := e.db.Pull(ctx, nav.Identity, study.PullRequest{})
 		if len(page.Entries) != 0 || len(page.Removals) != 1 || page.Removals[0].Reason != study.ReasonErased {
 			t.Fatalf("after erasure the navigator pulls %+v", page)
 		}

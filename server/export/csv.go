@@ -2,6 +2,7 @@ package export
 
 import (
 	"encoding/csv"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"strconv"
@@ -10,22 +11,22 @@ import (
 	"github.com/diarysync/diarysync/study"
 )
 
-// CSVHeader is the header row of a CSV export, one column per field.
-var CSVHeader = []string{
-	"entry_id", "study_code", "wave", "wave_label", "date", "title", "body",
-	"tags", "mood", "created", "last_edited", "edits",
-}
+// CSVHeader is the header row of a CSV export, one column per field;
+// WriteDictionary describes each.
+var CSVHeader = columnNames()
 
 // TagSeparator joins an entry's tags in the tags column of a CSV export.
 // A tag may itself contain it; the JSON Lines export, which carries tags
 // as an array, is exact where that matters.
 const TagSeparator = "; "
 
-// WriteCSV writes the records as RFC 4180 CSV to w: UTF-8 without a byte
-// order mark, CRLF between records, a header row (CSVHeader), then one
-// row per entry. Mood is empty when not recorded; created and last_edited
-// are RFC 3339 in UTC with milliseconds; edits counts the accepted changes
-// in the entry's history.
+// utf8BOM is the byte order mark --bom puts first.
+const utf8BOM = "\uFEFF"
+
+// WriteCSV writes the records as RFC 4180 CSV to w: UTF-8, CRLF between
+// records, a header row (CSVHeader), then one row per entry. Mood is
+// empty when not recorded; created and last_edited are RFC 3339 in UTC
+// with milliseconds; revisions counts the navigator's own saves.
 //
 // Two things are written differently from what the entry holds, both so
 // that the file means the same in every program that opens it:
@@ -35,24 +36,33 @@ const TagSeparator = "; "
 //     encoding/csv reads it back as LF. Written as it came, a lone CR
 //     would vanish (encoding/csv's writer drops it) or end the row early
 //     in some readers.
-//   - A cell that starts with '=', '+', '-', '@', a tab or a single quote
-//     gets one more single quote in front. Spreadsheets run a cell that
-//     starts with one of the first four as a formula: a diary line such
-//     as "-went to the hostel" would show as an error, and a crafted one
-//     could reach the network. The quote makes the spreadsheet show the
-//     text as it is. Because a cell that already started with a quote
-//     gets one too, the change is exactly reversible: RestoreCSVField
-//     removes it.
+//   - Unless the manifest's FormulaGuard is off, a cell that starts with
+//     '=', '+', '-', '@', a tab or a single quote gets one more single
+//     quote in front. Spreadsheets run a cell that starts with one of
+//     the first four as a formula: a diary line such as "-went to the
+//     hostel" would show as an error, and a crafted one could reach the
+//     network. The quote makes the spreadsheet show the text as it is.
+//     Because a cell that already started with a quote gets one too, the
+//     change is exactly reversible: RestoreCSVField removes it. R and
+//     pandas users, who open the file in no spreadsheet, turn the guard
+//     off (--no-formula-guard), and the manifest says so.
+//
+// The file starts with a UTF-8 byte order mark when the manifest's BOM
+// is set (--bom): Excel then opens it as UTF-8 with a double click, where
+// it would otherwise garble accents, Arabic and emoji. RFC 4180 has no
+// BOM, and R and pandas keep it as part of the first column's name unless
+// told (encoding "UTF-8-BOM", "utf-8-sig"), so it is off by default.
 //
 // The JSON Lines export carries every field unchanged.
-//
-// No byte order mark: RFC 4180 has none, and R, pandas and most CSV
-// readers would keep it as part of the first column's name; Excel reads
-// the file as UTF-8 through Data > From Text/CSV.
 func WriteCSV(w io.Writer, m study.Manifest, recs study.Records) error {
 	c, err := newChecker(&m)
 	if err != nil {
 		return fmt.Errorf("cannot export CSV: %w", err)
+	}
+	if m.BOM {
+		if _, err := io.WriteString(w, utf8BOM); err != nil {
+			return fmt.Errorf("cannot write CSV: %w", err)
+		}
 	}
 	cw := csv.NewWriter(w)
 	cw.UseCRLF = true
@@ -71,20 +81,25 @@ func WriteCSV(w io.Writer, m study.Manifest, recs study.Records) error {
 		if r.Mood != 0 {
 			mood = strconv.Itoa(r.Mood)
 		}
-		row[0] = id.String()
-		row[1] = r.StudyCode
-		row[2] = strconv.FormatUint(uint64(r.Wave), 10)
-		row[3] = wv.Label
-		row[4] = r.Date
-		row[5] = r.Title
-		row[6] = r.Body
-		row[7] = strings.Join(sortedTags(r.Tags), TagSeparator)
-		row[8] = mood
-		row[9] = formatTime(r.Created)
-		row[10] = formatTime(r.LastEdited)
-		row[11] = strconv.Itoa(r.Edits)
+		row = append(row[:0],
+			id.String(),
+			r.StudyCode,
+			strconv.FormatUint(uint64(r.Wave), 10),
+			wv.Label,
+			r.WaveDefinition,
+			r.Date,
+			r.Title,
+			r.Body,
+			strings.Join(sortedTags(r.Tags), TagSeparator),
+			mood,
+			formatTime(r.Created),
+			formatTime(r.LastEdited),
+			strconv.Itoa(r.Revisions),
+			hex.EncodeToString(r.TextSHA256[:]),
+			redactionText(r.Redactions),
+		)
 		for i := range row {
-			row[i] = csvCell(row[i])
+			row[i] = csvCell(row[i], m.FormulaGuard)
 		}
 		if err := cw.Write(row); err != nil {
 			return fmt.Errorf("cannot write entry %s: %w", id, err)
@@ -105,9 +120,9 @@ func WriteCSV(w io.Writer, m study.Manifest, recs study.Records) error {
 }
 
 // csvCell writes one cell's value as WriteCSV documents it.
-func csvCell(s string) string {
+func csvCell(s string, guard bool) string {
 	s = lineFeeds(s)
-	if s == "" {
+	if s == "" || !guard {
 		return s
 	}
 	switch s[0] {

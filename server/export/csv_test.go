@@ -3,6 +3,7 @@ package export
 import (
 	"bytes"
 	"encoding/csv"
+	"encoding/hex"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,11 +52,11 @@ func TestWriteCSV(t *testing.T) {
 			}
 			tags := slices.Sorted(slices.Values(r.Tags))
 			want := []string{
-				r.EntryID, r.StudyCode, strconv.Itoa(int(r.Wave)), labels[r.Wave], r.Date,
+				r.EntryID, r.StudyCode, strconv.Itoa(int(r.Wave)), labels[r.Wave], r.WaveDefinition, r.Date,
 				r.Title, lineFeeds(r.Body), strings.Join(tags, "; "), mood,
 				r.Created.UTC().Format("2006-01-02T15:04:05.000Z"),
 				r.LastEdited.UTC().Format("2006-01-02T15:04:05.000Z"),
-				strconv.Itoa(r.Edits),
+				strconv.Itoa(r.Revisions), hex.EncodeToString(r.TextSHA256[:]), redactionText(r.Redactions),
 			}
 			if got := rows[i+1]; !slices.Equal(got, want) {
 				for j := range want {
@@ -92,7 +93,7 @@ func TestWriteCSV(t *testing.T) {
 
 	t.Run("LoneCRIsALineBreak", func(t *testing.T) {
 		rows := readCSV(t, out)
-		if got, want := rows[2][6], "=1+1\nlone CR above, \"quoted\"\n\nmixed"; got != want {
+		if got, want := rows[2][7], "=1+1\nlone CR above, \"quoted\"\n\nmixed"; got != want {
 			t.Fatalf("body = %q, want %q", got, want)
 		}
 	})
@@ -119,7 +120,7 @@ func TestCSVFormulaQuoting(t *testing.T) {
 		t.Run(strconv.Quote(body), func(t *testing.T) {
 			recs := []study.Record{{
 				EntryID: "01900000-0000-7000-8000-0000000000aa", StudyCode: "PN-A", Wave: 1, Date: "2024-01-02",
-				Title: "t", Body: body, Created: exportedAt, LastEdited: exportedAt, Edits: 1,
+				Title: "t", Body: body, Created: exportedAt, LastEdited: exportedAt, WaveDefinition: study.DefinitionDefault, Revisions: 1,
 			}}
 			var b bytes.Buffer
 			if err := WriteCSV(&b, manifestFor(recs), sliceRecords(recs)); err != nil {
@@ -129,7 +130,7 @@ func TestCSVFormulaQuoting(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := rows[1][6]
+			got := rows[1][7]
 			if got != want {
 				t.Fatalf("cell = %q, want %q", got, want)
 			}

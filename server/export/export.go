@@ -27,11 +27,12 @@ func formatTime(t time.Time) string {
 }
 
 // checker holds what a writer needs to check the records of one export
-// against its manifest. It costs memory per wave, never per entry.
+// against its manifest. It costs memory per wave definition, never per
+// entry.
 type checker struct {
-	m     *study.Manifest
-	waves map[uint32]study.Wave
-	// selected are the waves the export covers, by number.
+	m    *study.Manifest
+	plan study.WavePlan
+	// selected are the study-wide waves the export covers, by number.
 	selected []study.Wave
 }
 
@@ -39,27 +40,42 @@ func newChecker(m *study.Manifest) (*checker, error) {
 	if m.ExportedAt.IsZero() {
 		return nil, errors.New("manifest has no export time")
 	}
-	c := &checker{m: m, waves: make(map[uint32]study.Wave, len(m.Waves))}
-	for _, w := range m.Waves {
+	seen := map[string]bool{}
+	for _, w := range append(slices.Clone(m.Waves), m.NavigatorWaves...) {
 		if w.Number == 0 {
 			return nil, errors.New("manifest has a wave numbered 0")
 		}
-		if _, dup := c.waves[w.Number]; dup {
+		key := strconv.FormatUint(uint64(w.Number), 10) + "/" + w.Navigator
+		if seen[key] {
 			return nil, fmt.Errorf("manifest defines wave %d twice", w.Number)
 		}
+		seen[key] = true
 		if w.End < w.Start {
 			return nil, fmt.Errorf("manifest's wave %d ends (%s) before it starts (%s)", w.Number, w.End, w.Start)
 		}
-		c.waves[w.Number] = w
+	}
+	for _, w := range m.Waves {
+		if w.Navigator != "" {
+			return nil, fmt.Errorf("manifest lists %s's own dates for wave %d among the study-wide waves", w.Navigator, w.Number)
+		}
+	}
+	c := &checker{m: m, plan: m.Plan()}
+	for _, w := range m.NavigatorWaves {
+		if w.Navigator == "" {
+			return nil, fmt.Errorf("manifest lists the study-wide wave %d among the navigators' own dates", w.Number)
+		}
+		if _, ok := c.plan.Default(w.Number); !ok {
+			return nil, fmt.Errorf("manifest gives %s own dates for wave %d but does not define the wave", w.Navigator, w.Number)
+		}
 	}
 	if m.Wave != 0 {
-		w, ok := c.waves[m.Wave]
+		w, ok := c.plan.Default(m.Wave)
 		if !ok {
 			return nil, fmt.Errorf("manifest exports wave %d but does not define it", m.Wave)
 		}
 		c.selected = []study.Wave{w}
 	} else {
-		c.selected = sortedWaves(m.Waves)
+		c.selected = c.plan.Defaults
 	}
 	return c, nil
 }
@@ -71,9 +87,10 @@ func sortedWaves(waves []study.Wave) []study.Wave {
 	return s
 }
 
-// wave returns the definition of wave n if the export covers it.
+// wave returns the study-wide definition of wave n if the export covers
+// it.
 func (c *checker) wave(n uint32) (study.Wave, bool) {
-	w, ok := c.waves[n]
+	w, ok := c.plan.Default(n)
 	if !ok || (c.m.Wave != 0 && n != c.m.Wave) {
 		return study.Wave{}, false
 	}
@@ -111,12 +128,19 @@ func (rd *reading) check(r *study.Record) (id uuid.UUID, keep bool, err error) {
 	if _, err := time.Parse(time.DateOnly, r.Date); err != nil {
 		return id, false, fmt.Errorf("entry %s is dated %q, not a date written YYYY-MM-DD", id, truncate(r.Date, 20))
 	}
-	w, ok := rd.c.wave(r.Wave)
-	if !ok {
+	m := rd.c.m
+	if (m.Navigator != "" && r.StudyCode != m.Navigator) || (m.From != "" && r.Date < m.From) || (m.To != "" && r.Date > m.To) {
+		return id, false, fmt.Errorf("entry %s (%s, %s) is outside the export's filters", id, r.StudyCode, r.Date)
+	}
+	if _, ok := rd.c.wave(r.Wave); !ok {
 		return id, false, fmt.Errorf("entry %s is in wave %d, which this export does not cover", id, r.Wave)
 	}
-	if r.Date < w.Start || r.Date > w.End {
-		return id, false, fmt.Errorf("entry %s is dated %q, outside wave %d (%s to %s)", id, truncate(r.Date, 20), w.Number, w.Start, w.End)
+	w, ok := rd.c.plan.Place(r.StudyCode, r.Date)
+	if !ok || w.Number != r.Wave {
+		return id, false, fmt.Errorf("entry %s is dated %q, outside wave %d as defined for %s", id, truncate(r.Date, 20), r.Wave, r.StudyCode)
+	}
+	if r.WaveDefinition != w.Definition() {
+		return id, false, fmt.Errorf("entry %s was placed by the %s definition of wave %d, but the manifest's is %s", id, r.WaveDefinition, r.Wave, w.Definition())
 	}
 	if rd.started {
 		order := cmp.Or(

@@ -29,31 +29,31 @@ func hostileRecords() []study.Record {
 			Title: `<script>alert("x")</script> & "quotes", commas`,
 			Body:  "He said \"no\", then left.\r\nNext line, with a comma.\r\n😀 emoji and Cafe\u0301 (decomposed).\n]]> and </Body> and &amp;",
 			Tags:  []string{"housing", "court; appeal"}, Mood: 7,
-			Created: created, LastEdited: created.Add(26 * time.Hour), Edits: 5,
+			Created: created, LastEdited: created.Add(26 * time.Hour), WaveDefinition: study.DefinitionDefault, Revisions: 5,
 		},
 		{
 			EntryID: "01900000-0000-7000-8000-000000000002", StudyCode: "PN-A", Wave: 2, Date: "2024-04-02",
 			Title: "=HYPERLINK(\"http://example.invalid\",\"click\")",
 			Body:  "=1+1\rlone CR above, \"quoted\"\r\r\nmixed",
 			Tags:  nil, Mood: 0,
-			Created: created.Add(80 * 24 * time.Hour), LastEdited: created.Add(80 * 24 * time.Hour), Edits: 3,
+			Created: created.Add(80 * 24 * time.Hour), LastEdited: created.Add(80 * 24 * time.Hour), WaveDefinition: study.DefinitionDefault, Revisions: 3,
 		},
 		{
 			EntryID: "01900000-0000-7000-8000-000000000003", StudyCode: "PN-B", Wave: 1, Date: "2024-02-01",
 			Title: "-minus", Body: "-went to the hostel\n+1 @alice\n\ttabbed\n'quoted already",
 			Tags: []string{"zeta", "alpha"}, Mood: 10,
-			Created: created.Add(17 * 24 * time.Hour), LastEdited: created.Add(18 * 24 * time.Hour), Edits: 9,
+			Created: created.Add(17 * 24 * time.Hour), LastEdited: created.Add(18 * 24 * time.Hour), WaveDefinition: study.DefinitionDefault, Revisions: 9,
 		},
 		{
 			EntryID: "01900000-0000-7000-8000-000000000004", StudyCode: "PN-B", Wave: 2, Date: "2024-05-05",
 			Title: "", Body: "control \x01 char and \x7f delete, \uFFFE non-character",
 			Tags: []string{"@mention"}, Mood: 1,
-			Created: created.Add(110 * 24 * time.Hour), LastEdited: created.Add(111 * 24 * time.Hour), Edits: 4,
+			Created: created.Add(110 * 24 * time.Hour), LastEdited: created.Add(111 * 24 * time.Hour), WaveDefinition: study.DefinitionDefault, Revisions: 4,
 		},
 		{
 			EntryID: "01900000-0000-7000-8000-000000000005", StudyCode: "PN-B", Wave: 2, Date: "2024-06-30",
 			Title: "Empty body", Body: "",
-			Created: created.Add(150 * 24 * time.Hour), LastEdited: created.Add(150 * 24 * time.Hour), Edits: 2,
+			Created: created.Add(150 * 24 * time.Hour), LastEdited: created.Add(150 * 24 * time.Hour), WaveDefinition: study.DefinitionDefault, Revisions: 2,
 		},
 	}
 }
@@ -61,7 +61,7 @@ func hostileRecords() []study.Record {
 // manifestFor returns a manifest of all waves for recs.
 func manifestFor(recs []study.Record) study.Manifest {
 	return study.Manifest{
-		Position: 42, ExportedAt: exportedAt, Wave: 0, Waves: testWaves,
+		Position: 42, ExportedAt: exportedAt, SnapshotAt: exportedAt, Wave: 0, Waves: testWaves, FormulaGuard: true,
 		Entries: uint64(len(recs)), ExcludedNotShared: 3, ExcludedDeleted: 2, ExcludedErased: 1, ExcludedNoWave: 4,
 	}
 }
@@ -79,6 +79,9 @@ func sliceRecords(recs []study.Record) study.Records {
 			r = src
 			if p.SkipBody {
 				r.Body = ""
+			}
+			if p.SkipRevisions {
+				r.Revisions = 0
 			}
 			if err := yield(&r); err != nil {
 				return err

@@ -2,6 +2,7 @@ package export
 
 import (
 	"bufio"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,27 +12,30 @@ import (
 
 // jsonRecord is one line of a JSON Lines export.
 type jsonRecord struct {
-	EntryID    string   `json:"entry_id"`
-	StudyCode  string   `json:"study_code"`
-	Wave       uint32   `json:"wave"`
-	WaveLabel  string   `json:"wave_label"`
-	Date       string   `json:"date"`
-	Title      string   `json:"title"`
-	Body       string   `json:"body"`
-	Tags       []string `json:"tags"`
-	Mood       *int     `json:"mood"`
-	Created    string   `json:"created"`
-	LastEdited string   `json:"last_edited"`
-	Edits      int      `json:"edits"`
+	EntryID    string         `json:"entry_id"`
+	StudyCode  string         `json:"study_code"`
+	Wave       uint32         `json:"wave"`
+	WaveLabel  string         `json:"wave_label"`
+	WaveDef    string         `json:"wave_definition"`
+	Date       string         `json:"date"`
+	Title      string         `json:"title"`
+	Body       string         `json:"body"`
+	Tags       []string       `json:"tags"`
+	Mood       *int           `json:"mood"`
+	Created    string         `json:"created"`
+	LastEdited string         `json:"last_edited"`
+	Revisions  int            `json:"revisions"`
+	TextSHA256 string         `json:"text_sha256"`
+	Redactions map[string]int `json:"redactions"`
 }
 
 // WriteJSONL writes the records as JSON Lines to w: one JSON object per
-// entry and line, with the keys of the CSV export's columns (entry_id,
-// study_code, wave, wave_label, date, title, body, tags, mood, created,
-// last_edited, edits). Every field is exactly what the entry holds: tags
-// are an array (empty, never null), mood is null when not recorded, so
-// that it never counts as 0 in an average, and times are RFC 3339 in UTC
-// with milliseconds.
+// entry and line, with the keys of the CSV export's columns (CSVHeader;
+// WriteDictionary describes each). Every field is exactly what the
+// de-identified entry holds: tags are an array (empty, never null), mood
+// is null when not recorded, so that it never counts as 0 in an average,
+// redactions is an object (empty when none), and times are RFC 3339 in
+// UTC with milliseconds.
 func WriteJSONL(w io.Writer, m study.Manifest, recs study.Records) error {
 	c, err := newChecker(&m)
 	if err != nil {
@@ -58,13 +62,19 @@ func WriteJSONL(w io.Writer, m study.Manifest, recs study.Records) error {
 			StudyCode:  r.StudyCode,
 			Wave:       r.Wave,
 			WaveLabel:  wv.Label,
+			WaveDef:    r.WaveDefinition,
 			Date:       r.Date,
 			Title:      r.Title,
 			Body:       r.Body,
 			Tags:       sortedTags(r.Tags),
 			Created:    formatTime(r.Created),
 			LastEdited: formatTime(r.LastEdited),
-			Edits:      r.Edits,
+			Revisions:  r.Revisions,
+			TextSHA256: hex.EncodeToString(r.TextSHA256[:]),
+			Redactions: r.Redactions,
+		}
+		if line.Redactions == nil {
+			line.Redactions = map[string]int{}
 		}
 		if line.Tags == nil {
 			line.Tags = []string{}

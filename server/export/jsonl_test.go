@@ -61,13 +61,14 @@ func TestWriteJSONL(t *testing.T) {
 				Mood       *int     `json:"mood"`
 				Created    string   `json:"created"`
 				LastEdited string   `json:"last_edited"`
-				Edits      int      `json:"edits"`
+				Revisions  int      `json:"revisions"`
+				WaveDef    string   `json:"wave_definition"`
 			}
 			if err := json.Unmarshal(sc.Bytes(), &got); err != nil {
 				t.Fatalf("line %d: %v", i+1, err)
 			}
 			r := recs[i]
-			if got.EntryID != r.EntryID || got.StudyCode != r.StudyCode || got.Wave != r.Wave || got.Date != r.Date || got.Edits != r.Edits {
+			if got.EntryID != r.EntryID || got.StudyCode != r.StudyCode || got.Wave != r.Wave || got.Date != r.Date || got.Revisions != r.Revisions || got.WaveDef != r.WaveDefinition {
 				t.Errorf("line %d: ids and numbers %+v differ from %+v", i+1, got, r)
 			}
 			// Exactly what the entry holds: CRLF and lone CR included.

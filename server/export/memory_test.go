@@ -44,7 +44,7 @@ func generated(n, bodyBytes int, sample func()) study.Records {
 				EntryID: id.String(), StudyCode: fmt.Sprintf("PN-%04d", code), Wave: wave,
 				Date: date.Format(time.DateOnly), Title: fmt.Sprintf("Entry %d", i),
 				Tags: []string{"housing", "shelter"}, Mood: j%10 + 1,
-				Created: date, LastEdited: date.Add(time.Hour), Edits: 3,
+				Created: date, LastEdited: date.Add(time.Hour), WaveDefinition: study.DefinitionDefault, Revisions: 3,
 			}
 			if !p.SkipBody {
 				buf = fmt.Appendf(buf[:0], "Entry %d.\r\n", i)
@@ -77,7 +77,7 @@ func heapGrowth(t *testing.T, n, bodyBytes int, write func(io.Writer, study.Mani
 		runtime.ReadMemStats(&ms)
 		peak = max(peak, ms.HeapAlloc)
 	}
-	m := study.Manifest{Position: 1, ExportedAt: exportedAt, Waves: bigWaves, Entries: uint64(n)}
+	m := study.Manifest{Position: 1, ExportedAt: exportedAt, SnapshotAt: exportedAt, Waves: bigWaves, Entries: uint64(n), FormulaGuard: true}
 	if err := write(io.Discard, m, generated(n, bodyBytes, sample)); err != nil {
 		t.Fatal(err)
 	}

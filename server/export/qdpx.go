@@ -1,11 +1,15 @@
 package export
 
 import (
+	"cmp"
 	"encoding/xml"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/diarysync/diarysync/study"
@@ -33,6 +37,17 @@ func caseGUID(studyCode string) string  { return guid("case", studyCode) }
 func setGUID(wave uint32) string        { return guid("wave", strconv.FormatUint(uint64(wave), 10)) }
 func variableGUID(name string) string   { return guid("variable", name) }
 
+// codeGUID is the GUID of the code of a tag: the same tag has the same
+// code in every export, so codings from two exports merge in one project.
+func codeGUID(tag string) string { return guid("code", tag) }
+
+// selectionGUID and codingGUID name the selection of an entry's whole
+// text and its coding with one tag.
+func selectionGUID(entry uuid.UUID) string { return guid("selection", entry.String()) }
+func codingGUID(entry uuid.UUID, tag string) string {
+	return guid("coding", entry.String()+"\x00"+tag)
+}
+
 // noteGUID is the GUID of an export's manifest note: exports of the same
 // waves at the same position have the same one.
 func noteGUID(position uint64, wave uint32) string {
@@ -59,10 +74,12 @@ var variables = [...]variable{
 	varEntryID:   {"Entry id", "Text", "The entry's id, as in the CSV and JSON Lines exports."},
 	varWave:      {"Wave", "Integer", "The number of the interview wave whose date window holds the entry's date."},
 	varWaveLabel: {"Wave label", "Text", "The label of that wave."},
+	varWaveDef:   {"Wave definition", "Text", "Which dates placed the entry in its wave: default (study-wide) or navigator (the navigator's own interview dates)."},
 	varDate:      {"Entry date", "Date", "The date the entry is about."},
-	varTags:      {"Tags", "Text", "The entry's tags, in alphabetical order, joined with \"; \"."},
+	varTags:      {"Tags", "Text", "The entry's tags, in alphabetical order, joined with \"; \" (each is also a code coding the whole text)."},
 	varMood:      {"Mood", "Integer", "The mood the navigator recorded, from 1 to 10; absent when none was recorded."},
-	varEdits:     {"Edits", "Integer", "The number of accepted changes in the entry's history."},
+	varRevisions: {"Revisions", "Integer", "How many times the navigator saved the entry (one per save on a device; supervisors' feedback not counted)."},
+	varRedacted:  {"Redactions", "Text", "The replacements de-identification made in the entry, by marker, such as \"[name]=2; [phone]=1\"; absent when none."},
 }
 
 // variableGUIDs are the variables' GUIDs, derived once rather than once
@@ -79,10 +96,12 @@ const (
 	varEntryID
 	varWave
 	varWaveLabel
+	varWaveDef
 	varDate
 	varTags
 	varMood
-	varEdits
+	varRevisions
+	varRedacted
 )
 
 // sourceNameTitleRunes bounds the title's share of a source's name: tools
@@ -90,39 +109,50 @@ const (
 const sourceNameTitleRunes = 80
 
 // WriteQDPX writes the records as a REFI-QDA project (.qdpx) to w: a zip
-// archive holding project.qde and one text file per entry in sources/.
+// archive holding project.qde, one text file per entry in sources/, and
+// manifest.json (WriteManifest, without the export's id and time).
 //
 // In project.qde, which validates against the REFI-QDA Project schema
 // (QDA-XML 1.0):
 //
+//   - the codebook holds one code per tag the exported entries carry,
+//     with a GUID derived from the tag's name, so that it is the same in
+//     every export;
 //   - each navigator is a Case, named by study code, listing its entries'
 //     sources;
-//   - each entry is a TextSource named "<study code> <date>: <title>",
-//     with the full title as its description, creation and modification
-//     times, and its text in sources/<guid>.txt, referenced as
-//     plainTextPath="internal://<guid>.txt";
-//   - the variables Study code, Entry id, Wave, Wave label, Entry date,
-//     Tags, Mood and Edits are values on each source;
+//   - each entry is a TextSource named "<study code> <date> <title>
+//     [<last 6 of its id>]" (safe as a file name on Windows, macOS and
+//     Linux, and unique), with the full title as its description,
+//     creation and modification times, its text in sources/<guid>.txt,
+//     referenced as plainTextPath="internal://<guid>.txt", and, when it
+//     has text and tags, one selection of its whole text coded with each
+//     of its tags: the entries arrive coded;
+//   - the variables Study code, Entry id, Wave, Wave label, Wave
+//     definition, Entry date, Tags, Mood, Revisions and Redactions are
+//     values on each source;
 //   - each wave exported is a Set of its entries' sources;
-//   - the manifest (position, export time, waves, counts of what was
-//     exported and left out) is a Note, referenced by the project.
+//   - the manifest (position, snapshot time, waves, settings, counts of
+//     what was exported and left out) is a Note, referenced by the
+//     project.
 //
-// A source's text is the entry's body, UTF-8 without a byte order mark,
-// LF line breaks, in Unicode normalisation form C; the project's texts
-// are normalised the same way. Every GUID is a UUIDv5 of an id (entry
-// id, study code, wave number, variable name, position), so exporting
-// the same data again gives the same GUIDs, and every file's modification
-// time is the manifest's ExportedAt, so it gives the same bytes too.
+// A source's text is the entry's de-identified body, UTF-8 without a
+// byte order mark, LF line breaks, in Unicode normalisation form C
+// (study.PlainText); selections count characters (code points) of it.
+// Every GUID is a UUIDv5 of an id (entry id, study code, tag, wave
+// number, variable name, position), and every time in the archive is the
+// snapshot's (m.SnapshotAt), so the same snapshot with the same settings
+// gives the same bytes.
 //
-// WriteQDPX calls recs 3 times plus once per wave exported; only the
-// first reading needs bodies. It keeps the archive's directory in a
-// temporary file, which holds file names and sizes, never content.
+// WriteQDPX calls recs 5 times plus once per wave exported; three of the
+// readings need bodies, and one (the sources') the revision counts. It keeps the archive's directory in a temporary
+// file, which holds file names and sizes, never content, and the set of
+// tag names in memory (a study's tag vocabulary, not its entries).
 func WriteQDPX(w io.Writer, m study.Manifest, recs study.Records) error {
 	c, err := newChecker(&m)
 	if err != nil {
 		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
 	}
-	z, err := newZipStream(w, m.ExportedAt)
+	z, err := newZipStream(w, m.SnapshotAt)
 	if err != nil {
 		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
 	}
@@ -137,6 +167,13 @@ func WriteQDPX(w io.Writer, m study.Manifest, recs study.Records) error {
 	if err := writeProject(f, c, recs); err != nil {
 		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
 	}
+	f, err = z.create("manifest.json")
+	if err != nil {
+		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
+	}
+	if err := WriteManifest(f, m, recs, true); err != nil {
+		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
+	}
 	if err := z.close(); err != nil {
 		return fmt.Errorf("cannot export REFI-QDA project: %w", err)
 	}
@@ -146,7 +183,7 @@ func WriteQDPX(w io.Writer, m study.Manifest, recs study.Records) error {
 // writeSourceFiles writes every entry's text into the archive.
 func writeSourceFiles(z *zipStream, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
-	err := recs(study.Pass{}, func(r *study.Record) error {
+	err := recs(study.Pass{SkipRevisions: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -181,8 +218,18 @@ func writeProject(w io.Writer, c *checker, recs study.Records) error {
 	q.startName(xml.Name{Space: qdeNamespace, Local: "Project"},
 		"name", projectName(m),
 		"origin", "diarysync",
-		"creationDateTime", formatTime(m.ExportedAt),
+		"creationDateTime", formatTime(m.SnapshotAt),
 	)
+
+	tags, err := collectTags(c, recs)
+	if err != nil {
+		return err
+	}
+	if len(tags) > 0 {
+		q.start("CodeBook")
+		writeCodes(q, tags)
+		q.end("CodeBook")
+	}
 
 	q.start("Variables")
 	for i, v := range variables {
@@ -201,7 +248,7 @@ func writeProject(w io.Writer, c *checker, recs study.Records) error {
 
 	note := noteGUID(m.Position, m.Wave)
 	q.start("Notes")
-	q.start("Note", "guid", note, "name", "Export manifest", "creationDateTime", formatTime(m.ExportedAt))
+	q.start("Note", "guid", note, "name", "Export manifest", "creationDateTime", formatTime(m.SnapshotAt))
 	q.text("PlainTextContent", manifestText(c))
 	q.end("Note")
 	q.end("Notes")
@@ -228,7 +275,7 @@ func writeProject(w io.Writer, c *checker, recs study.Records) error {
 func writeCases(q *qdeWriter, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
 	code, open := "", false
-	err := recs(study.Pass{SkipBody: true}, func(r *study.Record) error {
+	err := recs(study.Pass{SkipBody: true, SkipRevisions: true}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -258,11 +305,13 @@ func writeCases(q *qdeWriter, c *checker, recs study.Records) error {
 	return q.failed()
 }
 
-// writeSources writes one TextSource per entry.
+// writeSources writes one TextSource per entry, with the coding of its
+// whole text by its tags. It reads bodies: a selection's end is the
+// text's length in characters.
 func writeSources(q *qdeWriter, c *checker, recs study.Records) error {
 	rd := c.newReading(0)
 	open := false
-	err := recs(study.Pass{SkipBody: true}, func(r *study.Record) error {
+	err := recs(study.Pass{}, func(r *study.Record) error {
 		id, _, err := rd.check(r)
 		if err != nil {
 			return err
@@ -275,7 +324,7 @@ func writeSources(q *qdeWriter, c *checker, recs study.Records) error {
 		g := sourceGUID(id)
 		q.start("TextSource",
 			"guid", g,
-			"name", sourceName(r),
+			"name", sourceName(r, id),
 			"plainTextPath", sourceRef(g),
 			"creationDateTime", formatTime(r.Created),
 			"modifiedDateTime", formatTime(r.LastEdited),
@@ -283,16 +332,36 @@ func writeSources(q *qdeWriter, c *checker, recs study.Records) error {
 		if r.Title != "" {
 			q.text("Description", plainText(r.Title))
 		}
+		tags := sortedTags(r.Tags)
+		if n := utf8.RuneCountInString(plainText(r.Body)); n > 0 && len(tags) > 0 {
+			q.start("PlainTextSelection",
+				"guid", selectionGUID(id),
+				"name", "Whole entry",
+				"startPosition", "0",
+				"endPosition", strconv.Itoa(n),
+				"creationDateTime", formatTime(r.LastEdited),
+			)
+			for _, t := range tags {
+				q.start("Coding", "guid", codingGUID(id, t), "creationDateTime", formatTime(r.LastEdited))
+				q.empty("CodeRef", "targetGUID", codeGUID(t))
+				q.end("Coding")
+			}
+			q.end("PlainTextSelection")
+		}
 		q.value(varStudyCode, "TextValue", plainText(r.StudyCode))
 		q.value(varEntryID, "TextValue", id.String())
 		q.value(varWave, "IntegerValue", strconv.FormatUint(uint64(r.Wave), 10))
 		q.value(varWaveLabel, "TextValue", plainText(wv.Label))
+		q.value(varWaveDef, "TextValue", r.WaveDefinition)
 		q.value(varDate, "DateValue", r.Date)
-		q.value(varTags, "TextValue", plainText(strings.Join(sortedTags(r.Tags), TagSeparator)))
+		q.value(varTags, "TextValue", plainText(strings.Join(tags, TagSeparator)))
 		if r.Mood != 0 {
 			q.value(varMood, "IntegerValue", strconv.Itoa(r.Mood))
 		}
-		q.value(varEdits, "IntegerValue", strconv.Itoa(r.Edits))
+		q.value(varRevisions, "IntegerValue", strconv.Itoa(r.Revisions))
+		if len(r.Redactions) > 0 {
+			q.value(varRedacted, "TextValue", redactionText(r.Redactions))
+		}
 		q.end("TextSource")
 		return q.failed()
 	})
@@ -308,6 +377,40 @@ func writeSources(q *qdeWriter, c *checker, recs study.Records) error {
 	return q.failed()
 }
 
+// collectTags reads the tags of every exported entry, as codes name them
+// (PlainText), sorted.
+func collectTags(c *checker, recs study.Records) ([]string, error) {
+	rd := c.newReading(0)
+	seen := map[string]bool{}
+	err := recs(study.Pass{SkipBody: true, SkipRevisions: true}, func(r *study.Record) error {
+		if _, _, err := rd.check(r); err != nil {
+			return err
+		}
+		for _, t := range r.Tags {
+			seen[t] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := rd.done(); err != nil {
+		return nil, err
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
+}
+
+// writeCodes writes the Codes of a codebook: one codable code per tag.
+func writeCodes(q *qdeWriter, tags []string) {
+	q.start("Codes")
+	for _, t := range tags {
+		q.start("Code", "guid", codeGUID(t), "name", plainText(t), "isCodable", "true")
+		q.text("Description", plainText(fmt.Sprintf("The navigators' tag %q. Each entry tagged with it is coded with it over its whole text.", t)))
+		q.end("Code")
+	}
+	q.end("Codes")
+}
+
 // writeSets writes one Set per wave exported, each one reading of the
 // records of that wave.
 func writeSets(q *qdeWriter, c *checker, recs study.Records) error {
@@ -318,9 +421,9 @@ func writeSets(q *qdeWriter, c *checker, recs study.Records) error {
 	q.start("Sets")
 	for _, wv := range c.selected {
 		q.start("Set", "guid", setGUID(wv.Number), "name", plainText(setName(wv)))
-		q.text("Description", fmt.Sprintf("Entries dated %s to %s.", wv.Start, wv.End))
+		q.text("Description", fmt.Sprintf("Entries dated %s to %s, or within their navigator's own dates for this wave.", wv.Start, wv.End))
 		rd := c.newReading(wv.Number)
-		err := recs(study.Pass{Wave: wv.Number, SkipBody: true}, func(r *study.Record) error {
+		err := recs(study.Pass{Wave: wv.Number, SkipBody: true, SkipRevisions: true}, func(r *study.Record) error {
 			id, keep, err := rd.check(r)
 			if err != nil || !keep {
 				return err
@@ -361,20 +464,39 @@ func setName(w study.Wave) string {
 }
 
 // sourceName names an entry's source so that a list of sources reads as
-// a list of diary entries: "PN-A 2024-03-05: Title".
-func sourceName(r *study.Record) string {
-	name := r.StudyCode + " " + r.Date
-	if r.Title == "" {
-		return plainText(name)
-	}
-	title := plainText(r.Title)
+// a list of diary entries: "PN-A 2024-03-05 Title [a1b2c3]". Tools copy
+// sources into files named after them, so the name is safe as a file name
+// on Windows, macOS and Linux: no control characters, none of
+// < > : " / \ | ? *, no trailing dot or space, at most
+// sourceNameTitleRunes characters of title. The end of the entry id keeps
+// two entries with the same code, date and title apart.
+func sourceName(r *study.Record, id uuid.UUID) string {
+	title := strings.Join(strings.Fields(strings.Map(safeNameRune, plainText(r.Title))), " ")
 	if utf8.RuneCountInString(title) > sourceNameTitleRunes {
 		runes := []rune(title)
 		title = strings.TrimSpace(string(runes[:sourceNameTitleRunes-1])) + "…"
 	}
-	// Newlines do not belong in a name; titles have none, but be sure.
-	title = strings.ReplaceAll(title, "\n", " ")
-	return plainText(name + ": " + title)
+	name := strings.Map(safeNameRune, r.StudyCode) + " " + r.Date
+	if title = strings.TrimRight(title, ". "); title != "" {
+		name += " " + title
+	}
+	s := id.String()
+	return plainText(name + " [" + s[len(s)-6:] + "]")
+}
+
+// safeNameRune replaces a rune that a file name on some system cannot
+// hold with a space, or for the path separators and ':' with '-'.
+func safeNameRune(r rune) rune {
+	switch r {
+	case '/', '\\', ':', '|':
+		return '-'
+	case '<', '>', '"', '?', '*':
+		return ' '
+	}
+	if unicode.IsControl(r) || r == utf8.RuneError {
+		return ' '
+	}
+	return r
 }
 
 // projectDescription tells a person opening the project what it holds.
@@ -385,10 +507,14 @@ func projectDescription(c *checker) string {
 		w, _ := c.wave(m.Wave)
 		waves = waveTitle(w)
 	}
-	return plainText(fmt.Sprintf("Reflective diary entries shared for research, %s, as the server held them at position %d, exported %s. "+
-		"Each navigator is a case, named by study code; each entry is a text source; each wave is a set. "+
-		"The note \"Export manifest\" lists the wave definitions used and what the export left out.",
-		waves, m.Position, formatTime(m.ExportedAt)))
+	empty := ""
+	if m.Empty() {
+		empty = "This export holds no entries. "
+	}
+	return plainText(fmt.Sprintf("Reflective diary entries shared for research, %s, de-identified, as the server held them at position %d (%s). %s"+
+		"Each navigator is a case, named by study code; each entry is a text source, coded over its whole text with its tags (one code per tag); each wave is a set. "+
+		"The note \"Export manifest\" and the file manifest.json list the wave definitions used, the de-identification and what the export left out.",
+		waves, m.Position, formatTime(m.SnapshotAt), empty))
 }
 
 // manifestText writes the manifest for people, one fact a line.
@@ -401,19 +527,41 @@ func manifestText(c *checker) string {
 		waves = waveTitle(w)
 	}
 	fmt.Fprintf(&b, "Waves exported: %s\n", waves)
+	if m.Navigator != "" {
+		fmt.Fprintf(&b, "Navigator: %s\n", m.Navigator)
+	}
+	if m.From != "" || m.To != "" {
+		fmt.Fprintf(&b, "Dates: %s to %s\n", cmp.Or(m.From, "the first"), cmp.Or(m.To, "the last"))
+	}
 	fmt.Fprintf(&b, "Server position: %d\n", m.Position)
-	fmt.Fprintf(&b, "Exported at: %s\n", formatTime(m.ExportedAt))
+	fmt.Fprintf(&b, "Snapshot at: %s\n", formatTime(m.SnapshotAt))
 	fmt.Fprintf(&b, "Entries exported: %d\n", m.Entries)
+	if m.Empty() {
+		b.WriteString("This export holds no entries.\n")
+	}
 	fmt.Fprintf(&b, "Left out, not shared for research: %d\n", m.ExcludedNotShared)
 	fmt.Fprintf(&b, "Left out, deleted: %d\n", m.ExcludedDeleted)
 	fmt.Fprintf(&b, "Left out, erased: %d\n", m.ExcludedErased)
 	fmt.Fprintf(&b, "Left out, dated in no wave: %d\n", m.ExcludedNoWave)
+	if m.Redaction.Enabled {
+		names := make([]string, len(m.Redaction.Patterns))
+		for i, p := range m.Redaction.Patterns {
+			names[i] = p.Marker
+		}
+		fmt.Fprintf(&b, "De-identification: on (%s, and %d listed terms); %d replacements\n", strings.Join(names, ", "), m.Redaction.Terms, m.Redaction.Replacements)
+	} else {
+		b.WriteString("De-identification: OFF (turned off by an administrator): texts are as the navigators wrote them\n")
+	}
 	b.WriteString("Wave definitions:\n")
-	defs := sortedWaves(m.Waves)
+	defs := c.plan.All()
 	if len(defs) == 0 {
 		b.WriteString("  none\n")
 	}
 	for _, w := range defs {
+		if w.Navigator != "" {
+			fmt.Fprintf(&b, "  %s, for %s: %s to %s\n", setName(w), w.Navigator, w.Start, w.End)
+			continue
+		}
 		fmt.Fprintf(&b, "  %s: %s to %s\n", setName(w), w.Start, w.End)
 	}
 	return plainText(b.String())

@@ -250,7 +250,7 @@ func TestWriteQDPX(t *testing.T) {
 			t.Errorf("first source not normalised: %q", got)
 		}
 		for name := range files {
-			if name != "project.qde" && !referenced[name] {
+			if name != "project.qde" && name != "manifest.json" && !referenced[name] {
 				t.Errorf("%s is in the archive but no source refers to it", name)
 			}
 		}
@@ -329,7 +329,7 @@ func TestWriteQDPX(t *testing.T) {
 		first := values(0)
 		for name, want := range map[string]string{
 			"Study code": "PN-A", "Entry id": recs[0].EntryID, "Wave": "1", "Wave label": "Beginning",
-			"Entry date": "2024-01-15", "Tags": "court; appeal; housing", "Mood": "7", "Edits": "5",
+			"Entry date": "2024-01-15", "Tags": "court; appeal; housing", "Mood": "7", "Revisions": "5", "Wave definition": "default",
 		} {
 			if first[name] != want {
 				t.Errorf("first source's %s = %q, want %q", name, first[name], want)
@@ -349,7 +349,7 @@ func TestWriteQDPX(t *testing.T) {
 		}
 		note := project.Notes[0].Text
 		for _, want := range []string{
-			"Waves exported: all", "Server position: 42", "Exported at: 2024-07-01T09:30:15.000Z",
+			"Waves exported: all", "Server position: 42", "Snapshot at: 2024-07-01T09:30:15.000Z",
 			"Entries exported: 5", "not shared for research: 3", "deleted: 2", "erased: 1", "dated in no wave: 4",
 			"Wave 1: Beginning: 2024-01-01 to 2024-03-31", "Wave 2: Middle <& end>: 2024-04-01 to 2024-06-30",
 		} {
@@ -386,7 +386,7 @@ func TestWriteQDPX(t *testing.T) {
 		if got := project.Sources[0].Description; got != recs[0].Title {
 			t.Errorf("title %q read back as %q", recs[0].Title, got)
 		}
-		if got := project.Sources[0].Name; got != "PN-A 2024-01-15: "+recs[0].Title {
+		if got := project.Sources[0].Name; got != `PN-A 2024-01-15 script alert( x ) -script & quotes , commas [000001]` {
 			t.Errorf("source name %q", got)
 		}
 	})
@@ -438,19 +438,20 @@ func TestWriteQDPXPasses(t *testing.T) {
 	if err := WriteQDPX(&b, manifestFor(recs), counting); err != nil {
 		t.Fatal(err)
 	}
-	want := []study.Pass{{}, {SkipBody: true}, {SkipBody: true}, {Wave: 1, SkipBody: true}, {Wave: 2, SkipBody: true}}
+	none := study.Pass{SkipBody: true, SkipRevisions: true}
+	want := []study.Pass{{SkipRevisions: true}, none, none, {}, {Wave: 1, SkipBody: true, SkipRevisions: true}, {Wave: 2, SkipBody: true, SkipRevisions: true}, {SkipRevisions: true}}
 	if !slices.Equal(passes, want) {
-		t.Fatalf("passes %+v, want %+v: one with bodies, then cases, sources and one per wave without", passes, want)
+		t.Fatalf("passes %+v, want %+v: source files with bodies, tags and cases without, sources with bodies and revisions, one per wave without, the manifest with bodies", passes, want)
 	}
 }
 
 func TestSourceNameTruncated(t *testing.T) {
 	r := study.Record{StudyCode: "PN-C", Date: "2024-02-03", Title: strings.Repeat("é", 200)}
-	name := sourceName(&r)
-	if got := len([]rune(name)); got != len([]rune("PN-C 2024-02-03: "))+sourceNameTitleRunes {
+	name := sourceName(&r, uuid.MustParse("01900000-0000-7000-8000-0000000000ab"))
+	if got := len([]rune(name)); got != len([]rune("PN-C 2024-02-03 "))+sourceNameTitleRunes+len(" [0000ab]") {
 		t.Fatalf("name has %d characters: %q", got, name)
 	}
-	if !strings.HasSuffix(name, "…") {
+	if !strings.HasSuffix(name, "… [0000ab]") {
 		t.Fatalf("truncated name %q does not end in an ellipsis", name)
 	}
 }

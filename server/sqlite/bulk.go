@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
-	"sync"
 )
 
 // A push reads and writes up to a thousand rows in each of a few tables.
@@ -19,7 +18,7 @@ import (
 // 500 rows are six statements, none of them parsed again.
 
 // maxChunkRows is the most rows one bulk statement carries. 512 rows of
-// the widest statement (history, 9 columns) bind 4608 parameters, far
+// the widest statement (history, 10 columns) bind 5120 parameters, far
 // below SQLite's limit.
 const maxChunkRows = 512
 
@@ -56,7 +55,7 @@ var (
 			ON CONFLICT (reader, entry) DO UPDATE SET seq = excluded.seq, visible = excluded.visible, reason = excluded.reason`
 	}}
 	insertHistoryQuery = &bulkQuery{"write history", func(n int) string {
-		return `INSERT INTO history (entry, field, tag, feedback, value, clock, device_id, user_id, received_at) VALUES ` + placeholders(n, 9)
+		return `INSERT INTO history (entry, field, tag, feedback, value, clock, device_id, user_id, received_at, write_clock) VALUES ` + placeholders(n, 10)
 	}}
 	bulkQueries = []*bulkQuery{loadEntriesQuery, knownClocksQuery, upsertEntriesQuery, upsertFeedQuery, insertHistoryQuery}
 )
@@ -76,45 +75,24 @@ type bulkKey struct {
 	rows int
 }
 
-// bulkStmts are the bulk statements prepared on the writer connection.
+// bulkStmts are the bulk statements, prepared on the writer connection
+// when the store opens. A push needs no preparation, so pushes queue for
+// a group commit (group.go) and never for the writer connection.
 type bulkStmts struct {
-	mu sync.Mutex
-	m  map[bulkKey]*sql.Stmt
+	m map[bulkKey]*sql.Stmt
 }
 
-// prepareBulk prepares, on the writer connection, every bulk statement of
-// up to rows rows that is not prepared yet, so that a write transaction
-// about to handle that many rows finds them. It must not be called inside
-// a write transaction: preparing needs the one writer connection.
-// Statements are prepared without holding the lock, so a transaction
-// looking one up never waits for a preparation that waits for it.
-func (db *DB) prepareBulk(ctx context.Context, rows int) error {
-	var missing []bulkKey
-	db.bulk.mu.Lock()
-	for size := 1; size <= min(rows, maxChunkRows); size *= 2 {
+// prepareBulk prepares, on the writer connection, every bulk statement at
+// every chunk size.
+func (db *DB) prepareBulk(ctx context.Context) error {
+	db.bulk.m = map[bulkKey]*sql.Stmt{}
+	for size := 1; size <= maxChunkRows; size *= 2 {
 		for _, q := range bulkQueries {
-			if db.bulk.m[bulkKey{q, size}] == nil {
-				missing = append(missing, bulkKey{q, size})
+			s, err := db.write.PrepareContext(ctx, q.text(size))
+			if err != nil {
+				return fmt.Errorf("cannot prepare statement to %s: %w", q.name, err)
 			}
-		}
-	}
-	db.bulk.mu.Unlock()
-	for _, k := range missing {
-		s, err := db.write.PrepareContext(ctx, k.q.text(k.rows))
-		if err != nil {
-			return fmt.Errorf("cannot prepare statement to %s: %w", k.q.name, err)
-		}
-		db.bulk.mu.Lock()
-		if db.bulk.m == nil {
-			db.bulk.m = map[bulkKey]*sql.Stmt{}
-		}
-		if db.bulk.m[k] == nil {
-			db.bulk.m[k] = s
-			s = nil
-		}
-		db.bulk.mu.Unlock()
-		if s != nil {
-			s.Close() // another push prepared it meanwhile
+			db.bulk.m[bulkKey{q, size}] = s
 		}
 	}
 	return nil
@@ -122,29 +100,10 @@ func (db *DB) prepareBulk(ctx context.Context, rows int) error {
 
 // closeBulk closes the prepared bulk statements.
 func (db *DB) closeBulk() {
-	db.bulk.mu.Lock()
-	defer db.bulk.mu.Unlock()
 	for _, s := range db.bulk.m {
 		s.Close()
 	}
 	db.bulk.m = nil
-}
-
-// bulkStmt returns q over rows rows for use in tx: the prepared statement
-// if there is one, or else one prepared for this transaction only. The
-// caller closes it.
-func (db *DB) bulkStmt(ctx context.Context, tx *sql.Tx, q *bulkQuery, rows int) (*sql.Stmt, error) {
-	db.bulk.mu.Lock()
-	s := db.bulk.m[bulkKey{q, rows}]
-	db.bulk.mu.Unlock()
-	if s != nil {
-		return tx.StmtContext(ctx, s), nil
-	}
-	s, err := tx.PrepareContext(ctx, q.text(rows))
-	if err != nil {
-		return nil, fmt.Errorf("cannot prepare statement to %s: %w", q.name, err)
-	}
-	return s, nil
 }
 
 // bulkExec runs q in tx over n rows, a chunk at a time. args appends the
@@ -154,11 +113,9 @@ func (db *DB) bulkExec(ctx context.Context, tx *sql.Tx, q *bulkQuery, n int, arg
 	var a []any
 	for from := 0; from < n; {
 		size := chunkSize(n - from)
-		s, err := db.bulkStmt(ctx, tx, q, size)
-		if err != nil {
-			return err
-		}
+		s := tx.StmtContext(ctx, db.bulk.m[bulkKey{q, size}])
 		a = args(a[:0], from, from+size)
+		var err error
 		if scan == nil {
 			_, err = s.ExecContext(ctx, a...)
 		} else {

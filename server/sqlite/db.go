@@ -42,8 +42,11 @@ type DB struct {
 	now   func() time.Time
 	rand  io.Reader // ids, tokens and codes
 
+	limit     study.AttemptLimit
 	syncTimes syncTimes
 	bulk      bulkStmts
+	group     groupCommitter
+	redactors redactorCache
 }
 
 // Options tunes Open.
@@ -60,6 +63,9 @@ type Options struct {
 	// enrolment codes (default crypto/rand). Only a deterministic
 	// simulation passes anything else.
 	Rand io.Reader
+	// EnrollLimit limits wrong enrolment codes per client address
+	// (default study.DefaultEnrollLimit).
+	EnrollLimit study.AttemptLimit
 }
 
 // Open opens (creating, readable by its owner only, if needed) the
@@ -83,7 +89,16 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{lite: lite, path: file, write: lite.Write, read: lite.Read, now: opts.Now, rand: lockedReader{mu: new(sync.Mutex), r: opts.Rand}}, nil
+	db := &DB{lite: lite, path: file, write: lite.Write, read: lite.Read, now: opts.Now, rand: lockedReader{mu: new(sync.Mutex), r: opts.Rand}, limit: opts.EnrollLimit.OrDefault()}
+	if err := db.dropIncompleteExports(ctx); err != nil {
+		lite.Close()
+		return nil, err
+	}
+	if err := db.prepareBulk(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
 
 // Close closes both connection pools.
@@ -141,10 +156,11 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]int6
 	return ids, rows.Err()
 }
 
-// nextSeqs reserves n sequence numbers in tx and returns the first.
-func nextSeqs(ctx context.Context, tx *sql.Tx, n int) (int64, error) {
+// nextSeqs reserves n sequence numbers in tx and returns the first; at
+// (Unix milliseconds) is when, as an export's snapshot time.
+func nextSeqs(ctx context.Context, tx *sql.Tx, n int, at int64) (int64, error) {
 	var last int64
-	if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + ? WHERE id = 1 RETURNING value`, n).Scan(&last); err != nil {
+	if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + ?, changed_at = max(changed_at, ?) WHERE id = 1 RETURNING value`, n, at).Scan(&last); err != nil {
 		return 0, fmt.Errorf("cannot reserve sequence numbers: %w", err)
 	}
 	return last - int64(n) + 1, nil

@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/study"
-	"github.com/diarysync/diarysync/syncengine"
-	"github.com/google/uuid"
 )
 
 // syncTimes remembers when devices last synced. Writing the time on every
@@ -136,12 +134,8 @@ func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode str
 // RevokeDevice revokes a device: its token stops working at once.
 // Revoking a revoked device is not an error.
 func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*study.Device, error) {
-	if _, err := uuid.Parse(publicID); err != nil || len(publicID) != 36 {
-		shown := publicID
-		if len(shown) > 40 {
-			shown = shown[:40] + "…"
-		}
-		return nil, syncengine.Errorf(syncengine.EINVALID, "%q is not a device id", shown)
+	if err := study.CheckDevicePublicID(publicID); err != nil {
+		return nil, err
 	}
 	var d *study.Device
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
@@ -151,7 +145,7 @@ func (db *DB) RevokeDevice(ctx context.Context, publicID string) (*study.Device,
 		var err error
 		d, err = db.scanDevice(tx.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.public_id = ?`, publicID))
 		if errors.Is(err, sql.ErrNoRows) {
-			return syncengine.Errorf(syncengine.ENOTFOUND, "no device has the id %s", publicID)
+			return study.ErrUnknownDevice(publicID)
 		}
 		if err != nil {
 			return err

@@ -23,7 +23,7 @@ func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *stu
 		var already bool
 		err := tx.QueryRowContext(ctx, `SELECT rid, owner_id, erased_at IS NOT NULL FROM entries WHERE id = ?`, id[:]).Scan(&rid, &owner, &already)
 		if errors.Is(err, sql.ErrNoRows) {
-			return syncengine.Errorf(syncengine.ENOTFOUND, "the server has no entry %s (an entry never synced cannot be erased here; erase it on the device)", id)
+			return study.ErrUnknownEntry(id)
 		}
 		if err != nil {
 			return fmt.Errorf("cannot look up entry: %w", err)
@@ -32,7 +32,7 @@ func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *stu
 			return nil
 		}
 		erased = true
-		if err := eraseRows(ctx, tx, []int64{rid}, wake); err != nil {
+		if err := eraseRows(ctx, tx, []int64{rid}, wake, db.nowMillis()); err != nil {
 			return err
 		}
 		wake.Owners = append(wake.Owners, owner)
@@ -68,7 +68,7 @@ func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *study.Wake
 			return fmt.Errorf("cannot find entries: %w", err)
 		}
 		n = len(rids)
-		if err := eraseRows(ctx, tx, rids, wake); err != nil {
+		if err := eraseRows(ctx, tx, rids, wake, db.nowMillis()); err != nil {
 			return err
 		}
 		wake.Owners = append(wake.Owners, u.ID)
@@ -83,11 +83,11 @@ func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *study.Wake
 
 // eraseRows erases the entries with the given rids, each at a new
 // sequence number, and collects the feed readers to wake.
-func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeups) error {
+func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeups, at int64) error {
 	if len(rids) == 0 {
 		return nil
 	}
-	first, err := nextSeqs(ctx, tx, len(rids))
+	first, err := nextSeqs(ctx, tx, len(rids), at)
 	if err != nil {
 		return err
 	}
@@ -119,6 +119,11 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeup
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM read_marks WHERE entry = ?`, rid); err != nil {
 			return fmt.Errorf("cannot erase read marks: %w", err)
+		}
+		// Earlier exports keep the id, so that a later one can say the
+		// entry was erased, but not the hash of its text.
+		if _, err := tx.ExecContext(ctx, `UPDATE export_entries SET text_sha256 = NULL WHERE entry_id = (SELECT id FROM entries WHERE rid = ?)`, rid); err != nil {
+			return fmt.Errorf("cannot erase export hashes: %w", err)
 		}
 	}
 	for r := range readers {

@@ -80,8 +80,8 @@ func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl tim
 		if err != nil {
 			return err
 		}
-		if !u.Active {
-			return syncengine.Errorf(syncengine.ECONFLICT, "user %s is deactivated", u.StudyCode)
+		if err := study.CheckCodeIssuable(u); err != nil {
+			return err
 		}
 		now := db.now()
 		if code, err = study.NewCode(db.rand); err != nil {

@@ -63,7 +63,7 @@ func (db *DB) MarkRead(ctx context.Context, who *study.Identity, marks []study.R
 		if len(order) == 0 {
 			return nil
 		}
-		first, err := nextSeqs(ctx, tx, len(order))
+		first, err := nextSeqs(ctx, tx, len(order), now.UnixMilli())
 		if err != nil {
 			return err
 		}

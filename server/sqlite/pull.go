@@ -11,15 +11,16 @@ import (
 
 // Pull returns the page after cursor for the caller, read in one snapshot.
 // Memory is bounded by the page, whatever the size of the database.
-func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageSize uint32) (*study.PullPage, error) {
+func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullRequest) (*study.PullPage, error) {
 	rd, err := study.ReaderFor(who)
 	if err != nil {
 		return nil, err
 	}
+	cursor := req.Cursor
 	if err := study.CheckCursor(cursor); err != nil {
 		return nil, err
 	}
-	size := study.PullPageSize(pageSize)
+	size := study.PullPageSize(req.PageSize)
 	page := &study.PullPage{Next: cursor}
 	err = db.readTx(ctx, func(tx *sql.Tx) error {
 		head, err := currentSeq(ctx, tx)
@@ -28,6 +29,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 		}
 		if cursor > head {
 			return study.ErrCursorAhead(cursor, head)
+		}
+		rdc, err := db.researchRedactor(ctx, tx, rd)
+		if err != nil {
+			return err
 		}
 		var rows *sql.Rows
 		if rd.Owner {
@@ -74,7 +79,8 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			bytes += len(state)
-			page.Entries = append(page.Entries, e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			page.Entries = append(page.Entries, v)
 			if clock.Valid {
 				page.Reads = append(page.Reads, study.ReadState{Entry: syncengine.EntryID(id), Read: read.Bool, Clock: syncengine.Timestamp(clock.Int64)})
 			}
@@ -83,8 +89,14 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 			return fmt.Errorf("cannot read changes: %w", err)
 		}
 		rows.Close()
+		page.RemainingExact = req.CountRemaining || !page.More
 		if page.More {
-			page.Remaining, err = countAfter(ctx, tx, rd, page.Next)
+			limit := int64(-1) // SQLite: no limit
+			if !req.CountRemaining {
+				limit = study.MaxRemainingCount
+			}
+			page.Remaining, err = countAfter(ctx, tx, rd, page.Next, limit)
+			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
 		}
 		return err
 	})
@@ -94,13 +106,15 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, cursor int64, pageS
 	return page, nil
 }
 
-func countAfter(ctx context.Context, tx *sql.Tx, rd study.Reader, cursor int64) (int64, error) {
+// countAfter counts the reader's rows after cursor, at most limit of
+// them (-1: all).
+func countAfter(ctx context.Context, tx *sql.Tx, rd study.Reader, cursor, limit int64) (int64, error) {
 	var n int64
 	var err error
 	if rd.Owner {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE owner_id = ? AND seq > ?`, rd.ID, cursor).Scan(&n)
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
 	} else {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM feed WHERE reader = ? AND seq > ?`, rd.ID, cursor).Scan(&n)
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot count waiting changes: %w", err)
@@ -144,6 +158,10 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		if out.Cursor, err = headFor(ctx, tx, rd); err != nil {
 			return err
 		}
+		rdc, err := db.researchRedactor(ctx, tx, rd)
+		if err != nil {
+			return err
+		}
 		var rows *sql.Rows
 		if rd.Owner {
 			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL ORDER BY id`, rd.ID)
@@ -165,7 +183,8 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
-			if err := h.Add(e.View(rd.Audience)); err != nil {
+			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			if err := h.Add(v); err != nil {
 				return err
 			}
 		}
@@ -179,4 +198,14 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		return nil, err
 	}
 	return out, nil
+}
+
+// researchRedactor returns the Redactor for the research team's views, or
+// nil (which changes nothing) for every other reader: redaction never
+// changes what navigators and supervisors see.
+func (db *DB) researchRedactor(ctx context.Context, q querier, rd study.Reader) (*study.Redactor, error) {
+	if rd.Owner || rd.Audience != syncengine.AudienceResearch {
+		return nil, nil
+	}
+	return db.redactor(ctx, q)
 }

@@ -24,9 +24,10 @@ type loadedEntry struct {
 	touched bool   // some change was accepted for it
 }
 
-// Push applies a batch of changes from the calling device in one
-// transaction and returns one result per change. It returns an error only
-// when the whole batch could not be committed; then nothing was written.
+// Push applies a batch of changes from the calling device, all or
+// nothing, and returns one result per change. Pushes that arrive together
+// share one transaction (see group.go). It returns an error only when the
+// push could not be committed; then nothing of it was written.
 func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming) ([]study.ChangeResult, *study.Wakeups, error) {
 	if err := study.CheckPushSize(len(in)); err != nil {
 		return nil, nil, err
@@ -45,15 +46,7 @@ func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming
 	if len(candidates) == 0 {
 		return results, wake, nil
 	}
-	if err := db.prepareBulk(ctx, len(candidates)); err != nil {
-		return nil, nil, err
-	}
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		// The transaction may be retried by nobody but the caller; reset
-		// what an earlier failed attempt could have filled in.
-		*wake = study.Wakeups{}
-		return db.push(ctx, tx, who, in, candidates, results, wake, now)
-	})
+	err := db.commitPush(&pushJob{ctx: ctx, who: who, in: in, candidates: candidates, results: results, wake: wake, now: now})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -131,7 +124,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		known[int64(c.Clock)] = true
 		l.entry.Apply(c)
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c})
+		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -152,7 +145,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 	var feed []feedRow
 	var removals []feedRemoval
 	if len(changed) > 0 {
-		first, err := nextSeqs(ctx, tx, len(changed))
+		first, err := nextSeqs(ctx, tx, len(changed), now.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -332,6 +325,7 @@ type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
 	change *syncengine.Change
+	write  uint64 // study.Incoming.Write
 }
 
 func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *study.Identity, received int64) error {
@@ -351,7 +345,7 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 			if c.Field.IsFeedback() {
 				feedback = c.Feedback[:]
 			}
-			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received)
+			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write))
 		}
 		return a
 	}, nil)

@@ -31,7 +31,7 @@ func userByCode(ctx context.Context, q querier, code string) (*study.User, error
 	}
 	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE study_code = ?`, code))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, syncengine.Errorf(syncengine.ENOTFOUND, "no user has the study code %q", code)
+		return nil, study.ErrUnknownUser(code)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot look up user %q: %w", code, err)
@@ -65,7 +65,7 @@ func (db *DB) createUser(ctx context.Context, tx *sql.Tx, code string, role stud
 		return nil, fmt.Errorf("cannot check study code: %w", err)
 	}
 	if n > 0 {
-		return nil, syncengine.Errorf(syncengine.EEXISTS, "the study code %q is already in use", code)
+		return nil, study.ErrCodeInUse(code)
 	}
 	u, err := scanUser(tx.QueryRowContext(ctx, `INSERT INTO users (study_code, role, display_name, created_at) VALUES (?, ?, ?, ?) RETURNING `+userColumns,
 		code, role, displayName, db.nowMillis()))
@@ -234,7 +234,7 @@ func (db *DB) setFeedForOwner(ctx context.Context, tx *sql.Tx, reader, owner int
 	if len(rids) == 0 {
 		return nil
 	}
-	first, err := nextSeqs(ctx, tx, len(rids))
+	first, err := nextSeqs(ctx, tx, len(rids), db.nowMillis())
 	if err != nil {
 		return err
 	}
@@ -325,13 +325,13 @@ func (db *DB) EnsureAdmin(ctx context.Context) (code string, created bool, err e
 			return nil
 		}
 		created = true
-		_, err := db.createUser(ctx, tx, "ADMIN", study.RoleAdmin, "Administrator")
+		_, err := db.createUser(ctx, tx, study.AdminStudyCode, study.RoleAdmin, "Administrator")
 		return err
 	})
 	if err != nil || !created {
 		return "", created, err
 	}
-	code, _, err = db.IssueEnrollmentCode(ctx, "ADMIN", study.DefaultCodeTTL)
+	code, _, err = db.IssueEnrollmentCode(ctx, study.AdminStudyCode, study.DefaultCodeTTL)
 	return code, created, err
 }
 
@@ -341,7 +341,7 @@ func (db *DB) AdminCode(ctx context.Context) (string, error) {
 	var code string
 	err := db.read.QueryRowContext(ctx, `SELECT study_code FROM users WHERE role = ? AND active = 1 ORDER BY id LIMIT 1`, study.RoleAdmin).Scan(&code)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", syncengine.Errorf(syncengine.ENOTFOUND, "this data directory has no active administrator; start the server once to create one")
+		return "", study.ErrNoAdmin
 	}
 	if err != nil {
 		return "", fmt.Errorf("cannot find an administrator: %w", err)

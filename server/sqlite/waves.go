@@ -4,31 +4,68 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/diarysync/diarysync/study"
-	"github.com/diarysync/diarysync/syncengine"
 )
 
-// CreateWave defines a new wave.
+// CreateWave defines a new study-wide wave, or a navigator's own dates
+// for an existing one.
 func (db *DB) CreateWave(ctx context.Context, w study.Wave) (*study.Wave, error) {
+	return db.saveWave(ctx, w, true)
+}
+
+// UpdateWave replaces the label and window of a study-wide wave, or a
+// navigator's own dates for it.
+func (db *DB) UpdateWave(ctx context.Context, w study.Wave) (*study.Wave, error) {
+	return db.saveWave(ctx, w, false)
+}
+
+func (db *DB) saveWave(ctx context.Context, w study.Wave, create bool) (*study.Wave, error) {
 	if err := study.ValidateWave(&w); err != nil {
 		return nil, err
 	}
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		var n int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM waves WHERE number = ?`, w.Number).Scan(&n); err != nil {
-			return fmt.Errorf("cannot read waves: %w", err)
-		}
-		if n > 0 {
-			return syncengine.Errorf(syncengine.EEXISTS, "wave %d already exists", w.Number)
-		}
-		if err := checkOverlap(ctx, tx, &w); err != nil {
+		plan, err := loadPlan(ctx, tx)
+		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO waves (number, label, start_date, end_date) VALUES (?, ?, ?, ?)`, w.Number, w.Label, w.Start, w.End); err != nil {
-			return fmt.Errorf("cannot create wave: %w", err)
+		var navID int64
+		if w.Navigator != "" {
+			nav, err := userByCode(ctx, tx, w.Navigator)
+			if err != nil {
+				return err
+			}
+			if err := study.CheckWaveNavigator(nav); err != nil {
+				return err
+			}
+			navID, w.Navigator = nav.ID, nav.StudyCode
 		}
-		return db.audit(ctx, tx, "wave.create", fmt.Sprint(w.Number), map[string]string{"label": w.Label, "start": w.Start, "end": w.End})
+		if err := study.CheckWaveSave(plan, &w, create); err != nil {
+			return err
+		}
+		details := map[string]string{"start": w.Start, "end": w.End}
+		subject := fmt.Sprint(w.Number)
+		switch {
+		case w.Navigator != "":
+			details["navigator"] = w.Navigator
+			_, err = tx.ExecContext(ctx, `INSERT INTO wave_dates (number, navigator_id, start_date, end_date) VALUES (?, ?, ?, ?)
+				ON CONFLICT (number, navigator_id) DO UPDATE SET start_date = excluded.start_date, end_date = excluded.end_date`, w.Number, navID, w.Start, w.End)
+		case create:
+			details["label"] = w.Label
+			_, err = tx.ExecContext(ctx, `INSERT INTO waves (number, label, start_date, end_date) VALUES (?, ?, ?, ?)`, w.Number, w.Label, w.Start, w.End)
+		default:
+			details["label"] = w.Label
+			_, err = tx.ExecContext(ctx, `UPDATE waves SET label = ?, start_date = ?, end_date = ? WHERE number = ?`, w.Label, w.Start, w.End, w.Number)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot save wave: %w", err)
+		}
+		action := "wave.update"
+		if create {
+			action = "wave.create"
+		}
+		return db.audit(ctx, tx, action, subject, details)
 	})
 	if err != nil {
 		return nil, err
@@ -36,31 +73,34 @@ func (db *DB) CreateWave(ctx context.Context, w study.Wave) (*study.Wave, error)
 	return &w, nil
 }
 
-// UpdateWave replaces the label and window of an existing wave.
-func (db *DB) UpdateWave(ctx context.Context, w study.Wave) (*study.Wave, error) {
-	if err := study.ValidateWave(&w); err != nil {
-		return nil, err
-	}
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		if err := checkOverlap(ctx, tx, &w); err != nil {
+// DeleteWaveDates removes a navigator's own dates for a wave.
+func (db *DB) DeleteWaveDates(ctx context.Context, number uint32, navigator string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		nav, err := userByCode(ctx, tx, navigator)
+		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE waves SET label = ?, start_date = ?, end_date = ? WHERE number = ?`, w.Label, w.Start, w.End, w.Number)
+		res, err := tx.ExecContext(ctx, `DELETE FROM wave_dates WHERE number = ? AND navigator_id = ?`, number, nav.ID)
 		if err != nil {
-			return fmt.Errorf("cannot update wave: %w", err)
+			return fmt.Errorf("cannot delete wave dates: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return syncengine.Errorf(syncengine.ENOTFOUND, "there is no wave %d", w.Number)
+			return study.ErrNoWaveDates(nav.StudyCode, number)
 		}
-		return db.audit(ctx, tx, "wave.update", fmt.Sprint(w.Number), map[string]string{"label": w.Label, "start": w.Start, "end": w.End})
+		// The default's dates come back for the navigator, and may
+		// overlap their other own dates: check the plan as it is now.
+		plan, err := loadPlan(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := study.CheckWavePlan(plan); err != nil {
+			return err
+		}
+		return db.audit(ctx, tx, "wave.dates.delete", fmt.Sprint(number), map[string]string{"navigator": nav.StudyCode})
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &w, nil
 }
 
-// ListWaves returns a page of waves in number order.
+// ListWaves returns a page of the study-wide waves in number order.
 func (db *DB) ListWaves(ctx context.Context, size uint32, token string) ([]*study.Wave, string, error) {
 	after, err := study.DecodeIntPageToken(token)
 	if err != nil {
@@ -77,6 +117,57 @@ func (db *DB) ListWaves(ctx context.Context, size uint32, token string) ([]*stud
 		next = study.EncodeIntPageToken(int64(waves[n-1].Number))
 	}
 	return waves, next, nil
+}
+
+// ListWaveDefinitions returns a page of every wave definition: each
+// study-wide wave, then the navigators' own dates for it by study code.
+func (db *DB) ListWaveDefinitions(ctx context.Context, size uint32, token string) ([]*study.Wave, string, error) {
+	var (
+		after     int64
+		afterCode string
+	)
+	if token != "" {
+		s, err := study.DecodePageToken(token)
+		if err != nil {
+			return nil, "", err
+		}
+		num, code, ok := strings.Cut(s, "/")
+		if _, err := fmt.Sscan(num, &after); !ok || err != nil {
+			return nil, "", study.ErrPageToken()
+		}
+		afterCode = code
+	}
+	n := study.ListPageSize(size)
+	// Defaults sort first within a number: their code is ''.
+	rows, err := db.read.QueryContext(ctx, `SELECT number, code, label, start_date, end_date FROM (
+			SELECT w.number, '' AS code, w.label, w.start_date, w.end_date FROM waves w
+			UNION ALL
+			SELECT d.number, u.study_code, w.label, d.start_date, d.end_date
+			FROM wave_dates d JOIN users u ON u.id = d.navigator_id JOIN waves w ON w.number = d.number
+		) WHERE number > ? OR (number = ? AND code > ?)
+		ORDER BY number, code LIMIT ?`, after, after, afterCode, n+1)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot list waves: %w", err)
+	}
+	defer rows.Close()
+	var out []*study.Wave
+	for rows.Next() {
+		var w study.Wave
+		if err := rows.Scan(&w.Number, &w.Navigator, &w.Label, &w.Start, &w.End); err != nil {
+			return nil, "", fmt.Errorf("cannot list waves: %w", err)
+		}
+		out = append(out, &w)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("cannot list waves: %w", err)
+	}
+	next := ""
+	if len(out) > n {
+		out = out[:n]
+		last := out[n-1]
+		next = study.EncodePageToken(fmt.Sprintf("%d/%s", last.Number, last.Navigator))
+	}
+	return out, next, nil
 }
 
 func listWaves(ctx context.Context, q querier, after int64, limit int) ([]*study.Wave, error) {
@@ -96,11 +187,36 @@ func listWaves(ctx context.Context, q querier, after int64, limit int) ([]*study
 	return out, rows.Err()
 }
 
-// checkOverlap applies study.CheckOverlap against the waves defined.
-func checkOverlap(ctx context.Context, tx *sql.Tx, w *study.Wave) error {
-	waves, err := listWaves(ctx, tx, 0, study.MaxWaveNumber+1)
+// loadPlan reads every wave definition. A study has a handful of waves
+// and navigators, and at most MaxWaveNumber waves.
+func loadPlan(ctx context.Context, q querier) (study.WavePlan, error) {
+	rows, err := q.QueryContext(ctx, `SELECT number, '', label, start_date, end_date FROM waves
+		UNION ALL
+		SELECT d.number, u.study_code, '', d.start_date, d.end_date FROM wave_dates d JOIN users u ON u.id = d.navigator_id`)
 	if err != nil {
-		return err
+		return study.WavePlan{}, fmt.Errorf("cannot read waves: %w", err)
 	}
-	return study.CheckOverlap(w, waves)
+	defer rows.Close()
+	var all []study.Wave
+	for rows.Next() {
+		var w study.Wave
+		if err := rows.Scan(&w.Number, &w.Navigator, &w.Label, &w.Start, &w.End); err != nil {
+			return study.WavePlan{}, fmt.Errorf("cannot read waves: %w", err)
+		}
+		all = append(all, w)
+	}
+	if err := rows.Err(); err != nil {
+		return study.WavePlan{}, fmt.Errorf("cannot read waves: %w", err)
+	}
+	p := study.NewWavePlan(all)
+	// Navigators' dates carry their wave's label.
+	for code, ws := range p.Navigators {
+		for i := range ws {
+			if d, ok := p.Default(ws[i].Number); ok {
+				ws[i].Label = d.Label
+			}
+		}
+		p.Navigators[code] = ws
+	}
+	return p, nil
 }

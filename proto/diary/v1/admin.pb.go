@@ -1485,9 +1485,13 @@ type ListWavesRequest struct {
 	// At most this many (default 100, maximum 1000).
 	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	// From a previous response's next_page_token; empty for the first page.
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// List the navigators' own dates too: each study-wide wave is then
+	// followed by its navigators' dates, in study-code order. A page token
+	// works only with the same setting.
+	IncludeNavigatorDates bool `protobuf:"varint,3,opt,name=include_navigator_dates,json=includeNavigatorDates,proto3" json:"include_navigator_dates,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *ListWavesRequest) Reset() {
@@ -1532,6 +1536,13 @@ func (x *ListWavesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListWavesRequest) GetIncludeNavigatorDates() bool {
+	if x != nil {
+		return x.IncludeNavigatorDates
+	}
+	return false
 }
 
 // ListWavesResponse is one page of waves.
@@ -1977,6 +1988,762 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// DeleteWaveDatesRequest names a navigator's own dates for a wave.
+type DeleteWaveDatesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The wave's number.
+	Number uint32 `protobuf:"varint,1,opt,name=number,proto3" json:"number,omitempty"`
+	// The navigator's study code.
+	NavigatorCode string `protobuf:"bytes,2,opt,name=navigator_code,json=navigatorCode,proto3" json:"navigator_code,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWaveDatesRequest) Reset() {
+	*x = DeleteWaveDatesRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWaveDatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWaveDatesRequest) ProtoMessage() {}
+
+func (x *DeleteWaveDatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWaveDatesRequest.ProtoReflect.Descriptor instead.
+func (*DeleteWaveDatesRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteWaveDatesRequest) GetNumber() uint32 {
+	if x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func (x *DeleteWaveDatesRequest) GetNavigatorCode() string {
+	if x != nil {
+		return x.NavigatorCode
+	}
+	return ""
+}
+
+// DeleteWaveDatesResponse answers DeleteWaveDatesRequest.
+type DeleteWaveDatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteWaveDatesResponse) Reset() {
+	*x = DeleteWaveDatesResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteWaveDatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteWaveDatesResponse) ProtoMessage() {}
+
+func (x *DeleteWaveDatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteWaveDatesResponse.ProtoReflect.Descriptor instead.
+func (*DeleteWaveDatesResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+// RedactionPattern is one kind of personal detail found by a regular
+// expression (RE2 syntax).
+type RedactionPattern struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The pattern's name, such as "phone": lowercase letters, digits, '-'
+	// and '_'.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// What replaces each match, such as "[phone]".
+	Marker string `protobuf:"bytes,2,opt,name=marker,proto3" json:"marker,omitempty"`
+	// The regular expression.
+	Expression    string `protobuf:"bytes,3,opt,name=expression,proto3" json:"expression,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedactionPattern) Reset() {
+	*x = RedactionPattern{}
+	mi := &file_diary_v1_admin_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedactionPattern) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedactionPattern) ProtoMessage() {}
+
+func (x *RedactionPattern) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedactionPattern.ProtoReflect.Descriptor instead.
+func (*RedactionPattern) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RedactionPattern) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RedactionPattern) GetMarker() string {
+	if x != nil {
+		return x.Marker
+	}
+	return ""
+}
+
+func (x *RedactionPattern) GetExpression() string {
+	if x != nil {
+		return x.Expression
+	}
+	return ""
+}
+
+// Redaction is the de-identification setting.
+type Redaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether de-identification is on (the default).
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// The patterns applied, in order.
+	Patterns []*RedactionPattern `protobuf:"bytes,2,rep,name=patterns,proto3" json:"patterns,omitempty"`
+	// How many terms the list holds.
+	Terms         uint32 `protobuf:"varint,3,opt,name=terms,proto3" json:"terms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Redaction) Reset() {
+	*x = Redaction{}
+	mi := &file_diary_v1_admin_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Redaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Redaction) ProtoMessage() {}
+
+func (x *Redaction) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Redaction.ProtoReflect.Descriptor instead.
+func (*Redaction) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *Redaction) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *Redaction) GetPatterns() []*RedactionPattern {
+	if x != nil {
+		return x.Patterns
+	}
+	return nil
+}
+
+func (x *Redaction) GetTerms() uint32 {
+	if x != nil {
+		return x.Terms
+	}
+	return 0
+}
+
+// GetRedactionRequest asks for the setting.
+type GetRedactionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRedactionRequest) Reset() {
+	*x = GetRedactionRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRedactionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRedactionRequest) ProtoMessage() {}
+
+func (x *GetRedactionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRedactionRequest.ProtoReflect.Descriptor instead.
+func (*GetRedactionRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{38}
+}
+
+// GetRedactionResponse carries the setting.
+type GetRedactionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The setting.
+	Redaction *Redaction `protobuf:"bytes,1,opt,name=redaction,proto3" json:"redaction,omitempty"`
+	// The default patterns, for reference.
+	DefaultPatterns []*RedactionPattern `protobuf:"bytes,2,rep,name=default_patterns,json=defaultPatterns,proto3" json:"default_patterns,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetRedactionResponse) Reset() {
+	*x = GetRedactionResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRedactionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRedactionResponse) ProtoMessage() {}
+
+func (x *GetRedactionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRedactionResponse.ProtoReflect.Descriptor instead.
+func (*GetRedactionResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetRedactionResponse) GetRedaction() *Redaction {
+	if x != nil {
+		return x.Redaction
+	}
+	return nil
+}
+
+func (x *GetRedactionResponse) GetDefaultPatterns() []*RedactionPattern {
+	if x != nil {
+		return x.DefaultPatterns
+	}
+	return nil
+}
+
+// UpdateRedactionRequest replaces the setting.
+type UpdateRedactionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Whether de-identification is on.
+	Enabled bool `protobuf:"varint,1,opt,name=enabled,proto3" json:"enabled,omitempty"`
+	// The patterns; empty restores the default patterns.
+	Patterns      []*RedactionPattern `protobuf:"bytes,2,rep,name=patterns,proto3" json:"patterns,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRedactionRequest) Reset() {
+	*x = UpdateRedactionRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRedactionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRedactionRequest) ProtoMessage() {}
+
+func (x *UpdateRedactionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRedactionRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRedactionRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *UpdateRedactionRequest) GetEnabled() bool {
+	if x != nil {
+		return x.Enabled
+	}
+	return false
+}
+
+func (x *UpdateRedactionRequest) GetPatterns() []*RedactionPattern {
+	if x != nil {
+		return x.Patterns
+	}
+	return nil
+}
+
+// UpdateRedactionResponse carries the setting as stored.
+type UpdateRedactionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The setting.
+	Redaction     *Redaction `protobuf:"bytes,1,opt,name=redaction,proto3" json:"redaction,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRedactionResponse) Reset() {
+	*x = UpdateRedactionResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRedactionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRedactionResponse) ProtoMessage() {}
+
+func (x *UpdateRedactionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRedactionResponse.ProtoReflect.Descriptor instead.
+func (*UpdateRedactionResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *UpdateRedactionResponse) GetRedaction() *Redaction {
+	if x != nil {
+		return x.Redaction
+	}
+	return nil
+}
+
+// RedactionTerm is one term of the list: found as whole words, ignoring
+// case.
+type RedactionTerm struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The term, such as a client's name.
+	Term string `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"`
+	// What replaces it; "[name]" when empty.
+	Marker        string `protobuf:"bytes,2,opt,name=marker,proto3" json:"marker,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RedactionTerm) Reset() {
+	*x = RedactionTerm{}
+	mi := &file_diary_v1_admin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RedactionTerm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RedactionTerm) ProtoMessage() {}
+
+func (x *RedactionTerm) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RedactionTerm.ProtoReflect.Descriptor instead.
+func (*RedactionTerm) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *RedactionTerm) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
+}
+
+func (x *RedactionTerm) GetMarker() string {
+	if x != nil {
+		return x.Marker
+	}
+	return ""
+}
+
+// AddRedactionTermRequest adds a term.
+type AddRedactionTermRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The term.
+	Term          *RedactionTerm `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRedactionTermRequest) Reset() {
+	*x = AddRedactionTermRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRedactionTermRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRedactionTermRequest) ProtoMessage() {}
+
+func (x *AddRedactionTermRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRedactionTermRequest.ProtoReflect.Descriptor instead.
+func (*AddRedactionTermRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *AddRedactionTermRequest) GetTerm() *RedactionTerm {
+	if x != nil {
+		return x.Term
+	}
+	return nil
+}
+
+// AddRedactionTermResponse answers AddRedactionTermRequest.
+type AddRedactionTermResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddRedactionTermResponse) Reset() {
+	*x = AddRedactionTermResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddRedactionTermResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddRedactionTermResponse) ProtoMessage() {}
+
+func (x *AddRedactionTermResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddRedactionTermResponse.ProtoReflect.Descriptor instead.
+func (*AddRedactionTermResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{44}
+}
+
+// RemoveRedactionTermRequest removes a term.
+type RemoveRedactionTermRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The term, ignoring case and spacing.
+	Term          string `protobuf:"bytes,1,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRedactionTermRequest) Reset() {
+	*x = RemoveRedactionTermRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRedactionTermRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRedactionTermRequest) ProtoMessage() {}
+
+func (x *RemoveRedactionTermRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRedactionTermRequest.ProtoReflect.Descriptor instead.
+func (*RemoveRedactionTermRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RemoveRedactionTermRequest) GetTerm() string {
+	if x != nil {
+		return x.Term
+	}
+	return ""
+}
+
+// RemoveRedactionTermResponse answers RemoveRedactionTermRequest.
+type RemoveRedactionTermResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// False when the term was not on the list.
+	Removed       bool `protobuf:"varint,1,opt,name=removed,proto3" json:"removed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveRedactionTermResponse) Reset() {
+	*x = RemoveRedactionTermResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveRedactionTermResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveRedactionTermResponse) ProtoMessage() {}
+
+func (x *RemoveRedactionTermResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveRedactionTermResponse.ProtoReflect.Descriptor instead.
+func (*RemoveRedactionTermResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RemoveRedactionTermResponse) GetRemoved() bool {
+	if x != nil {
+		return x.Removed
+	}
+	return false
+}
+
+// ListRedactionTermsRequest asks for one page of terms.
+type ListRedactionTermsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many (default 100, maximum 1000).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRedactionTermsRequest) Reset() {
+	*x = ListRedactionTermsRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRedactionTermsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRedactionTermsRequest) ProtoMessage() {}
+
+func (x *ListRedactionTermsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRedactionTermsRequest.ProtoReflect.Descriptor instead.
+func (*ListRedactionTermsRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ListRedactionTermsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRedactionTermsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListRedactionTermsResponse is one page of terms.
+type ListRedactionTermsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The terms.
+	Terms []*RedactionTerm `protobuf:"bytes,1,rep,name=terms,proto3" json:"terms,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRedactionTermsResponse) Reset() {
+	*x = ListRedactionTermsResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRedactionTermsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRedactionTermsResponse) ProtoMessage() {}
+
+func (x *ListRedactionTermsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRedactionTermsResponse.ProtoReflect.Descriptor instead.
+func (*ListRedactionTermsResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *ListRedactionTermsResponse) GetTerms() []*RedactionTerm {
+	if x != nil {
+		return x.Terms
+	}
+	return nil
+}
+
+func (x *ListRedactionTermsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_diary_v1_admin_proto protoreflect.FileDescriptor
 
 const file_diary_v1_admin_proto_rawDesc = "" +
@@ -2074,11 +2841,12 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\x11UpdateWaveRequest\x12\"\n" +
 	"\x04wave\x18\x01 \x01(\v2\x0e.diary.v1.WaveR\x04wave\"8\n" +
 	"\x12UpdateWaveResponse\x12\"\n" +
-	"\x04wave\x18\x01 \x01(\v2\x0e.diary.v1.WaveR\x04wave\"N\n" +
+	"\x04wave\x18\x01 \x01(\v2\x0e.diary.v1.WaveR\x04wave\"\x86\x01\n" +
 	"\x10ListWavesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"a\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x126\n" +
+	"\x17include_navigator_dates\x18\x03 \x01(\bR\x15includeNavigatorDates\"a\n" +
 	"\x11ListWavesResponse\x12$\n" +
 	"\x05waves\x18\x01 \x03(\v2\x0e.diary.v1.WaveR\x05waves\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\".\n" +
@@ -2108,12 +2876,52 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"o\n" +
 	"\x17ListAuditEventsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.diary.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n" +
+	"\x16DeleteWaveDatesRequest\x12\x16\n" +
+	"\x06number\x18\x01 \x01(\rR\x06number\x12%\n" +
+	"\x0enavigator_code\x18\x02 \x01(\tR\rnavigatorCode\"\x19\n" +
+	"\x17DeleteWaveDatesResponse\"^\n" +
+	"\x10RedactionPattern\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06marker\x18\x02 \x01(\tR\x06marker\x12\x1e\n" +
+	"\n" +
+	"expression\x18\x03 \x01(\tR\n" +
+	"expression\"s\n" +
+	"\tRedaction\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x126\n" +
+	"\bpatterns\x18\x02 \x03(\v2\x1a.diary.v1.RedactionPatternR\bpatterns\x12\x14\n" +
+	"\x05terms\x18\x03 \x01(\rR\x05terms\"\x15\n" +
+	"\x13GetRedactionRequest\"\x90\x01\n" +
+	"\x14GetRedactionResponse\x121\n" +
+	"\tredaction\x18\x01 \x01(\v2\x13.diary.v1.RedactionR\tredaction\x12E\n" +
+	"\x10default_patterns\x18\x02 \x03(\v2\x1a.diary.v1.RedactionPatternR\x0fdefaultPatterns\"j\n" +
+	"\x16UpdateRedactionRequest\x12\x18\n" +
+	"\aenabled\x18\x01 \x01(\bR\aenabled\x126\n" +
+	"\bpatterns\x18\x02 \x03(\v2\x1a.diary.v1.RedactionPatternR\bpatterns\"L\n" +
+	"\x17UpdateRedactionResponse\x121\n" +
+	"\tredaction\x18\x01 \x01(\v2\x13.diary.v1.RedactionR\tredaction\";\n" +
+	"\rRedactionTerm\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\tR\x04term\x12\x16\n" +
+	"\x06marker\x18\x02 \x01(\tR\x06marker\"F\n" +
+	"\x17AddRedactionTermRequest\x12+\n" +
+	"\x04term\x18\x01 \x01(\v2\x17.diary.v1.RedactionTermR\x04term\"\x1a\n" +
+	"\x18AddRedactionTermResponse\"0\n" +
+	"\x1aRemoveRedactionTermRequest\x12\x12\n" +
+	"\x04term\x18\x01 \x01(\tR\x04term\"7\n" +
+	"\x1bRemoveRedactionTermResponse\x12\x18\n" +
+	"\aremoved\x18\x01 \x01(\bR\aremoved\"W\n" +
+	"\x19ListRedactionTermsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"s\n" +
+	"\x1aListRedactionTermsResponse\x12-\n" +
+	"\x05terms\x18\x01 \x03(\v2\x17.diary.v1.RedactionTermR\x05terms\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*W\n" +
 	"\n" +
 	"DeviceKind\x12\x1b\n" +
 	"\x17DEVICE_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fDEVICE_KIND_APP\x10\x01\x12\x17\n" +
-	"\x13DEVICE_KIND_BROWSER\x10\x022\xe6\t\n" +
+	"\x13DEVICE_KIND_BROWSER\x10\x022\x8f\x0e\n" +
 	"\fAdminService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.diary.v1.CreateUserRequest\x1a\x1c.diary.v1.CreateUserResponse\x12I\n" +
@@ -2128,7 +2936,13 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"CreateWave\x12\x1b.diary.v1.CreateWaveRequest\x1a\x1c.diary.v1.CreateWaveResponse\x12G\n" +
 	"\n" +
-	"UpdateWave\x12\x1b.diary.v1.UpdateWaveRequest\x1a\x1c.diary.v1.UpdateWaveResponse\x12I\n" +
+	"UpdateWave\x12\x1b.diary.v1.UpdateWaveRequest\x1a\x1c.diary.v1.UpdateWaveResponse\x12V\n" +
+	"\x0fDeleteWaveDates\x12 .diary.v1.DeleteWaveDatesRequest\x1a!.diary.v1.DeleteWaveDatesResponse\x12R\n" +
+	"\fGetRedaction\x12\x1d.diary.v1.GetRedactionRequest\x1a\x1e.diary.v1.GetRedactionResponse\"\x03\x90\x02\x01\x12V\n" +
+	"\x0fUpdateRedaction\x12 .diary.v1.UpdateRedactionRequest\x1a!.diary.v1.UpdateRedactionResponse\x12Y\n" +
+	"\x10AddRedactionTerm\x12!.diary.v1.AddRedactionTermRequest\x1a\".diary.v1.AddRedactionTermResponse\x12b\n" +
+	"\x13RemoveRedactionTerm\x12$.diary.v1.RemoveRedactionTermRequest\x1a%.diary.v1.RemoveRedactionTermResponse\x12d\n" +
+	"\x12ListRedactionTerms\x12#.diary.v1.ListRedactionTermsRequest\x1a$.diary.v1.ListRedactionTermsResponse\"\x03\x90\x02\x01\x12I\n" +
 	"\tListWaves\x12\x1a.diary.v1.ListWavesRequest\x1a\x1b.diary.v1.ListWavesResponse\"\x03\x90\x02\x01\x12G\n" +
 	"\n" +
 	"EraseEntry\x12\x1b.diary.v1.EraseEntryRequest\x1a\x1c.diary.v1.EraseEntryResponse\x12S\n" +
@@ -2150,7 +2964,7 @@ func file_diary_v1_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_diary_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
 var file_diary_v1_admin_proto_goTypes = []any{
 	(DeviceKind)(0),                     // 0: diary.v1.DeviceKind
 	(*User)(nil),                        // 1: diary.v1.User
@@ -2187,72 +3001,106 @@ var file_diary_v1_admin_proto_goTypes = []any{
 	(*AuditEvent)(nil),                  // 32: diary.v1.AuditEvent
 	(*ListAuditEventsRequest)(nil),      // 33: diary.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),     // 34: diary.v1.ListAuditEventsResponse
-	nil,                                 // 35: diary.v1.AuditEvent.DetailsEntry
-	(Role)(0),                           // 36: diary.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 38: google.protobuf.Duration
-	(*Wave)(nil),                        // 39: diary.v1.Wave
+	(*DeleteWaveDatesRequest)(nil),      // 35: diary.v1.DeleteWaveDatesRequest
+	(*DeleteWaveDatesResponse)(nil),     // 36: diary.v1.DeleteWaveDatesResponse
+	(*RedactionPattern)(nil),            // 37: diary.v1.RedactionPattern
+	(*Redaction)(nil),                   // 38: diary.v1.Redaction
+	(*GetRedactionRequest)(nil),         // 39: diary.v1.GetRedactionRequest
+	(*GetRedactionResponse)(nil),        // 40: diary.v1.GetRedactionResponse
+	(*UpdateRedactionRequest)(nil),      // 41: diary.v1.UpdateRedactionRequest
+	(*UpdateRedactionResponse)(nil),     // 42: diary.v1.UpdateRedactionResponse
+	(*RedactionTerm)(nil),               // 43: diary.v1.RedactionTerm
+	(*AddRedactionTermRequest)(nil),     // 44: diary.v1.AddRedactionTermRequest
+	(*AddRedactionTermResponse)(nil),    // 45: diary.v1.AddRedactionTermResponse
+	(*RemoveRedactionTermRequest)(nil),  // 46: diary.v1.RemoveRedactionTermRequest
+	(*RemoveRedactionTermResponse)(nil), // 47: diary.v1.RemoveRedactionTermResponse
+	(*ListRedactionTermsRequest)(nil),   // 48: diary.v1.ListRedactionTermsRequest
+	(*ListRedactionTermsResponse)(nil),  // 49: diary.v1.ListRedactionTermsResponse
+	nil,                                 // 50: diary.v1.AuditEvent.DetailsEntry
+	(Role)(0),                           // 51: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 52: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 53: google.protobuf.Duration
+	(*Wave)(nil),                        // 54: diary.v1.Wave
 }
 var file_diary_v1_admin_proto_depIdxs = []int32{
-	36, // 0: diary.v1.User.role:type_name -> diary.v1.Role
-	37, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	36, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
+	51, // 0: diary.v1.User.role:type_name -> diary.v1.Role
+	52, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	51, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
 	1,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
 	1,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
 	1,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
-	37, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	52, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
 	12, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
-	38, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
-	37, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	37, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	37, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
-	37, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	53, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
+	52, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	52, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	52, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
+	52, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
 	0,  // 13: diary.v1.Device.kind:type_name -> diary.v1.DeviceKind
 	17, // 14: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
 	17, // 15: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
-	39, // 16: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
-	39, // 17: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
-	39, // 18: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
-	39, // 19: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
-	39, // 20: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
-	37, // 21: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	35, // 22: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
+	54, // 16: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
+	54, // 17: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
+	54, // 18: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
+	54, // 19: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
+	54, // 20: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
+	52, // 21: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	50, // 22: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
 	32, // 23: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
-	2,  // 24: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
-	4,  // 25: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
-	6,  // 26: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
-	8,  // 27: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
-	10, // 28: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
-	13, // 29: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
-	15, // 30: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
-	18, // 31: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
-	20, // 32: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
-	22, // 33: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
-	24, // 34: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
-	26, // 35: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
-	28, // 36: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
-	30, // 37: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
-	33, // 38: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
-	3,  // 39: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
-	5,  // 40: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
-	7,  // 41: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
-	9,  // 42: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
-	11, // 43: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
-	14, // 44: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
-	16, // 45: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
-	19, // 46: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
-	21, // 47: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
-	23, // 48: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
-	25, // 49: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
-	27, // 50: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
-	29, // 51: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
-	31, // 52: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
-	34, // 53: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
-	39, // [39:54] is the sub-list for method output_type
-	24, // [24:39] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	37, // 24: diary.v1.Redaction.patterns:type_name -> diary.v1.RedactionPattern
+	38, // 25: diary.v1.GetRedactionResponse.redaction:type_name -> diary.v1.Redaction
+	37, // 26: diary.v1.GetRedactionResponse.default_patterns:type_name -> diary.v1.RedactionPattern
+	37, // 27: diary.v1.UpdateRedactionRequest.patterns:type_name -> diary.v1.RedactionPattern
+	38, // 28: diary.v1.UpdateRedactionResponse.redaction:type_name -> diary.v1.Redaction
+	43, // 29: diary.v1.AddRedactionTermRequest.term:type_name -> diary.v1.RedactionTerm
+	43, // 30: diary.v1.ListRedactionTermsResponse.terms:type_name -> diary.v1.RedactionTerm
+	2,  // 31: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
+	4,  // 32: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
+	6,  // 33: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
+	8,  // 34: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
+	10, // 35: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
+	13, // 36: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
+	15, // 37: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
+	18, // 38: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
+	20, // 39: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
+	22, // 40: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
+	24, // 41: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
+	35, // 42: diary.v1.AdminService.DeleteWaveDates:input_type -> diary.v1.DeleteWaveDatesRequest
+	39, // 43: diary.v1.AdminService.GetRedaction:input_type -> diary.v1.GetRedactionRequest
+	41, // 44: diary.v1.AdminService.UpdateRedaction:input_type -> diary.v1.UpdateRedactionRequest
+	44, // 45: diary.v1.AdminService.AddRedactionTerm:input_type -> diary.v1.AddRedactionTermRequest
+	46, // 46: diary.v1.AdminService.RemoveRedactionTerm:input_type -> diary.v1.RemoveRedactionTermRequest
+	48, // 47: diary.v1.AdminService.ListRedactionTerms:input_type -> diary.v1.ListRedactionTermsRequest
+	26, // 48: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
+	28, // 49: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
+	30, // 50: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
+	33, // 51: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
+	3,  // 52: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
+	5,  // 53: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
+	7,  // 54: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
+	9,  // 55: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
+	11, // 56: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
+	14, // 57: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
+	16, // 58: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
+	19, // 59: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
+	21, // 60: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
+	23, // 61: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
+	25, // 62: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
+	36, // 63: diary.v1.AdminService.DeleteWaveDates:output_type -> diary.v1.DeleteWaveDatesResponse
+	40, // 64: diary.v1.AdminService.GetRedaction:output_type -> diary.v1.GetRedactionResponse
+	42, // 65: diary.v1.AdminService.UpdateRedaction:output_type -> diary.v1.UpdateRedactionResponse
+	45, // 66: diary.v1.AdminService.AddRedactionTerm:output_type -> diary.v1.AddRedactionTermResponse
+	47, // 67: diary.v1.AdminService.RemoveRedactionTerm:output_type -> diary.v1.RemoveRedactionTermResponse
+	49, // 68: diary.v1.AdminService.ListRedactionTerms:output_type -> diary.v1.ListRedactionTermsResponse
+	27, // 69: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
+	29, // 70: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
+	31, // 71: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
+	34, // 72: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
+	52, // [52:73] is the sub-list for method output_type
+	31, // [31:52] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_admin_proto_init() }
@@ -2267,7 +3115,7 @@ func file_diary_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_admin_proto_rawDesc), len(file_diary_v1_admin_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   50,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

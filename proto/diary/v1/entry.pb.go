@@ -138,7 +138,13 @@ type Change struct {
 	Clock uint64 `protobuf:"varint,8,opt,name=clock,proto3" json:"clock,omitempty"`
 	// The replica that made the write; it must be the pushing device's own
 	// replica id. It breaks ties between equal clocks.
-	ReplicaId     string `protobuf:"bytes,9,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	ReplicaId string `protobuf:"bytes,9,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// The save (one write on the device, such as saving an edited entry)
+	// this change is part of: the clock of the save's first change, shared
+	// by all its changes. 0 when the app does not say; the server then
+	// counts the changes of one entry in one push as one save. It only
+	// counts revisions for researchers; merging ignores it.
+	Write         uint64 `protobuf:"varint,10,opt,name=write,proto3" json:"write,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +253,13 @@ func (x *Change) GetReplicaId() string {
 		return x.ReplicaId
 	}
 	return ""
+}
+
+func (x *Change) GetWrite() uint64 {
+	if x != nil {
+		return x.Write
+	}
+	return 0
 }
 
 type isChange_Value interface {
@@ -774,7 +787,7 @@ var File_diary_v1_entry_proto protoreflect.FileDescriptor
 
 const file_diary_v1_entry_proto_rawDesc = "" +
 	"\n" +
-	"\x14diary/v1/entry.proto\x12\bdiary.v1\"\x81\x02\n" +
+	"\x14diary/v1/entry.proto\x12\bdiary.v1\"\x97\x02\n" +
 	"\x06Change\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12%\n" +
 	"\x05field\x18\x02 \x01(\x0e2\x0f.diary.v1.FieldR\x05field\x12\x10\n" +
@@ -786,7 +799,9 @@ const file_diary_v1_entry_proto_rawDesc = "" +
 	"\x04flag\x18\a \x01(\bH\x00R\x04flag\x12\x14\n" +
 	"\x05clock\x18\b \x01(\x04R\x05clock\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\t \x01(\tR\treplicaIdB\a\n" +
+	"replica_id\x18\t \x01(\tR\treplicaId\x12\x14\n" +
+	"\x05write\x18\n" +
+	" \x01(\x04R\x05writeB\a\n" +
 	"\x05value\"Y\n" +
 	"\fTextRegister\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\tR\x05value\x12\x14\n" +

@@ -34,6 +34,8 @@ const (
 	ExportFormat_EXPORT_FORMAT_JSONL ExportFormat = 2
 	// A REFI-QDA project (.qdpx) for NVivo, ATLAS.ti, MAXQDA and QualCoder.
 	ExportFormat_EXPORT_FORMAT_QDPX ExportFormat = 3
+	// A REFI-QDA codebook (.qdc): one code per tag.
+	ExportFormat_EXPORT_FORMAT_QDC ExportFormat = 4
 )
 
 // Enum value maps for ExportFormat.
@@ -43,12 +45,14 @@ var (
 		1: "EXPORT_FORMAT_CSV",
 		2: "EXPORT_FORMAT_JSONL",
 		3: "EXPORT_FORMAT_QDPX",
+		4: "EXPORT_FORMAT_QDC",
 	}
 	ExportFormat_value = map[string]int32{
 		"EXPORT_FORMAT_UNSPECIFIED": 0,
 		"EXPORT_FORMAT_CSV":         1,
 		"EXPORT_FORMAT_JSONL":       2,
 		"EXPORT_FORMAT_QDPX":        3,
+		"EXPORT_FORMAT_QDC":         4,
 	}
 )
 
@@ -195,9 +199,26 @@ type ExportWaveRequest struct {
 	// The wave's number; 0 exports every wave.
 	Wave uint32 `protobuf:"varint,1,opt,name=wave,proto3" json:"wave,omitempty"`
 	// The format.
-	Format        ExportFormat `protobuf:"varint,2,opt,name=format,proto3,enum=diary.v1.ExportFormat" json:"format,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Format ExportFormat `protobuf:"varint,2,opt,name=format,proto3,enum=diary.v1.ExportFormat" json:"format,omitempty"`
+	// Only this navigator's entries, by study code; empty for all.
+	NavigatorCode string `protobuf:"bytes,3,opt,name=navigator_code,json=navigatorCode,proto3" json:"navigator_code,omitempty"`
+	// Only entries dated on or after this day (YYYY-MM-DD); empty for no
+	// bound.
+	FromDate string `protobuf:"bytes,4,opt,name=from_date,json=fromDate,proto3" json:"from_date,omitempty"`
+	// Only entries dated on or before this day (YYYY-MM-DD); empty for no
+	// bound.
+	ToDate string `protobuf:"bytes,5,opt,name=to_date,json=toDate,proto3" json:"to_date,omitempty"`
+	// Compare with this earlier export (an id from ListExports): the
+	// manifest then lists what was added, changed, withdrawn and erased
+	// since. 0 for none.
+	SinceExportId uint64 `protobuf:"varint,6,opt,name=since_export_id,json=sinceExportId,proto3" json:"since_export_id,omitempty"`
+	// CSV only: start the file with a UTF-8 byte order mark, for Excel.
+	Bom bool `protobuf:"varint,7,opt,name=bom,proto3" json:"bom,omitempty"`
+	// CSV only: write cells as they are, without the quote put before a
+	// cell a spreadsheet would run as a formula (for R and pandas).
+	NoFormulaGuard bool `protobuf:"varint,8,opt,name=no_formula_guard,json=noFormulaGuard,proto3" json:"no_formula_guard,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ExportWaveRequest) Reset() {
@@ -244,6 +265,159 @@ func (x *ExportWaveRequest) GetFormat() ExportFormat {
 	return ExportFormat_EXPORT_FORMAT_UNSPECIFIED
 }
 
+func (x *ExportWaveRequest) GetNavigatorCode() string {
+	if x != nil {
+		return x.NavigatorCode
+	}
+	return ""
+}
+
+func (x *ExportWaveRequest) GetFromDate() string {
+	if x != nil {
+		return x.FromDate
+	}
+	return ""
+}
+
+func (x *ExportWaveRequest) GetToDate() string {
+	if x != nil {
+		return x.ToDate
+	}
+	return ""
+}
+
+func (x *ExportWaveRequest) GetSinceExportId() uint64 {
+	if x != nil {
+		return x.SinceExportId
+	}
+	return 0
+}
+
+func (x *ExportWaveRequest) GetBom() bool {
+	if x != nil {
+		return x.Bom
+	}
+	return false
+}
+
+func (x *ExportWaveRequest) GetNoFormulaGuard() bool {
+	if x != nil {
+		return x.NoFormulaGuard
+	}
+	return false
+}
+
+// ExportSince compares an export with an earlier one.
+type ExportSince struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The earlier export.
+	ExportId uint64 `protobuf:"varint,1,opt,name=export_id,json=exportId,proto3" json:"export_id,omitempty"`
+	// Its position.
+	Position uint64 `protobuf:"varint,2,opt,name=position,proto3" json:"position,omitempty"`
+	// When it was made.
+	ExportedAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=exported_at,json=exportedAt,proto3" json:"exported_at,omitempty"`
+	// Entries in this export and not in the earlier one.
+	Added uint64 `protobuf:"varint,4,opt,name=added,proto3" json:"added,omitempty"`
+	// Entries in both whose text differs.
+	Changed uint64 `protobuf:"varint,5,opt,name=changed,proto3" json:"changed,omitempty"`
+	// Entries of the earlier export now not shared for research, or
+	// deleted.
+	Withdrawn uint64 `protobuf:"varint,6,opt,name=withdrawn,proto3" json:"withdrawn,omitempty"`
+	// Entries of the earlier export now erased: copies must be purged.
+	Erased uint64 `protobuf:"varint,7,opt,name=erased,proto3" json:"erased,omitempty"`
+	// Entries of the earlier export still shared but outside this export's
+	// wave or filters.
+	Outside       uint64 `protobuf:"varint,8,opt,name=outside,proto3" json:"outside,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportSince) Reset() {
+	*x = ExportSince{}
+	mi := &file_diary_v1_research_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportSince) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportSince) ProtoMessage() {}
+
+func (x *ExportSince) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_research_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportSince.ProtoReflect.Descriptor instead.
+func (*ExportSince) Descriptor() ([]byte, []int) {
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ExportSince) GetExportId() uint64 {
+	if x != nil {
+		return x.ExportId
+	}
+	return 0
+}
+
+func (x *ExportSince) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
+func (x *ExportSince) GetExportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExportedAt
+	}
+	return nil
+}
+
+func (x *ExportSince) GetAdded() uint64 {
+	if x != nil {
+		return x.Added
+	}
+	return 0
+}
+
+func (x *ExportSince) GetChanged() uint64 {
+	if x != nil {
+		return x.Changed
+	}
+	return 0
+}
+
+func (x *ExportSince) GetWithdrawn() uint64 {
+	if x != nil {
+		return x.Withdrawn
+	}
+	return 0
+}
+
+func (x *ExportSince) GetErased() uint64 {
+	if x != nil {
+		return x.Erased
+	}
+	return 0
+}
+
+func (x *ExportSince) GetOutside() uint64 {
+	if x != nil {
+		return x.Outside
+	}
+	return 0
+}
+
 // ExportManifest describes an export: what it reflects and what it left
 // out. It holds counts only, never content.
 type ExportManifest struct {
@@ -270,13 +444,39 @@ type ExportManifest struct {
 	// Entries shared for research whose date is in no wave (only when
 	// exporting all waves; such entries are not exported).
 	ExcludedNoWave uint64 `protobuf:"varint,10,opt,name=excluded_no_wave,json=excludedNoWave,proto3" json:"excluded_no_wave,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The export's id in ListExports; 0 for a preview.
+	ExportId uint64 `protobuf:"varint,11,opt,name=export_id,json=exportId,proto3" json:"export_id,omitempty"`
+	// When the server reached position: the time a .qdpx carries.
+	SnapshotAt *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=snapshot_at,json=snapshotAt,proto3" json:"snapshot_at,omitempty"`
+	// The navigators' own wave dates the export used.
+	NavigatorWaves []*Wave `protobuf:"bytes,13,rep,name=navigator_waves,json=navigatorWaves,proto3" json:"navigator_waves,omitempty"`
+	// The navigator filter; empty for all.
+	NavigatorCode string `protobuf:"bytes,14,opt,name=navigator_code,json=navigatorCode,proto3" json:"navigator_code,omitempty"`
+	// The date filters; empty for none.
+	FromDate string `protobuf:"bytes,15,opt,name=from_date,json=fromDate,proto3" json:"from_date,omitempty"`
+	// The date filters; empty for none.
+	ToDate string `protobuf:"bytes,16,opt,name=to_date,json=toDate,proto3" json:"to_date,omitempty"`
+	// Whether texts were de-identified.
+	RedactionEnabled bool `protobuf:"varint,17,opt,name=redaction_enabled,json=redactionEnabled,proto3" json:"redaction_enabled,omitempty"`
+	// The markers of the patterns applied, such as "[phone]".
+	RedactionMarkers []string `protobuf:"bytes,18,rep,name=redaction_markers,json=redactionMarkers,proto3" json:"redaction_markers,omitempty"`
+	// How many terms the study's list held.
+	RedactionTerms uint32 `protobuf:"varint,19,opt,name=redaction_terms,json=redactionTerms,proto3" json:"redaction_terms,omitempty"`
+	// Replacements made in the whole export (0 in a preview).
+	RedactionReplacements uint64 `protobuf:"varint,20,opt,name=redaction_replacements,json=redactionReplacements,proto3" json:"redaction_replacements,omitempty"`
+	// CSV: whether the file starts with a byte order mark.
+	Bom bool `protobuf:"varint,21,opt,name=bom,proto3" json:"bom,omitempty"`
+	// CSV: whether cells a spreadsheet would run as formulas got a quote.
+	FormulaGuard bool `protobuf:"varint,22,opt,name=formula_guard,json=formulaGuard,proto3" json:"formula_guard,omitempty"`
+	// The comparison with an earlier export, when asked for.
+	Since         *ExportSince `protobuf:"bytes,23,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExportManifest) Reset() {
 	*x = ExportManifest{}
-	mi := &file_diary_v1_research_proto_msgTypes[3]
+	mi := &file_diary_v1_research_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +488,7 @@ func (x *ExportManifest) String() string {
 func (*ExportManifest) ProtoMessage() {}
 
 func (x *ExportManifest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_research_proto_msgTypes[3]
+	mi := &file_diary_v1_research_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +501,7 @@ func (x *ExportManifest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportManifest.ProtoReflect.Descriptor instead.
 func (*ExportManifest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_research_proto_rawDescGZIP(), []int{3}
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExportManifest) GetPosition() uint64 {
@@ -374,6 +574,97 @@ func (x *ExportManifest) GetExcludedNoWave() uint64 {
 	return 0
 }
 
+func (x *ExportManifest) GetExportId() uint64 {
+	if x != nil {
+		return x.ExportId
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetSnapshotAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SnapshotAt
+	}
+	return nil
+}
+
+func (x *ExportManifest) GetNavigatorWaves() []*Wave {
+	if x != nil {
+		return x.NavigatorWaves
+	}
+	return nil
+}
+
+func (x *ExportManifest) GetNavigatorCode() string {
+	if x != nil {
+		return x.NavigatorCode
+	}
+	return ""
+}
+
+func (x *ExportManifest) GetFromDate() string {
+	if x != nil {
+		return x.FromDate
+	}
+	return ""
+}
+
+func (x *ExportManifest) GetToDate() string {
+	if x != nil {
+		return x.ToDate
+	}
+	return ""
+}
+
+func (x *ExportManifest) GetRedactionEnabled() bool {
+	if x != nil {
+		return x.RedactionEnabled
+	}
+	return false
+}
+
+func (x *ExportManifest) GetRedactionMarkers() []string {
+	if x != nil {
+		return x.RedactionMarkers
+	}
+	return nil
+}
+
+func (x *ExportManifest) GetRedactionTerms() uint32 {
+	if x != nil {
+		return x.RedactionTerms
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetRedactionReplacements() uint64 {
+	if x != nil {
+		return x.RedactionReplacements
+	}
+	return 0
+}
+
+func (x *ExportManifest) GetBom() bool {
+	if x != nil {
+		return x.Bom
+	}
+	return false
+}
+
+func (x *ExportManifest) GetFormulaGuard() bool {
+	if x != nil {
+		return x.FormulaGuard
+	}
+	return false
+}
+
+func (x *ExportManifest) GetSince() *ExportSince {
+	if x != nil {
+		return x.Since
+	}
+	return nil
+}
+
 // ExportWaveResponse is one part of an export stream.
 type ExportWaveResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -383,6 +674,8 @@ type ExportWaveResponse struct {
 	//
 	//	*ExportWaveResponse_Manifest
 	//	*ExportWaveResponse_Chunk
+	//	*ExportWaveResponse_ManifestFile
+	//	*ExportWaveResponse_DataDictionary
 	Part          isExportWaveResponse_Part `protobuf_oneof:"part"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -390,7 +683,7 @@ type ExportWaveResponse struct {
 
 func (x *ExportWaveResponse) Reset() {
 	*x = ExportWaveResponse{}
-	mi := &file_diary_v1_research_proto_msgTypes[4]
+	mi := &file_diary_v1_research_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -402,7 +695,7 @@ func (x *ExportWaveResponse) String() string {
 func (*ExportWaveResponse) ProtoMessage() {}
 
 func (x *ExportWaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_research_proto_msgTypes[4]
+	mi := &file_diary_v1_research_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -415,7 +708,7 @@ func (x *ExportWaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExportWaveResponse.ProtoReflect.Descriptor instead.
 func (*ExportWaveResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_research_proto_rawDescGZIP(), []int{4}
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExportWaveResponse) GetPart() isExportWaveResponse_Part {
@@ -443,6 +736,24 @@ func (x *ExportWaveResponse) GetChunk() []byte {
 	return nil
 }
 
+func (x *ExportWaveResponse) GetManifestFile() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*ExportWaveResponse_ManifestFile); ok {
+			return x.ManifestFile
+		}
+	}
+	return nil
+}
+
+func (x *ExportWaveResponse) GetDataDictionary() []byte {
+	if x != nil {
+		if x, ok := x.Part.(*ExportWaveResponse_DataDictionary); ok {
+			return x.DataDictionary
+		}
+	}
+	return nil
+}
+
 type isExportWaveResponse_Part interface {
 	isExportWaveResponse_Part()
 }
@@ -457,9 +768,226 @@ type ExportWaveResponse_Chunk struct {
 	Chunk []byte `protobuf:"bytes,2,opt,name=chunk,proto3,oneof"`
 }
 
+type ExportWaveResponse_ManifestFile struct {
+	// The next bytes of the manifest file (JSON), after every chunk of
+	// the export file.
+	ManifestFile []byte `protobuf:"bytes,3,opt,name=manifest_file,json=manifestFile,proto3,oneof"`
+}
+
+type ExportWaveResponse_DataDictionary struct {
+	// The data dictionary (Markdown) of a CSV or JSON Lines export, last.
+	DataDictionary []byte `protobuf:"bytes,4,opt,name=data_dictionary,json=dataDictionary,proto3,oneof"`
+}
+
 func (*ExportWaveResponse_Manifest) isExportWaveResponse_Part() {}
 
 func (*ExportWaveResponse_Chunk) isExportWaveResponse_Part() {}
+
+func (*ExportWaveResponse_ManifestFile) isExportWaveResponse_Part() {}
+
+func (*ExportWaveResponse_DataDictionary) isExportWaveResponse_Part() {}
+
+// PreviewExportRequest asks what an export would hold.
+type PreviewExportRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The export, as for ExportWave (since_export_id is ignored).
+	Export        *ExportWaveRequest `protobuf:"bytes,1,opt,name=export,proto3" json:"export,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewExportRequest) Reset() {
+	*x = PreviewExportRequest{}
+	mi := &file_diary_v1_research_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewExportRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewExportRequest) ProtoMessage() {}
+
+func (x *PreviewExportRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_research_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewExportRequest.ProtoReflect.Descriptor instead.
+func (*PreviewExportRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PreviewExportRequest) GetExport() *ExportWaveRequest {
+	if x != nil {
+		return x.Export
+	}
+	return nil
+}
+
+// PreviewExportResponse carries the manifest.
+type PreviewExportResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The manifest an export would have now.
+	Manifest      *ExportManifest `protobuf:"bytes,1,opt,name=manifest,proto3" json:"manifest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewExportResponse) Reset() {
+	*x = PreviewExportResponse{}
+	mi := &file_diary_v1_research_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewExportResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewExportResponse) ProtoMessage() {}
+
+func (x *PreviewExportResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_research_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewExportResponse.ProtoReflect.Descriptor instead.
+func (*PreviewExportResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PreviewExportResponse) GetManifest() *ExportManifest {
+	if x != nil {
+		return x.Manifest
+	}
+	return nil
+}
+
+// ListExportsRequest asks for one page of exports.
+type ListExportsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many (default 100, maximum 1000).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExportsRequest) Reset() {
+	*x = ListExportsRequest{}
+	mi := &file_diary_v1_research_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExportsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExportsRequest) ProtoMessage() {}
+
+func (x *ListExportsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_research_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExportsRequest.ProtoReflect.Descriptor instead.
+func (*ListExportsRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListExportsRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListExportsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListExportsResponse is one page of exports.
+type ListExportsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The exports' manifests, newest first.
+	Exports []*ExportManifest `protobuf:"bytes,1,rep,name=exports,proto3" json:"exports,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListExportsResponse) Reset() {
+	*x = ListExportsResponse{}
+	mi := &file_diary_v1_research_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListExportsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListExportsResponse) ProtoMessage() {}
+
+func (x *ListExportsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_research_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListExportsResponse.ProtoReflect.Descriptor instead.
+func (*ListExportsResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_research_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListExportsResponse) GetExports() []*ExportManifest {
+	if x != nil {
+		return x.Exports
+	}
+	return nil
+}
+
+func (x *ListExportsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
 
 var File_diary_v1_research_proto protoreflect.FileDescriptor
 
@@ -472,10 +1000,26 @@ const file_diary_v1_research_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"p\n" +
 	" ResearchServiceListWavesResponse\x12$\n" +
 	"\x05waves\x18\x01 \x03(\v2\x0e.diary.v1.WaveR\x05waves\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x98\x02\n" +
 	"\x11ExportWaveRequest\x12\x12\n" +
 	"\x04wave\x18\x01 \x01(\rR\x04wave\x12.\n" +
-	"\x06format\x18\x02 \x01(\x0e2\x16.diary.v1.ExportFormatR\x06format\"\x9b\x03\n" +
+	"\x06format\x18\x02 \x01(\x0e2\x16.diary.v1.ExportFormatR\x06format\x12%\n" +
+	"\x0enavigator_code\x18\x03 \x01(\tR\rnavigatorCode\x12\x1b\n" +
+	"\tfrom_date\x18\x04 \x01(\tR\bfromDate\x12\x17\n" +
+	"\ato_date\x18\x05 \x01(\tR\x06toDate\x12&\n" +
+	"\x0fsince_export_id\x18\x06 \x01(\x04R\rsinceExportId\x12\x10\n" +
+	"\x03bom\x18\a \x01(\bR\x03bom\x12(\n" +
+	"\x10no_formula_guard\x18\b \x01(\bR\x0enoFormulaGuard\"\x83\x02\n" +
+	"\vExportSince\x12\x1b\n" +
+	"\texport_id\x18\x01 \x01(\x04R\bexportId\x12\x1a\n" +
+	"\bposition\x18\x02 \x01(\x04R\bposition\x12;\n" +
+	"\vexported_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"exportedAt\x12\x14\n" +
+	"\x05added\x18\x04 \x01(\x04R\x05added\x12\x18\n" +
+	"\achanged\x18\x05 \x01(\x04R\achanged\x12\x1c\n" +
+	"\twithdrawn\x18\x06 \x01(\x04R\twithdrawn\x12\x16\n" +
+	"\x06erased\x18\a \x01(\x04R\x06erased\x12\x18\n" +
+	"\aoutside\x18\b \x01(\x04R\aoutside\"\xa9\a\n" +
 	"\x0eExportManifest\x12\x1a\n" +
 	"\bposition\x18\x01 \x01(\x04R\bposition\x12;\n" +
 	"\vexported_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -488,20 +1032,50 @@ const file_diary_v1_research_proto_rawDesc = "" +
 	"\x10excluded_deleted\x18\b \x01(\x04R\x0fexcludedDeleted\x12'\n" +
 	"\x0fexcluded_erased\x18\t \x01(\x04R\x0eexcludedErased\x12(\n" +
 	"\x10excluded_no_wave\x18\n" +
-	" \x01(\x04R\x0eexcludedNoWave\"l\n" +
+	" \x01(\x04R\x0eexcludedNoWave\x12\x1b\n" +
+	"\texport_id\x18\v \x01(\x04R\bexportId\x12;\n" +
+	"\vsnapshot_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"snapshotAt\x127\n" +
+	"\x0fnavigator_waves\x18\r \x03(\v2\x0e.diary.v1.WaveR\x0enavigatorWaves\x12%\n" +
+	"\x0enavigator_code\x18\x0e \x01(\tR\rnavigatorCode\x12\x1b\n" +
+	"\tfrom_date\x18\x0f \x01(\tR\bfromDate\x12\x17\n" +
+	"\ato_date\x18\x10 \x01(\tR\x06toDate\x12+\n" +
+	"\x11redaction_enabled\x18\x11 \x01(\bR\x10redactionEnabled\x12+\n" +
+	"\x11redaction_markers\x18\x12 \x03(\tR\x10redactionMarkers\x12'\n" +
+	"\x0fredaction_terms\x18\x13 \x01(\rR\x0eredactionTerms\x125\n" +
+	"\x16redaction_replacements\x18\x14 \x01(\x04R\x15redactionReplacements\x12\x10\n" +
+	"\x03bom\x18\x15 \x01(\bR\x03bom\x12#\n" +
+	"\rformula_guard\x18\x16 \x01(\bR\fformulaGuard\x12+\n" +
+	"\x05since\x18\x17 \x01(\v2\x15.diary.v1.ExportSinceR\x05since\"\xbe\x01\n" +
 	"\x12ExportWaveResponse\x126\n" +
 	"\bmanifest\x18\x01 \x01(\v2\x18.diary.v1.ExportManifestH\x00R\bmanifest\x12\x16\n" +
-	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
-	"\x04part*u\n" +
+	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunk\x12%\n" +
+	"\rmanifest_file\x18\x03 \x01(\fH\x00R\fmanifestFile\x12)\n" +
+	"\x0fdata_dictionary\x18\x04 \x01(\fH\x00R\x0edataDictionaryB\x06\n" +
+	"\x04part\"K\n" +
+	"\x14PreviewExportRequest\x123\n" +
+	"\x06export\x18\x01 \x01(\v2\x1b.diary.v1.ExportWaveRequestR\x06export\"M\n" +
+	"\x15PreviewExportResponse\x124\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x18.diary.v1.ExportManifestR\bmanifest\"P\n" +
+	"\x12ListExportsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"q\n" +
+	"\x13ListExportsResponse\x122\n" +
+	"\aexports\x18\x01 \x03(\v2\x18.diary.v1.ExportManifestR\aexports\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x8c\x01\n" +
 	"\fExportFormat\x12\x1d\n" +
 	"\x19EXPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11EXPORT_FORMAT_CSV\x10\x01\x12\x17\n" +
 	"\x13EXPORT_FORMAT_JSONL\x10\x02\x12\x16\n" +
-	"\x12EXPORT_FORMAT_QDPX\x10\x032\xca\x01\n" +
+	"\x12EXPORT_FORMAT_QDPX\x10\x03\x12\x15\n" +
+	"\x11EXPORT_FORMAT_QDC\x10\x042\xf2\x02\n" +
 	"\x0fResearchService\x12g\n" +
 	"\tListWaves\x12).diary.v1.ResearchServiceListWavesRequest\x1a*.diary.v1.ResearchServiceListWavesResponse\"\x03\x90\x02\x01\x12N\n" +
 	"\n" +
-	"ExportWave\x12\x1b.diary.v1.ExportWaveRequest\x1a\x1c.diary.v1.ExportWaveResponse\"\x03\x90\x02\x010\x01B\x95\x01\n" +
+	"ExportWave\x12\x1b.diary.v1.ExportWaveRequest\x1a\x1c.diary.v1.ExportWaveResponse\"\x03\x90\x02\x010\x01\x12U\n" +
+	"\rPreviewExport\x12\x1e.diary.v1.PreviewExportRequest\x1a\x1f.diary.v1.PreviewExportResponse\"\x03\x90\x02\x01\x12O\n" +
+	"\vListExports\x12\x1c.diary.v1.ListExportsRequest\x1a\x1d.diary.v1.ListExportsResponse\"\x03\x90\x02\x01B\x95\x01\n" +
 	"\fcom.diary.v1B\rResearchProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
 
 var (
@@ -517,33 +1091,49 @@ func file_diary_v1_research_proto_rawDescGZIP() []byte {
 }
 
 var file_diary_v1_research_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_diary_v1_research_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_diary_v1_research_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_diary_v1_research_proto_goTypes = []any{
 	(ExportFormat)(0),                        // 0: diary.v1.ExportFormat
 	(*ResearchServiceListWavesRequest)(nil),  // 1: diary.v1.ResearchServiceListWavesRequest
 	(*ResearchServiceListWavesResponse)(nil), // 2: diary.v1.ResearchServiceListWavesResponse
 	(*ExportWaveRequest)(nil),                // 3: diary.v1.ExportWaveRequest
-	(*ExportManifest)(nil),                   // 4: diary.v1.ExportManifest
-	(*ExportWaveResponse)(nil),               // 5: diary.v1.ExportWaveResponse
-	(*Wave)(nil),                             // 6: diary.v1.Wave
-	(*timestamppb.Timestamp)(nil),            // 7: google.protobuf.Timestamp
+	(*ExportSince)(nil),                      // 4: diary.v1.ExportSince
+	(*ExportManifest)(nil),                   // 5: diary.v1.ExportManifest
+	(*ExportWaveResponse)(nil),               // 6: diary.v1.ExportWaveResponse
+	(*PreviewExportRequest)(nil),             // 7: diary.v1.PreviewExportRequest
+	(*PreviewExportResponse)(nil),            // 8: diary.v1.PreviewExportResponse
+	(*ListExportsRequest)(nil),               // 9: diary.v1.ListExportsRequest
+	(*ListExportsResponse)(nil),              // 10: diary.v1.ListExportsResponse
+	(*Wave)(nil),                             // 11: diary.v1.Wave
+	(*timestamppb.Timestamp)(nil),            // 12: google.protobuf.Timestamp
 }
 var file_diary_v1_research_proto_depIdxs = []int32{
-	6, // 0: diary.v1.ResearchServiceListWavesResponse.waves:type_name -> diary.v1.Wave
-	0, // 1: diary.v1.ExportWaveRequest.format:type_name -> diary.v1.ExportFormat
-	7, // 2: diary.v1.ExportManifest.exported_at:type_name -> google.protobuf.Timestamp
-	0, // 3: diary.v1.ExportManifest.format:type_name -> diary.v1.ExportFormat
-	6, // 4: diary.v1.ExportManifest.waves:type_name -> diary.v1.Wave
-	4, // 5: diary.v1.ExportWaveResponse.manifest:type_name -> diary.v1.ExportManifest
-	1, // 6: diary.v1.ResearchService.ListWaves:input_type -> diary.v1.ResearchServiceListWavesRequest
-	3, // 7: diary.v1.ResearchService.ExportWave:input_type -> diary.v1.ExportWaveRequest
-	2, // 8: diary.v1.ResearchService.ListWaves:output_type -> diary.v1.ResearchServiceListWavesResponse
-	5, // 9: diary.v1.ResearchService.ExportWave:output_type -> diary.v1.ExportWaveResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	11, // 0: diary.v1.ResearchServiceListWavesResponse.waves:type_name -> diary.v1.Wave
+	0,  // 1: diary.v1.ExportWaveRequest.format:type_name -> diary.v1.ExportFormat
+	12, // 2: diary.v1.ExportSince.exported_at:type_name -> google.protobuf.Timestamp
+	12, // 3: diary.v1.ExportManifest.exported_at:type_name -> google.protobuf.Timestamp
+	0,  // 4: diary.v1.ExportManifest.format:type_name -> diary.v1.ExportFormat
+	11, // 5: diary.v1.ExportManifest.waves:type_name -> diary.v1.Wave
+	12, // 6: diary.v1.ExportManifest.snapshot_at:type_name -> google.protobuf.Timestamp
+	11, // 7: diary.v1.ExportManifest.navigator_waves:type_name -> diary.v1.Wave
+	4,  // 8: diary.v1.ExportManifest.since:type_name -> diary.v1.ExportSince
+	5,  // 9: diary.v1.ExportWaveResponse.manifest:type_name -> diary.v1.ExportManifest
+	3,  // 10: diary.v1.PreviewExportRequest.export:type_name -> diary.v1.ExportWaveRequest
+	5,  // 11: diary.v1.PreviewExportResponse.manifest:type_name -> diary.v1.ExportManifest
+	5,  // 12: diary.v1.ListExportsResponse.exports:type_name -> diary.v1.ExportManifest
+	1,  // 13: diary.v1.ResearchService.ListWaves:input_type -> diary.v1.ResearchServiceListWavesRequest
+	3,  // 14: diary.v1.ResearchService.ExportWave:input_type -> diary.v1.ExportWaveRequest
+	7,  // 15: diary.v1.ResearchService.PreviewExport:input_type -> diary.v1.PreviewExportRequest
+	9,  // 16: diary.v1.ResearchService.ListExports:input_type -> diary.v1.ListExportsRequest
+	2,  // 17: diary.v1.ResearchService.ListWaves:output_type -> diary.v1.ResearchServiceListWavesResponse
+	6,  // 18: diary.v1.ResearchService.ExportWave:output_type -> diary.v1.ExportWaveResponse
+	8,  // 19: diary.v1.ResearchService.PreviewExport:output_type -> diary.v1.PreviewExportResponse
+	10, // 20: diary.v1.ResearchService.ListExports:output_type -> diary.v1.ListExportsResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_research_proto_init() }
@@ -552,9 +1142,11 @@ func file_diary_v1_research_proto_init() {
 		return
 	}
 	file_diary_v1_study_proto_init()
-	file_diary_v1_research_proto_msgTypes[4].OneofWrappers = []any{
+	file_diary_v1_research_proto_msgTypes[5].OneofWrappers = []any{
 		(*ExportWaveResponse_Manifest)(nil),
 		(*ExportWaveResponse_Chunk)(nil),
+		(*ExportWaveResponse_ManifestFile)(nil),
+		(*ExportWaveResponse_DataDictionary)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -562,7 +1154,7 @@ func file_diary_v1_research_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_research_proto_rawDesc), len(file_diary_v1_research_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   5,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -85,7 +85,9 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 }
 
 // Wave is one interview wave of the study: entries whose date falls in
-// [start_date, end_date] belong to it.
+// [start_date, end_date] belong to it. With navigator_code set it is that
+// navigator's own dates for the study-wide wave of the same number: for
+// that navigator they replace the wave's dates (the label is the wave's).
 type Wave struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The wave's number, from 1.
@@ -95,7 +97,10 @@ type Wave struct {
 	// First day of the window, YYYY-MM-DD, inclusive.
 	StartDate string `protobuf:"bytes,3,opt,name=start_date,json=startDate,proto3" json:"start_date,omitempty"`
 	// Last day of the window, YYYY-MM-DD, inclusive.
-	EndDate       string `protobuf:"bytes,4,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
+	EndDate string `protobuf:"bytes,4,opt,name=end_date,json=endDate,proto3" json:"end_date,omitempty"`
+	// The navigator these dates are for, by study code; empty for the
+	// study-wide wave.
+	NavigatorCode string `protobuf:"bytes,5,opt,name=navigator_code,json=navigatorCode,proto3" json:"navigator_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -158,17 +163,25 @@ func (x *Wave) GetEndDate() string {
 	return ""
 }
 
+func (x *Wave) GetNavigatorCode() string {
+	if x != nil {
+		return x.NavigatorCode
+	}
+	return ""
+}
+
 var File_diary_v1_study_proto protoreflect.FileDescriptor
 
 const file_diary_v1_study_proto_rawDesc = "" +
 	"\n" +
-	"\x14diary/v1/study.proto\x12\bdiary.v1\"n\n" +
+	"\x14diary/v1/study.proto\x12\bdiary.v1\"\x95\x01\n" +
 	"\x04Wave\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\rR\x06number\x12\x14\n" +
 	"\x05label\x18\x02 \x01(\tR\x05label\x12\x1d\n" +
 	"\n" +
 	"start_date\x18\x03 \x01(\tR\tstartDate\x12\x19\n" +
-	"\bend_date\x18\x04 \x01(\tR\aendDate*j\n" +
+	"\bend_date\x18\x04 \x01(\tR\aendDate\x12%\n" +
+	"\x0enavigator_code\x18\x05 \x01(\tR\rnavigatorCode*j\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eROLE_NAVIGATOR\x10\x01\x12\x13\n" +

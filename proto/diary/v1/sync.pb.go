@@ -392,9 +392,14 @@ type PullRequest struct {
 	Cursor uint64 `protobuf:"varint,1,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	// Maximum entries and removals in the page: default 500, maximum 1000.
 	// A page may hold fewer when the entries are large (about 4 MiB a page).
-	PageSize      uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PageSize uint32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Ask for an exact count of what waits after the page (see
+	// PullResponse.remaining). Counting costs the server time in proportion
+	// to what waits, so a client asks for it once per sync, on its first
+	// page, and counts down from there.
+	CountRemaining bool `protobuf:"varint,3,opt,name=count_remaining,json=countRemaining,proto3" json:"count_remaining,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PullRequest) Reset() {
@@ -439,6 +444,13 @@ func (x *PullRequest) GetPageSize() uint32 {
 		return x.PageSize
 	}
 	return 0
+}
+
+func (x *PullRequest) GetCountRemaining() bool {
+	if x != nil {
+		return x.CountRemaining
+	}
+	return false
 }
 
 // Removal tells a reader to drop an entry from its replica.
@@ -508,13 +520,20 @@ type PullResponse struct {
 	NextCursor uint64 `protobuf:"varint,3,opt,name=next_cursor,json=nextCursor,proto3" json:"next_cursor,omitempty"`
 	// Whether more is waiting after next_cursor.
 	More bool `protobuf:"varint,4,opt,name=more,proto3" json:"more,omitempty"`
-	// How many entries and removals are waiting after next_cursor.
+	// How many entries and removals are waiting after next_cursor, for
+	// progress. With count_remaining it is exact (as of the page's
+	// snapshot) and remaining_exact is set. Without it the server counts at
+	// most 10,000 past the page, so that a page costs the same however much
+	// waits: below 10,000 the count is exact, and 10,000 means at least
+	// that many. It is 0 exactly when more is false.
 	Remaining uint64 `protobuf:"varint,5,opt,name=remaining,proto3" json:"remaining,omitempty"`
 	// The server's time when it answered, for clock correction.
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// Whether remaining is an exact count rather than a lower bound.
+	RemainingExact bool `protobuf:"varint,7,opt,name=remaining_exact,json=remainingExact,proto3" json:"remaining_exact,omitempty"`
 	// For a supervisor, the read state of each entry in the page that they
 	// ever marked (entries never marked are unread and not listed).
-	Reads         []*ReadState `protobuf:"bytes,7,rep,name=reads,proto3" json:"reads,omitempty"`
+	Reads         []*ReadState `protobuf:"bytes,11,rep,name=reads,proto3" json:"reads,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -589,6 +608,13 @@ func (x *PullResponse) GetServerTime() *timestamppb.Timestamp {
 		return x.ServerTime
 	}
 	return nil
+}
+
+func (x *PullResponse) GetRemainingExact() bool {
+	if x != nil {
+		return x.RemainingExact
+	}
+	return false
 }
 
 func (x *PullResponse) GetReads() []*ReadState {
@@ -1059,13 +1085,14 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\fPushResponse\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.diary.v1.ChangeResultR\aresults\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"B\n" +
+	"serverTime\"k\n" +
 	"\vPullRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1b\n" +
-	"\tpage_size\x18\x02 \x01(\rR\bpageSize\"U\n" +
+	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12'\n" +
+	"\x0fcount_remaining\x18\x03 \x01(\bR\x0ecountRemaining\"U\n" +
 	"\aRemoval\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12/\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xa3\x02\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xcc\x02\n" +
 	"\fPullResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.diary.v1.EntryR\aentries\x12-\n" +
 	"\bremovals\x18\x02 \x03(\v2\x11.diary.v1.RemovalR\bremovals\x12\x1f\n" +
@@ -1074,8 +1101,9 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x04more\x18\x04 \x01(\bR\x04more\x12\x1c\n" +
 	"\tremaining\x18\x05 \x01(\x04R\tremaining\x12;\n" +
 	"\vserver_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\x12)\n" +
-	"\x05reads\x18\a \x03(\v2\x13.diary.v1.ReadStateR\x05reads\"P\n" +
+	"serverTime\x12'\n" +
+	"\x0fremaining_exact\x18\a \x01(\bR\x0eremainingExact\x12)\n" +
+	"\x05reads\x18\v \x03(\v2\x13.diary.v1.ReadStateR\x05reads\"P\n" +
 	"\tReadState\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x12\n" +
 	"\x04read\x18\x02 \x01(\bR\x04read\x12\x14\n" +

@@ -62,6 +62,24 @@ const (
 	AdminServiceCreateWaveProcedure = "/diary.v1.AdminService/CreateWave"
 	// AdminServiceUpdateWaveProcedure is the fully-qualified name of the AdminService's UpdateWave RPC.
 	AdminServiceUpdateWaveProcedure = "/diary.v1.AdminService/UpdateWave"
+	// AdminServiceDeleteWaveDatesProcedure is the fully-qualified name of the AdminService's
+	// DeleteWaveDates RPC.
+	AdminServiceDeleteWaveDatesProcedure = "/diary.v1.AdminService/DeleteWaveDates"
+	// AdminServiceGetRedactionProcedure is the fully-qualified name of the AdminService's GetRedaction
+	// RPC.
+	AdminServiceGetRedactionProcedure = "/diary.v1.AdminService/GetRedaction"
+	// AdminServiceUpdateRedactionProcedure is the fully-qualified name of the AdminService's
+	// UpdateRedaction RPC.
+	AdminServiceUpdateRedactionProcedure = "/diary.v1.AdminService/UpdateRedaction"
+	// AdminServiceAddRedactionTermProcedure is the fully-qualified name of the AdminService's
+	// AddRedactionTerm RPC.
+	AdminServiceAddRedactionTermProcedure = "/diary.v1.AdminService/AddRedactionTerm"
+	// AdminServiceRemoveRedactionTermProcedure is the fully-qualified name of the AdminService's
+	// RemoveRedactionTerm RPC.
+	AdminServiceRemoveRedactionTermProcedure = "/diary.v1.AdminService/RemoveRedactionTerm"
+	// AdminServiceListRedactionTermsProcedure is the fully-qualified name of the AdminService's
+	// ListRedactionTerms RPC.
+	AdminServiceListRedactionTermsProcedure = "/diary.v1.AdminService/ListRedactionTerms"
 	// AdminServiceListWavesProcedure is the fully-qualified name of the AdminService's ListWaves RPC.
 	AdminServiceListWavesProcedure = "/diary.v1.AdminService/ListWaves"
 	// AdminServiceEraseEntryProcedure is the fully-qualified name of the AdminService's EraseEntry RPC.
@@ -102,8 +120,25 @@ type AdminServiceClient interface {
 	RevokeDevice(context.Context, *v1.RevokeDeviceRequest) (*v1.RevokeDeviceResponse, error)
 	// CreateWave defines an interview wave.
 	CreateWave(context.Context, *v1.CreateWaveRequest) (*v1.CreateWaveResponse, error)
-	// UpdateWave changes a wave's label or window.
+	// UpdateWave changes a wave's label or window, or a navigator's own
+	// dates for it.
 	UpdateWave(context.Context, *v1.UpdateWaveRequest) (*v1.UpdateWaveResponse, error)
+	// DeleteWaveDates removes a navigator's own dates for a wave, so that
+	// the study-wide dates hold for them again.
+	DeleteWaveDates(context.Context, *v1.DeleteWaveDatesRequest) (*v1.DeleteWaveDatesResponse, error)
+	// GetRedaction returns the de-identification setting.
+	GetRedaction(context.Context, *v1.GetRedactionRequest) (*v1.GetRedactionResponse, error)
+	// UpdateRedaction replaces the de-identification setting (on or off,
+	// and the patterns). The change is recorded in the audit log and
+	// reaches the research team's replicas on their next pull.
+	UpdateRedaction(context.Context, *v1.UpdateRedactionRequest) (*v1.UpdateRedactionResponse, error)
+	// AddRedactionTerm adds a term (a client's name, a place) to the list
+	// of terms replaced in everything the research team receives.
+	AddRedactionTerm(context.Context, *v1.AddRedactionTermRequest) (*v1.AddRedactionTermResponse, error)
+	// RemoveRedactionTerm removes a term from the list.
+	RemoveRedactionTerm(context.Context, *v1.RemoveRedactionTermRequest) (*v1.RemoveRedactionTermResponse, error)
+	// ListRedactionTerms lists the terms, a page at a time.
+	ListRedactionTerms(context.Context, *v1.ListRedactionTermsRequest) (*v1.ListRedactionTermsResponse, error)
 	// ListWaves lists the waves in number order, a page at a time.
 	ListWaves(context.Context, *v1.ListWavesRequest) (*v1.ListWavesResponse, error)
 	// EraseEntry erases one entry: its content leaves the server's state
@@ -200,6 +235,44 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("UpdateWave")),
 			connect.WithClientOptions(opts...),
 		),
+		deleteWaveDates: connect.NewClient[v1.DeleteWaveDatesRequest, v1.DeleteWaveDatesResponse](
+			httpClient,
+			baseURL+AdminServiceDeleteWaveDatesProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("DeleteWaveDates")),
+			connect.WithClientOptions(opts...),
+		),
+		getRedaction: connect.NewClient[v1.GetRedactionRequest, v1.GetRedactionResponse](
+			httpClient,
+			baseURL+AdminServiceGetRedactionProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("GetRedaction")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		updateRedaction: connect.NewClient[v1.UpdateRedactionRequest, v1.UpdateRedactionResponse](
+			httpClient,
+			baseURL+AdminServiceUpdateRedactionProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("UpdateRedaction")),
+			connect.WithClientOptions(opts...),
+		),
+		addRedactionTerm: connect.NewClient[v1.AddRedactionTermRequest, v1.AddRedactionTermResponse](
+			httpClient,
+			baseURL+AdminServiceAddRedactionTermProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("AddRedactionTerm")),
+			connect.WithClientOptions(opts...),
+		),
+		removeRedactionTerm: connect.NewClient[v1.RemoveRedactionTermRequest, v1.RemoveRedactionTermResponse](
+			httpClient,
+			baseURL+AdminServiceRemoveRedactionTermProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("RemoveRedactionTerm")),
+			connect.WithClientOptions(opts...),
+		),
+		listRedactionTerms: connect.NewClient[v1.ListRedactionTermsRequest, v1.ListRedactionTermsResponse](
+			httpClient,
+			baseURL+AdminServiceListRedactionTermsProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ListRedactionTerms")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 		listWaves: connect.NewClient[v1.ListWavesRequest, v1.ListWavesResponse](
 			httpClient,
 			baseURL+AdminServiceListWavesProcedure,
@@ -242,6 +315,12 @@ type adminServiceClient struct {
 	revokeDevice        *connect.Client[v1.RevokeDeviceRequest, v1.RevokeDeviceResponse]
 	createWave          *connect.Client[v1.CreateWaveRequest, v1.CreateWaveResponse]
 	updateWave          *connect.Client[v1.UpdateWaveRequest, v1.UpdateWaveResponse]
+	deleteWaveDates     *connect.Client[v1.DeleteWaveDatesRequest, v1.DeleteWaveDatesResponse]
+	getRedaction        *connect.Client[v1.GetRedactionRequest, v1.GetRedactionResponse]
+	updateRedaction     *connect.Client[v1.UpdateRedactionRequest, v1.UpdateRedactionResponse]
+	addRedactionTerm    *connect.Client[v1.AddRedactionTermRequest, v1.AddRedactionTermResponse]
+	removeRedactionTerm *connect.Client[v1.RemoveRedactionTermRequest, v1.RemoveRedactionTermResponse]
+	listRedactionTerms  *connect.Client[v1.ListRedactionTermsRequest, v1.ListRedactionTermsResponse]
 	listWaves           *connect.Client[v1.ListWavesRequest, v1.ListWavesResponse]
 	eraseEntry          *connect.Client[v1.EraseEntryRequest, v1.EraseEntryResponse]
 	eraseNavigator      *connect.Client[v1.EraseNavigatorRequest, v1.EraseNavigatorResponse]
@@ -347,6 +426,60 @@ func (c *adminServiceClient) UpdateWave(ctx context.Context, req *v1.UpdateWaveR
 	return nil, err
 }
 
+// DeleteWaveDates calls diary.v1.AdminService.DeleteWaveDates.
+func (c *adminServiceClient) DeleteWaveDates(ctx context.Context, req *v1.DeleteWaveDatesRequest) (*v1.DeleteWaveDatesResponse, error) {
+	response, err := c.deleteWaveDates.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// GetRedaction calls diary.v1.AdminService.GetRedaction.
+func (c *adminServiceClient) GetRedaction(ctx context.Context, req *v1.GetRedactionRequest) (*v1.GetRedactionResponse, error) {
+	response, err := c.getRedaction.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// UpdateRedaction calls diary.v1.AdminService.UpdateRedaction.
+func (c *adminServiceClient) UpdateRedaction(ctx context.Context, req *v1.UpdateRedactionRequest) (*v1.UpdateRedactionResponse, error) {
+	response, err := c.updateRedaction.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// AddRedactionTerm calls diary.v1.AdminService.AddRedactionTerm.
+func (c *adminServiceClient) AddRedactionTerm(ctx context.Context, req *v1.AddRedactionTermRequest) (*v1.AddRedactionTermResponse, error) {
+	response, err := c.addRedactionTerm.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// RemoveRedactionTerm calls diary.v1.AdminService.RemoveRedactionTerm.
+func (c *adminServiceClient) RemoveRedactionTerm(ctx context.Context, req *v1.RemoveRedactionTermRequest) (*v1.RemoveRedactionTermResponse, error) {
+	response, err := c.removeRedactionTerm.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListRedactionTerms calls diary.v1.AdminService.ListRedactionTerms.
+func (c *adminServiceClient) ListRedactionTerms(ctx context.Context, req *v1.ListRedactionTermsRequest) (*v1.ListRedactionTermsResponse, error) {
+	response, err := c.listRedactionTerms.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ListWaves calls diary.v1.AdminService.ListWaves.
 func (c *adminServiceClient) ListWaves(ctx context.Context, req *v1.ListWavesRequest) (*v1.ListWavesResponse, error) {
 	response, err := c.listWaves.CallUnary(ctx, connect.NewRequest(req))
@@ -411,8 +544,25 @@ type AdminServiceHandler interface {
 	RevokeDevice(context.Context, *v1.RevokeDeviceRequest) (*v1.RevokeDeviceResponse, error)
 	// CreateWave defines an interview wave.
 	CreateWave(context.Context, *v1.CreateWaveRequest) (*v1.CreateWaveResponse, error)
-	// UpdateWave changes a wave's label or window.
+	// UpdateWave changes a wave's label or window, or a navigator's own
+	// dates for it.
 	UpdateWave(context.Context, *v1.UpdateWaveRequest) (*v1.UpdateWaveResponse, error)
+	// DeleteWaveDates removes a navigator's own dates for a wave, so that
+	// the study-wide dates hold for them again.
+	DeleteWaveDates(context.Context, *v1.DeleteWaveDatesRequest) (*v1.DeleteWaveDatesResponse, error)
+	// GetRedaction returns the de-identification setting.
+	GetRedaction(context.Context, *v1.GetRedactionRequest) (*v1.GetRedactionResponse, error)
+	// UpdateRedaction replaces the de-identification setting (on or off,
+	// and the patterns). The change is recorded in the audit log and
+	// reaches the research team's replicas on their next pull.
+	UpdateRedaction(context.Context, *v1.UpdateRedactionRequest) (*v1.UpdateRedactionResponse, error)
+	// AddRedactionTerm adds a term (a client's name, a place) to the list
+	// of terms replaced in everything the research team receives.
+	AddRedactionTerm(context.Context, *v1.AddRedactionTermRequest) (*v1.AddRedactionTermResponse, error)
+	// RemoveRedactionTerm removes a term from the list.
+	RemoveRedactionTerm(context.Context, *v1.RemoveRedactionTermRequest) (*v1.RemoveRedactionTermResponse, error)
+	// ListRedactionTerms lists the terms, a page at a time.
+	ListRedactionTerms(context.Context, *v1.ListRedactionTermsRequest) (*v1.ListRedactionTermsResponse, error)
 	// ListWaves lists the waves in number order, a page at a time.
 	ListWaves(context.Context, *v1.ListWavesRequest) (*v1.ListWavesResponse, error)
 	// EraseEntry erases one entry: its content leaves the server's state
@@ -505,6 +655,44 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("UpdateWave")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceDeleteWaveDatesHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceDeleteWaveDatesProcedure,
+		svc.DeleteWaveDates,
+		connect.WithSchema(adminServiceMethods.ByName("DeleteWaveDates")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceGetRedactionHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceGetRedactionProcedure,
+		svc.GetRedaction,
+		connect.WithSchema(adminServiceMethods.ByName("GetRedaction")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceUpdateRedactionHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceUpdateRedactionProcedure,
+		svc.UpdateRedaction,
+		connect.WithSchema(adminServiceMethods.ByName("UpdateRedaction")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceAddRedactionTermHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceAddRedactionTermProcedure,
+		svc.AddRedactionTerm,
+		connect.WithSchema(adminServiceMethods.ByName("AddRedactionTerm")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceRemoveRedactionTermHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceRemoveRedactionTermProcedure,
+		svc.RemoveRedactionTerm,
+		connect.WithSchema(adminServiceMethods.ByName("RemoveRedactionTerm")),
+		connect.WithHandlerOptions(opts...),
+	)
+	adminServiceListRedactionTermsHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceListRedactionTermsProcedure,
+		svc.ListRedactionTerms,
+		connect.WithSchema(adminServiceMethods.ByName("ListRedactionTerms")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	adminServiceListWavesHandler := connect.NewUnaryHandlerSimple(
 		AdminServiceListWavesProcedure,
 		svc.ListWaves,
@@ -555,6 +743,18 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceCreateWaveHandler.ServeHTTP(w, r)
 		case AdminServiceUpdateWaveProcedure:
 			adminServiceUpdateWaveHandler.ServeHTTP(w, r)
+		case AdminServiceDeleteWaveDatesProcedure:
+			adminServiceDeleteWaveDatesHandler.ServeHTTP(w, r)
+		case AdminServiceGetRedactionProcedure:
+			adminServiceGetRedactionHandler.ServeHTTP(w, r)
+		case AdminServiceUpdateRedactionProcedure:
+			adminServiceUpdateRedactionHandler.ServeHTTP(w, r)
+		case AdminServiceAddRedactionTermProcedure:
+			adminServiceAddRedactionTermHandler.ServeHTTP(w, r)
+		case AdminServiceRemoveRedactionTermProcedure:
+			adminServiceRemoveRedactionTermHandler.ServeHTTP(w, r)
+		case AdminServiceListRedactionTermsProcedure:
+			adminServiceListRedactionTermsHandler.ServeHTTP(w, r)
 		case AdminServiceListWavesProcedure:
 			adminServiceListWavesHandler.ServeHTTP(w, r)
 		case AdminServiceEraseEntryProcedure:
@@ -614,6 +814,30 @@ func (UnimplementedAdminServiceHandler) CreateWave(context.Context, *v1.CreateWa
 
 func (UnimplementedAdminServiceHandler) UpdateWave(context.Context, *v1.UpdateWaveRequest) (*v1.UpdateWaveResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.UpdateWave is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) DeleteWaveDates(context.Context, *v1.DeleteWaveDatesRequest) (*v1.DeleteWaveDatesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.DeleteWaveDates is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) GetRedaction(context.Context, *v1.GetRedactionRequest) (*v1.GetRedactionResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.GetRedaction is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) UpdateRedaction(context.Context, *v1.UpdateRedactionRequest) (*v1.UpdateRedactionResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.UpdateRedaction is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) AddRedactionTerm(context.Context, *v1.AddRedactionTermRequest) (*v1.AddRedactionTermResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.AddRedactionTerm is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) RemoveRedactionTerm(context.Context, *v1.RemoveRedactionTermRequest) (*v1.RemoveRedactionTermResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.RemoveRedactionTerm is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ListRedactionTerms(context.Context, *v1.ListRedactionTermsRequest) (*v1.ListRedactionTermsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.ListRedactionTerms is not implemented"))
 }
 
 func (UnimplementedAdminServiceHandler) ListWaves(context.Context, *v1.ListWavesRequest) (*v1.ListWavesResponse, error) {

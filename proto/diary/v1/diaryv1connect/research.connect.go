@@ -39,6 +39,12 @@ const (
 	// ResearchServiceExportWaveProcedure is the fully-qualified name of the ResearchService's
 	// ExportWave RPC.
 	ResearchServiceExportWaveProcedure = "/diary.v1.ResearchService/ExportWave"
+	// ResearchServicePreviewExportProcedure is the fully-qualified name of the ResearchService's
+	// PreviewExport RPC.
+	ResearchServicePreviewExportProcedure = "/diary.v1.ResearchService/PreviewExport"
+	// ResearchServiceListExportsProcedure is the fully-qualified name of the ResearchService's
+	// ListExports RPC.
+	ResearchServiceListExportsProcedure = "/diary.v1.ResearchService/ListExports"
 )
 
 // ResearchServiceClient is a client for the diary.v1.ResearchService service.
@@ -49,6 +55,11 @@ type ResearchServiceClient interface {
 	// from one snapshot. The first message is the manifest; the rest are
 	// chunks of the file, to be written in order.
 	ExportWave(context.Context, *v1.ExportWaveRequest) (*connect.ServerStreamForClient[v1.ExportWaveResponse], error)
+	// PreviewExport returns the manifest an export would have now, without
+	// its records: counts, wave definitions and settings. Nothing is kept.
+	PreviewExport(context.Context, *v1.PreviewExportRequest) (*v1.PreviewExportResponse, error)
+	// ListExports lists the exports made, newest first, a page at a time.
+	ListExports(context.Context, *v1.ListExportsRequest) (*v1.ListExportsResponse, error)
 }
 
 // NewResearchServiceClient constructs a client for the diary.v1.ResearchService service. By
@@ -76,13 +87,29 @@ func NewResearchServiceClient(httpClient connect.HTTPClient, baseURL string, opt
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		previewExport: connect.NewClient[v1.PreviewExportRequest, v1.PreviewExportResponse](
+			httpClient,
+			baseURL+ResearchServicePreviewExportProcedure,
+			connect.WithSchema(researchServiceMethods.ByName("PreviewExport")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		listExports: connect.NewClient[v1.ListExportsRequest, v1.ListExportsResponse](
+			httpClient,
+			baseURL+ResearchServiceListExportsProcedure,
+			connect.WithSchema(researchServiceMethods.ByName("ListExports")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // researchServiceClient implements ResearchServiceClient.
 type researchServiceClient struct {
-	listWaves  *connect.Client[v1.ResearchServiceListWavesRequest, v1.ResearchServiceListWavesResponse]
-	exportWave *connect.Client[v1.ExportWaveRequest, v1.ExportWaveResponse]
+	listWaves     *connect.Client[v1.ResearchServiceListWavesRequest, v1.ResearchServiceListWavesResponse]
+	exportWave    *connect.Client[v1.ExportWaveRequest, v1.ExportWaveResponse]
+	previewExport *connect.Client[v1.PreviewExportRequest, v1.PreviewExportResponse]
+	listExports   *connect.Client[v1.ListExportsRequest, v1.ListExportsResponse]
 }
 
 // ListWaves calls diary.v1.ResearchService.ListWaves.
@@ -99,6 +126,24 @@ func (c *researchServiceClient) ExportWave(ctx context.Context, req *v1.ExportWa
 	return c.exportWave.CallServerStream(ctx, connect.NewRequest(req))
 }
 
+// PreviewExport calls diary.v1.ResearchService.PreviewExport.
+func (c *researchServiceClient) PreviewExport(ctx context.Context, req *v1.PreviewExportRequest) (*v1.PreviewExportResponse, error) {
+	response, err := c.previewExport.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListExports calls diary.v1.ResearchService.ListExports.
+func (c *researchServiceClient) ListExports(ctx context.Context, req *v1.ListExportsRequest) (*v1.ListExportsResponse, error) {
+	response, err := c.listExports.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ResearchServiceHandler is an implementation of the diary.v1.ResearchService service.
 type ResearchServiceHandler interface {
 	// ListWaves lists the waves in number order, a page at a time.
@@ -107,6 +152,11 @@ type ResearchServiceHandler interface {
 	// from one snapshot. The first message is the manifest; the rest are
 	// chunks of the file, to be written in order.
 	ExportWave(context.Context, *v1.ExportWaveRequest, *connect.ServerStream[v1.ExportWaveResponse]) error
+	// PreviewExport returns the manifest an export would have now, without
+	// its records: counts, wave definitions and settings. Nothing is kept.
+	PreviewExport(context.Context, *v1.PreviewExportRequest) (*v1.PreviewExportResponse, error)
+	// ListExports lists the exports made, newest first, a page at a time.
+	ListExports(context.Context, *v1.ListExportsRequest) (*v1.ListExportsResponse, error)
 }
 
 // NewResearchServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -130,12 +180,30 @@ func NewResearchServiceHandler(svc ResearchServiceHandler, opts ...connect.Handl
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	researchServicePreviewExportHandler := connect.NewUnaryHandlerSimple(
+		ResearchServicePreviewExportProcedure,
+		svc.PreviewExport,
+		connect.WithSchema(researchServiceMethods.ByName("PreviewExport")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	researchServiceListExportsHandler := connect.NewUnaryHandlerSimple(
+		ResearchServiceListExportsProcedure,
+		svc.ListExports,
+		connect.WithSchema(researchServiceMethods.ByName("ListExports")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/diary.v1.ResearchService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ResearchServiceListWavesProcedure:
 			researchServiceListWavesHandler.ServeHTTP(w, r)
 		case ResearchServiceExportWaveProcedure:
 			researchServiceExportWaveHandler.ServeHTTP(w, r)
+		case ResearchServicePreviewExportProcedure:
+			researchServicePreviewExportHandler.ServeHTTP(w, r)
+		case ResearchServiceListExportsProcedure:
+			researchServiceListExportsHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -151,4 +219,12 @@ func (UnimplementedResearchServiceHandler) ListWaves(context.Context, *v1.Resear
 
 func (UnimplementedResearchServiceHandler) ExportWave(context.Context, *v1.ExportWaveRequest, *connect.ServerStream[v1.ExportWaveResponse]) error {
 	return connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.ResearchService.ExportWave is not implemented"))
+}
+
+func (UnimplementedResearchServiceHandler) PreviewExport(context.Context, *v1.PreviewExportRequest) (*v1.PreviewExportResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.ResearchService.PreviewExport is not implemented"))
+}
+
+func (UnimplementedResearchServiceHandler) ListExports(context.Context, *v1.ListExportsRequest) (*v1.ListExportsResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.ResearchService.ListExports is not implemented"))
 }

@@ -1,0 +1,372 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/internal/storetest"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+)
+
+// feedReader pulls a reader's feed with its own cursor and fails on any
+// entry it is given twice.
+type feedReader struct {
+	sync   diaryv1connect.SyncServiceClient
+	cursor uint64
+	seen   map[string]bool
+}
+
+func (r *feedReader) pull(tb testing.TB) (entries, removals []string) {
+	tb.Helper()
+	for {
+		resp, err := r.sync.Pull(context.Background(), &diaryv1.PullRequest{Cursor: r.cursor, PageSize: 1000})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, e := range resp.GetEntries() {
+			if r.seen[e.GetId()] {
+				tb.Fatalf("entry %s (%q) pulled again", e.GetId(), e.GetTitle().GetValue())
+			}
+			r.seen[e.GetId()] = true
+			entries = append(entries, e.GetTitle().GetValue())
+		}
+		for _, rm := range resp.GetRemovals() {
+			removals = append(removals, rm.GetEntryId())
+		}
+		r.cursor = resp.GetNextCursor()
+		if !resp.GetMore() {
+			return entries, removals
+		}
+	}
+}
+
+func diaryd(tb testing.TB, args ...string) (string, error) {
+	tb.Helper()
+	out, err := exec.Command(diarydBinary(tb), args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestDiaryd_Migrate moves a study from SQLite to PostgreSQL with
+// "diaryd migrate": it refuses while the SQLite server runs, copies the
+// stopped study, refuses to copy into a database that holds one, and
+// afterwards a navigator's real replica and a supervisor's feed, synced
+// before the move, carry on through a diaryd on PostgreSQL with their
+// old tokens and cursors: nothing missing, nothing repeated, the erased
+// entry still refused, the audit log kept.
+func TestDiaryd_Migrate(t *testing.T) {
+	url := storetest.NewDatabase(t)
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "data")
+	p := startDiaryd(t, data)
+	admin := adminClients(t, p.url, readAdminCode(t, data))
+	supEnr, err := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, p.url).Enroll(ctx, &diaryv1.EnrollRequest{Code: issue(t, admin, "SUP-1", diaryv1.Role_ROLE_SUPERVISOR)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	navCode := issue(t, admin, "PN-A", diaryv1.Role_ROLE_NAVIGATOR)
+	if _, err := admin.AssignNavigator(ctx, &diaryv1.AssignNavigatorRequest{SupervisorCode: "SUP-1", NavigatorCode: "PN-A"}); err != nil {
+		t.Fatal(err)
+	}
+	front := newForwarder(t, p.url)
+	phone, err := client.Open(ctx, filepath.Join(t.TempDir(), "phone.db"), client.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	if _, err := phone.Enroll(ctx, front.url(), navCode, "phone"); err != nil {
+		t.Fatal(err)
+	}
+	var erased string
+	for i := range 50 {
+		id, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("before %d", i), Body: "Met J.", ShareSupervisor: i%5 != 0, ShareResearch: i%2 == 0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 {
+			erased = id.String()
+		}
+	}
+	if err := phone.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.EraseEntry(ctx, &diaryv1.EraseEntryRequest{EntryId: erased}); err != nil {
+		t.Fatal(err)
+	}
+	if err := phone.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sup := &feedReader{sync: diaryv1connect.NewSyncServiceClient(http.DefaultClient, front.url(), connect.WithInterceptors(authHeader(supEnr.GetToken())))}
+	sup.seen = map[string]bool{}
+	if got, _ := sup.pull(t); len(got) != 39 {
+		t.Fatalf("the supervisor pulled %d entries before the move, want 39", len(got))
+	}
+	// The research settings and a first export, which a later export
+	// on PostgreSQL compares itself with.
+	if _, err := admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 1, Label: "Baseline", StartDate: "2000-01-01", EndDate: "2000-12-31"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.CreateWave(ctx, &diaryv1.CreateWaveRequest{Wave: &diaryv1.Wave{Number: 1, NavigatorCode: "PN-A", StartDate: "2001-01-01", EndDate: "2099-12-31"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.AddRedactionTerm(ctx, &diaryv1.AddRedactionTermRequest{Term: &diaryv1.RedactionTerm{Term: "Jonah", Marker: "[name]"}}); err != nil {
+		t.Fatal(err)
+	}
+	resEnr, err := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, p.url).Enroll(ctx, &diaryv1.EnrollRequest{Code: issue(t, admin, "RES-1", diaryv1.Role_ROLE_RESEARCHER)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	research := func(url string) diaryv1connect.ResearchServiceClient {
+		return diaryv1connect.NewResearchServiceClient(http.DefaultClient, url, connect.WithInterceptors(authHeader(resEnr.GetToken())))
+	}
+	first := exportManifest(t, research(p.url), &diaryv1.ExportWaveRequest{Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV})
+	if first.GetEntries() != 25 || first.GetExportId() == 0 {
+		t.Fatalf("the export before the move holds %d entries (id %d), want 25", first.GetEntries(), first.GetExportId())
+	}
+	auditBefore, err := admin.ListAuditEvents(ctx, &diaryv1.ListAuditEventsRequest{PageSize: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("ErrServerRunning", func(t *testing.T) {
+		out, err := diaryd(t, "migrate", "--from", data, "--database", url)
+		if err == nil || !strings.Contains(out, "is using") || !strings.Contains(out, "stop it first") {
+			t.Fatalf("migrate while the server runs: %v\n%s", err, out)
+		}
+	})
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("OK", func(t *testing.T) {
+		out, err := diaryd(t, "migrate", "--from", data, "--database", url)
+		if err != nil || !strings.Contains(out, "Copied") {
+			t.Fatalf("migrate: %v\n%s", err, out)
+		}
+	})
+	t.Run("ErrNotEmpty", func(t *testing.T) {
+		out, err := diaryd(t, "migrate", "--from", data, "--database", url)
+		if err == nil || !strings.Contains(out, "already holds a study") {
+			t.Fatalf("second migrate: %v\n%s", err, out)
+		}
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	pg := startDiaryd(t, filepath.Join(t.TempDir(), "unused"), "--database", url)
+	if strings.Contains(pg.stdout.String(), "Created the administrator") {
+		t.Fatal("the moved study got a new administrator")
+	}
+	front.point(pg.url)
+	t.Run("OKCarriesOn", func(t *testing.T) {
+		for i := range 5 {
+			if _, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("after %d", i), Body: "Met K.", ShareSupervisor: true, ShareResearch: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := phone.Sync(ctx); err != nil {
+			t.Fatalf("the phone's old token and cursor do not work on the moved study: %v", err)
+		}
+		if st, err := phone.Status(ctx); err != nil || st.Pending != 0 || st.Refused != 0 {
+			t.Fatalf("after the move: %+v %v", st, err)
+		}
+		local, n, err := phone.StateHash(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		remote, m, _, err := phone.ServerStateHash(ctx)
+		if err != nil || local != remote || n != 54 || m != 54 {
+			t.Fatalf("phone %d entries, server %d (%v), hashes equal %v", n, m, err, local == remote)
+		}
+		got, removals := sup.pull(t)
+		if len(got) != 5 || len(removals) != 0 {
+			t.Fatalf("the supervisor pulled %v and removals %v after the move, want the five new entries only", got, removals)
+		}
+		for _, title := range got {
+			if !strings.HasPrefix(title, "after ") {
+				t.Fatalf("the supervisor pulled %q again", title)
+			}
+		}
+	})
+	t.Run("OKResearchCarriesOn", func(t *testing.T) {
+		admin2 := diaryv1connect.NewAdminServiceClient(http.DefaultClient, pg.url, connect.WithInterceptors(authHeader(adminToken(t, pg.url, url))))
+		waves, err := admin2.ListWaves(ctx, &diaryv1.ListWavesRequest{PageSize: 100, IncludeNavigatorDates: true})
+		if err != nil || len(waves.GetWaves()) != 2 || waves.GetWaves()[1].GetNavigatorCode() != "PN-A" {
+			t.Fatalf("wave definitions after the move: %v %v", waves.GetWaves(), err)
+		}
+		terms, err := admin2.ListRedactionTerms(ctx, &diaryv1.ListRedactionTermsRequest{PageSize: 100})
+		if err != nil || len(terms.GetTerms()) != 1 || terms.GetTerms()[0].GetMarker() != "[name]" {
+			t.Fatalf("redaction terms after the move: %v %v", terms.GetTerms(), err)
+		}
+		list, err := research(pg.url).ListExports(ctx, &diaryv1.ListExportsRequest{PageSize: 10})
+		if err != nil || len(list.GetExports()) != 1 || list.GetExports()[0].GetExportId() != first.GetExportId() {
+			t.Fatalf("exports after the move: %v %v", list.GetExports(), err)
+		}
+		m := exportManifest(t, research(pg.url), &diaryv1.ExportWaveRequest{Format: diaryv1.ExportFormat_EXPORT_FORMAT_CSV, SinceExportId: first.GetExportId()})
+		s := m.GetSince()
+		if m.GetEntries() != 30 || m.GetExportId() <= first.GetExportId() || len(m.GetNavigatorWaves()) != 1 || m.GetRedactionTerms() != 1 ||
+			s.GetAdded() != 5 || s.GetChanged() != 0 || s.GetWithdrawn() != 0 || s.GetErased() != 0 || s.GetOutside() != 0 {
+			t.Fatalf("the export after the move: %d entries, id %d (first %d), %d navigator waves, %d terms, since %v; want 30 with 5 added",
+				m.GetEntries(), m.GetExportId(), first.GetExportId(), len(m.GetNavigatorWaves()), m.GetRedactionTerms(), s)
+		}
+	})
+	t.Run("OKErasedStaysErased", func(t *testing.T) {
+		var events int
+		admin2 := diaryv1connect.NewAdminServiceClient(http.DefaultClient, pg.url, connect.WithInterceptors(authHeader(adminToken(t, pg.url, url))))
+		resp, err := admin2.ListAuditEvents(ctx, &diaryv1.ListAuditEventsRequest{PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range resp.GetEvents() {
+			if e.GetAction() == "entry.erase" && e.GetSubject() == erased {
+				events++
+			}
+		}
+		if events != 1 || len(resp.GetEvents()) < len(auditBefore.GetEvents()) {
+			t.Fatalf("audit log after the move: %d events (%d before), %d erasures of the entry", len(resp.GetEvents()), len(auditBefore.GetEvents()), events)
+		}
+		r, err := admin2.EraseEntry(ctx, &diaryv1.EraseEntryRequest{EntryId: erased})
+		if err != nil || r.GetErased() {
+			t.Fatalf("erasing the erased entry again: %v %v", r, err)
+		}
+	})
+}
+
+// exportManifest makes an export through rs and returns its manifest.
+func exportManifest(tb testing.TB, rs diaryv1connect.ResearchServiceClient, req *diaryv1.ExportWaveRequest) *diaryv1.ExportManifest {
+	tb.Helper()
+	stream, err := rs.ExportWave(context.Background(), req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var m *diaryv1.ExportManifest
+	for stream.Receive() {
+		if got := stream.Msg().GetManifest(); got != nil {
+			m = got
+		}
+	}
+	if err := stream.Err(); err != nil || m == nil {
+		tb.Fatalf("export: manifest %v, %v", m, err)
+	}
+	return m
+}
+
+// adminToken enrols a new administrator device on the server at url with
+// a code from "diaryd admin-code --database db".
+func adminToken(tb testing.TB, url, db string) string {
+	tb.Helper()
+	out, err := diaryd(tb, "admin-code", "--database", db)
+	if err != nil {
+		tb.Fatalf("admin-code: %v\n%s", err, out)
+	}
+	enr, err := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, url).Enroll(context.Background(), &diaryv1.EnrollRequest{Code: strings.TrimSpace(out), DeviceName: "admin 2"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return enr.GetToken()
+}
+
+// TestDiaryd_Backup backs up a running SQLite study with "diaryd backup",
+// writes more, and restores the backup as docs/RELIABILITY.md says: stop
+// the server, put the backup in place of diarysync.db, start it. The
+// restored study is the study at the backup, and a device whose cursor
+// is past it is told to sync again from the start.
+func TestDiaryd_Backup(t *testing.T) {
+	ctx := context.Background()
+	data := filepath.Join(t.TempDir(), "data")
+	p := startDiaryd(t, data)
+	admin := adminClients(t, p.url, readAdminCode(t, data))
+	enr, err := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, p.url).Enroll(ctx, &diaryv1.EnrollRequest{Code: issue(t, admin, "PN-A", diaryv1.Role_ROLE_NAVIGATOR)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phone, err := client.Open(ctx, filepath.Join(t.TempDir(), "phone.db"), client.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer phone.Close()
+	if _, err := phone.Enroll(ctx, p.url, issue(t, admin, "PN-A", diaryv1.Role_ROLE_NAVIGATOR), "phone"); err != nil {
+		t.Fatal(err)
+	}
+	write := func(prefix string, n int) {
+		for i := range n {
+			if _, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("%s %d", prefix, i), Body: "Met J."}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := phone.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("before", 30)
+	file := filepath.Join(t.TempDir(), "backup.db")
+	t.Run("OK", func(t *testing.T) {
+		out, err := diaryd(t, "backup", "--data", data, "--to", file)
+		if err != nil {
+			t.Fatalf("backup: %v\n%s", err, out)
+		}
+		fi, err := os.Stat(file)
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("backup file: %v %v", fi, err)
+		}
+	})
+	t.Run("ErrExists", func(t *testing.T) {
+		if out, err := diaryd(t, "backup", "--data", data, "--to", file); err == nil || !strings.Contains(out, "exists") {
+			t.Fatalf("backup over a file: %v\n%s", err, out)
+		}
+	})
+	write("after", 20)
+	sync := diaryv1connect.NewSyncServiceClient(http.DefaultClient, p.url, connect.WithInterceptors(authHeader(enr.GetToken())))
+	ahead := &feedReader{sync: sync, seen: map[string]bool{}}
+	if got, _ := ahead.pull(t); len(got) != 50 {
+		t.Fatalf("%d entries before the restore, want 50", len(got))
+	}
+
+	// Restore: stop, put the backup in place, start.
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.wait(t); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"diarysync.db-wal", "diarysync.db-shm"} {
+		os.Remove(filepath.Join(data, f))
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(data, "diarysync.db"), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p = startDiaryd(t, data)
+	sync = diaryv1connect.NewSyncServiceClient(http.DefaultClient, p.url, connect.WithInterceptors(authHeader(enr.GetToken())))
+	t.Run("OKRestored", func(t *testing.T) {
+		fresh := &feedReader{sync: sync, seen: map[string]bool{}}
+		got, _ := fresh.pull(t)
+		if len(got) != 30 {
+			t.Fatalf("%d entries after the restore, want the 30 of the backup", len(got))
+		}
+		for _, title := range got {
+			if !strings.HasPrefix(title, "before ") {
+				t.Fatalf("%q is in the restored study", title)
+			}
+		}
+		_, err := sync.Pull(ctx, &diaryv1.PullRequest{Cursor: ahead.cursor})
+		if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "sync again from the start") {
+			t.Fatalf("a cursor past the restored study: %v", err)
+		}
+	})
+}

@@ -1,0 +1,79 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/diarysync/diarysync/study"
+)
+
+// audit appends an event to the audit log in t, so that it commits or
+// rolls back with the action it records. details must never hold diary
+// content.
+func (db *DB) audit(ctx context.Context, t *tx, action, subject string, details map[string]string) error {
+	return db.auditAs(ctx, t, study.ActorFrom(ctx), action, subject, details)
+}
+
+// auditAs appends an event done by actor (for calls made without a
+// device token, such as an enrolment).
+func (db *DB) auditAs(ctx context.Context, t *tx, actor, action, subject string, details map[string]string) error {
+	if details == nil {
+		details = map[string]string{}
+	}
+	b, err := json.Marshal(details)
+	if err != nil {
+		return fmt.Errorf("cannot encode audit details: %w", err)
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO audit (at, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)`,
+		db.nowMillis(), actor, action, subject, string(b)); err != nil {
+		return fmt.Errorf("cannot write the audit log: %w", err)
+	}
+	return nil
+}
+
+// ListAudit returns a page of the audit log, newest first.
+func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*study.AuditEvent, string, error) {
+	before, err := study.DecodeIntPageToken(token)
+	if err != nil {
+		return nil, "", err
+	}
+	return db.listAudit(ctx, `($1::bigint = 0 OR id < $1)`, []any{before}, study.ListPageSize(size))
+}
+
+// listAudit reads up to n events that pass where (whose placeholders
+// are $1 to $len(args)), newest first, and the token of the next page.
+func (db *DB) listAudit(ctx context.Context, where string, args []any, n int) ([]*study.AuditEvent, string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE `+where+
+		fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)+1), append(args, n+1)...)
+	if err != nil {
+		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
+	}
+	defer rows.Close()
+	var out []*study.AuditEvent
+	for rows.Next() {
+		var (
+			e       study.AuditEvent
+			at      int64
+			details string
+		)
+		if err := rows.Scan(&e.ID, &at, &e.Actor, &e.Action, &e.Subject, &details); err != nil {
+			return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
+		}
+		e.At = time.UnixMilli(at).UTC()
+		if err := json.Unmarshal([]byte(details), &e.Details); err != nil {
+			return nil, "", fmt.Errorf("audit event %d: %w", e.ID, err)
+		}
+		out = append(out, &e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
+	}
+	next := ""
+	if len(out) > n {
+		out = out[:n]
+		next = study.EncodeIntPageToken(out[n-1].ID)
+	}
+	return out, next, nil
+}

@@ -1,0 +1,305 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net/url"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
+	"github.com/jackc/pgx/v5"
+)
+
+// openTestDB opens a store on a new database of the server
+// DIARYSYNC_TEST_POSTGRES names (skipping without one), dropped when the
+// test ends. (internal/storetest, which other packages use, imports this
+// package, so its tests cannot use it.)
+func openTestDB(t testing.TB) *DB {
+	t.Helper()
+	db, _ := openTestURL(t)
+	return db
+}
+
+// openTestURL is openTestDB that also returns the database's URL.
+func openTestURL(t testing.TB) (*DB, string) {
+	t.Helper()
+	base := os.Getenv("DIARYSYNC_TEST_POSTGRES")
+	if base == "" {
+		t.Skip("DIARYSYNC_TEST_POSTGRES is not set: no PostgreSQL server to test against (.ci/run starts one)")
+	}
+	ctx := context.Background()
+	var id [6]byte
+	rand.Read(id[:])
+	name := "diarysync_group_" + hex.EncodeToString(id[:])
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Path = "/" + name
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE DATABASE `+name); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP DATABASE `+name+` WITH (FORCE)`); err != nil {
+			t.Error(err)
+		}
+	})
+	db, err := Open(ctx, u.String(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, u.String()
+}
+
+func mustEnroll(t testing.TB, db *DB, code string) *study.Identity {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.CreateUser(ctx, code, study.RoleNavigator, ""); err != nil {
+		t.Fatal(err)
+	}
+	c, _, err := db.IssueEnrollmentCode(ctx, code, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	enr, err := db.Enroll(ctx, c, "test device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := db.Authenticate(ctx, enr.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// newEntry returns the two changes that create an entry dated date.
+func newEntry(replica syncengine.ReplicaID, clock *syncengine.Clock, date string) []study.Incoming {
+	id := syncengine.NewEntryID()
+	mk := func(c syncengine.Change) study.Incoming {
+		c.Entry, c.Replica, c.Clock = id, replica, clock.Now()
+		return study.Incoming{Change: c}
+	}
+	return []study.Incoming{
+		mk(syncengine.Change{Field: syncengine.FieldTitle, Text: "Outreach at the day centre"}),
+		mk(syncengine.Change{Field: syncengine.FieldDate, Text: date}),
+	}
+}
+
+// holdWriteLock takes the study's write lock (the sequence row) on a
+// connection of its own until release is called, so that a group waits
+// for it while more pushes queue.
+func holdWriteLock(t *testing.T, db *DB) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	ptx, err := db.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ptx.Exec(ctx, `SELECT value FROM sequence WHERE id = 1 FOR UPDATE`); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := ptx.Rollback(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+}
+
+// waitQueued waits until a push leads a group and n more wait in the
+// queue behind it.
+func waitQueued(t *testing.T, db *DB, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		db.group.mu.Lock()
+		queued, leading := len(db.group.queue), db.group.leading
+		db.group.mu.Unlock()
+		if leading && queued >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pushes queued, want %d", queued, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func countRows(t *testing.T, db *DB, query string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.pool.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+type pushOutcome struct {
+	results []study.ChangeResult
+	err     error
+}
+
+func TestGroupCommit(t *testing.T) {
+	today := time.Now().Format(time.DateOnly)
+	t.Run("OK", func(t *testing.T) {
+		db := openTestDB(t)
+		const devices = 20
+		navs := make([]*study.Identity, devices)
+		for i := range navs {
+			navs[i] = mustEnroll(t, db, "PN-"+string(rune('A'+i)))
+		}
+		before := db.GroupStats()
+		release := holdWriteLock(t, db)
+		out := make([]pushOutcome, devices)
+		var wg sync.WaitGroup
+		for i, nav := range navs {
+			wg.Go(func() {
+				r, _, err := db.Push(context.Background(), nav, newEntry(nav.Replica, syncengine.NewClock(nil), today))
+				out[i] = pushOutcome{r, err}
+			})
+		}
+		// The first push leads and waits for the lock; the others queue
+		// behind it.
+		waitQueued(t, db, devices-1)
+		release()
+		wg.Wait()
+		for i, o := range out {
+			if o.err != nil {
+				t.Fatalf("push %d: %v", i, o.err)
+			}
+			for _, r := range o.results {
+				if r.Outcome != study.OutcomeApplied {
+					t.Fatalf("push %d: %+v", i, r)
+				}
+			}
+		}
+		got := db.GroupStats()
+		if commits, pushes := got.Commits-before.Commits, got.Pushes-before.Pushes; commits != 2 || pushes != devices {
+			t.Fatalf("%d pushes in %d commits, want %d in 2 (the leader's, then everyone queued behind it)", pushes, commits, devices)
+		}
+		if n := countRows(t, db, `SELECT count(*) FROM history`); n != devices*2 {
+			t.Fatalf("%d history rows, want %d", n, devices*2)
+		}
+		// Every entry has a sequence number of its own.
+		if n := countRows(t, db, `SELECT count(DISTINCT seq) FROM entries`); n != devices {
+			t.Fatalf("%d distinct sequence numbers for %d entries", n, devices)
+		}
+	})
+
+	// A push that fails in the database (here a constraint the test adds)
+	// leaves the transaction aborted until its savepoint is rolled back;
+	// one that fails in Go (a stored state that cannot be decoded) does
+	// not. Both fail alone, and the pushes beside them commit.
+	t.Run("ErrOneFailsAlone", func(t *testing.T) {
+		db := openTestDB(t)
+		ctx := context.Background()
+		if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
+			t.Fatal(err)
+		}
+		a, b, c, d := mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B"), mustEnroll(t, db, "PN-C"), mustEnroll(t, db, "PN-D")
+		clockB := syncengine.NewClock(nil)
+		stored := newEntry(b.Replica, clockB, today)
+		if _, _, err := db.Push(ctx, b, stored); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := db.pool.Exec(ctx, `UPDATE entries SET state = '\xff' WHERE id = $1`, stored[0].Change.Entry[:]); err != nil {
+			t.Fatal(err)
+		}
+		rows := countRows(t, db, `SELECT count(*) FROM history`)
+
+		release := holdWriteLock(t, db)
+		first := make(chan pushOutcome, 1)
+		go func() {
+			r, _, err := db.Push(ctx, a, newEntry(a.Replica, syncengine.NewClock(nil), today))
+			first <- pushOutcome{r, err}
+		}()
+		waitQueued(t, db, 0)
+		edit := stored[0]
+		edit.Change.Clock, edit.Change.Text = clockB.Now(), "edited"
+		pushes := [][]study.Incoming{
+			append(newEntry(b.Replica, clockB, today), edit),            // B: touches the damaged entry
+			newEntry(c.Replica, syncengine.NewClock(nil), "1999-09-09"), // C: breaks the constraint
+			newEntry(d.Replica, syncengine.NewClock(nil), today),        // D: fine
+		}
+		who := []*study.Identity{b, c, d}
+		out := make([]pushOutcome, len(pushes))
+		var wg sync.WaitGroup
+		for i := range pushes {
+			wg.Go(func() {
+				r, _, err := db.Push(ctx, who[i], pushes[i])
+				out[i] = pushOutcome{r, err}
+			})
+			waitQueued(t, db, i+1)
+		}
+		before := db.GroupStats()
+		release()
+		wg.Wait()
+		if o := <-first; o.err != nil {
+			t.Fatalf("the leader's push: %v", o.err)
+		}
+		if syncengine.ErrorCode(out[0].err) != syncengine.EINTERNAL || syncengine.ErrorCode(out[1].err) != syncengine.EINTERNAL {
+			t.Fatalf("the failing pushes: %v and %v, want internal errors", out[0].err, out[1].err)
+		}
+		if out[2].err != nil {
+			t.Fatalf("the push queued beside them: %v", out[2].err)
+		}
+		if got := db.GroupStats(); got.Commits-before.Commits != 2 || got.Pushes-before.Pushes != 2 {
+			t.Fatalf("%d pushes in %d commits, want 2 in 2: the failed pushes shared their group with D's", got.Pushes-before.Pushes, got.Commits-before.Commits)
+		}
+		if n := countRows(t, db, `SELECT count(*) FROM history`); n != rows+2+2 {
+			t.Fatalf("%d history rows after the group, want %d: a failed push left rows behind or a good one was lost", n, rows+4)
+		}
+		for _, u := range []*study.Identity{b, c} {
+			want := map[*study.Identity]int{b: 1, c: 0}[u]
+			if n := countRows(t, db, `SELECT count(*) FROM entries WHERE owner_id = $1`, u.UserID); n != want {
+				t.Fatalf("user %d has %d entries, want %d", u.UserID, n, want)
+			}
+		}
+	})
+
+	t.Run("ErrCancelledWhileQueued", func(t *testing.T) {
+		db := openTestDB(t)
+		a, b := mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B")
+		release := holdWriteLock(t, db)
+		lead := make(chan error, 1)
+		go func() {
+			_, _, err := db.Push(context.Background(), a, newEntry(a.Replica, syncengine.NewClock(nil), today))
+			lead <- err
+		}()
+		waitQueued(t, db, 0)
+		ctx, cancel := context.WithCancel(context.Background())
+		queued := make(chan error, 1)
+		go func() {
+			_, _, err := db.Push(ctx, b, newEntry(b.Replica, syncengine.NewClock(nil), today))
+			queued <- err
+		}()
+		waitQueued(t, db, 1)
+		cancel()
+		release()
+		if err := <-lead; err != nil {
+			t.Fatal(err)
+		}
+		if err := <-queued; !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want the caller's cancellation", err)
+		}
+		if n := countRows(t, db, `SELECT count(*) FROM history`); n != 2 {
+			t.Fatalf("%d history rows, want only the leader's 2", n)
+		}
+	})
+}

@@ -1,0 +1,420 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
+	"github.com/jackc/pgx/v5"
+)
+
+// loadedEntry is an entry read at the start of a push, and what the push
+// did to it.
+type loadedEntry struct {
+	rid     int64
+	owner   int64
+	exists  bool // a row exists
+	erased  bool
+	entry   *syncengine.Entry
+	before  []byte // canonical encoding when loaded
+	after   []byte // canonical encoding to store, once the push is done with it
+	touched bool   // some change was accepted for it
+}
+
+// Push applies a batch of changes from the calling device, all or
+// nothing, and returns one result per change. Pushes that arrive together
+// share one transaction (see group.go). It returns an error only when the
+// push could not be committed; then nothing of it was written.
+func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming) ([]study.ChangeResult, *study.Wakeups, error) {
+	if err := study.CheckPushSize(len(in)); err != nil {
+		return nil, nil, err
+	}
+	results := make([]study.ChangeResult, len(in))
+	now := db.now()
+	var candidates []int
+	for i := range in {
+		if r, ok := study.CheckIncoming(who, &in[i]); !ok {
+			results[i] = r
+			continue
+		}
+		candidates = append(candidates, i)
+	}
+	wake := &study.Wakeups{}
+	if len(candidates) == 0 {
+		return results, wake, nil
+	}
+	err := db.commitPush(&pushJob{ctx: ctx, who: who, in: in, candidates: candidates, results: results, wake: wake, now: now})
+	if err != nil {
+		return nil, nil, err
+	}
+	return results, wake, nil
+}
+
+func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.Incoming, candidates []int, results []study.ChangeResult, wake *study.Wakeups, now time.Time) error {
+	var ids [][]byte
+	seenID := map[syncengine.EntryID]bool{}
+	var order []syncengine.EntryID
+	clocks := make([]int64, 0, len(candidates))
+	for _, i := range candidates {
+		c := &in[i].Change
+		if !seenID[c.Entry] {
+			seenID[c.Entry] = true
+			order = append(order, c.Entry)
+			ids = append(ids, c.Entry[:])
+		}
+		clocks = append(clocks, int64(c.Clock))
+	}
+	loaded, err := loadEntries(ctx, t, ids)
+	if err != nil {
+		return err
+	}
+	known, err := knownClocks(ctx, t, who.DeviceID, clocks)
+	if err != nil {
+		return err
+	}
+	supervisors := map[int64][]int64{} // owner → supervisor ids, read once per push
+	supervisorsFor := func(owner int64) ([]int64, error) {
+		if s, ok := supervisors[owner]; ok {
+			return s, nil
+		}
+		s, err := supervisorsOf(ctx, t, owner)
+		supervisors[owner] = s
+		return s, err
+	}
+
+	withdrawn := false
+	if who.Role == study.RoleNavigator {
+		if err := t.QueryRow(ctx, `SELECT withdrawn_at IS NOT NULL FROM users WHERE id = $1`, who.UserID).Scan(&withdrawn); err != nil {
+			return fmt.Errorf("cannot read user: %w", err)
+		}
+	}
+
+	remembered, err := rememberedRefusals(ctx, t, who.DeviceID, clocks)
+	if err != nil {
+		return err
+	}
+	var remember []int // changes whose refusal depends on time or state
+
+	var history []historyRow
+	for _, i := range candidates {
+		c := &in[i].Change
+		l := loaded[c.Entry]
+		if l == nil {
+			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
+			loaded[c.Entry] = l
+		}
+		tg := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn}
+		if r, ok := remembered[int64(c.Clock)]; ok {
+			tg.Remembered = &r
+		}
+		if who.Role == study.RoleSupervisor && !l.erased {
+			if tg.Supervisors, err = supervisorsFor(l.owner); err != nil {
+				return err
+			}
+		}
+		d := study.Decide(who, c, &tg, now)
+		results[i] = d.Result
+		if d.Remember {
+			remember = append(remember, i)
+		}
+		if !d.Apply {
+			continue
+		}
+		known[int64(c.Clock)] = true
+		l.entry.Apply(c)
+		l.touched = true
+		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
+	}
+	if err := rememberRefusals(ctx, t, who.DeviceID, in, results, remember); err != nil {
+		return err
+	}
+	if len(history) == 0 {
+		return nil
+	}
+
+	// Write each entry whose encoding changed, at a new sequence number.
+	var changed []*loadedEntry
+	for _, id := range order {
+		if l := loaded[id]; l != nil && l.touched {
+			if l.after = syncengine.EncodeEntry(l.entry); !l.exists || !bytes.Equal(l.after, l.before) {
+				changed = append(changed, l)
+			}
+		}
+	}
+	var feed []feedRow
+	var removals []feedRemoval
+	if len(changed) > 0 {
+		first, err := nextSeqs(ctx, t, len(changed), now.UnixMilli())
+		if err != nil {
+			return err
+		}
+		if err := upsertEntries(ctx, t, changed, first); err != nil {
+			return err
+		}
+		owners := map[int64]bool{}
+		readers := map[int64]bool{}
+		for k, l := range changed {
+			seq := first + int64(k)
+			owners[l.owner] = true
+			old := (*syncengine.Entry)(nil)
+			if l.exists {
+				if old, err = syncengine.DecodeEntry(l.before); err != nil {
+					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
+				}
+			}
+			sups, err := supervisorsFor(l.owner)
+			if err != nil {
+				return err
+			}
+			for _, fc := range study.FeedChanges(old, l.entry) {
+				readerIDs := sups
+				if fc.Audience == syncengine.AudienceResearch {
+					readerIDs = []int64{study.ResearchReader}
+				}
+				if fc.Visible {
+					for _, r := range readerIDs {
+						feed = append(feed, feedRow{reader: r, entry: l.rid, seq: seq, visible: true})
+					}
+				} else {
+					removals = append(removals, feedRemoval{entry: l.rid, research: fc.Audience == syncengine.AudienceResearch, seq: seq, reason: fc.Reason})
+				}
+				for _, r := range readerIDs {
+					readers[r] = true
+				}
+			}
+		}
+		for o := range owners {
+			wake.Owners = append(wake.Owners, o)
+		}
+		for r := range readers {
+			wake.Readers = append(wake.Readers, r)
+		}
+	}
+	if err := upsertFeed(ctx, t, feed); err != nil {
+		return err
+	}
+	for _, r := range removals {
+		if err := removeFromFeed(ctx, t, r); err != nil {
+			return err
+		}
+	}
+	for k := range history {
+		history[k].rid = loaded[history[k].id].rid
+	}
+	return insertHistory(ctx, t, history, who, now.UnixMilli())
+}
+
+// loadEntries reads the stored state of the given entries.
+func loadEntries(ctx context.Context, t *tx, ids [][]byte) (map[syncengine.EntryID]*loadedEntry, error) {
+	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
+	rows, err := t.Query(ctx, `SELECT rid, id, owner_id, state, erased_at IS NOT NULL FROM entries WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		l := &loadedEntry{exists: true}
+		var id, state []byte
+		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
+			return nil, fmt.Errorf("cannot read entries: %w", err)
+		}
+		if !l.erased {
+			if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+				return nil, fmt.Errorf("entry %x: stored state: %w", id, err)
+			}
+			l.before = state
+		}
+		out[syncengine.EntryID(id)] = l
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("cannot read entries: %w", err)
+	}
+	return out, nil
+}
+
+// knownClocks returns which of the clocks the device has already had
+// accepted: those changes are retries.
+func knownClocks(ctx context.Context, t *tx, device int64, clocks []int64) (map[int64]bool, error) {
+	known := make(map[int64]bool, len(clocks))
+	got, err := queryIDs(ctx, t, `SELECT clock FROM history WHERE device_id = $1 AND clock = ANY($2)`, device, clocks)
+	if err != nil {
+		return nil, fmt.Errorf("cannot look for retried changes: %w", err)
+	}
+	for _, c := range got {
+		known[c] = true
+	}
+	return known, nil
+}
+
+// upsertEntries writes the changed entries, the k-th at sequence number
+// first+k, and fills in the rid of new ones.
+func upsertEntries(ctx context.Context, t *tx, changed []*loadedEntry, first int64) error {
+	n := len(changed)
+	var (
+		ids, states       = make([][]byte, n), make([][]byte, n)
+		owners, seqs      = make([]int64, n), make([]int64, n)
+		dates             = make([]string, n)
+		sup, res, deleted = make([]bool, n), make([]bool, n), make([]bool, n)
+		byID              = make(map[syncengine.EntryID]*loadedEntry, n)
+	)
+	for k, l := range changed {
+		e := l.entry
+		byID[e.ID] = l
+		ids[k], owners[k], seqs[k], states[k], dates[k] = e.ID[:], l.owner, first+int64(k), l.after, e.Date.Value
+		sup[k], res[k], deleted[k] = study.SupervisorVisible(e), study.ResearchVisible(e), e.Deleted.Value
+	}
+	rows, err := t.Query(ctx, `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted)
+		SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::boolean[], $7::boolean[], $8::boolean[])
+		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
+			sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted
+		RETURNING id, rid`, ids, owners, seqs, states, dates, sup, res, deleted)
+	if err != nil {
+		return fmt.Errorf("cannot write entries: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id []byte
+		var rid int64
+		if err := rows.Scan(&id, &rid); err != nil {
+			return fmt.Errorf("cannot write entries: %w", err)
+		}
+		byID[syncengine.EntryID(id)].rid = rid
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot write entries: %w", err)
+	}
+	return nil
+}
+
+type feedRow struct {
+	reader, entry, seq int64
+	visible            bool
+	reason             study.RemovalReason
+}
+
+// upsertFeed writes feed rows, replacing any row for the same reader and
+// entry.
+func upsertFeed(ctx context.Context, t *tx, rows []feedRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	n := len(rows)
+	readers, entries, seqs, reasons := make([]int64, n), make([]int64, n), make([]int64, n), make([]int32, n)
+	visible := make([]bool, n)
+	for i, r := range rows {
+		readers[i], entries[i], seqs[i], visible[i], reasons[i] = r.reader, r.entry, r.seq, r.visible, int32(r.reason)
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO feed (reader, entry, seq, visible, reason)
+		SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::boolean[], $5::integer[])
+		ON CONFLICT (reader, entry) DO UPDATE SET seq = excluded.seq, visible = excluded.visible, reason = excluded.reason`,
+		readers, entries, seqs, visible, reasons); err != nil {
+		return fmt.Errorf("cannot write feed: %w", err)
+	}
+	return nil
+}
+
+// feedRemoval turns the visible feed rows of one entry, for supervisors
+// or for research, into removal notices.
+type feedRemoval struct {
+	entry    int64
+	research bool
+	seq      int64
+	reason   study.RemovalReason
+}
+
+func removeFromFeed(ctx context.Context, t *tx, r feedRemoval) error {
+	cond := `reader > 0`
+	if r.research {
+		cond = `reader = 0`
+	}
+	if _, err := t.Exec(ctx, `UPDATE feed SET visible = false, reason = $1, seq = $2 WHERE entry = $3 AND visible AND `+cond, int32(r.reason), r.seq, r.entry); err != nil {
+		return fmt.Errorf("cannot write removal notices: %w", err)
+	}
+	return nil
+}
+
+type historyRow struct {
+	id     syncengine.EntryID
+	rid    int64
+	change *syncengine.Change
+	write  uint64 // study.Incoming.Write
+}
+
+var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"}
+
+// insertHistory appends the accepted changes with COPY, the fastest way
+// PostgreSQL takes many rows.
+func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Identity, received int64) error {
+	_, err := t.CopyFrom(ctx, pgx.Identifier{"history"}, historyColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		r := rows[i]
+		c := r.change
+		var text *string
+		var number *int64
+		switch c.Field.Kind() {
+		case syncengine.KindText:
+			text = &c.Text
+		case syncengine.KindNumber:
+			number = &c.Number
+		default:
+			var v int64
+			if c.Flag {
+				v = 1
+			}
+			number = &v
+		}
+		var feedback []byte
+		if c.Field.IsFeedback() {
+			feedback = c.Feedback[:]
+		}
+		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
+	}))
+	if err != nil {
+		return fmt.Errorf("cannot write history: %w", err)
+	}
+	return nil
+}
+
+// rememberedRefusals returns the refusals kept for the device's changes
+// with the given clocks.
+func rememberedRefusals(ctx context.Context, t *tx, device int64, clocks []int64) (map[int64]study.ChangeResult, error) {
+	rows, err := t.Query(ctx, `SELECT clock, reason, message FROM refusals WHERE device_id = $1 AND clock = ANY($2)`, device, clocks)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read refusals: %w", err)
+	}
+	defer rows.Close()
+	var out map[int64]study.ChangeResult
+	for rows.Next() {
+		var clock int64
+		var reason int32
+		r := study.ChangeResult{Outcome: study.OutcomeRefused}
+		if err := rows.Scan(&clock, &reason, &r.Message); err != nil {
+			return nil, fmt.Errorf("cannot read refusals: %w", err)
+		}
+		r.Reason = study.Refusal(reason)
+		if out == nil {
+			out = map[int64]study.ChangeResult{}
+		}
+		out[clock] = r
+	}
+	return out, rows.Err()
+}
+
+// rememberRefusals keeps the refusals of the changes at the given
+// indexes.
+func rememberRefusals(ctx context.Context, t *tx, device int64, in []study.Incoming, results []study.ChangeResult, idx []int) error {
+	if len(idx) == 0 {
+		return nil
+	}
+	clocks, reasons, messages := make([]int64, len(idx)), make([]int32, len(idx)), make([]string, len(idx))
+	for k, i := range idx {
+		clocks[k], reasons[k], messages[k] = int64(in[i].Change.Clock), int32(results[i].Reason), results[i].Message
+	}
+	if _, err := t.Exec(ctx, `INSERT INTO refusals (device_id, clock, reason, message)
+		SELECT $1, * FROM unnest($2::bigint[], $3::integer[], $4::text[]) ON CONFLICT DO NOTHING`, device, clocks, reasons, messages); err != nil {
+		return fmt.Errorf("cannot keep refusal: %w", err)
+	}
+	return nil
+}
