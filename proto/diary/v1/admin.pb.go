@@ -998,7 +998,7 @@ type Device struct {
 	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
 	// What kind of device it is: an app, or a browser signed in to the web
 	// console. Unset (unspecified) from servers older than the console.
-	Kind          DeviceKind `protobuf:"varint,7,opt,name=kind,proto3,enum=diary.v1.DeviceKind" json:"kind,omitempty"`
+	Kind          DeviceKind `protobuf:"varint,14,opt,name=kind,proto3,enum=diary.v1.DeviceKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2820,7 +2820,7 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"lastSyncAt\x129\n" +
 	"\n" +
 	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12(\n" +
-	"\x04kind\x18\a \x01(\x0e2\x14.diary.v1.DeviceKindR\x04kind\"o\n" +
+	"\x04kind\x18\x0e \x01(\x0e2\x14.diary.v1.DeviceKindR\x04kind\"o\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
