@@ -241,7 +241,7 @@ var errNotFound = func(id syncengine.EntryID) error {
 // write stamps, validates and applies changes locally, and queues them in
 // the outbox, all in one durable transaction: either every change is
 // written or none is.
-func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool) error {
+func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, create bool) error {
 	_, p, err := c.rpcs()
 	if err != nil {
 		return err
@@ -467,8 +467,8 @@ func scanEntry(row interface{ Scan(...any) error }, extra ...any) (*Entry, error
 	return e, nil
 }
 
-// Get returns one entry.
-func (c *Client) Get(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
+// getChecked is Get without the check for a damaged replica.
+func (c *Client) getChecked(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
 	e, err := scanEntry(c.db.Read.QueryRowContext(ctx, `SELECT `+entryColumns+` FROM entries WHERE id = ?`, id[:]))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNotFound(id)
@@ -518,8 +518,8 @@ type ListPage struct {
 	Next    string // token for the next page; empty on the last page
 }
 
-// List returns a page of entries, newest date first (then newest created).
-func (c *Client) List(ctx context.Context, o ListOptions) (*ListPage, error) {
+// listChecked is List without the check for a damaged replica.
+func (c *Client) listChecked(ctx context.Context, o ListOptions) (*ListPage, error) {
 	limit := o.Limit
 	switch {
 	case limit <= 0:
@@ -615,13 +615,8 @@ func decodeListToken(tok string) (string, []byte, error) {
 	return "", nil, syncengine.Errorf(syncengine.EINVALID, "page token is not one this replica issued")
 }
 
-// MarkRead marks an entry read (or unread) in a supervisor's inbox. The
-// mark is kept on the server, so the entry shows as read on the
-// supervisor's other devices and in the web console too: it is written
-// here at once and durably, queued, and sent on the next sync, so it
-// works offline. Of two marks of one entry, the one made later (by the
-// hybrid logical clock) wins everywhere.
-func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool) error {
+// markReadChecked is MarkRead without the check for a damaged replica.
+func (c *Client) markReadChecked(ctx context.Context, id syncengine.EntryID, read bool) error {
 	_, p, err := c.rpcs()
 	if err != nil {
 		return err
@@ -663,9 +658,8 @@ func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool)
 	return nil
 }
 
-// StateHash returns the state hash of every entry on this replica, to
-// compare with the server's GetStateHash.
-func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
+// stateHashChecked is StateHash without the check for a damaged replica.
+func (c *Client) stateHashChecked(ctx context.Context) ([32]byte, int, error) {
 	h := syncengine.NewStateHasher()
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT state FROM entries ORDER BY id`)
@@ -691,12 +685,8 @@ func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
 	return h.Sum(), h.Count(), err
 }
 
-// FindID returns the entry whose id is s, or starts or ends with s (at
-// least 4 hex digits, dashes optional), so people can type short ids. The
-// end of a UUIDv7 is random, so its last 8 digits (ShortID) tell entries
-// apart; its start is a timestamp, shared by entries made within a
-// minute of each other.
-func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, error) {
+// findIDChecked is FindID without the check for a damaged replica.
+func (c *Client) findIDChecked(ctx context.Context, s string) (syncengine.EntryID, error) {
 	if id, err := syncengine.ParseEntryID(s); err == nil {
 		return id, nil
 	}
@@ -731,4 +721,77 @@ func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, erro
 func ShortID(id syncengine.EntryID) string {
 	s := id.String()
 	return s[len(s)-8:]
+}
+
+// List returns a page of entries, newest date first (then newest created).
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) List(ctx context.Context, o ListOptions) (*ListPage, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.listChecked(ctx, o)
+	return r0, c.damage(err)
+}
+
+// Get returns one entry.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Get(ctx context.Context, id syncengine.EntryID) (*Entry, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.getChecked(ctx, id)
+	return r0, c.damage(err)
+}
+
+// MarkRead marks an entry read (or unread) in a supervisor's inbox. The
+// mark is kept on the server, so the entry shows as read on the
+// supervisor's other devices and in the web console too: it is written
+// here at once and durably, queued, and sent on the next sync, so it
+// works offline. Of two marks of one entry, the one made later (by the
+// hybrid logical clock) wins everywhere.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.markReadChecked(ctx, id, read))
+}
+
+// StateHash returns the state hash of every entry on this replica, to
+// compare with the server's GetStateHash.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) StateHash(ctx context.Context) ([32]byte, int, error) {
+	if err := c.checkDamaged(); err != nil {
+		return [32]byte{}, 0, err
+	}
+	r0, r1, err := c.stateHashChecked(ctx)
+	return r0, r1, c.damage(err)
+}
+
+// FindID returns the entry whose id is s, or starts or ends with s (at
+// least 4 hex digits, dashes optional), so people can type short ids. The
+// end of a UUIDv7 is random, so its last 8 digits (ShortID) tell entries
+// apart; its start is a timestamp, shared by entries made within a
+// minute of each other.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, error) {
+	if err := c.checkDamaged(); err != nil {
+		return syncengine.EntryID{}, err
+	}
+	r0, err := c.findIDChecked(ctx, s)
+	return r0, c.damage(err)
+}
+
+// write applies local changes (see writeChecked), unless the replica is
+// known to be damaged.
+func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.writeChecked(ctx, changes, create))
 }

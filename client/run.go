@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -134,20 +135,45 @@ func nextBackoff(cur, min, max time.Duration) time.Duration {
 	return next/2 + rand.N(next/2+1)
 }
 
+// refusedStreamBackoff is the least a client waits after the server
+// refused it a Subscribe stream for its limits: the stream only speeds
+// up syncs, which go on on their timer meanwhile.
+const refusedStreamBackoff = 30 * time.Second
+
 // subscribeLoop keeps a Subscribe stream open and signals remote when the
 // server says there is something past the local cursor. It reconnects
-// with backoff when the stream breaks.
+// with backoff when the stream breaks; when the server refuses it a
+// stream (too many open, or this device waits for approval) it waits
+// longer, while Run goes on syncing on its timer.
 func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- struct{}) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		ok := c.subscribeOnce(ctx, o.StreamTimeout, remote)
+		ok, err := c.subscribeOnce(ctx, o.StreamTimeout, remote)
 		if ctx.Err() != nil {
 			return
 		}
 		if ok {
 			backoff = 0
 		}
+		if err != nil && !ok {
+			// A stream that cannot even open says whether the server can
+			// be reached, between syncs that would otherwise wait for
+			// their timer to find out.
+			if ne := rpcError("listen for changes", err); errors.As(ne, new(*NetworkError)) {
+				c.noteReachable(ne)
+				c.watchers.notify(EventStatus)
+			}
+		}
 		backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+		switch {
+		case connect.CodeOf(err) == connect.CodeResourceExhausted:
+			c.log.Info("the server refused a Subscribe stream; syncing on the timer", "err", err)
+			backoff = max(backoff, min(refusedStreamBackoff, o.MaxBackoff))
+		case awaitingApproval(err):
+			backoff = max(backoff, o.Interval)
+		case c.revocationNoted():
+			return // Run's next sync wipes the replica
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -157,21 +183,21 @@ func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- 
 }
 
 // subscribeOnce runs one Subscribe stream until it ends; it reports
-// whether the stream was established.
-func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}) bool {
+// whether the stream was established, and why it ended.
+func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}) (bool, error) {
 	rpc, _, err := c.rpcs()
 	if err != nil {
-		return false
+		return false, err
 	}
 	var cursor int64
 	if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
-		return false
+		return false, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, err := rpc.sync.Subscribe(ctx, &diaryv1.SubscribeRequest{Cursor: uint64(cursor)})
 	if err != nil {
-		return false
+		return false, err
 	}
 	defer stream.Close()
 	// A stream that stays silent past the heartbeat interval is dead
@@ -180,6 +206,13 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 	defer watchdog.Stop()
 	established := false
 	for stream.Receive() {
+		if !established && c.offline.Load() != nil {
+			// Back: a sync says so (and catches up).
+			select {
+			case remote <- struct{}{}:
+			default:
+			}
+		}
 		established = true
 		watchdog.Reset(silence)
 		msg := stream.Msg()
@@ -188,7 +221,7 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 		}
 		var local int64
 		if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&local); err != nil {
-			return established
+			return established, err
 		}
 		if msg.GetCursor() > uint64(local) {
 			select {
@@ -197,8 +230,9 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 			}
 		}
 	}
-	if err := stream.Err(); err != nil && !errors.Is(err, context.Canceled) {
+	err = stream.Err()
+	if err != nil && !errors.Is(err, context.Canceled) {
 		c.log.Debug("subscribe stream ended", "err", err)
 	}
-	return established
+	return established, err
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
@@ -80,6 +81,11 @@ type Progress struct {
 	PagesPulled int
 	Pulled      int    // entries and removals applied so far in this sync
 	Remaining   uint64 // entries and removals still waiting on the server, as far as it is known
+
+	Accepted       int // pushed changes the server applied or already held
+	Refused        int // pushed changes the server refused
+	PulledEntries  int // entries applied so far in this sync
+	PulledRemovals int // removal notices applied so far in this sync
 }
 
 type statusTracker struct {
@@ -101,23 +107,41 @@ func (t *statusTracker) get() Progress {
 
 // Status is what an app shows about sync.
 type Status struct {
-	Enrolled    bool
-	Pending     int       // changes waiting to be pushed
-	ReadsQueued int       // a supervisor's read marks waiting to be sent
-	Refused     int       // changes the server refused (see Refused)
-	Cursor      uint64    // server position pulled up to
-	LastSync    time.Time // end of the last sync that completed; zero if none
-	LastError   string    // the last sync's error, if it failed
-	LastErrorAt time.Time
-	ClockOffset time.Duration // correction applied to this device's clock
-	Progress    Progress
+	Enrolled bool
+	// DeviceState is this device's standing: active, waiting for
+	// approval by another of the person's devices, or revoked (then
+	// Revoked says by whom, and the replica has been wiped).
+	DeviceState study.DeviceState
+	Revoked     *Revoked
+	// AwaitingApproval lists devices of this account that wait for
+	// approval, as of the last sync (at most 10; AwaitingApprovalCount
+	// counts them all). The person approves or denies each.
+	AwaitingApproval      []Device
+	AwaitingApprovalCount int
+	Entries               int       // entries held (deleted ones included)
+	PendingEntries        int       // entries with changes waiting to be pushed
+	Pending               int       // changes waiting to be pushed
+	ReadsQueued           int       // a supervisor's read marks waiting to be sent
+	Refused               int       // changes the server refused (see Refused)
+	Cursor                uint64    // server position pulled up to
+	LastSync              time.Time // end of the last sync that completed; zero if none
+	LastError             string    // the last sync's error, if it failed
+	LastErrorAt           time.Time
+	// Offline says the last sync or Subscribe stream of this process
+	// could not reach the server (a *NetworkError), rather than being
+	// answered by it; OfflineReason says how.
+	Offline       bool
+	OfflineReason string
+	ClockOffset   time.Duration // correction applied to this device's clock
+	Progress      Progress
 }
 
-// Status returns the sync status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
+// statusChecked is Status without the check for a damaged replica.
+func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM read_outbox)`).Scan(&s.Pending, &s.Refused, &s.ReadsQueued); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM entries), (SELECT count(*) FROM entries WHERE pending > 0), (SELECT count(*) FROM read_outbox)`).
+			Scan(&s.Pending, &s.Refused, &s.Entries, &s.PendingEntries, &s.ReadsQueued); err != nil {
 			return fmt.Errorf("cannot count changes: %w", err)
 		}
 		var (
@@ -126,14 +150,32 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 			offset      int64
 			lastErr     string
 		)
-		err := tx.QueryRowContext(ctx, `SELECT cursor, last_sync_at, last_error, last_error_at, clock_offset FROM profile WHERE id = 1`).Scan(&cursor, &last, &lastErr, &errAt, &offset)
+		err := tx.QueryRowContext(ctx, `SELECT cursor, last_sync_at, last_error, last_error_at, clock_offset, device_state, awaiting_count FROM profile WHERE id = 1`).
+			Scan(&cursor, &last, &lastErr, &errAt, &offset, &s.DeviceState, &s.AwaitingApprovalCount)
 		if err == sql.ErrNoRows {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("cannot read profile: %w", err)
 		}
-		s.Enrolled = true
+		rows, err := tx.QueryContext(ctx, `SELECT device_id, name, enrolled_at, issued_by FROM awaiting_approval ORDER BY enrolled_at DESC, device_id`)
+		if err != nil {
+			return fmt.Errorf("cannot read devices waiting for approval: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d := Device{State: study.DevicePending}
+			var at int64
+			if err := rows.Scan(&d.ID, &d.Name, &at, &d.IssuedBy); err != nil {
+				return fmt.Errorf("cannot read devices waiting for approval: %w", err)
+			}
+			d.EnrolledAt = time.UnixMilli(at).UTC()
+			s.AwaitingApproval = append(s.AwaitingApproval, d)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot read devices waiting for approval: %w", err)
+		}
+		s.Enrolled = s.DeviceState != study.DeviceRevoked
 		s.Cursor = uint64(cursor)
 		if last.Valid {
 			s.LastSync = time.UnixMilli(last.Int64).UTC()
@@ -146,6 +188,15 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return nil
 	})
 	s.Progress = c.status.get()
+	if why := c.offline.Load(); why != nil {
+		s.Offline, s.OfflineReason = true, *why
+	}
+	c.mu.Lock()
+	if c.revoked != nil {
+		r := *c.revoked
+		s.Revoked = &r
+	}
+	c.mu.Unlock()
 	return s, err
 }
 
@@ -159,9 +210,8 @@ type RefusedChange struct {
 	RefusedAt time.Time
 }
 
-// Refused returns a page of refused changes, oldest first, after the
-// given sequence number (0 for the first page).
-func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+// refusedChecked is Refused without the check for a damaged replica.
+func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
@@ -193,8 +243,8 @@ func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]Refused
 	return out, rows.Err()
 }
 
-// DismissRefused forgets a refused change once its author has seen it.
-func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+// dismissRefusedChecked is DismissRefused without the check for a damaged replica.
+func (c *Client) dismissRefusedChecked(ctx context.Context, seq int64) error {
 	res, err := c.db.Write.ExecContext(ctx, `DELETE FROM refused WHERE seq = ?`, seq)
 	if err != nil {
 		return fmt.Errorf("cannot dismiss refused change: %w", err)
@@ -204,4 +254,37 @@ func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
 	}
 	c.watchers.notify(EventStatus)
 	return nil
+}
+
+// Status returns the sync status.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	if err := c.checkDamaged(); err != nil {
+		return Status{}, err
+	}
+	r0, err := c.statusChecked(ctx)
+	return r0, c.damage(err)
+}
+
+// Refused returns a page of refused changes, oldest first, after the
+// given sequence number (0 for the first page).
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.refusedChecked(ctx, after, limit)
+	return r0, c.damage(err)
+}
+
+// DismissRefused forgets a refused change once its author has seen it.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.dismissRefusedChecked(ctx, seq))
 }

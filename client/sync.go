@@ -22,29 +22,77 @@ const maxPushBytes = 3 << 20
 // It is safe to call at any time; a sync already running is waited for.
 // An interrupted sync (cancelled, network lost, app killed) leaves the
 // replica consistent and the next sync resumes where it stopped.
+//
+// A device waiting for approval pushes and receives nothing; that is not
+// an error (Status.DeviceState says so). A device the server says was
+// revoked wipes its replica and returns a *RevokedError.
 func (c *Client) Sync(ctx context.Context) error {
+	_, err := c.SyncReport(ctx)
+	return err
+}
+
+// Report says what one sync did, each way.
+type Report struct {
+	Sent     int // changes pushed
+	Accepted int // of them, applied or already held by the server
+	Refused  int // of them, refused (see Refused)
+	Received int // entries pulled
+	Removed  int // removal notices pulled
+	Pending  int // changes still waiting to be pushed afterwards
+	// AwaitingApproval says this device waits for approval: it pushed,
+	// and received nothing.
+	AwaitingApproval bool
+}
+
+// syncReportChecked is SyncReport without the check for a damaged replica.
+func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
 	rpc, p, err := c.rpcs()
 	if err != nil {
-		return err
+		return Report{}, err
 	}
 	c.status.set(func(pr *Progress) { *pr = Progress{Running: true, Phase: "push"} })
 	c.watchers.notify(EventStatus)
 	err = c.push(ctx, rpc, p)
+	waiting := false
 	if err == nil {
 		err = c.pushReads(ctx, rpc, p)
 	}
 	if err == nil {
 		c.status.set(func(pr *Progress) { pr.Phase = "pull" })
 		err = c.pull(ctx, rpc)
+		if awaitingApproval(err) {
+			waiting, err = true, c.setDeviceState(study.DevicePending)
+		}
 	}
 	c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" })
+	c.noteReachable(err)
+	if rerr := c.wipeIfRevoked(); rerr != nil {
+		c.watchers.notify(EventStatus)
+		return Report{}, rerr
+	}
 	if rerr := c.recordResult(err); rerr != nil && err == nil {
 		err = rerr
 	}
 	c.watchers.notify(EventStatus)
-	return err
+	pr := c.status.get()
+	r := Report{Sent: pr.Pushed, Accepted: pr.Accepted, Refused: pr.Refused, Received: pr.PulledEntries, Removed: pr.PulledRemovals, AwaitingApproval: waiting}
+	if qerr := c.db.Read.QueryRowContext(context.Background(), `SELECT count(*) FROM outbox`).Scan(&r.Pending); qerr != nil && err == nil {
+		err = fmt.Errorf("cannot count changes: %w", qerr)
+	}
+	return r, err
+}
+
+// setDeviceState records what the server said of this device: waiting
+// for approval, or active.
+func (c *Client) setDeviceState(s study.DeviceState) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.db.Write.ExecContext(ctx, `UPDATE profile SET device_state = ? WHERE id = 1 AND device_state != ?`, s, study.DeviceRevoked); err != nil {
+		return fmt.Errorf("cannot record the device's state: %w", err)
+	}
+	return nil
 }
 
 // recordResult stores the outcome of a sync for Status. It uses its own
@@ -136,7 +184,23 @@ func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
 		if err != nil {
 			return err
 		}
-		c.status.set(func(pr *Progress) { pr.PagesPushed++; pr.Pushed += len(page) })
+		accepted, refused := 0, 0
+		for _, r := range resp.GetResults() {
+			switch r.GetOutcome() {
+			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED, diaryv1.ChangeOutcome_CHANGE_OUTCOME_DUPLICATE:
+				accepted++
+			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_REFUSED:
+				if r.GetReason() != diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
+					refused++ // a clock-ahead refusal is stamped again and sent again
+				}
+			}
+		}
+		c.status.set(func(pr *Progress) {
+			pr.PagesPushed++
+			pr.Pushed += accepted + refused
+			pr.Accepted += accepted
+			pr.Refused += refused
+		})
 		c.watchers.notify(EventStatus)
 		c.watchers.notify(EventEntries)
 		if ahead {
@@ -577,6 +641,9 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 		inflight = nil
 		resp, err := res.resp, res.err
 		if err != nil {
+			if awaitingApproval(err) {
+				return err
+			}
 			if connect.CodeOf(err) == connect.CodeFailedPrecondition && !resetOnce && cursor > 0 {
 				// The server no longer knows our position: its data was
 				// replaced. Start over, keeping what is still pending.
@@ -606,6 +673,8 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 		c.status.set(func(pr *Progress) {
 			pr.PagesPulled++
 			pr.Pulled += n
+			pr.PulledEntries += len(resp.GetEntries())
+			pr.PulledRemovals += len(resp.GetRemovals())
 			pr.Remaining = remainingAfter(pr.Remaining, uint64(n), resp)
 		})
 		c.watchers.notify(EventStatus)
@@ -713,8 +782,13 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE profile SET cursor = ? WHERE id = 1`, int64(resp.GetNextCursor())); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE profile SET cursor = ?, device_state = ? WHERE id = 1`, int64(resp.GetNextCursor()), study.DeviceActive); err != nil {
 			return fmt.Errorf("cannot store cursor: %w", err)
+		}
+		if !resp.GetMore() {
+			if err := storeAwaiting(ctx, tx, resp); err != nil {
+				return err
+			}
 		}
 		c.clock.Observe(seen)
 		if _, err := tx.ExecContext(ctx, `UPDATE clock SET known = max(known, ?), last = max(last, ?) WHERE id = 1`, int64(seen), int64(c.clock.Last())); err != nil {
@@ -810,6 +884,49 @@ func (c *Client) resetReplica(ctx context.Context) error {
 		_, err = tx.ExecContext(ctx, `UPDATE profile SET cursor = 0 WHERE id = 1`)
 		return err
 	})
+}
+
+// storeAwaiting keeps the devices of this account that wait for approval,
+// as the last page of a pull lists them.
+func storeAwaiting(ctx context.Context, tx *sql.Tx, resp *diaryv1.PullResponse) error {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM awaiting_approval`); err != nil {
+		return fmt.Errorf("cannot store devices waiting for approval: %w", err)
+	}
+	for _, d := range resp.GetDevicesAwaitingApproval() {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO awaiting_approval (device_id, name, enrolled_at, issued_by) VALUES (?, ?, ?, ?)`,
+			d.GetDeviceId(), d.GetName(), d.GetEnrolledAt().AsTime().UnixMilli(), d.GetIssuedBy()); err != nil {
+			return fmt.Errorf("cannot store devices waiting for approval: %w", err)
+		}
+	}
+	n := max(int(resp.GetDevicesAwaitingApprovalCount()), len(resp.GetDevicesAwaitingApproval()))
+	if _, err := tx.ExecContext(ctx, `UPDATE profile SET awaiting_count = ? WHERE id = 1`, n); err != nil {
+		return fmt.Errorf("cannot store devices waiting for approval: %w", err)
+	}
+	return nil
+}
+
+// SyncReport is Sync, returning what the sync did.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) SyncReport(ctx context.Context) (Report, error) {
+	if err := c.checkDamaged(); err != nil {
+		return Report{}, err
+	}
+	r0, err := c.syncReportChecked(ctx)
+	return r0, c.damage(err)
+}
+
+// noteReachable records whether err (from a sync or a stream) says the
+// server cannot be reached, for Status.Offline: a network failure sets
+// it, anything the server answered clears it.
+func (c *Client) noteReachable(err error) {
+	var ne *NetworkError
+	if errors.As(err, &ne) {
+		msg := ne.Error()
+		c.offline.Store(&msg)
+		return
+	}
+	c.offline.Store(nil)
 }
 
 // remainingAfter is what waits after a page, for progress: the server's

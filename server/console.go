@@ -22,12 +22,23 @@ func (c consoleHub) WakeAll() { c.h.wakeAll() }
 
 func (c consoleHub) Done() <-chan struct{} { return c.h.done() }
 
+// consoleStreams puts the console's live pages under the server's caps on
+// long-lived streams, beside the Subscribe streams.
+type consoleStreams struct{ l *streamLimiter }
+
+func (c consoleStreams) Acquire(key, what string) (func(), error) { return c.l.acquire(key, what) }
+
 // mountConsole serves the web console at /console/. A console that cannot
 // be built (a bad public URL or session limits, which cmd/diaryd checks
 // before) answers 503 and is logged, and the API is served regardless.
 func (s *Server) mountConsole(mux *http.ServeMux, cfg Config) {
 	cc := cfg.Console
 	cc.Store, cc.Hub, cc.Logger = s.db, consoleHub{s.hub}, s.log
+	cc.Streams = consoleStreams{s.streams}
+	trusted := cfg.TrustedProxies
+	cc.ClientAddress = func(r *http.Request) string {
+		return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), trusted)
+	}
 	if cfg.PublicURL != "" {
 		cc.PublicURL = cfg.PublicURL
 	}

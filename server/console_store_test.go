@@ -49,7 +49,7 @@ func TestStore_ConsoleSessions(t *testing.T) {
 		if _, err := db.EnrollBrowser(ctx, code, "hash", "browser", time.Hour); err != study.ErrNotConsoleRole {
 			t.Fatalf("navigator's code: %v, want ErrNotConsoleRole", err)
 		}
-		if _, err := db.Enroll(ctx, code, "phone"); err != nil {
+		if _, err := db.Enroll(ctx, study.EnrollRequest{Code: code, DeviceName: "phone"}); err != nil {
 			t.Fatalf("the navigator's code was spent by the refused console sign-in: %v", err)
 		}
 	})
@@ -176,14 +176,17 @@ func TestStore_ConsoleSessions(t *testing.T) {
 		}
 	})
 	t.Run("Reset", func(t *testing.T) {
+		// The console's reset is the account reset: it ends the console
+		// sessions with the reason said, forgets the passphrase, revokes
+		// the app devices too, and its code needs no approval.
 		fourth, err := db.StartSession(ctx, "SUP-1", "$argon2id$first", "Edge", time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		actx := study.NewContext(ctx, &study.Identity{StudyCode: "ADMIN", Role: study.RoleAdmin})
-		n, err := db.ResetConsoleAccess(actx, "SUP-1")
-		if err != nil || n != 1 {
-			t.Fatalf("ResetConsoleAccess = %d, %v; want 1 session ended", n, err)
+		res, err := db.ResetUser(actx, "SUP-1", 0)
+		if err != nil || res.DevicesRevoked < 2 || res.Code == "" {
+			t.Fatalf("ResetUser = %+v, %v; want the session and the phone revoked, and a code", res, err)
 		}
 		s, _ := db.Session(ctx, fourth.Token)
 		if r, _ := study.CheckSession(s, clk.Now(), time.Hour); r != study.EndReset {
@@ -192,18 +195,33 @@ func TestStore_ConsoleSessions(t *testing.T) {
 		if _, err := db.PassphraseHash(ctx, "SUP-1"); err != study.ErrBadLogin {
 			t.Fatalf("passphrase after reset: %v", err)
 		}
-		events, _, err := db.QueryAudit(ctx, study.AuditQuery{Action: "console.reset"})
-		if err != nil || len(events) != 1 || events[0].Actor != "ADMIN" || events[0].Subject != "SUP-1" || events[0].Details["sessions_ended"] != "1" {
+		if _, err := db.StartSession(ctx, "SUP-1", "$argon2id$first", "Edge", time.Hour); err != study.ErrBadLogin {
+			t.Fatalf("signing in with the old passphrase after reset: %v", err)
+		}
+		events, _, err := db.QueryAudit(ctx, study.AuditQuery{Action: "user.reset"})
+		if err != nil || len(events) != 1 || events[0].Actor != "ADMIN" || events[0].Subject != "SUP-1" || events[0].Details["console_passphrase"] != "cleared" {
 			t.Fatalf("audit %+v, %v", events, err)
 		}
-		// The app device is untouched: only console access was reset.
 		devices, _, _ := db.ListDevices(ctx, 0, "", "SUP-1")
+		byReset := 0
 		for _, d := range devices {
-			if d.Kind == study.KindApp && !d.Revoked.IsZero() {
-				t.Fatal("the reset revoked an app device")
+			if d.State != study.DeviceRevoked {
+				t.Fatalf("after the reset: device %s (%v) is %v", d.PublicID, d.Kind, d.State)
+			}
+			if d.Revocation == study.RevokedByReset {
+				byReset++
 			}
 		}
-		wantErrCode(t, func() error { _, err := db.ResetConsoleAccess(actx, "NOBODY"); return err }(), syncengine.ENOTFOUND)
+		if byReset != res.DevicesRevoked {
+			t.Fatalf("%d devices say the reset revoked them, the reset says %d", byReset, res.DevicesRevoked)
+		}
+		// SUP-1 has had devices, yet the reset's code starts an active
+		// session: an administrator's audited reset is the way back in.
+		again, err := db.EnrollBrowser(ctx, res.Code, "$argon2id$second", "Firefox", time.Hour)
+		if err != nil || again.State != study.DeviceActive {
+			t.Fatalf("console setup with the reset's code: %+v, %v; want an active session", again, err)
+		}
+		wantErrCode(t, func() error { _, err := db.ResetUser(actx, "NOBODY", 0); return err }(), syncengine.ENOTFOUND)
 	})
 	t.Run("ErrDeactivated", func(t *testing.T) {
 		code := mustCode(t, db, study.RoleResearcher, "RES-1")
@@ -579,13 +597,13 @@ func TestStore_QueryAudit(t *testing.T) {
 	}{
 		{study.AuditQuery{Actor: "ADMIN"}, 1},
 		{study.AuditQuery{Action: "device.enrol"}, 2},
-		{study.AuditQuery{Action: "device."}, 2},
+		{study.AuditQuery{Action: "device."}, 3}, // two enrolments, one approval
 		{study.AuditQuery{Action: "code."}, 2},
 		{study.AuditQuery{Action: "device"}, 0},
 		{study.AuditQuery{Subject: "PN-A", Action: "user.create"}, 1},
 		{study.AuditQuery{Until: start.Add(time.Second)}, 1},
-		{study.AuditQuery{Since: start.Add(time.Second)}, 4},
-		{study.AuditQuery{PageSize: 1}, 5},
+		{study.AuditQuery{Since: start.Add(time.Second)}, 5},
+		{study.AuditQuery{PageSize: 1}, 6},
 	} {
 		if got := count(tc.q); got != tc.want {
 			t.Errorf("%+v: %d events, want %d", tc.q, got, tc.want)

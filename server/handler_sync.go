@@ -24,11 +24,12 @@ type syncHandler struct {
 	hub       *hub
 	log       *slog.Logger
 	metrics   *Metrics
+	streams   *streamLimiter
 	heartbeat time.Duration
 }
 
-func newSyncHandler(db study.Store, h *hub, log *slog.Logger, m *Metrics, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
-	return &syncHandler{db: db, hub: h, log: log, metrics: m, heartbeat: heartbeat}
+func newSyncHandler(db study.Store, h *hub, log *slog.Logger, m *Metrics, streams *streamLimiter, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
+	return &syncHandler{db: db, hub: h, log: log, metrics: m, streams: streams, heartbeat: heartbeat}
 }
 
 func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diaryv1.PushResponse, error) {
@@ -51,11 +52,11 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 		resp.Results[i] = &diaryv1.ChangeResult{Outcome: diaryv1.ChangeOutcome(r.Outcome), Reason: diaryv1.RefusalReason(r.Reason), Message: r.Message}
 		switch r.Outcome {
 		case study.OutcomeApplied:
-			h.metrics.changesApplied.Add(1)
+			h.metrics.changes.WithLabelValues("applied").Inc()
 		case study.OutcomeDuplicate:
-			h.metrics.changesDuplicate.Add(1)
+			h.metrics.changes.WithLabelValues("duplicate").Inc()
 		default:
-			h.metrics.changesRefused.Add(1)
+			h.metrics.changes.WithLabelValues("refused").Inc()
 		}
 	}
 	return resp, nil
@@ -81,11 +82,24 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	for i, e := range page.Entries {
 		resp.Entries[i] = wire.EntryToProto(e)
 	}
+	h.metrics.pullLag.Observe(float64(len(page.Entries) + len(page.Removals) + int(page.Remaining)))
 	for _, r := range page.Removals {
 		resp.Removals = append(resp.Removals, &diaryv1.Removal{EntryId: r.Entry.String(), Reason: diaryv1.RemovalReason(r.Reason)})
 	}
 	for _, r := range page.Reads {
 		resp.Reads = append(resp.Reads, &diaryv1.ReadState{EntryId: r.Entry.String(), Read: r.Read, Clock: uint64(r.Clock)})
+	}
+	if !page.More {
+		// A sync ends with its last page: the person sees there that a
+		// new device asks to join their account.
+		waiting, n, err := h.db.DevicesAwaitingApproval(ctx, who.UserID, study.MaxAwaitingApproval)
+		if err != nil {
+			return nil, connectError(ctx, h.log, err)
+		}
+		resp.DevicesAwaitingApprovalCount = uint32(n)
+		for _, d := range waiting {
+			resp.DevicesAwaitingApproval = append(resp.DevicesAwaitingApproval, deviceToProto(d))
+		}
 	}
 	return resp, nil
 }
@@ -129,10 +143,15 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 	if err != nil {
 		return connectError(ctx, h.log, err)
 	}
+	release, err := h.streams.acquire("device:"+who.Device, "this device")
+	if err != nil {
+		return connectError(ctx, h.log, err)
+	}
+	defer release()
 	wake, cancel := h.hub.subscribe(keyFor(rd))
 	defer cancel()
-	h.metrics.activeStreams.Add(1)
-	defer h.metrics.activeStreams.Add(-1)
+	h.metrics.activeStreams.Inc()
+	defer h.metrics.activeStreams.Dec()
 
 	sent := int64(req.GetCursor())
 	send := func(heartbeat bool) error {

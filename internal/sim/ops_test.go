@@ -38,6 +38,45 @@ var ops = []op{
 	{"restart_device", 1, opRestartDevice},
 	{"erase_entry", 1, opEraseEntry},
 	{"assign_unassign", 2, opAssign},
+	{"new_device", 1, opNewDevice},
+	{"approve_device", 2, opApproveDevice},
+}
+
+// maxNewDevices bounds the devices a run enrols on top of the cast.
+const maxNewDevices = 3
+
+// opNewDevice enrols another device for a navigator, as a person with a
+// new phone would (or someone else with a code for them): it waits for
+// approval, may write new entries meanwhile, and receives nothing.
+func opNewDevice(ctx context.Context, w *world) error {
+	if len(w.devices) >= len(castDevices())+maxNewDevices {
+		return nil
+	}
+	u := pick(w, w.usersWith(study.RoleNavigator))
+	d, err := w.enrolDevice(ctx, u)
+	if err != nil {
+		return err
+	}
+	if !d.pending {
+		return fmt.Errorf("a new device of %s, who has devices, does not wait for approval", u.code)
+	}
+	w.count("new_device")
+	return nil
+}
+
+// opApproveDevice has one of a navigator's approved devices approve a
+// device waiting for approval.
+func opApproveDevice(ctx context.Context, w *world) error {
+	var waiting []*device
+	for _, d := range w.devices {
+		if d.pending {
+			waiting = append(waiting, d)
+		}
+	}
+	if len(waiting) == 0 {
+		return nil
+	}
+	return w.approve(ctx, pick(w, waiting))
 }
 
 var totalWeight = func() int {

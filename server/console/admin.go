@@ -175,37 +175,33 @@ func (c *Console) resetPage(w http.ResponseWriter, r *http.Request, s *session) 
 	if !ok {
 		return
 	}
-	if !study.ConsoleRole(u.Role) {
-		c.notFoundFor(w, r, s)
-		return
-	}
-	c.confirm(w, r, s, http.StatusOK, "Reset console access of "+u.StudyCode, &confirmData{
+	c.confirm(w, r, s, http.StatusOK, "Reset the account of "+u.StudyCode, &confirmData{
 		Action:   Prefix + "admin/users/" + url.PathEscape(u.StudyCode) + "/reset",
-		Question: "Reset the console access of " + u.StudyCode + "?",
-		Detail:   "Every browser they are signed in with is signed out at its next request, their passphrase is forgotten, and you get a new one-time code to give them, with which they choose a new passphrase. The reset is recorded in the audit log with you as the actor. Their phone, if they have one, is not touched.",
-		Button:   "Reset and issue a new code",
-		Back:     Prefix + "admin/users",
+		Question: "Reset the account of " + u.StudyCode + "?",
+		Detail: "For a person who lost their only device or forgot their console passphrase: every device of theirs is revoked (each is told, at its next request, that an administrator reset the account), " +
+			"every browser they are signed in with is signed out, their console passphrase is forgotten, and codes issued for them and not used stop working. " +
+			"You get a new one-time code to give them, which enrols one device or a first console sign-in without approval. The reset is recorded in the audit log with you as the actor, and in their activity.",
+		Button: "Reset and issue a new code",
+		Back:   Prefix + "admin/users",
 	}, "")
 }
 
-// reset resets a person's console access and issues them a new code.
+// reset is the audited account reset (Store.ResetUser): it revokes the
+// person's devices and console sessions, clears their passphrase and
+// shows the new code, which needs no approval.
 func (c *Console) reset(w http.ResponseWriter, r *http.Request, s *session) {
 	u, ok := c.pathUser(w, r, s)
 	if !ok {
 		return
 	}
-	if !study.ConsoleRole(u.Role) {
-		c.notFoundFor(w, r, s)
-		return
-	}
-	ended, err := c.db.ResetConsoleAccess(r.Context(), u.StudyCode)
+	res, err := c.db.ResetUser(r.Context(), u.StudyCode, 0)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
 	c.hub.WakeAll()
-	notice := "Reset the console access of " + u.StudyCode + ": " + strconv.Itoa(ended) + " session(s) ended."
-	c.showCode(w, r, s, u.StudyCode, 0, notice)
+	notice := "Reset the account of " + res.User.StudyCode + ": " + strconv.Itoa(res.DevicesRevoked) + " device(s) and console session(s) revoked. The code below needs no approval."
+	c.renderCode(w, r, s, &codesData{StudyCode: res.User.StudyCode, TTLs: ttlChoices("")}, res.Code, res.Expires, notice)
 }
 
 type assignmentsData struct {
@@ -432,16 +428,22 @@ func (c *Console) showCode(w http.ResponseWriter, r *http.Request, s *session, s
 		c.render(w, r, statusOf[syncengine.ErrorCode(err)], "codes", &view{Title: "Enrolment codes", Session: s, Notice: notice, Error: upperFirst(syncengine.ErrorMessage(err)) + ".", Data: d})
 		return
 	}
+	if u, err := c.db.UserByCode(r.Context(), studyCode); err == nil {
+		studyCode = u.StudyCode
+	}
+	d.StudyCode = studyCode
+	c.renderCode(w, r, s, d, code, expires, notice)
+}
+
+// renderCode shows an issued code as text, as a link and as a QR code.
+func (c *Console) renderCode(w http.ResponseWriter, r *http.Request, s *session, d *codesData, code string, expires time.Time, notice string) {
 	link := study.EnrolLink(c.publicBase(r), code)
-	qr, err := qrSVG(link, "QR code of the enrolment link for "+studyCode+": scan it with the diary app")
+	qr, err := qrSVG(link, "QR code of the enrolment link for "+d.StudyCode+": scan it with the diary app")
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	d.Issued = &issuedCode{StudyCode: studyCode, Code: code, Expires: expires, Link: link, QR: qr}
-	if u, err := c.db.UserByCode(r.Context(), studyCode); err == nil {
-		d.Issued.StudyCode = u.StudyCode
-	}
+	d.Issued = &issuedCode{StudyCode: d.StudyCode, Code: code, Expires: expires, Link: link, QR: qr}
 	c.render(w, r, http.StatusOK, "codes", &view{Title: "Enrolment codes", Session: s, Notice: notice, Data: d})
 }
 

@@ -40,8 +40,8 @@ func accountKey(code string) study.LoginKey {
 	return study.LoginKey{Key: "account:" + strings.ToUpper(code), Free: study.LoginFreeAccount}
 }
 
-func addressKey(r *http.Request, kind string) study.LoginKey {
-	return study.LoginKey{Key: kind + ":" + clientAddress(r), Free: study.LoginFreeAddress}
+func (c *Console) addressKey(r *http.Request) study.LoginKey {
+	return study.LoginKey{Key: "address:" + c.clientAddress(r), Free: study.LoginFreeAddress}
 }
 
 // sessionName names a browser session in device lists from its user
@@ -82,7 +82,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request, pre string) {
 		again(http.StatusUnauthorized, study.ErrBadLogin)
 		return
 	}
-	account, address := accountKey(code), addressKey(r, "address")
+	account, address := accountKey(code), c.addressKey(r)
 	if err := c.db.SpendLoginAttempt(ctx, []study.LoginKey{account, address}); err != nil {
 		if syncengine.ErrorCode(err) == syncengine.ERATELIMIT {
 			again(http.StatusTooManyRequests, err)
@@ -140,8 +140,10 @@ func (c *Console) signedIn(w http.ResponseWriter, r *http.Request, enr *study.En
 			c.log.WarnContext(ctx, "cannot clear sign-in failures", "err", err)
 		}
 	}
-	if err := c.db.RefundLoginAttempt(ctx, []string{address.Key}, false); err != nil {
-		c.log.WarnContext(ctx, "cannot take back a sign-in attempt", "err", err)
+	if address.Key != "" {
+		if err := c.db.RefundLoginAttempt(ctx, []string{address.Key}, false); err != nil {
+			c.log.WarnContext(ctx, "cannot take back a sign-in attempt", "err", err)
+		}
 	}
 	c.clearCookie(w, r, preCookie)
 	c.setCookie(w, r, sessionCookie, enr.Token)
@@ -170,23 +172,30 @@ func (c *Console) setup(w http.ResponseWriter, r *http.Request, pre string) {
 		again(syncengine.Errorf(syncengine.EINVALID, "the two passphrases are not the same: type it twice the same way"))
 		return
 	}
-	address := addressKey(r, "code")
-	if err := c.db.SpendLoginAttempt(ctx, []study.LoginKey{address}); err != nil {
+	// A console setup is an enrolment: a wrong code counts against the
+	// same limit per client address as a wrong code sent to Enroll,
+	// spent before the code is looked at and given back unless the code
+	// was wrong.
+	from := c.clientAddress(r)
+	if err := c.db.TakeEnrollAttempt(ctx, from); err != nil {
 		again(err)
 		return
 	}
 	u, err := c.db.CodeUser(ctx, code)
+	if err == nil || syncengine.ErrorCode(err) != syncengine.EUNAUTHENTICATED {
+		if rerr := c.db.ReturnEnrollAttempt(context.WithoutCancel(ctx), from); rerr != nil {
+			c.log.WarnContext(ctx, "cannot give back an enrolment attempt", "err", rerr)
+		}
+	}
 	if err != nil {
 		again(err)
 		return
 	}
 	if !study.ConsoleRole(u.Role) {
-		c.db.RefundLoginAttempt(ctx, []string{address.Key}, false)
 		again(study.ErrNotConsoleRole)
 		return
 	}
 	if err := study.CheckPassphrase(pass, u.StudyCode); err != nil {
-		c.db.RefundLoginAttempt(ctx, []string{address.Key}, false)
 		again(err)
 		return
 	}
@@ -202,8 +211,8 @@ func (c *Console) setup(w http.ResponseWriter, r *http.Request, pre string) {
 		again(err)
 		return
 	}
-	c.log.InfoContext(ctx, "console enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String())
-	c.signedIn(w, r, enr, accountKey(enr.StudyCode), address)
+	c.log.InfoContext(ctx, "console enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String(), "state", enr.State.String())
+	c.signedIn(w, r, enr, accountKey(enr.StudyCode), study.LoginKey{})
 }
 
 func (c *Console) signout(w http.ResponseWriter, r *http.Request, s *session) {
@@ -221,6 +230,8 @@ type accountData struct {
 	Devices []*study.Device
 	Current string
 	Next    string
+	// Waiting counts the devices that wait for this person's approval.
+	Waiting int
 }
 
 func (c *Console) account(w http.ResponseWriter, r *http.Request, s *session) {
@@ -229,43 +240,70 @@ func (c *Console) account(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, err)
 		return
 	}
-	v := &view{Title: "Your devices and sessions", Session: s, Data: &accountData{Devices: devices, Current: s.Device, Next: next}}
-	if r.URL.Query().Get("done") == "revoked" {
-		v.Notice = "The session was ended."
-	}
-	c.render(w, r, http.StatusOK, "account", v)
-}
-
-// revokeOwnSession ends another console session of the same person (a
-// browser left signed in elsewhere).
-func (c *Console) revokeOwnSession(w http.ResponseWriter, r *http.Request, s *session) {
-	id := r.PathValue("id")
-	devices, _, err := c.db.ListDevices(r.Context(), study.MaxListPageSize, "", s.StudyCode)
+	_, waiting, err := c.db.DevicesAwaitingApproval(r.Context(), s.UserID, 0)
 	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	found := false
-	for _, d := range devices {
-		if d.PublicID == id && d.Kind == study.KindBrowser {
-			found = true
-		}
+	v := &view{Title: "Your devices and sessions", Session: s, Data: &accountData{Devices: devices, Current: s.Device, Next: next, Waiting: waiting}}
+	switch r.URL.Query().Get("done") {
+	case "revoke":
+		v.Notice = "The device was revoked."
+	case "approve":
+		v.Notice = "The device was approved: it syncs from now on, and what it wrote reaches its readers."
+	case "deny":
+		v.Notice = "The device was denied, and what it wrote was erased."
 	}
-	if !found {
+	c.render(w, r, http.StatusOK, "account", v)
+}
+
+// awaitingApproval answers every page of a session that waits for
+// approval by another of the person's devices.
+func (c *Console) awaitingApproval(w http.ResponseWriter, r *http.Request, s *session) {
+	if r.Method != http.MethodGet || wantsFragment(r) || r.URL.Path == Prefix+"events" {
+		http.Error(w, "this browser is waiting for approval by another of your devices", http.StatusForbidden)
+		return
+	}
+	c.render(w, r, http.StatusForbidden, "waiting", &view{Title: "Waiting for approval", Session: s})
+}
+
+// ownDeviceAction approves, denies or revokes one of the person's own
+// devices (a new phone, a browser left signed in elsewhere), as the
+// diary command line's "device" commands do, with this session as the
+// acting device.
+func (c *Console) ownDeviceAction(w http.ResponseWriter, r *http.Request, s *session) {
+	ctx, id := r.Context(), r.PathValue("id")
+	var err error
+	switch action := r.PathValue("action"); action {
+	case "approve":
+		var wake *study.Wakeups
+		if _, wake, err = c.db.ApproveDevice(ctx, s.identity(), id); err == nil {
+			c.hub.Notify(wake)
+		}
+	case "deny":
+		_, err = c.db.DenyDevice(ctx, s.identity(), id)
+	case "revoke":
+		_, err = c.db.RevokeOwnDevice(ctx, s.identity(), id)
+	default:
 		c.notFoundFor(w, r, s)
 		return
 	}
-	if _, err := c.db.RevokeDevice(r.Context(), id); err != nil {
+	if syncengine.ErrorCode(err) == syncengine.ENOTFOUND || syncengine.ErrorCode(err) == syncengine.EINVALID {
+		c.notFoundFor(w, r, s)
+		return
+	}
+	if err != nil {
 		c.fail(w, r, s, err)
 		return
 	}
-	c.hub.WakeAll()
+	c.hub.WakeAll() // a revoked or denied device's streams end, and an approved one's page looks again
 	if id == s.Device {
+		c.forgetClock(s.DeviceID)
 		c.clearCookie(w, r, sessionCookie)
 		http.Redirect(w, r, Prefix+"signin?ended=revoked", http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, Prefix+"account?done=revoked", http.StatusSeeOther)
+	http.Redirect(w, r, Prefix+"account?done="+r.PathValue("action"), http.StatusSeeOther)
 }
 
 func upperFirst(s string) string {

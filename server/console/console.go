@@ -83,10 +83,15 @@ type Config struct {
 	// are hashed at once (default 2), each costing Hashing.Memory.
 	Hashing    HashParams
 	MaxHashing int
-	// MaxStreams bounds the open live-inbox streams of the whole server
-	// (default 256) and MaxStreamsPerSession those of one session
-	// (default 4).
-	MaxStreams, MaxStreamsPerSession int
+	// Streams caps the open live-inbox streams, per session and in all,
+	// together with the server's other long-lived streams (Subscribe):
+	// server.New passes its own. Nil: a cap of the console's own, of
+	// DefaultMaxStreamsPerSession and DefaultMaxStreams.
+	Streams Streams
+	// ClientAddress says where a request comes from, for the limits on
+	// wrong codes and passphrases: server.New passes its rule (behind a
+	// trusted reverse proxy, X-Forwarded-For). Nil: the peer's address.
+	ClientAddress func(r *http.Request) string
 	// Heartbeat is how often an idle live-inbox stream gets a comment
 	// line, and its session is checked (default 15 s).
 	Heartbeat time.Duration
@@ -108,7 +113,8 @@ type Console struct {
 	clocksMu sync.Mutex
 	clocks   map[int64]*syncengine.Clock // session device id → its clock
 
-	streams streamCounter
+	streams  Streams
+	clientIP func(r *http.Request) string
 }
 
 // New builds the console. It returns an error for a public URL or
@@ -132,11 +138,11 @@ func New(cfg Config) (*Console, error) {
 	if cfg.MaxHashing <= 0 {
 		cfg.MaxHashing = 2
 	}
-	if cfg.MaxStreams <= 0 {
-		cfg.MaxStreams = 256
+	if cfg.Streams == nil {
+		cfg.Streams = &streamCounter{max: DefaultMaxStreams, perSession: DefaultMaxStreamsPerSession, open: map[string]int{}}
 	}
-	if cfg.MaxStreamsPerSession <= 0 {
-		cfg.MaxStreamsPerSession = 4
+	if cfg.ClientAddress == nil {
+		cfg.ClientAddress = peerAddress
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 15 * time.Second
@@ -150,7 +156,8 @@ func New(cfg Config) (*Console, error) {
 		hasher:    newHasher(cfg.Hashing, cfg.MaxHashing),
 		heartbeat: cfg.Heartbeat,
 		clocks:    map[int64]*syncengine.Clock{},
-		streams:   streamCounter{max: cfg.MaxStreams, perSession: cfg.MaxStreamsPerSession, open: map[int64]int{}},
+		streams:   cfg.Streams,
+		clientIP:  cfg.ClientAddress,
 	}
 	if cfg.PublicURL != "" {
 		u, err := ParsePublicURL(cfg.PublicURL)
@@ -272,14 +279,22 @@ func (c *Console) origin(r *http.Request) string {
 func (c *Console) publicBase(r *http.Request) string { return c.origin(r) }
 
 // clientAddress is the address sign-in attempts are counted against.
-func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
+// clientAddress is where a request comes from, as the server's rule
+// says, with one IPv6 client's whole /64 counted as one.
+func (c *Console) clientAddress(r *http.Request) string {
+	host := c.clientIP(r)
 	if ip := net.ParseIP(host); ip != nil && ip.To4() == nil {
 		// One IPv6 client can hold a whole /64: count the /64.
 		return ip.Mask(net.CIDRMask(64, 128)).String() + "/64"
+	}
+	return host
+}
+
+// peerAddress is the address of the request's peer.
+func peerAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
 	}
 	return host
 }
@@ -403,32 +418,47 @@ func (c *Console) forgetClock(device int64) {
 	c.clocksMu.Unlock()
 }
 
-// streamCounter caps the open live-inbox streams.
+// Streams caps long-lived streams.
+type Streams interface {
+	// Acquire takes a slot for key (what names it in the error), or
+	// returns ERATELIMIT saying which limit was reached; release gives
+	// the slot back.
+	Acquire(key, what string) (release func(), err error)
+}
+
+// Caps of the console's own stream limiter, when it has no Streams.
+const (
+	DefaultMaxStreamsPerSession = 4
+	DefaultMaxStreams           = 256
+)
+
+// streamCounter is the console's own cap on open live-inbox streams.
 type streamCounter struct {
 	mu              sync.Mutex
 	max, perSession int
 	total           int
-	open            map[int64]int
+	open            map[string]int
 }
 
-func (s *streamCounter) take(device int64) bool {
+func (s *streamCounter) Acquire(key, what string) (func(), error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.total >= s.max || s.open[device] >= s.perSession {
-		return false
+	if s.total >= s.max || s.open[key] >= s.perSession {
+		return nil, syncengine.Errorf(syncengine.ERATELIMIT, "too many live views are open: close some console tabs")
 	}
 	s.total++
-	s.open[device]++
-	return true
-}
-
-func (s *streamCounter) give(device int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.total--
-	if s.open[device]--; s.open[device] <= 0 {
-		delete(s.open, device)
-	}
+	s.open[key]++
+	once := sync.Once{}
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.total--
+			if s.open[key]--; s.open[key] <= 0 {
+				delete(s.open, key)
+			}
+		})
+	}, nil
 }
 
 // maxFormBytes bounds a form a browser posts: the largest field is a

@@ -121,7 +121,7 @@ type phoneDevice struct {
 func (e *env) phone(role study.Role, code string) *phoneDevice {
 	e.t.Helper()
 	ctx := context.Background()
-	enr, err := e.db.Enroll(ctx, e.person(role, code), "phone")
+	enr, err := e.db.Enroll(ctx, study.EnrollRequest{Code: e.person(role, code), DeviceName: "phone"})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -130,6 +130,33 @@ func (e *env) phone(role study.Role, code string) *phoneDevice {
 		e.t.Fatal(err)
 	}
 	return &phoneDevice{Identity: id, token: enr.Token}
+}
+
+// approvedPhone enrols an app device for a person who is signed in to
+// the console with b, which makes it wait for approval, and approves it
+// from the console's device list, as the person would.
+func (e *env) approvedPhone(b *browser, code string) *phoneDevice {
+	e.t.Helper()
+	u, err := e.db.UserByCode(context.Background(), code)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	p := e.phone(u.Role, code)
+	if !p.Pending {
+		e.t.Fatalf("a new phone of %s, who has a console session, does not wait for approval", code)
+	}
+	if page := b.get("/console/account"); !strings.Contains(page.body, "waiting for approval") {
+		e.t.Fatalf("the device list does not show the phone waiting: %.1500s", page.body)
+	}
+	if r := b.submit("/console/account/devices/"+p.Device+"/approve", url.Values{}); r.status != http.StatusSeeOther || r.location != "/console/account?done=approve" {
+		e.t.Fatalf("approving the phone: %d %q %.300s", r.status, r.location, r.body)
+	}
+	id, err := e.db.Authenticate(context.Background(), p.token)
+	if err != nil || id.Pending {
+		e.t.Fatalf("the phone after approval: %+v %v", id, err)
+	}
+	p.Identity = id
+	return p
 }
 
 // pushAPI pushes changes to one entry through the API, as a phone does,
@@ -607,7 +634,7 @@ func TestSetup(t *testing.T) {
 		if p.status != http.StatusForbidden || !strings.Contains(p.body, "navigators use the diary app") {
 			t.Fatalf("%d %.400s", p.status, p.body)
 		}
-		if _, err := e.db.Enroll(context.Background(), nav, "phone"); err != nil {
+		if _, err := e.db.Enroll(context.Background(), study.EnrollRequest{Code: nav, DeviceName: "phone"}); err != nil {
 			t.Fatalf("the navigator's code was spent: %v", err)
 		}
 	})

@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"html"
 	"net/http"
 	"net/url"
@@ -183,7 +184,9 @@ func TestFeedbackEditMerges(t *testing.T) {
 	clock := syncengine.NewClock(nil)
 	nav := e.phone(study.RoleNavigator, "PN-A")
 	sup := e.signedIn(study.RoleSupervisor, "SUP-1")
-	phone := e.phone(study.RoleSupervisor, "SUP-1")
+	// The phone comes after the console session, so it waits for the
+	// session's approval.
+	phone := e.approvedPhone(sup, "SUP-1")
 	phoneClock := syncengine.NewClock(nil)
 	if _, _, err := e.db.Assign(ctx, "SUP-1", "PN-A"); err != nil {
 		t.Fatal(err)
@@ -424,25 +427,37 @@ func TestAdmin(t *testing.T) {
 		wantStatus(t, admin.get("/console/admin/users/NOBODY/deactivate"), http.StatusNotFound)
 	})
 	t.Run("Reset", func(t *testing.T) {
+		// The console's reset is the account reset of a lost phone: the
+		// supervisor's phone and browser session both end, each told
+		// why, and the new code needs no approval.
 		sup := e.signedIn(study.RoleSupervisor, "SUP-9")
-		wantStatus(t, admin.get("/console/admin/users/PN-D/reset"), http.StatusNotFound) // navigators have no console access
+		phone := e.approvedPhone(sup, "SUP-9")
+		wantStatus(t, admin.get("/console/admin/users/NOBODY/reset"), http.StatusNotFound)
 		wantStatus(t, admin.get("/console/admin/users/SUP-9/reset"), http.StatusOK)
 		p := admin.submit("/console/admin/users/SUP-9/reset", url.Values{})
 		wantStatus(t, p, http.StatusOK)
-		if !strings.Contains(p.body, "1 session(s) ended") || issuedLink.FindStringSubmatch(p.body) == nil {
+		if !strings.Contains(p.body, "2 device(s) and console session(s) revoked") || issuedLink.FindStringSubmatch(p.body) == nil {
 			t.Fatalf("reset page: %.1000s", p.body)
 		}
 		if r := sup.get("/console/inbox"); r.location != "/console/signin?ended=reset" {
 			t.Fatalf("the supervisor's session after the reset: %d %q", r.status, r.location)
 		}
-		events, _, _ := e.db.QueryAudit(ctx, study.AuditQuery{Action: "console.reset"})
-		if len(events) != 1 || events[0].Actor != "ADMIN" || events[0].Subject != "SUP-9" {
+		var de *study.DeviceError
+		if _, err := e.db.Authenticate(ctx, phone.token); !errors.As(err, &de) || de.Revocation != study.RevokedByReset || de.RevokedBy != "ADMIN" {
+			t.Fatalf("the supervisor's phone after the reset: %v", err)
+		}
+		events, _, _ := e.db.QueryAudit(ctx, study.AuditQuery{Action: "user.reset"})
+		if len(events) != 1 || events[0].Actor != "ADMIN" || events[0].Subject != "SUP-9" || events[0].Details["console_passphrase"] != "cleared" {
 			t.Fatalf("audit %+v", events)
 		}
 		// The new code sets a new passphrase.
 		_, newCode, _ := client.ParseEnrolLink(html.UnescapeString(issuedLink.FindStringSubmatch(p.body)[1]))
-		if p := e.browser().setup(newCode); p.status != http.StatusSeeOther {
+		again := e.browser()
+		if p := again.setup(newCode); p.status != http.StatusSeeOther {
 			t.Fatalf("setup with the new code: %d", p.status)
+		}
+		if p := again.get("/console/inbox"); p.status != http.StatusOK {
+			t.Fatalf("the session set up with the reset's code waits for approval: %d %.300s", p.status, p.body)
 		}
 	})
 	t.Run("Erase", func(t *testing.T) {

@@ -33,10 +33,13 @@ type view struct {
 	Data          any
 }
 
-// Role helpers for the layout's navigation.
-func (v *view) Supervisor() bool { return v.Session != nil && v.Session.Role == study.RoleSupervisor }
-func (v *view) Researcher() bool { return v.Session != nil && v.Session.Role == study.RoleResearcher }
-func (v *view) Admin() bool      { return v.Session != nil && v.Session.Role == study.RoleAdmin }
+// Role helpers for the layout's navigation; a session waiting for
+// approval has none of its role's pages yet.
+func (v *view) Supervisor() bool { return v.active() && v.Session.Role == study.RoleSupervisor }
+func (v *view) Researcher() bool { return v.active() && v.Session.Role == study.RoleResearcher }
+func (v *view) Admin() bool      { return v.active() && v.Session.Role == study.RoleAdmin }
+
+func (v *view) active() bool { return v.Session != nil && !v.Session.Pending }
 
 type pages struct {
 	byName map[string]*template.Template

@@ -31,7 +31,7 @@ func (c *Console) routes() {
 	m.Handle("POST /console/setup", c.open(c.setup))
 	m.Handle("POST /console/signout", c.page(everyone, c.signout))
 	m.Handle("GET /console/account", c.page(everyone, c.account))
-	m.Handle("POST /console/account/sessions/{id}/revoke", c.page(everyone, c.revokeOwnSession))
+	m.Handle("POST /console/account/devices/{id}/{action}", c.page(everyone, c.ownDeviceAction))
 
 	m.Handle("GET /console/inbox", c.page(supervisors, c.inbox))
 	m.Handle("POST /console/inbox", c.page(supervisors, c.inbox))
@@ -125,6 +125,13 @@ func (c *Console) page(roles []study.Role, h handlerFunc) http.Handler {
 		}
 		if !slices.Contains(roles, s.Role) {
 			c.notFoundFor(w, r, s)
+			return
+		}
+		// A first console sign-in of someone who already had a device
+		// waits for one of their devices to approve it, as a new phone
+		// does (study.CheckOperation): until then it may only sign out.
+		if s.Pending && !(r.Method == http.MethodPost && r.URL.Path == Prefix+"signout") {
+			c.awaitingApproval(w, r, s)
 			return
 		}
 		if r.Method == http.MethodPost {

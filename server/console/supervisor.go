@@ -85,11 +85,14 @@ func (c *Console) inbox(w http.ResponseWriter, r *http.Request, s *session) {
 // stops. An event carries no data but the position; the page fetches
 // its list again.
 func (c *Console) events(w http.ResponseWriter, r *http.Request, s *session) {
-	if !c.streams.take(s.DeviceID) {
-		http.Error(w, "too many live views are open: close some console tabs", http.StatusTooManyRequests)
+	// A live page counts against the same caps as a phone's Subscribe
+	// streams: per device (this session) and in all.
+	release, err := c.streams.Acquire("device:"+s.Device, "this browser session")
+	if err != nil {
+		http.Error(w, syncengine.ErrorMessage(err), http.StatusTooManyRequests)
 		return
 	}
-	defer c.streams.give(s.DeviceID)
+	defer release()
 	ctx := r.Context()
 	rc := http.NewResponseController(w)
 	who := s.identity()

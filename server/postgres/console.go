@@ -70,16 +70,23 @@ func (db *DB) EnrollBrowser(ctx context.Context, code, passphraseHash, name stri
 			ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, set_at = excluded.set_at`, c.ID, passphraseHash, now); err != nil {
 			return fmt.Errorf("cannot store passphrase: %w", err)
 		}
-		if out, err = db.newSession(ctx, t, &c.User, name, lifetime); err != nil {
+		// A first console sign-in is a new device like any other: once the
+		// person has had a device, it waits for the approval of one of
+		// them, unless the code lets it through (study.NewDeviceState).
+		state := study.NewDeviceState(c.HadDevice, c.Approved)
+		if out, err = db.newSession(ctx, t, &c.User, name, lifetime, state, c.issuer()); err != nil {
 			return err
 		}
-		return db.auditAs(ctx, t, c.StudyCode, "console.enrol", out.Device, map[string]string{"name": name, "role": c.Role.String()})
+		// Whoever issued the code could have used it: the log names them
+		// as the actor, as for a phone's enrolment.
+		return db.auditAs(ctx, t, c.issuer(), "console.enrol", out.Device,
+			map[string]string{"user": c.StudyCode, "name": name, "role": c.Role.String(), "state": state.String()}, c.ID)
 	})
 	return out, err
 }
 
-func (db *DB) newSession(ctx context.Context, t *tx, u *study.User, name string, lifetime time.Duration) (*study.Enrollment, error) {
-	e, err := db.newDevice(ctx, t, u, name, study.KindBrowser)
+func (db *DB) newSession(ctx context.Context, t *tx, u *study.User, name string, lifetime time.Duration, state study.DeviceState, issuer string) (*study.Enrollment, error) {
+	e, err := db.newDevice(ctx, t, u, name, study.KindBrowser, state, issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -152,10 +159,12 @@ func (db *DB) StartSession(ctx context.Context, studyCode, passphraseHash, name 
 		if subtle.ConstantTimeCompare([]byte(stored), []byte(passphraseHash)) != 1 || !u.Active || !study.ConsoleRole(u.Role) {
 			return study.ErrBadLogin
 		}
-		if out, err = db.newSession(ctx, t, u, name, lifetime); err != nil {
+		// The passphrase proves the person, who chose it in a session
+		// that was approved or needed no approval: this one is active.
+		if out, err = db.newSession(ctx, t, u, name, lifetime, study.DeviceActive, u.StudyCode); err != nil {
 			return err
 		}
-		return db.auditAs(ctx, t, u.StudyCode, "console.signin", out.Device, map[string]string{"name": name})
+		return db.auditAs(ctx, t, u.StudyCode, "console.signin", out.Device, map[string]string{"name": name}, u.ID)
 	})
 	return out, err
 }
@@ -174,11 +183,11 @@ func (db *DB) Session(ctx context.Context, token string) (*study.Session, error)
 		reason                      string
 	)
 	err := db.pool.QueryRow(ctx, `
-		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, d.enrolled_at,
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, d.pending, d.enrolled_at,
 			u.id, u.study_code, u.role, u.active, s.expires_at, s.last_seen_at, s.end_reason
 		FROM devices d JOIN users u ON u.id = d.user_id JOIN console_sessions s ON s.device_id = d.id
 		WHERE d.public_id = $1 AND d.kind = $2`, device, int32(study.KindBrowser)).
-		Scan(&s.DeviceID, &s.Device, &replica, &hash, &revoked, &enrolled, &s.UserID, &s.StudyCode, &s.Role, &s.UserActive, &expires, &lastSeen, &reason)
+		Scan(&s.DeviceID, &s.Device, &replica, &hash, &revoked, &s.Pending, &enrolled, &s.UserID, &s.StudyCode, &s.Role, &s.UserActive, &expires, &lastSeen, &reason)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, pgx.ErrNoRows) {
 		subtle.ConstantTimeCompare(sum, make([]byte, len(sum)))
@@ -227,7 +236,9 @@ func (db *DB) EndSession(ctx context.Context, device int64, reason study.Session
 		if err != nil {
 			return fmt.Errorf("cannot look up console session: %w", err)
 		}
-		tag, err := t.Exec(ctx, `UPDATE devices SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL`, db.nowMillis(), device)
+		// The browser ended itself, as a signed-out device does.
+		tag, err := t.Exec(ctx, `UPDATE devices SET revoked_at = $1, revocation = $2, revoked_by = $3, pending = false WHERE id = $4 AND revoked_at IS NULL`,
+			db.nowMillis(), int32(study.RevokedSelf), study.ActorFrom(ctx), device)
 		if err != nil {
 			return fmt.Errorf("cannot end console session: %w", err)
 		}
@@ -242,36 +253,21 @@ func (db *DB) EndSession(ctx context.Context, device int64, reason study.Session
 	})
 }
 
-// ResetConsoleAccess ends every console session of the person and
-// clears their passphrase.
-func (db *DB) ResetConsoleAccess(ctx context.Context, studyCode string) (int, error) {
-	var ended int
-	err := db.writeTx(ctx, func(t *tx) error {
-		ended = 0
-		u, err := userByCode(ctx, t, studyCode)
-		if err != nil {
-			return err
-		}
-		// Deleting the row waits for a sign-in comparing against it (see
-		// StartSession); the sessions are then read afresh.
-		if _, err := t.Exec(ctx, `DELETE FROM passphrases WHERE user_id = $1`, u.ID); err != nil {
-			return fmt.Errorf("cannot clear passphrase: %w", err)
-		}
-		ids, err := queryIDs(ctx, t, `UPDATE devices SET revoked_at = $1 WHERE user_id = $2 AND kind = $3 AND revoked_at IS NULL RETURNING id`,
-			db.nowMillis(), u.ID, int32(study.KindBrowser))
-		if err != nil {
-			return fmt.Errorf("cannot end console sessions: %w", err)
-		}
-		if _, err := t.Exec(ctx, `UPDATE console_sessions SET end_reason = $1 WHERE device_id = ANY($2)`, string(study.EndReset), ids); err != nil {
-			return fmt.Errorf("cannot end console sessions: %w", err)
-		}
-		ended = len(ids)
-		if ended > 0 {
-			t.notifyAll()
-		}
-		return db.audit(ctx, t, "console.reset", u.StudyCode, map[string]string{"sessions_ended": fmt.Sprint(ended)})
-	})
-	return ended, err
+// endConsoleAccess, in a reset of the user's account, clears their
+// console passphrase and marks the console sessions it is about to
+// revoke as ended by the reset, so that the browser says so. It returns
+// whether a passphrase was set. Deleting the passphrase's row waits for
+// a sign-in comparing against it (see StartSession).
+func endConsoleAccess(ctx context.Context, t *tx, userID int64) (bool, error) {
+	tag, err := t.Exec(ctx, `DELETE FROM passphrases WHERE user_id = $1`, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot clear passphrase: %w", err)
+	}
+	if _, err := t.Exec(ctx, `UPDATE console_sessions SET end_reason = $1 WHERE device_id IN (
+		SELECT id FROM devices WHERE user_id = $2 AND kind = $3 AND revoked_at IS NULL)`, string(study.EndReset), userID, int32(study.KindBrowser)); err != nil {
+		return false, fmt.Errorf("cannot end console sessions: %w", err)
+	}
+	return tag.RowsAffected() > 0, nil
 }
 
 // maxLoginKeyBytes bounds a login key.

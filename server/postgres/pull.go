@@ -40,7 +40,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows pgx.Rows
 		if rd.Owner {
-			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state, NULL::boolean, NULL::bigint FROM entries WHERE owner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
+			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state, NULL::boolean, NULL::bigint FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
 		} else {
 			rows, err = tx.Query(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
 				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
@@ -120,7 +120,7 @@ func countAfter(ctx context.Context, q querier, rd study.Reader, cursor, limit i
 		lim = nil
 	}
 	if rd.Owner {
-		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = $1 AND seq > $2 LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
+		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
 	} else {
 		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = $1 AND seq > $2 LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
 	}
@@ -144,7 +144,7 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 	var head *int64
 	var err error
 	if rd.Owner {
-		err = q.QueryRow(ctx, `SELECT max(seq) FROM entries WHERE owner_id = $1`, rd.ID).Scan(&head)
+		err = q.QueryRow(ctx, `SELECT max(seq) FROM entries WHERE owner_id = $1 AND held_by IS NULL`, rd.ID).Scan(&head)
 	} else {
 		err = q.QueryRow(ctx, `SELECT max(seq) FROM feed WHERE reader = $1`, rd.ID).Scan(&head)
 	}
@@ -176,7 +176,7 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		}
 		var rows pgx.Rows
 		if rd.Owner {
-			rows, err = tx.Query(ctx, `SELECT state FROM entries WHERE owner_id = $1 AND state IS NOT NULL ORDER BY id`, rd.ID)
+			rows, err = tx.Query(ctx, `SELECT state FROM entries WHERE owner_id = $1 AND state IS NOT NULL AND held_by IS NULL ORDER BY id`, rd.ID)
 		} else {
 			rows, err = tx.Query(ctx, `SELECT e.state FROM feed f JOIN entries e ON e.rid = f.entry
 				WHERE f.reader = $1 AND f.visible AND e.state IS NOT NULL ORDER BY e.id`, rd.ID)

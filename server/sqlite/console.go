@@ -67,16 +67,23 @@ func (db *DB) EnrollBrowser(ctx context.Context, code, passphraseHash, name stri
 			ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, set_at = excluded.set_at`, c.ID, passphraseHash, now); err != nil {
 			return fmt.Errorf("cannot store passphrase: %w", err)
 		}
-		if out, err = db.newSession(ctx, tx, &c.User, name, lifetime); err != nil {
+		// A first console sign-in is a new device like any other: once the
+		// person has had a device, it waits for the approval of one of
+		// them, unless the code lets it through (study.NewDeviceState).
+		state := study.NewDeviceState(c.HadDevice, c.Approved)
+		if out, err = db.newSession(ctx, tx, &c.User, name, lifetime, state, c.issuer()); err != nil {
 			return err
 		}
-		return db.auditAs(ctx, tx, c.StudyCode, "console.enrol", out.Device, map[string]string{"name": name, "role": c.Role.String()})
+		// Whoever issued the code could have used it: the log names them
+		// as the actor, as for a phone's enrolment.
+		return db.auditAs(ctx, tx, c.issuer(), "console.enrol", out.Device,
+			map[string]string{"user": c.StudyCode, "name": name, "role": c.Role.String(), "state": state.String()}, c.ID)
 	})
 	return out, err
 }
 
-func (db *DB) newSession(ctx context.Context, tx *sql.Tx, u *study.User, name string, lifetime time.Duration) (*study.Enrollment, error) {
-	e, err := db.newDevice(ctx, tx, u, name, study.KindBrowser)
+func (db *DB) newSession(ctx context.Context, tx *sql.Tx, u *study.User, name string, lifetime time.Duration, state study.DeviceState, issuer string) (*study.Enrollment, error) {
+	e, err := db.newDevice(ctx, tx, u, name, study.KindBrowser, state, issuer)
 	if err != nil {
 		return nil, err
 	}
@@ -146,10 +153,12 @@ func (db *DB) StartSession(ctx context.Context, studyCode, passphraseHash, name 
 		if subtle.ConstantTimeCompare([]byte(stored), []byte(passphraseHash)) != 1 || !u.Active || !study.ConsoleRole(u.Role) {
 			return study.ErrBadLogin
 		}
-		if out, err = db.newSession(ctx, tx, u, name, lifetime); err != nil {
+		// The passphrase proves the person, who chose it in a session
+		// that was approved or needed no approval: this one is active.
+		if out, err = db.newSession(ctx, tx, u, name, lifetime, study.DeviceActive, u.StudyCode); err != nil {
 			return err
 		}
-		return db.auditAs(ctx, tx, u.StudyCode, "console.signin", out.Device, map[string]string{"name": name})
+		return db.auditAs(ctx, tx, u.StudyCode, "console.signin", out.Device, map[string]string{"name": name}, u.ID)
 	})
 	return out, err
 }
@@ -168,11 +177,11 @@ func (db *DB) Session(ctx context.Context, token string) (*study.Session, error)
 		reason                      string
 	)
 	err := db.read.QueryRowContext(ctx, `
-		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, d.enrolled_at,
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, d.pending, d.enrolled_at,
 			u.id, u.study_code, u.role, u.active, s.expires_at, s.last_seen_at, s.end_reason
 		FROM devices d JOIN users u ON u.id = d.user_id JOIN console_sessions s ON s.device_id = d.id
 		WHERE d.public_id = ? AND d.kind = ?`, device, study.KindBrowser).
-		Scan(&s.DeviceID, &s.Device, &replica, &hash, &revoked, &enrolled, &s.UserID, &s.StudyCode, &s.Role, &s.UserActive, &expires, &lastSeen, &reason)
+		Scan(&s.DeviceID, &s.Device, &replica, &hash, &revoked, &s.Pending, &enrolled, &s.UserID, &s.StudyCode, &s.Role, &s.UserActive, &expires, &lastSeen, &reason)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, sql.ErrNoRows) {
 		subtle.ConstantTimeCompare(sum, make([]byte, len(sum)))
@@ -218,7 +227,9 @@ func (db *DB) EndSession(ctx context.Context, device int64, reason study.Session
 		if err != nil {
 			return fmt.Errorf("cannot look up console session: %w", err)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, db.nowMillis(), device)
+		// The browser ended itself, as a signed-out device does.
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ?, revocation = ?, revoked_by = ?, pending = 0 WHERE id = ? AND revoked_at IS NULL`,
+			db.nowMillis(), study.RevokedSelf, study.ActorFrom(ctx), device)
 		if err != nil {
 			return fmt.Errorf("cannot end console session: %w", err)
 		}
@@ -232,33 +243,21 @@ func (db *DB) EndSession(ctx context.Context, device int64, reason study.Session
 	})
 }
 
-// ResetConsoleAccess ends every console session of the person and
-// clears their passphrase.
-func (db *DB) ResetConsoleAccess(ctx context.Context, studyCode string) (int, error) {
-	var ended int
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		ended = 0
-		u, err := userByCode(ctx, tx, studyCode)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM passphrases WHERE user_id = ?`, u.ID); err != nil {
-			return fmt.Errorf("cannot clear passphrase: %w", err)
-		}
-		ids, err := queryIDs(ctx, tx, `UPDATE devices SET revoked_at = ? WHERE user_id = ? AND kind = ? AND revoked_at IS NULL RETURNING id`,
-			db.nowMillis(), u.ID, study.KindBrowser)
-		if err != nil {
-			return fmt.Errorf("cannot end console sessions: %w", err)
-		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, `UPDATE console_sessions SET end_reason = ? WHERE device_id = ?`, string(study.EndReset), id); err != nil {
-				return fmt.Errorf("cannot end console sessions: %w", err)
-			}
-		}
-		ended = len(ids)
-		return db.audit(ctx, tx, "console.reset", u.StudyCode, map[string]string{"sessions_ended": fmt.Sprint(ended)})
-	})
-	return ended, err
+// endConsoleAccess, in a reset of the user's account, clears their
+// console passphrase and marks the console sessions it is about to
+// revoke as ended by the reset, so that the browser says so. It returns
+// whether a passphrase was set.
+func endConsoleAccess(ctx context.Context, tx *sql.Tx, userID int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM passphrases WHERE user_id = ?`, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot clear passphrase: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE console_sessions SET end_reason = ? WHERE device_id IN (
+		SELECT id FROM devices WHERE user_id = ? AND kind = ? AND revoked_at IS NULL)`, string(study.EndReset), userID, study.KindBrowser); err != nil {
+		return false, fmt.Errorf("cannot end console sessions: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
 }
 
 // maxLoginKeyBytes bounds a login key.

@@ -15,7 +15,7 @@ import (
 
 // Authenticate returns the identity a bearer token belongs to. A
 // malformed, unknown or revoked token, or one whose user was deactivated,
-// is EUNAUTHENTICATED.
+// is EUNAUTHENTICATED; a revoked device is told who revoked it.
 func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, error) {
 	device, secret, ok := study.ParseToken(token)
 	if !ok {
@@ -25,16 +25,15 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 		id      study.Identity
 		hash    []byte
 		replica []byte
-		revoked sql.NullInt64
-		active  bool
+		rec     deviceRecord
 	)
 	// A console session's token is a cookie, not a bearer token: the
 	// API answers it as it answers an unknown one.
 	err := db.read.QueryRowContext(ctx, `
-		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, u.id, u.study_code, u.role, u.active
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, u.id, u.study_code, u.role, `+deviceRecordColumns+`
 		FROM devices d JOIN users u ON u.id = d.user_id
 		WHERE d.public_id = ? AND d.kind = ?`, device, study.KindApp).
-		Scan(&id.DeviceID, &id.Device, &replica, &hash, &revoked, &id.UserID, &id.StudyCode, &id.Role, &active)
+		Scan(append([]any{&id.DeviceID, &id.Device, &replica, &hash, &id.UserID, &id.StudyCode, &id.Role}, rec.dest()...)...)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Compare anyway, so an unknown device takes as long as a known one.
@@ -47,30 +46,65 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 	if subtle.ConstantTimeCompare(sum, hash) != 1 {
 		return nil, study.ErrBadToken
 	}
-	if err := study.DeviceState(revoked.Valid, active); err != nil {
+	r := rec.record(id.Device)
+	if err := study.CheckDevice(r); err != nil {
 		return nil, err
 	}
+	id.Pending = r.State == study.DevicePending
 	copy(id.Replica[:], replica)
 	return &id, nil
 }
 
-// DeviceActive returns nil if the device is still enrolled and its user
-// active, and the error Authenticate would give otherwise. Long-lived
-// calls use it to notice a revocation made after they authenticated.
+// deviceRecordColumns are what CheckDevice needs of a device (alias d)
+// and its user (alias u).
+const deviceRecordColumns = `d.pending, d.revoked_at, d.revocation, d.revoked_by, u.active`
+
+type deviceRecord struct {
+	pending    bool
+	revokedAt  sql.NullInt64
+	revocation study.Revocation
+	revokedBy  string
+	active     bool
+}
+
+func (r *deviceRecord) dest() []any {
+	return []any{&r.pending, &r.revokedAt, &r.revocation, &r.revokedBy, &r.active}
+}
+
+func (r *deviceRecord) record(publicID string) study.DeviceRecord {
+	out := study.DeviceRecord{PublicID: publicID, State: study.DeviceActive, UserActive: r.active}
+	switch {
+	case r.revokedAt.Valid:
+		out.State, out.Revocation, out.RevokedBy = study.DeviceRevoked, r.revocation, r.revokedBy
+		out.RevokedAt = time.UnixMilli(r.revokedAt.Int64).UTC()
+	case r.pending:
+		out.State = study.DevicePending
+	}
+	return out
+}
+
+// DeviceActive returns nil if the device may still act (it is enrolled,
+// not revoked, and its user is active), and the error Authenticate would
+// give otherwise. Long-lived calls use it to notice a revocation made
+// after they authenticated.
 func (db *DB) DeviceActive(ctx context.Context, device int64) error {
-	var revoked, active bool
-	err := db.read.QueryRowContext(ctx, `SELECT d.revoked_at IS NOT NULL, u.active FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`, device).Scan(&revoked, &active)
+	var (
+		publicID string
+		rec      deviceRecord
+	)
+	err := db.read.QueryRowContext(ctx, `SELECT d.public_id, `+deviceRecordColumns+` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`, device).
+		Scan(append([]any{&publicID}, rec.dest()...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return study.ErrBadToken
 	}
 	if err != nil {
 		return fmt.Errorf("cannot look up device: %w", err)
 	}
-	return study.DeviceState(revoked, active)
+	return study.CheckDevice(rec.record(publicID))
 }
 
 // IssueEnrollmentCode issues a one-time enrolment code for the active user
-// with the given study code.
+// with the given study code. The caller is kept with it as its issuer.
 func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl time.Duration) (code string, expires time.Time, err error) {
 	if ttl, err = study.CodeTTL(ttl); err != nil {
 		return "", time.Time{}, err
@@ -83,43 +117,66 @@ func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl tim
 		if err := study.CheckCodeIssuable(u); err != nil {
 			return err
 		}
-		now := db.now()
-		if code, err = study.NewCode(db.rand); err != nil {
-			return err
-		}
-		expires = now.Add(ttl)
-		_, err = tx.ExecContext(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-			study.CodeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli())
-		if err != nil {
-			return fmt.Errorf("cannot store enrolment code: %w", err)
-		}
-		return db.audit(ctx, tx, "code.issue", u.StudyCode, map[string]string{"expires": expires.UTC().Format(time.RFC3339)})
+		code, expires, err = db.issueCode(ctx, tx, u, ttl, false)
+		return err
 	})
 	return code, expires, err
 }
 
-// Enroll exchanges a one-time code for a new device and its token.
-func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrollment, error) {
-	deviceName, err := study.DeviceName(deviceName)
+// issueCode stores a new code for u in tx, issued by the caller; an
+// approved code enrols its device without approval.
+func (db *DB) issueCode(ctx context.Context, tx *sql.Tx, u *study.User, ttl time.Duration, approved bool) (string, time.Time, error) {
+	now := db.now()
+	code, err := study.NewCode(db.rand)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	expires := now.Add(ttl)
+	actor := study.ActorFrom(ctx)
+	_, err = tx.ExecContext(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at, issued_by, approved) VALUES (?, ?, ?, ?, ?, ?)`,
+		study.CodeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli(), actor, approved)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("cannot store enrolment code: %w", err)
+	}
+	details := map[string]string{"expires": expires.UTC().Format(time.RFC3339)}
+	if approved {
+		details["approval"] = "not needed"
+	}
+	return code, expires, db.audit(ctx, tx, "code.issue", u.StudyCode, details, u.ID)
+}
+
+// Enroll exchanges a one-time code for a new device and its token. The
+// device is pending when its user has had a device before and the code
+// does not let it through (see study.NewDeviceState). The enrolment is
+// recorded with the code's issuer as the actor.
+func (db *DB) Enroll(ctx context.Context, req study.EnrollRequest) (*study.Enrollment, error) {
+	deviceName, err := study.DeviceName(req.DeviceName)
 	if err != nil {
 		return nil, err
 	}
-	if err := study.CheckCodeForm(code); err != nil {
+	if err := study.CheckCodeForm(req.Code); err != nil {
 		return nil, err
 	}
 	var out *study.Enrollment
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
-		c, err := db.usableCode(ctx, tx, code)
+		c, err := db.usableCode(ctx, tx, req.Code)
 		if err != nil {
 			return err
 		}
-		if err := spendCode(ctx, tx, code, db.nowMillis()); err != nil {
+		if err := study.CheckCodeFor(c.StudyCode, req.ForUser); err != nil {
 			return err
 		}
-		if out, err = db.newDevice(ctx, tx, &c.User, deviceName, study.KindApp); err != nil {
+		if err := spendCode(ctx, tx, req.Code, db.nowMillis()); err != nil {
 			return err
 		}
-		return db.auditAs(ctx, tx, c.StudyCode, "device.enrol", out.Device, map[string]string{"name": deviceName, "role": c.Role.String()})
+		state := study.NewDeviceState(c.HadDevice, c.Approved)
+		if out, err = db.newDevice(ctx, tx, &c.User, deviceName, study.KindApp, state, c.issuer()); err != nil {
+			return err
+		}
+		// Whoever issued the code could have used it themselves: the log
+		// names them as the actor, and the user among its subjects.
+		return db.auditAs(ctx, tx, c.issuer(), "device.enrol", out.Device,
+			map[string]string{"user": c.StudyCode, "name": deviceName, "role": c.Role.String(), "state": state.String()}, c.ID)
 	})
 	return out, err
 }
@@ -128,6 +185,17 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 type issuedCode struct {
 	study.User
 	study.IssuedCode
+	// HadDevice says the user has had a device before (of any kind), so
+	// that a new one waits for approval unless the code lets it through.
+	HadDevice bool
+}
+
+// issuer is who issued the code, the actor of what it enrols.
+func (c *issuedCode) issuer() string {
+	if c.IssuedBy == "" {
+		return "system"
+	}
+	return c.IssuedBy
 }
 
 // usableCode looks up an enrolment code and returns it with its user if
@@ -140,10 +208,11 @@ func (db *DB) usableCode(ctx context.Context, q querier, code string) (*issuedCo
 		created   int64
 	)
 	err := q.QueryRowContext(ctx, `
-		SELECT c.expires_at, c.used_at, u.id, u.role, u.study_code, u.display_name, u.active, u.created_at
+		SELECT c.expires_at, c.used_at, c.issued_by, c.approved, u.id, u.role, u.study_code, u.display_name, u.active, u.created_at,
+			EXISTS (SELECT 1 FROM devices d WHERE d.user_id = c.user_id)
 		FROM enrollment_codes c JOIN users u ON u.id = c.user_id
 		WHERE c.code_hash = ?`, study.CodeHash(code)).
-		Scan(&expiresAt, &usedAt, &c.ID, &c.Role, &c.StudyCode, &c.DisplayName, &c.Active, &created)
+		Scan(&expiresAt, &usedAt, &c.IssuedBy, &c.Approved, &c.ID, &c.Role, &c.StudyCode, &c.DisplayName, &c.Active, &created, &c.HadDevice)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, study.ErrBadCode
 	}
@@ -151,7 +220,7 @@ func (db *DB) usableCode(ctx context.Context, q querier, code string) (*issuedCo
 		return nil, fmt.Errorf("cannot look up enrolment code: %w", err)
 	}
 	c.CreatedAt = time.UnixMilli(created).UTC()
-	c.IssuedCode = study.IssuedCode{Expires: time.UnixMilli(expiresAt), Used: usedAt.Valid, UserActive: c.Active}
+	c.Expires, c.Used, c.UserActive = time.UnixMilli(expiresAt), usedAt.Valid, c.Active
 	if err := study.CheckCodeUsable(c.IssuedCode, db.now()); err != nil {
 		return nil, err
 	}
@@ -165,9 +234,10 @@ func spendCode(ctx context.Context, tx *sql.Tx, code string, now int64) error {
 	return nil
 }
 
-// newDevice stores a new device of the given kind for u, with a fresh
-// public id, replica id and secret, and returns its enrolment.
-func (db *DB) newDevice(ctx context.Context, tx *sql.Tx, u *study.User, name string, kind study.DeviceKind) (*study.Enrollment, error) {
+// newDevice stores a new device of the given kind and state for u, with
+// a fresh public id, replica id and secret, recorded as issued by issuer,
+// and returns its enrolment.
+func (db *DB) newDevice(ctx context.Context, tx *sql.Tx, u *study.User, name string, kind study.DeviceKind, state study.DeviceState, issuer string) (*study.Enrollment, error) {
 	secret, hash, err := study.NewSecret(db.rand)
 	if err != nil {
 		return nil, err
@@ -181,8 +251,8 @@ func (db *DB) newDevice(ctx context.Context, tx *sql.Tx, u *study.User, name str
 		return nil, fmt.Errorf("cannot make a replica id: %w", err)
 	}
 	public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, kind) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		public, u.ID, replica[:], name, hash, db.nowMillis(), kind); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, kind, pending, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		public, u.ID, replica[:], name, hash, db.nowMillis(), kind, state == study.DevicePending, issuer); err != nil {
 		return nil, fmt.Errorf("cannot store device: %w", err)
 	}
 	return &study.Enrollment{
@@ -192,5 +262,6 @@ func (db *DB) newDevice(ctx context.Context, tx *sql.Tx, u *study.User, name str
 		Role:        u.Role,
 		StudyCode:   u.StudyCode,
 		DisplayName: u.DisplayName,
+		State:       state,
 	}, nil
 }

@@ -36,7 +36,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows *sql.Rows
 		if rd.Owner {
-			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state, NULL, NULL FROM entries WHERE owner_id = ? AND seq > ? ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
+			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state, NULL, NULL FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
 		} else {
 			rows, err = tx.QueryContext(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
 				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
@@ -112,7 +112,7 @@ func countAfter(ctx context.Context, tx *sql.Tx, rd study.Reader, cursor, limit 
 	var n int64
 	var err error
 	if rd.Owner {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
 	} else {
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
 	}
@@ -136,7 +136,7 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 	var head sql.NullInt64
 	var err error
 	if rd.Owner {
-		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM entries WHERE owner_id = ?`, rd.ID).Scan(&head)
+		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM entries WHERE owner_id = ? AND held_by IS NULL`, rd.ID).Scan(&head)
 	} else {
 		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM feed WHERE reader = ?`, rd.ID).Scan(&head)
 	}
@@ -164,7 +164,7 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		}
 		var rows *sql.Rows
 		if rd.Owner {
-			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL ORDER BY id`, rd.ID)
+			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL AND held_by IS NULL ORDER BY id`, rd.ID)
 		} else {
 			rows, err = tx.QueryContext(ctx, `SELECT e.state FROM feed f JOIN entries e ON e.rid = f.entry
 				WHERE f.reader = ? AND f.visible = 1 AND e.state IS NOT NULL ORDER BY e.id`, rd.ID)

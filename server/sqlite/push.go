@@ -18,6 +18,7 @@ type loadedEntry struct {
 	owner   int64
 	exists  bool // a row exists
 	erased  bool
+	heldBy  int64 // the pending device that created it, or 0
 	entry   *syncengine.Entry
 	before  []byte // canonical encoding when loaded
 	after   []byte // canonical encoding to store, once the push is done with it
@@ -104,7 +105,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
 			loaded[c.Entry] = l
 		}
-		t := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn}
+		t := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn, HeldBy: l.heldBy}
 		if r, ok := remembered[int64(c.Clock)]; ok {
 			t.Remembered = &r
 		}
@@ -122,6 +123,9 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 			continue
 		}
 		known[int64(c.Clock)] = true
+		if d.Hold {
+			l.heldBy = who.DeviceID
+		}
 		l.entry.Apply(c)
 		l.touched = true
 		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
@@ -155,6 +159,11 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		owners := map[int64]bool{}
 		readers := map[int64]bool{}
 		for k, l := range changed {
+			if l.heldBy != 0 {
+				// Held back for a pending device: no reader sees it, the
+				// owner's other devices included, until it is approved.
+				continue
+			}
 			seq := first + int64(k)
 			owners[l.owner] = true
 			old := (*syncengine.Entry)(nil)
@@ -217,7 +226,7 @@ func (db *DB) loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.Entr
 	err := db.bulkExec(ctx, tx, loadEntriesQuery, len(ids), args, func(rows *sql.Rows) error {
 		l := &loadedEntry{exists: true}
 		var id, state []byte
-		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
+		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
 			return err
 		}
 		if !l.erased {
@@ -269,7 +278,13 @@ func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEn
 		for k, l := range changed[from:to] {
 			e := l.entry
 			byID[e.ID] = l
-			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value, study.SupervisorVisible(e), study.ResearchVisible(e), e.Deleted.Value)
+			var held any
+			if l.heldBy != 0 {
+				held = l.heldBy
+			}
+			visible := l.heldBy == 0 // a held entry reaches no reader
+			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value,
+				visible && study.SupervisorVisible(e), visible && study.ResearchVisible(e), e.Deleted.Value, held)
 		}
 		return a
 	}

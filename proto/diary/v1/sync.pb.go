@@ -106,6 +106,9 @@ const (
 	RefusalReason_REFUSAL_REASON_CLOCK_AHEAD RefusalReason = 6
 	// The replica id is not the pushing device's.
 	RefusalReason_REFUSAL_REASON_WRONG_REPLICA RefusalReason = 7
+	// The pushing device waits for approval: it may write new entries, not
+	// entries that existed before it.
+	RefusalReason_REFUSAL_REASON_AWAITING_APPROVAL RefusalReason = 8
 )
 
 // Enum value maps for RefusalReason.
@@ -119,16 +122,18 @@ var (
 		5: "REFUSAL_REASON_ERASED",
 		6: "REFUSAL_REASON_CLOCK_AHEAD",
 		7: "REFUSAL_REASON_WRONG_REPLICA",
+		8: "REFUSAL_REASON_AWAITING_APPROVAL",
 	}
 	RefusalReason_value = map[string]int32{
-		"REFUSAL_REASON_UNSPECIFIED":   0,
-		"REFUSAL_REASON_INVALID":       1,
-		"REFUSAL_REASON_TOO_LARGE":     2,
-		"REFUSAL_REASON_NOT_AUTHOR":    3,
-		"REFUSAL_REASON_NOT_PERMITTED": 4,
-		"REFUSAL_REASON_ERASED":        5,
-		"REFUSAL_REASON_CLOCK_AHEAD":   6,
-		"REFUSAL_REASON_WRONG_REPLICA": 7,
+		"REFUSAL_REASON_UNSPECIFIED":       0,
+		"REFUSAL_REASON_INVALID":           1,
+		"REFUSAL_REASON_TOO_LARGE":         2,
+		"REFUSAL_REASON_NOT_AUTHOR":        3,
+		"REFUSAL_REASON_NOT_PERMITTED":     4,
+		"REFUSAL_REASON_ERASED":            5,
+		"REFUSAL_REASON_CLOCK_AHEAD":       6,
+		"REFUSAL_REASON_WRONG_REPLICA":     7,
+		"REFUSAL_REASON_AWAITING_APPROVAL": 8,
 	}
 )
 
@@ -531,6 +536,13 @@ type PullResponse struct {
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// Whether remaining is an exact count rather than a lower bound.
 	RemainingExact bool `protobuf:"varint,7,opt,name=remaining_exact,json=remainingExact,proto3" json:"remaining_exact,omitempty"`
+	// On the last page (more is false): devices of the caller's account
+	// that wait for approval, newest first, at most 10 (ListMyDevices lists
+	// them all), so that the person sees the request at their next sync.
+	DevicesAwaitingApproval []*Device `protobuf:"bytes,8,rep,name=devices_awaiting_approval,json=devicesAwaitingApproval,proto3" json:"devices_awaiting_approval,omitempty"`
+	// How many devices of the caller's account wait for approval, on the
+	// last page.
+	DevicesAwaitingApprovalCount uint32 `protobuf:"varint,9,opt,name=devices_awaiting_approval_count,json=devicesAwaitingApprovalCount,proto3" json:"devices_awaiting_approval_count,omitempty"`
 	// For a supervisor, the read state of each entry in the page that they
 	// ever marked (entries never marked are unread and not listed).
 	Reads         []*ReadState `protobuf:"bytes,11,rep,name=reads,proto3" json:"reads,omitempty"`
@@ -615,6 +627,20 @@ func (x *PullResponse) GetRemainingExact() bool {
 		return x.RemainingExact
 	}
 	return false
+}
+
+func (x *PullResponse) GetDevicesAwaitingApproval() []*Device {
+	if x != nil {
+		return x.DevicesAwaitingApproval
+	}
+	return nil
+}
+
+func (x *PullResponse) GetDevicesAwaitingApprovalCount() uint32 {
+	if x != nil {
+		return x.DevicesAwaitingApprovalCount
+	}
+	return 0
 }
 
 func (x *PullResponse) GetReads() []*ReadState {
@@ -1075,7 +1101,7 @@ var File_diary_v1_sync_proto protoreflect.FileDescriptor
 
 const file_diary_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x13diary/v1/sync.proto\x12\bdiary.v1\x1a\x14diary/v1/entry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n" +
+	"\x13diary/v1/sync.proto\x12\bdiary.v1\x1a\x14diary/v1/admin.proto\x1a\x14diary/v1/entry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n" +
 	"\vPushRequest\x12*\n" +
 	"\achanges\x18\x01 \x03(\v2\x10.diary.v1.ChangeR\achanges\"\x8c\x01\n" +
 	"\fChangeResult\x121\n" +
@@ -1092,7 +1118,7 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x0fcount_remaining\x18\x03 \x01(\bR\x0ecountRemaining\"U\n" +
 	"\aRemoval\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12/\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xcc\x02\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xe1\x03\n" +
 	"\fPullResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.diary.v1.EntryR\aentries\x12-\n" +
 	"\bremovals\x18\x02 \x03(\v2\x11.diary.v1.RemovalR\bremovals\x12\x1f\n" +
@@ -1102,7 +1128,9 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\tremaining\x18\x05 \x01(\x04R\tremaining\x12;\n" +
 	"\vserver_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12'\n" +
-	"\x0fremaining_exact\x18\a \x01(\bR\x0eremainingExact\x12)\n" +
+	"\x0fremaining_exact\x18\a \x01(\bR\x0eremainingExact\x12L\n" +
+	"\x19devices_awaiting_approval\x18\b \x03(\v2\x10.diary.v1.DeviceR\x17devicesAwaitingApproval\x12E\n" +
+	"\x1fdevices_awaiting_approval_count\x18\t \x01(\rR\x1cdevicesAwaitingApprovalCount\x12)\n" +
 	"\x05reads\x18\v \x03(\v2\x13.diary.v1.ReadStateR\x05reads\"P\n" +
 	"\tReadState\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x12\n" +
@@ -1135,7 +1163,7 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x1aCHANGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CHANGE_OUTCOME_APPLIED\x10\x01\x12\x1c\n" +
 	"\x18CHANGE_OUTCOME_DUPLICATE\x10\x02\x12\x1a\n" +
-	"\x16CHANGE_OUTCOME_REFUSED\x10\x03*\x87\x02\n" +
+	"\x16CHANGE_OUTCOME_REFUSED\x10\x03*\xad\x02\n" +
 	"\rRefusalReason\x12\x1e\n" +
 	"\x1aREFUSAL_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REFUSAL_REASON_INVALID\x10\x01\x12\x1c\n" +
@@ -1144,7 +1172,8 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x1cREFUSAL_REASON_NOT_PERMITTED\x10\x04\x12\x19\n" +
 	"\x15REFUSAL_REASON_ERASED\x10\x05\x12\x1e\n" +
 	"\x1aREFUSAL_REASON_CLOCK_AHEAD\x10\x06\x12 \n" +
-	"\x1cREFUSAL_REASON_WRONG_REPLICA\x10\a*\xa4\x01\n" +
+	"\x1cREFUSAL_REASON_WRONG_REPLICA\x10\a\x12$\n" +
+	" REFUSAL_REASON_AWAITING_APPROVAL\x10\b*\xa4\x01\n" +
 	"\rRemovalReason\x12\x1e\n" +
 	"\x1aREMOVAL_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REMOVAL_REASON_NOT_SHARED\x10\x01\x12\x1d\n" +
@@ -1194,6 +1223,7 @@ var file_diary_v1_sync_proto_goTypes = []any{
 	(*Change)(nil),                // 17: diary.v1.Change
 	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 	(*Entry)(nil),                 // 19: diary.v1.Entry
+	(*Device)(nil),                // 20: diary.v1.Device
 }
 var file_diary_v1_sync_proto_depIdxs = []int32{
 	17, // 0: diary.v1.PushRequest.changes:type_name -> diary.v1.Change
@@ -1205,26 +1235,27 @@ var file_diary_v1_sync_proto_depIdxs = []int32{
 	19, // 6: diary.v1.PullResponse.entries:type_name -> diary.v1.Entry
 	7,  // 7: diary.v1.PullResponse.removals:type_name -> diary.v1.Removal
 	18, // 8: diary.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	9,  // 9: diary.v1.PullResponse.reads:type_name -> diary.v1.ReadState
-	10, // 10: diary.v1.MarkReadRequest.marks:type_name -> diary.v1.ReadMark
-	4,  // 11: diary.v1.MarkReadResponse.results:type_name -> diary.v1.ChangeResult
-	18, // 12: diary.v1.MarkReadResponse.server_time:type_name -> google.protobuf.Timestamp
-	18, // 13: diary.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
-	3,  // 14: diary.v1.SyncService.Push:input_type -> diary.v1.PushRequest
-	6,  // 15: diary.v1.SyncService.Pull:input_type -> diary.v1.PullRequest
-	13, // 16: diary.v1.SyncService.Subscribe:input_type -> diary.v1.SubscribeRequest
-	15, // 17: diary.v1.SyncService.GetStateHash:input_type -> diary.v1.GetStateHashRequest
-	11, // 18: diary.v1.SyncService.MarkRead:input_type -> diary.v1.MarkReadRequest
-	5,  // 19: diary.v1.SyncService.Push:output_type -> diary.v1.PushResponse
-	8,  // 20: diary.v1.SyncService.Pull:output_type -> diary.v1.PullResponse
-	14, // 21: diary.v1.SyncService.Subscribe:output_type -> diary.v1.SubscribeResponse
-	16, // 22: diary.v1.SyncService.GetStateHash:output_type -> diary.v1.GetStateHashResponse
-	12, // 23: diary.v1.SyncService.MarkRead:output_type -> diary.v1.MarkReadResponse
-	19, // [19:24] is the sub-list for method output_type
-	14, // [14:19] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	20, // 9: diary.v1.PullResponse.devices_awaiting_approval:type_name -> diary.v1.Device
+	9,  // 10: diary.v1.PullResponse.reads:type_name -> diary.v1.ReadState
+	10, // 11: diary.v1.MarkReadRequest.marks:type_name -> diary.v1.ReadMark
+	4,  // 12: diary.v1.MarkReadResponse.results:type_name -> diary.v1.ChangeResult
+	18, // 13: diary.v1.MarkReadResponse.server_time:type_name -> google.protobuf.Timestamp
+	18, // 14: diary.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
+	3,  // 15: diary.v1.SyncService.Push:input_type -> diary.v1.PushRequest
+	6,  // 16: diary.v1.SyncService.Pull:input_type -> diary.v1.PullRequest
+	13, // 17: diary.v1.SyncService.Subscribe:input_type -> diary.v1.SubscribeRequest
+	15, // 18: diary.v1.SyncService.GetStateHash:input_type -> diary.v1.GetStateHashRequest
+	11, // 19: diary.v1.SyncService.MarkRead:input_type -> diary.v1.MarkReadRequest
+	5,  // 20: diary.v1.SyncService.Push:output_type -> diary.v1.PushResponse
+	8,  // 21: diary.v1.SyncService.Pull:output_type -> diary.v1.PullResponse
+	14, // 22: diary.v1.SyncService.Subscribe:output_type -> diary.v1.SubscribeResponse
+	16, // 23: diary.v1.SyncService.GetStateHash:output_type -> diary.v1.GetStateHashResponse
+	12, // 24: diary.v1.SyncService.MarkRead:output_type -> diary.v1.MarkReadResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_sync_proto_init() }
@@ -1232,6 +1263,7 @@ func file_diary_v1_sync_proto_init() {
 	if File_diary_v1_sync_proto != nil {
 		return
 	}
+	file_diary_v1_admin_proto_init()
 	file_diary_v1_entry_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
