@@ -556,6 +556,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	})
 
+	t.Run("ANewBrowserWaitsForApproval", func(t *testing.T) {
+		// SUP-1 has a console session, so a first sign-in with a code an
+		// administrator issued waits for SUP-1's approval.
+		sup.t, admin.t = t, t
+		admin.open("/console/admin/codes?user=SUP-1")
+		admin.submit(`form[action="/console/admin/codes"] button[type=submit]`)
+		code := strings.TrimSpace(admin.text("#issued-code"))
+		laptop := ch.person(t, d.url)
+		laptop.setup(code, supPassphrase)
+		laptop.wantText("Waiting for approval", "diary device approve")
+		laptop.wantNoText("First shift at the day centre")
+		sup.open("/console/account")
+		sup.wantText("waiting for approval")
+		sup.submit(`form[action$="/approve"] button[type=submit]`)
+		sup.wantText("The device was approved")
+		laptop.open("/console/inbox")
+		laptop.wantText("First shift at the day centre")
+		laptop.submit(`form.signout button`)
+		laptop.wantText("You signed out")
+	})
+
 	t.Run("RevokedSessionEndsAtItsNextRequest", func(t *testing.T) {
 		sup.t, admin.t = t, t
 		admin.open("/console/admin/devices?user=SUP-1")
