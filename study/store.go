@@ -309,9 +309,12 @@ type Store interface {
 	// EnrollBrowser exchanges a one-time enrolment code for a web
 	// console session (a device of kind KindBrowser that ends after
 	// lifetime) and sets the person's console passphrase to the given
-	// hash, replacing any. The code is spent only if everything
-	// succeeds. EPERMISSION for a navigator's code (ErrNotConsoleRole);
-	// otherwise errors as for Enroll.
+	// hash, replacing any. The session starts in the state
+	// NewDeviceState gives, as a phone enrolled with the code would, and
+	// the enrolment is audited with the code's issuer as the actor. The
+	// code is spent only if everything succeeds. EPERMISSION for a
+	// navigator's code (ErrNotConsoleRole); otherwise errors as for
+	// Enroll.
 	EnrollBrowser(ctx context.Context, code, passphraseHash, name string, lifetime time.Duration) (*Enrollment, error)
 	// PassphraseHash returns the stored hash of the person's console
 	// passphrase. ErrBadLogin for an unknown, deactivated or
@@ -319,7 +322,9 @@ type Store interface {
 	// the caller cannot tell them apart from a wrong passphrase.
 	PassphraseHash(ctx context.Context, studyCode string) (string, error)
 	// StartSession starts a web console session for the person, who
-	// proved their passphrase against hash. ErrBadLogin when the
+	// proved their passphrase against hash; it is active at once, since
+	// the passphrase was set in a session that was approved or needed no
+	// approval. ErrBadLogin when the
 	// stored hash is no longer hash (the access was reset meanwhile) or
 	// the account was deactivated; EINVALID for a bad name.
 	StartSession(ctx context.Context, studyCode, passphraseHash, name string, lifetime time.Duration) (*Enrollment, error)
