@@ -137,6 +137,10 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := backfillSearch(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	c := &Client{
 		db:    db,
 		clock: syncengine.NewClock(opts.Now),
