@@ -95,6 +95,8 @@ type Client struct {
 	watchers watchers
 	kick     chan struct{} // a local write happened: Run should push
 
+	lives sync.WaitGroup // goroutines of live queries (see WatchList)
+
 	runMu     sync.Mutex
 	runCancel context.CancelFunc
 	runDone   chan struct{}
@@ -198,6 +200,7 @@ func (c *Client) Close() error {
 	c.syncMu.Lock() // wait for a Sync in progress
 	defer c.syncMu.Unlock()
 	c.watchers.closeAll()
+	c.lives.Wait() // closing the watchers ends every live query
 	if c.ownHTTP {
 		c.http.CloseIdleConnections()
 	}
