@@ -95,7 +95,9 @@ type Client struct {
 	watchers watchers
 	kick     chan struct{} // a local write happened: Run should push
 
-	lives sync.WaitGroup // goroutines of live queries (see WatchList)
+	lives   sync.WaitGroup // goroutines of live queries (see WatchList)
+	conn    connTracker    // what Connectivity reports
+	network netSignal      // fired by NetworkChanged
 
 	runMu     sync.Mutex
 	runCancel context.CancelFunc
@@ -151,6 +153,7 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		http:  opts.HTTPClient,
 		kick:  make(chan struct{}, 1),
 	}
+	c.conn.now, c.conn.notify = opts.Now, func() { c.watchers.notify(EventStatus) }
 	if c.http == nil {
 		c.ownHTTP = true
 		tr := http.DefaultTransport.(*http.Transport).Clone()

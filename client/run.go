@@ -74,6 +74,9 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 		close(done)
 	}()
 
+	c.conn.setRunning(true)
+	defer c.conn.setRunning(false)
+
 	remote := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -83,6 +86,9 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 	backoff := time.Duration(0)
 	timer := time.NewTimer(0) // sync at once on start
 	defer timer.Stop()
+	// Taken before each sync, so that a NetworkChanged during it is seen
+	// after it.
+	changed := c.network.wait()
 	for {
 		fromTimer := false
 		select {
@@ -90,6 +96,10 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 			return nil
 		case <-timer.C:
 			fromTimer = true
+		case <-changed:
+			// A new network: what failed on the old one may work now.
+			changed = c.network.wait()
+			backoff, fromTimer = 0, true
 		case <-remote:
 		case <-c.kick:
 			if backoff == 0 {
@@ -106,18 +116,23 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 			// since 1.23 need no draining; it stays armed).
 			continue
 		}
-		err := c.Sync(ctx)
+		// The wait after a failure is chosen before the sync, so that its
+		// status can say when the retry comes as soon as it fails.
+		next := nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+		err := c.Sync(context.WithValue(ctx, retryKey{}, next))
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+			backoff = next
 			c.log.Info("sync failed; backing off", "wait", backoff, "err", err)
 			timer.Reset(backoff)
+			c.conn.scheduled(c.opts.Now().Add(backoff))
 			continue
 		}
 		backoff = 0
 		timer.Reset(o.Interval)
+		c.conn.scheduled(c.opts.Now().Add(o.Interval))
 	}
 }
 
@@ -140,7 +155,8 @@ func nextBackoff(cur, min, max time.Duration) time.Duration {
 func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- struct{}) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		ok := c.subscribeOnce(ctx, o.StreamTimeout, remote)
+		changed := c.network.wait()
+		ok, err := c.subscribeOnce(ctx, o.StreamTimeout, remote, changed)
 		if ctx.Err() != nil {
 			return
 		}
@@ -148,30 +164,43 @@ func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- 
 			backoff = 0
 		}
 		backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+		if !ok && err != nil {
+			c.conn.streamFailed(rpcError("listen for changes", err), c.opts.Now().Add(backoff))
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			backoff = 0
 		case <-time.After(backoff):
 		}
 	}
 }
 
 // subscribeOnce runs one Subscribe stream until it ends; it reports
-// whether the stream was established.
-func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}) bool {
+// whether the stream was established, and why it ended. NetworkChanged
+// ends it: it was opened on the old network.
+func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}, changed <-chan struct{}) (bool, error) {
 	rpc, _, err := c.rpcs()
 	if err != nil {
-		return false
+		return false, err
 	}
 	var cursor int64
 	if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
-		return false
+		return false, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	stream, err := rpc.sync.Subscribe(ctx, &diaryv1.SubscribeRequest{Cursor: uint64(cursor)})
 	if err != nil {
-		return false
+		return false, err
 	}
 	defer stream.Close()
 	// A stream that stays silent past the heartbeat interval is dead
@@ -180,6 +209,16 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 	defer watchdog.Stop()
 	established := false
 	for stream.Receive() {
+		if !established {
+			c.conn.streamOpened()
+			if c.conn.needsContact() {
+				// The server is back: a sync says so, and catches up.
+				select {
+				case remote <- struct{}{}:
+				default:
+				}
+			}
+		}
 		established = true
 		watchdog.Reset(silence)
 		msg := stream.Msg()
@@ -188,7 +227,7 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 		}
 		var local int64
 		if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&local); err != nil {
-			return established
+			return established, err
 		}
 		if msg.GetCursor() > uint64(local) {
 			select {
@@ -197,8 +236,9 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 			}
 		}
 	}
-	if err := stream.Err(); err != nil && !errors.Is(err, context.Canceled) {
+	err = stream.Err()
+	if err != nil && !errors.Is(err, context.Canceled) {
 		c.log.Debug("subscribe stream ended", "err", err)
 	}
-	return established
+	return established, err
 }

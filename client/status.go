@@ -144,6 +144,8 @@ type Status struct {
 	LastErrorAt time.Time
 	ClockOffset time.Duration // correction applied to this device's clock
 	Progress    Progress
+	// Connectivity says whether the server can be reached now.
+	Connectivity Connectivity
 }
 
 // Status returns the sync status.
@@ -179,6 +181,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 		return nil
 	})
 	s.Progress = c.status.get()
+	s.Connectivity = c.conn.get()
 	return s, err
 }
 

@@ -30,6 +30,7 @@ func (c *Client) Sync(ctx context.Context) error {
 		return err
 	}
 	c.status.set(func(pr *Progress) { *pr = Progress{Running: true, Phase: "push"} })
+	c.conn.syncStarted()
 	c.watchers.notify(EventStatus)
 	err = c.push(ctx, rpc, p)
 	if err == nil {
@@ -40,6 +41,7 @@ func (c *Client) Sync(ctx context.Context) error {
 	if rerr := c.recordResult(err); rerr != nil && err == nil {
 		err = rerr
 	}
+	c.conn.syncEnded(ctx, err)
 	c.watchers.notify(EventStatus)
 	return err
 }
