@@ -427,7 +427,7 @@ func (w *entryWriter) store(ctx context.Context, le *localEntry, now time.Time, 
 			}
 		}
 	}
-	return w.search.index(ctx, e, fresh)
+	return w.search.index(ctx, e)
 }
 
 func (w *entryWriter) close() {

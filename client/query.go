@@ -1,6 +1,12 @@
 package client
 
-import "github.com/diarysync/diarysync/syncengine"
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/diarysync/diarysync/syncengine"
+)
 
 // listFilter turns the filters and page token of o into SQL conditions
 // on the entries table, ANDed together, and their arguments. List and
@@ -59,4 +65,24 @@ func pageLimit(n int) int {
 		return 1000
 	}
 	return n
+}
+
+// CountEntries counts the entries that List with o would return over all
+// its pages (o's Limit and PageToken aside): an inbox's unread badge, for
+// one.
+func (c *Client) CountEntries(ctx context.Context, o ListOptions) (int, error) {
+	o.PageToken = ""
+	where, args, err := listFilter(o)
+	if err != nil {
+		return 0, err
+	}
+	q := `SELECT count(*) FROM entries`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	var n int
+	if err := c.db.Read.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cannot count entries: %w", err)
+	}
+	return n, nil
 }

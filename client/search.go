@@ -162,7 +162,7 @@ func newSearchWriter(ctx context.Context, tx *sql.Tx) (*searchWriter, error) {
 		sql  string
 	}{
 		{&w.rowOf, `SELECT row FROM search_rows WHERE entry = ?`},
-		{&w.insertRow, `INSERT INTO search_rows (entry) VALUES (?) RETURNING row`},
+		{&w.insertRow, `INSERT INTO search_rows (entry) VALUES (?) ON CONFLICT (entry) DO NOTHING`},
 		{&w.current, `SELECT title, body, tags FROM entry_search WHERE rowid = ?`},
 		{&w.remove, `DELETE FROM entry_search WHERE rowid = ?`},
 		{&w.insert, `INSERT INTO entry_search (rowid, title, body, tags) VALUES (?, ?, ?, ?)`},
@@ -176,36 +176,35 @@ func newSearchWriter(ctx context.Context, tx *sql.Tx) (*searchWriter, error) {
 	return w, nil
 }
 
-// index writes e's title, body and tags to the index; fresh says e has
-// no row yet. An entry whose text is what the index holds is left alone:
+// index writes e's title, body and tags to the index. An entry whose text is what the index holds is left alone:
 // most writes to an entry (sharing, mood, a pull of the same text) do
 // not change it.
-func (w *searchWriter) index(ctx context.Context, e *syncengine.Entry, fresh bool) error {
+func (w *searchWriter) index(ctx context.Context, e *syncengine.Entry) error {
 	title, body, tags := e.Title.Value, e.Body.Value, strings.Join(e.TagNames(), " ")
+	// Most entries written by a pull are new: try to give the entry a
+	// row first, and look its row up only when it has one.
+	res, err := w.insertRow.ExecContext(ctx, e.ID[:])
+	if err != nil {
+		return fmt.Errorf("cannot update search index: %w", err)
+	}
 	var row int64
-	if !fresh {
-		err := w.rowOf.QueryRowContext(ctx, e.ID[:]).Scan(&row)
-		switch {
-		case err == nil:
-			var t, b, g string
-			err := w.current.QueryRowContext(ctx, row).Scan(&t, &b, &g)
-			if err == nil && t == title && b == body && g == tags {
-				return nil
-			}
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("cannot read search index: %w", err)
-			}
-			if _, err := w.remove.ExecContext(ctx, row); err != nil {
-				return fmt.Errorf("cannot update search index: %w", err)
-			}
-		case errors.Is(err, sql.ErrNoRows):
-			fresh = true
-		default:
+	if n, _ := res.RowsAffected(); n == 1 {
+		if row, err = res.LastInsertId(); err != nil {
+			return fmt.Errorf("cannot update search index: %w", err)
+		}
+	} else {
+		if err := w.rowOf.QueryRowContext(ctx, e.ID[:]).Scan(&row); err != nil {
 			return fmt.Errorf("cannot read search index: %w", err)
 		}
-	}
-	if fresh {
-		if err := w.insertRow.QueryRowContext(ctx, e.ID[:]).Scan(&row); err != nil {
+		var t, b, g string
+		err := w.current.QueryRowContext(ctx, row).Scan(&t, &b, &g)
+		if err == nil && t == title && b == body && g == tags {
+			return nil
+		}
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("cannot read search index: %w", err)
+		}
+		if _, err := w.remove.ExecContext(ctx, row); err != nil {
 			return fmt.Errorf("cannot update search index: %w", err)
 		}
 	}
@@ -268,7 +267,7 @@ func backfillSearch(ctx context.Context, db *litedb.DB) error {
 				if err != nil {
 					return fmt.Errorf("cannot index entries: stored state: %w", err)
 				}
-				if err := w.index(ctx, e, true); err != nil {
+				if err := w.index(ctx, e); err != nil {
 					return err
 				}
 			}

@@ -15,8 +15,7 @@ CREATE TABLE search_rows (
 
 CREATE VIRTUAL TABLE entry_search USING fts5 (
 	title, body, tags,
-	tokenize = 'unicode61 remove_diacritics 2',
-	prefix = '2 3'
+	tokenize = 'unicode61 remove_diacritics 2'
 );
 INSERT INTO entry_search (entry_search, rank) VALUES ('secure-delete', 1);
 
