@@ -1,0 +1,177 @@
+package mobile
+
+import (
+	"sync"
+	"time"
+
+	"github.com/diarysync/diarysync/client"
+)
+
+// EntriesListener receives a watched query's results.
+type EntriesListener interface {
+	// OnEntries receives the query's result: at once, then each time a
+	// write on this device or a sync changes it.
+	OnEntries(page *EntryPage)
+	// OnError receives an error that stopped the query from running
+	// (code and message as in Error); it runs again at the next change.
+	OnError(code, message string)
+}
+
+// StatusListener receives the sync status each time it changes.
+type StatusListener interface {
+	OnStatus(status *Status)
+}
+
+// Subscription is a watch; Stop ends it.
+type Subscription struct {
+	once sync.Once
+	stop func()
+	m    *Client
+}
+
+// Stop ends the watch: no call to its listener starts after Stop
+// returns. It may be called from within the listener, and twice.
+func (s *Subscription) Stop() {
+	if s.m == nil {
+		return // made by its bare constructor: watches nothing
+	}
+	s.once.Do(func() {
+		s.stop()
+		s.m.mu.Lock()
+		delete(s.m.subs, s)
+		s.m.mu.Unlock()
+	})
+}
+
+// add registers a subscription, or says the client is closed.
+func (m *Client) add(s *Subscription) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return errClosed
+	}
+	m.subs[s] = true
+	return nil
+}
+
+// WatchEntries runs q now and each time its result changes, and hands
+// each result to l: a list screen that stays up to date, with a Text
+// query a search that does. Changes that come together (a sync of many
+// pages, a burst of writes) give one result.
+func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error) {
+	if l == nil {
+		return nil, &Error{Code: CodeInvalid, Message: "there is no listener to call"}
+	}
+	if _, err := m.ctx(); err != nil {
+		return nil, err
+	}
+	o, err := q.options()
+	if err != nil {
+		return nil, err
+	}
+	s := &Subscription{m: m}
+	lo := client.LiveOptions{Debounce: m.liveDelay()}
+	onErr := func(err error) {
+		e := toError(err)
+		l.OnError(e.Code, e.Message)
+	}
+	var live *client.Live
+	if t := q.text(); t != "" {
+		live, err = m.c.WatchSearch(client.SearchOptions{Query: t, ListOptions: o}, lo, func(p *client.SearchPage, err error) {
+			if err != nil {
+				onErr(err)
+				return
+			}
+			l.OnEntries(searchPageOf(p))
+		})
+	} else {
+		live, err = m.c.WatchList(o, lo, func(p *client.ListPage, err error) {
+			if err != nil {
+				onErr(err)
+				return
+			}
+			l.OnEntries(listPageOf(p))
+		})
+	}
+	if err != nil {
+		return nil, wrap(err)
+	}
+	s.stop = live.Stop
+	if err := m.add(s); err != nil {
+		live.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// WatchStatus hands the sync status to l now and each time it changes:
+// pending counts, progress, connectivity. Progress during a sync comes at
+// most about every LiveDelayMillis.
+func (m *Client) WatchStatus(l StatusListener) (*Subscription, error) {
+	if l == nil {
+		return nil, &Error{Code: CodeInvalid, Message: "there is no listener to call"}
+	}
+	if _, err := m.ctx(); err != nil {
+		return nil, err
+	}
+	stop := make(chan struct{})
+	s := &Subscription{m: m, stop: func() { close(stop) }}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, errClosed
+	}
+	// Watch before the first status, so that no change after it is
+	// missed; registered under the lock, so that Close waits for it.
+	events, unwatch := m.c.Watch()
+	m.subs[s] = true
+	m.watchers.Add(1)
+	m.mu.Unlock()
+	go func() {
+		defer m.watchers.Done()
+		defer unwatch()
+		var last Status
+		first := true
+		delay := m.liveDelay()
+		tick := time.NewTicker(time.Second) // a retry time passing is no event
+		defer tick.Stop()
+		for {
+			if st, err := m.Status(); err == nil && (first || *st != last) {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				first, last = false, *st
+				l.OnStatus(st)
+			}
+			select {
+			case <-stop:
+				return
+			case _, ok := <-events:
+				if !ok {
+					return
+				}
+			case <-tick.C:
+				continue
+			}
+			window := time.NewTimer(delay)
+		gather:
+			for {
+				select {
+				case <-stop:
+					window.Stop()
+					return
+				case _, ok := <-events:
+					if !ok {
+						window.Stop()
+						return
+					}
+				case <-window.C:
+					break gather
+				}
+			}
+		}
+	}()
+	return s, nil
+}
