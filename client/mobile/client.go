@@ -53,11 +53,25 @@ type Client struct {
 	closed    bool
 	runCancel context.CancelFunc // background sync, while started
 	runDone   chan struct{}
-	syncCtx   context.Context // SyncNow calls; Stop cancels it
-	syncStop  context.CancelFunc
-	syncs     sync.WaitGroup // SyncNow calls in flight
+	calls     *generation    // the calls Stop cuts next
 	watchers  sync.WaitGroup // goroutines of WatchStatus
 	subs      map[*Subscription]bool
+}
+
+// generation is the calls made between two Stops: Stop cancels their
+// context and waits for them. Calls join the current generation under
+// Client.mu and Stop replaces it under Client.mu before it waits, so
+// every Add happens before the Wait.
+type generation struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+func newGeneration() *generation {
+	g := &generation{}
+	g.ctx, g.cancel = context.WithCancel(context.Background())
+	return g
 }
 
 // Open opens the diary in the SQLite file at path (in the app's private
@@ -79,9 +93,7 @@ func Open(path string, opts *Options) (*Client, error) {
 	if err != nil {
 		return nil, wrap(err)
 	}
-	m := &Client{c: c, opts: o, subs: map[*Subscription]bool{}}
-	m.syncCtx, m.syncStop = context.WithCancel(context.Background())
-	return m, nil
+	return &Client{c: c, opts: o, subs: map[*Subscription]bool{}, calls: newGeneration()}, nil
 }
 
 // Close stops background sync and every watch, cuts a sync in flight
@@ -91,17 +103,23 @@ func (m *Client) Close() error {
 	if m.c == nil {
 		return nil
 	}
-	m.Stop()
+	// Closed first, so that no sync or watch starts while Close waits
+	// for the ones running.
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return nil
 	}
 	m.closed = true
+	subs := make([]*Subscription, 0, len(m.subs))
 	for s := range m.subs {
-		s.Stop()
+		subs = append(subs, s)
 	}
 	m.mu.Unlock()
+	m.Stop()
+	for _, s := range subs {
+		s.Stop()
+	}
 	m.watchers.Wait()
 	return wrap(m.c.Close())
 }
@@ -110,24 +128,31 @@ func (m *Client) Close() error {
 // in Java) answers: only Open makes a working one.
 var errNotOpen = &Error{Code: CodeClosed, Message: "this diary was not opened: open it with Mobile.open"}
 
-// ctx returns the context for a call, or errClosed.
-func (m *Client) ctx() (context.Context, error) {
+// begin starts a call: it returns the call's context, which Stop and
+// Close cancel, and done, which the call must run when it returns; or
+// errClosed.
+func (m *Client) begin() (ctx context.Context, done func(), err error) {
 	if m.c == nil {
-		return nil, errNotOpen
+		return nil, nil, errNotOpen
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
-		return nil, errClosed
+		return nil, nil, errClosed
 	}
-	return m.syncCtx, nil
+	g := m.calls
+	g.wg.Add(1)
+	return g.ctx, g.wg.Done, nil
 }
 
 // EnrolLink is what an enrolment QR code says: the server's address and
 // a one-time code.
 type EnrolLink struct {
+	// ServerURL is the server's address, an http or https URL.
 	ServerURL string
-	Code      string
+	// Code is the one-time enrolment code; whether it still works is
+	// for the server to say.
+	Code string
 }
 
 // ParseEnrolLink reads the text of a scanned enrolment QR code
@@ -142,11 +167,18 @@ func ParseEnrolLink(link string) (*EnrolLink, error) {
 
 // Profile is who this diary belongs to and where it syncs.
 type Profile struct {
-	ServerURL        string
-	DeviceID         string
-	Role             string // navigator, supervisor, researcher or admin
-	StudyCode        string // the person's code in the study, e.g. PN-A
-	DisplayName      string
+	// ServerURL is the server this diary syncs with.
+	ServerURL string
+	// DeviceID is this device's id on the server, as the study's admin
+	// sees it in the device list.
+	DeviceID string
+	// Role is navigator, supervisor, researcher or admin.
+	Role string
+	// StudyCode is the person's code in the study, e.g. PN-A.
+	StudyCode string
+	// DisplayName is the person's name as the study's admin entered it.
+	DisplayName string
+	// EnrolledAtMillis is when this device enrolled.
 	EnrolledAtMillis int64
 }
 
@@ -159,10 +191,11 @@ func profileOf(p client.Profile) *Profile {
 // credentials. deviceName is what the person and the study's admin see
 // in the device list ("Ana's phone").
 func (m *Client) Enrol(serverURL, code, deviceName string) (*Profile, error) {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	p, err := m.c.Enroll(ctx, serverURL, code, deviceName)
 	if err != nil {
 		return nil, wrap(err)

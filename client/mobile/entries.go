@@ -45,15 +45,21 @@ func (l *StringList) slice() []string {
 
 // Draft is a new entry.
 type Draft struct {
+	// Title is the entry's title.
 	Title string
-	Body  string
-	Date  string // YYYY-MM-DD; empty means today
-	Mood  int    // 0 (not recorded) or 1 to 10
-	Tags  *StringList
-	// ShareSupervisor and ShareResearch say who may see the entry
-	// besides its author: their supervisors, the research team.
+	// Body is the entry's text.
+	Body string
+	// Date is the day the entry is about, YYYY-MM-DD; empty means today.
+	Date string
+	// Mood is 0 (not recorded) or 1 to 10.
+	Mood int
+	// Tags are the entry's tags; nil means none.
+	Tags *StringList
+	// ShareSupervisor says the navigator's supervisors may see the
+	// entry.
 	ShareSupervisor bool
-	ShareResearch   bool
+	// ShareResearch says the research team may see the entry.
+	ShareResearch bool
 }
 
 // NewDraft returns an empty draft with an empty tag list.
@@ -65,10 +71,11 @@ func (m *Client) Create(d *Draft) (string, error) {
 	if d == nil {
 		return "", &Error{Code: CodeInvalid, Message: "there is no draft to write"}
 	}
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return "", err
 	}
+	defer done()
 	id, err := m.c.Create(ctx, client.Draft{Title: d.Title, Body: d.Body, Date: d.Date, Mood: d.Mood, Tags: d.Tags.slice(),
 		ShareSupervisor: d.ShareSupervisor, ShareResearch: d.ShareResearch})
 	if err != nil {
@@ -187,10 +194,11 @@ func (m *Client) DeleteFeedback(entryID, feedbackID string) error {
 }
 
 func (m *Client) onEntry(id string, f func(context.Context, syncengine.EntryID) error) error {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return err
 	}
+	defer done()
 	eid, err := parseEntryID(id)
 	if err != nil {
 		return err
@@ -216,22 +224,36 @@ func parseEntryID(id string) (syncengine.EntryID, error) {
 
 // Entry is a diary entry as an app shows it.
 type Entry struct {
-	ID              string
-	Author          string // study code of the navigator who wrote it
-	Title           string
-	Body            string
-	Date            string // YYYY-MM-DD, or empty
-	Mood            int    // 0 (not recorded) or 1 to 10
-	Tags            *StringList
+	// ID is the entry's id.
+	ID string
+	// Author is the study code of the navigator who wrote it.
+	Author string
+	// Title is the entry's title.
+	Title string
+	// Body is the entry's text.
+	Body string
+	// Date is the day the entry is about, YYYY-MM-DD, or empty.
+	Date string
+	// Mood is 0 (not recorded) or 1 to 10.
+	Mood int
+	// Tags are the entry's tags, in order.
+	Tags *StringList
+	// ShareSupervisor says the navigator's supervisors may see it.
 	ShareSupervisor bool
-	ShareResearch   bool
-	Deleted         bool
+	// ShareResearch says the research team may see it.
+	ShareResearch bool
+	// Deleted says it is deleted (Restore brings it back).
+	Deleted bool
 	// Pending counts its changes the server has not accepted yet.
-	Pending          int
-	CreatedAtMillis  int64
-	UpdatedAtMillis  int64
-	ReceivedAtMillis int64 // when this device first got it
-	ReadAtMillis     int64 // when it was marked read; 0: unread
+	Pending int
+	// CreatedAtMillis is when it was written first.
+	CreatedAtMillis int64
+	// UpdatedAtMillis is when it was last changed.
+	UpdatedAtMillis int64
+	// ReceivedAtMillis is when this device first got it.
+	ReceivedAtMillis int64
+	// ReadAtMillis is when it was marked read on this device; 0: unread.
+	ReadAtMillis int64
 	// Snippet, in search results, is the part of the text that matched,
 	// the words found between [ and ]; empty in other lists.
 	Snippet  string
@@ -252,10 +274,15 @@ func (e *Entry) Feedback(i int) *Feedback {
 
 // Feedback is a supervisor's note on an entry.
 type Feedback struct {
-	ID              string
-	Author          string // study code of the supervisor
-	Body            string
+	// ID is the note's id.
+	ID string
+	// Author is the study code of the supervisor who wrote it.
+	Author string
+	// Body is the note's text.
+	Body string
+	// CreatedAtMillis is when it was written.
 	CreatedAtMillis int64
+	// UpdatedAtMillis is when it was last changed.
 	UpdatedAtMillis int64
 }
 
@@ -305,12 +332,22 @@ type Query struct {
 	// Text, when set, keeps only the entries whose title, body or tags
 	// hold every word of it (the last word also as the start of a word),
 	// and gives each a Snippet.
-	Text     string
-	From, To string // dates, YYYY-MM-DD, inclusive; empty means open
-	Tag      string // only entries with this tag
-	Sharing  int    // a Sharing constant
-	Deleted  int    // a Deleted constant
-	Unread   bool   // only entries not marked read
+	Text string
+	// From keeps only the entries dated on or after it (YYYY-MM-DD);
+	// empty means no bound.
+	From string
+	// To keeps only the entries dated on or before it (YYYY-MM-DD);
+	// empty means no bound.
+	To string
+	// Tag keeps only the entries with this tag.
+	Tag string
+	// Sharing is a Sharing constant: SharingAny, SharedSupervisor,
+	// SharedResearch, SharedWithAnyone or SharedWithNoone.
+	Sharing int
+	// Deleted is HideDeleted, OnlyDeleted or WithDeleted.
+	Deleted int
+	// Unread keeps only the entries not marked read.
+	Unread bool
 	// Limit is the page size (default 50, at most 1000).
 	Limit int
 	// PageToken is the previous page's Next; empty for the first page.
@@ -380,10 +417,11 @@ func searchPageOf(p *client.SearchPage) *EntryPage {
 // List returns a page of the entries q selects (nil: the newest), newest
 // date first.
 func (m *Client) List(q *Query) (*EntryPage, error) {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	o, err := q.options()
 	if err != nil {
 		return nil, err
@@ -412,10 +450,11 @@ func (m *Client) Inbox(limit int, pageToken string) (*EntryPage, error) {
 // and PageToken aside); with Unread set, an inbox's badge. A query with
 // Text is counted as its pages are: ask List for them.
 func (m *Client) Count(q *Query) (int, error) {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return 0, err
 	}
+	defer done()
 	if q.text() != "" {
 		return 0, &Error{Code: CodeInvalid, Message: "search results are not counted: page through them with List"}
 	}

@@ -136,9 +136,11 @@ type pages struct {
 	ch chan *EntryPage
 }
 
-func (p *pages) OnEntries(page *EntryPage) { p.ch <- page }
-func (p *pages) OnError(code, message string) {
-	p.ch <- &EntryPage{Next: "error " + code + ": " + message}
+func (p *pages) OnEntries(page *EntryPage, err *Error) {
+	if err != nil {
+		page = &EntryPage{Next: "error " + err.Error()}
+	}
+	p.ch <- page
 }
 
 func (p *pages) next(t *testing.T) *EntryPage {

@@ -20,18 +20,11 @@ const (
 // done. It works whether or not background sync is started; Stop and
 // Close cut it short (CodeCancelled), which loses nothing.
 func (m *Client) SyncNow() error {
-	if _, err := m.ctx(); err != nil {
+	ctx, done, err := m.begin()
+	if err != nil {
 		return err
 	}
-	m.mu.Lock()
-	if m.closed {
-		m.mu.Unlock()
-		return errClosed
-	}
-	ctx := m.syncCtx
-	m.syncs.Add(1)
-	m.mu.Unlock()
-	defer m.syncs.Done()
+	defer done()
 	return wrap(m.c.Sync(ctx))
 }
 
@@ -41,8 +34,8 @@ func (m *Client) SyncNow() error {
 // something new, on a timer, and after a failure with growing waits.
 // Starting what is started does nothing.
 func (m *Client) Start() error {
-	if _, err := m.ctx(); err != nil {
-		return err
+	if m.c == nil {
+		return errNotOpen
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -85,14 +78,15 @@ func (m *Client) Stop() {
 	m.mu.Lock()
 	cancel, done := m.runCancel, m.runDone
 	m.runCancel, m.runDone = nil, nil
-	m.syncStop()
-	m.syncCtx, m.syncStop = context.WithCancel(context.Background())
+	calls := m.calls
+	m.calls = newGeneration()
 	m.mu.Unlock()
+	calls.cancel()
 	if cancel != nil {
 		cancel()
 		<-done
 	}
-	m.syncs.Wait()
+	calls.wg.Wait()
 }
 
 // Started reports whether background sync is started.
@@ -114,32 +108,45 @@ func (m *Client) NetworkChanged() {
 
 // Status is what an app shows about sync.
 type Status struct {
+	// Enrolled says this device has enrolled.
 	Enrolled bool
 	// Started says background sync is started.
 	Started bool
-	// Pending counts changes waiting to be pushed; Refused, changes the
-	// server refused (see Refused).
+	// Pending counts the changes waiting to be pushed.
 	Pending int
+	// Refused counts the changes the server refused (see Refused).
 	Refused int
-	// Connectivity is Online, Offline, Syncing or Retrying; since when,
-	// and, while Retrying, when the next attempt comes.
-	Connectivity            string
+	// Connectivity is Online, Offline, Syncing or Retrying.
+	Connectivity string
+	// ConnectivitySinceMillis is when Connectivity began.
 	ConnectivitySinceMillis int64
-	RetryAtMillis           int64
-	LastContactMillis       int64
+	// RetryAtMillis, while Retrying, is when the next attempt comes.
+	RetryAtMillis int64
+	// LastContactMillis is when the server last answered; 0: not since
+	// the diary was opened.
+	LastContactMillis int64
 	// LastError is why the last attempt failed, for a person; empty once
-	// one succeeds. NetworkError says the server could not be reached.
-	LastError       string
+	// one succeeds.
+	LastError string
+	// LastErrorMillis is when LastError happened.
 	LastErrorMillis int64
-	NetworkError    bool
+	// NetworkError says the last attempt failed because the server could
+	// not be reached, rather than because it answered with an error.
+	NetworkError bool
 	// LastSyncMillis is when the last sync that completed ended.
 	LastSyncMillis int64
-	// A sync in progress: its phase ("push" or "pull"), what it sent and
-	// applied so far, and what the server said still waits.
-	Syncing   bool
-	Phase     string
-	Pushed    int
-	Pulled    int
+	// Syncing says a sync is in progress; Phase, Pushed, Pulled and
+	// Remaining describe it.
+	Syncing bool
+	// Phase is the phase of the sync in progress, "push" or "pull".
+	Phase string
+	// Pushed counts the changes the sync in progress has sent so far.
+	Pushed int
+	// Pulled counts the entries and removals the sync in progress has
+	// applied so far.
+	Pulled int
+	// Remaining is how many entries and removals still wait on the
+	// server, as far as the sync in progress knows.
 	Remaining int64
 	// ClockOffsetMillis is the correction applied to this phone's clock,
 	// learnt from the server.
@@ -148,10 +155,11 @@ type Status struct {
 
 // Status returns the sync status.
 func (m *Client) Status() (*Status, error) {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	s, err := m.c.Status(ctx)
 	if err != nil {
 		return nil, wrap(err)
@@ -174,21 +182,31 @@ func (m *Client) statusOf(s client.Status) *Status {
 // that the person who made it sees it, with what they wrote and why.
 type RefusedChange struct {
 	// Seq orders refused changes; DismissRefused takes it.
-	Seq        int64
-	EntryID    string
-	FeedbackID string // for a feedback note's change; else empty
+	Seq int64
+	// EntryID is the entry the change was for.
+	EntryID string
+	// FeedbackID is the feedback note the change was for, if it was for
+	// one; else empty.
+	FeedbackID string
 	// Field is what the change set: title, body, date, mood, tag,
 	// share_supervisor, share_research, deleted, feedback_body or
-	// feedback_deleted; Text, Number, Flag and Tag its value.
-	Field  string
-	Text   string
+	// feedback_deleted.
+	Field string
+	// Text is the value of a title, body, date or feedback_body change.
+	Text string
+	// Number is the value of a mood change.
 	Number int64
-	Flag   bool
-	Tag    string
-	// Reason is why, as a stable code (not_permitted, invalid,
-	// too_large, erased, ...); Message says it for a person.
-	Reason          string
-	Message         string
+	// Flag is the value of a sharing or deleted change, or, for a tag,
+	// whether it was added (true) or removed.
+	Flag bool
+	// Tag is the tag a tag change added or removed.
+	Tag string
+	// Reason is why, as a stable code: not_permitted, invalid,
+	// too_large, erased and so on.
+	Reason string
+	// Message says why for a person.
+	Message string
+	// RefusedAtMillis is when the server's refusal reached this device.
 	RefusedAtMillis int64
 }
 
@@ -213,10 +231,11 @@ func (p *RefusedPage) Get(i int) *RefusedChange {
 // Refused returns a page of refused changes after afterSeq (0 for the
 // first page), at most limit of them (default 100, at most 1000).
 func (m *Client) Refused(afterSeq int64, limit int) (*RefusedPage, error) {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return nil, err
 	}
+	defer done()
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
@@ -248,10 +267,11 @@ func refusalCode(name string) string {
 
 // DismissRefused forgets a refused change once its author has seen it.
 func (m *Client) DismissRefused(seq int64) error {
-	ctx, err := m.ctx()
+	ctx, done, err := m.begin()
 	if err != nil {
 		return err
 	}
+	defer done()
 	return wrap(m.c.DismissRefused(ctx, seq))
 }
 

@@ -7,18 +7,21 @@ import (
 	"github.com/diarysync/diarysync/client"
 )
 
-// EntriesListener receives a watched query's results.
+// EntriesListener receives a watched query's results. It has one
+// method, so that a Kotlin lambda can be one.
 type EntriesListener interface {
 	// OnEntries receives the query's result: at once, then each time a
-	// write on this device or a sync changes it.
-	OnEntries(page *EntryPage)
-	// OnError receives an error that stopped the query from running
-	// (code and message as in Error); it runs again at the next change.
-	OnError(code, message string)
+	// write on this device or a sync changes it. When the query could not
+	// run, page is nil and err says why; it runs again at the next
+	// change. Otherwise err is nil.
+	OnEntries(page *EntryPage, err *Error)
 }
 
-// StatusListener receives the sync status each time it changes.
+// StatusListener receives the sync status each time it changes. It has
+// one method, so that a Kotlin lambda can be one.
 type StatusListener interface {
+	// OnStatus receives the sync status: at once, then each time it
+	// changes.
 	OnStatus(status *Status)
 }
 
@@ -62,8 +65,8 @@ func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error
 	if l == nil {
 		return nil, &Error{Code: CodeInvalid, Message: "there is no listener to call"}
 	}
-	if _, err := m.ctx(); err != nil {
-		return nil, err
+	if m.c == nil {
+		return nil, errNotOpen
 	}
 	o, err := q.options()
 	if err != nil {
@@ -71,10 +74,7 @@ func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error
 	}
 	s := &Subscription{m: m}
 	lo := client.LiveOptions{Debounce: m.liveDelay()}
-	onErr := func(err error) {
-		e := toError(err)
-		l.OnError(e.Code, e.Message)
-	}
+	onErr := func(err error) { l.OnEntries(nil, toError(err)) }
 	var live *client.Live
 	if t := q.text(); t != "" {
 		live, err = m.c.WatchSearch(client.SearchOptions{Query: t, ListOptions: o}, lo, func(p *client.SearchPage, err error) {
@@ -82,7 +82,7 @@ func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error
 				onErr(err)
 				return
 			}
-			l.OnEntries(searchPageOf(p))
+			l.OnEntries(searchPageOf(p), nil)
 		})
 	} else {
 		live, err = m.c.WatchList(o, lo, func(p *client.ListPage, err error) {
@@ -90,7 +90,7 @@ func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error
 				onErr(err)
 				return
 			}
-			l.OnEntries(listPageOf(p))
+			l.OnEntries(listPageOf(p), nil)
 		})
 	}
 	if err != nil {
@@ -111,8 +111,8 @@ func (m *Client) WatchStatus(l StatusListener) (*Subscription, error) {
 	if l == nil {
 		return nil, &Error{Code: CodeInvalid, Message: "there is no listener to call"}
 	}
-	if _, err := m.ctx(); err != nil {
-		return nil, err
+	if m.c == nil {
+		return nil, errNotOpen
 	}
 	stop := make(chan struct{})
 	s := &Subscription{m: m, stop: func() { close(stop) }}
