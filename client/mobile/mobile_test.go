@@ -3,6 +3,7 @@ package mobile
 import (
 	"context"
 	"database/sql"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -422,5 +423,188 @@ func TestStartStopCutsSyncInFlight(t *testing.T) {
 	}
 	must(t, phone.Close())
 	must(t, laptop.Close())
+	assertNoGoroutines(t, ts, before)
+}
+
+// slowList is an EntriesListener whose first call blocks until release
+// is closed: a UI thread busy while a sync runs.
+type slowList struct {
+	release chan struct{}
+	first   bool
+	pages
+}
+
+func (s *slowList) OnEntries(page *EntryPage, err *Error) {
+	if !s.first {
+		s.first = true
+		<-s.release
+	}
+	s.pages.OnEntries(page, err)
+}
+
+// TestSlowListenerSeesPulledEntry: a watched list whose listener is busy
+// while a sync pulls an entry still delivers that entry once the
+// listener returns. A sync that pulls sends Status, Status, Entries; a
+// watch that kept two events of any kind dropped Entries, and the list
+// never changed again.
+func TestSlowListenerSeesPulledEntry(t *testing.T) {
+	ts := startServer(t)
+	laptop := ts.device(t, study.RoleNavigator, "PN-A")
+	phone := ts.device(t, study.RoleNavigator, "PN-A")
+	id, err := laptop.Create(&Draft{Title: "from the laptop"})
+	must(t, err)
+	must(t, laptop.SyncNow())
+
+	l := &slowList{release: make(chan struct{}), pages: pages{ch: make(chan *EntryPage, 10)}}
+	sub, err := phone.WatchEntries(nil, l)
+	must(t, err)
+	defer sub.Stop()
+	must(t, phone.SyncNow()) // the listener is still busy with the first result
+	if n, err := phone.Count(nil); err != nil || n != 1 {
+		t.Fatalf("the phone pulled %d entries (%v)", n, err)
+	}
+	close(l.release)
+	if p := l.next(t); p.Len() != 0 {
+		t.Fatalf("the first result, from before the sync: %v", titles(p))
+	}
+	if p := l.next(t); p.Len() != 1 || p.Get(0).ID != id {
+		t.Fatalf("the result after the pull: %v", titles(p))
+	}
+}
+
+// statuses collects what a StatusListener receives.
+type statuses struct{ ch chan *Status }
+
+func (s statuses) OnStatus(st *Status) { s.ch <- st }
+
+// until reads statuses until one satisfies ok.
+func (s statuses) until(t *testing.T, what string, ok func(*Status) bool) *Status {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case st := <-s.ch:
+			if ok(st) {
+				return st
+			}
+		case <-timeout:
+			t.Fatalf("no status said %s", what)
+			return nil
+		}
+	}
+}
+
+// TestCloseEndsEverything: Close, with background sync started, a sync
+// held in flight by the server, a watched list and a status watch open,
+// returns; the sync it cut reports CodeCancelled, every call after it
+// CodeClosed, and no goroutine of the library is left.
+func TestCloseEndsEverything(t *testing.T) {
+	ts := startServer(t)
+	before := runtime.NumGoroutine()
+	phone := ts.device(t, study.RoleNavigator, "PN-A")
+	list := &pages{ch: make(chan *EntryPage, 100)}
+	lsub, err := phone.WatchEntries(&Query{Text: "hostel"}, list)
+	must(t, err)
+	_ = lsub
+	st := statuses{ch: make(chan *Status, 1000)}
+	_, err = phone.WatchStatus(st)
+	must(t, err)
+	st.until(t, "offline", func(s *Status) bool { return s.Connectivity == Offline && s.Enrolled && !s.Started })
+	list.next(t)
+
+	_, err = phone.Create(&Draft{Title: "Hostel", Body: "the hostel"})
+	must(t, err)
+	if p := list.next(t); p.Len() != 1 || !strings.Contains(p.Get(0).Snippet, "[Hostel]") {
+		t.Fatalf("the watched search after a write: %v", titles(p))
+	}
+	st.until(t, "changes pending", func(s *Status) bool { return s.Pending == 3 }) // title, body, date
+	must(t, phone.Start())
+	st.until(t, "online, nothing pending", func(s *Status) bool {
+		return s.Started && s.Connectivity == Online && s.Pending == 0 && !s.Syncing
+	})
+
+	pull := "Pull"
+	ts.hold.Store(&pull)
+	done := make(chan error, 1)
+	go func() { done <- phone.SyncNow() }()
+	<-ts.entered
+	st.until(t, "syncing", func(s *Status) bool { return s.Connectivity == Syncing })
+	must(t, phone.Close())
+	if err := <-done; codeOf(err) != CodeCancelled {
+		t.Fatalf("the sync Close cut: %v", err)
+	}
+	for name, err := range map[string]error{
+		"SyncNow": phone.SyncNow(),
+		"Start":   phone.Start(),
+		"Create":  func() error { _, err := phone.Create(NewDraft()); return err }(),
+		"Watch":   func() error { _, err := phone.WatchEntries(nil, list); return err }(),
+		"Status":  func() error { _, err := phone.Status(); return err }(),
+	} {
+		if codeOf(err) != CodeClosed {
+			t.Errorf("%s after Close: %v", name, err)
+		}
+	}
+	must(t, phone.Close())
+	lsub.Stop() // after Close: does nothing more
+	ts.hold.Store(nil)
+	assertNoGoroutines(t, ts, before)
+}
+
+// TestStartStopCycles: a phone that comes to the foreground and goes to
+// the background again and again, each time while a push or a pull is
+// in flight and with new writes in between, ends with every entry on the
+// server exactly once and both devices holding the same entries.
+func TestStartStopCycles(t *testing.T) {
+	ts := startServer(t)
+	before := runtime.NumGoroutine()
+	phone := ts.device(t, study.RoleNavigator, "PN-A")
+	tablet := ts.device(t, study.RoleNavigator, "PN-A")
+	push, pull := "Push", "Pull"
+	written := 0
+	for cycle := range 6 {
+		for range 5 {
+			_, err := phone.Create(&Draft{Title: fmt.Sprintf("cycle %d", cycle), Body: "written between syncs"})
+			must(t, err)
+			written++
+		}
+		_, err := tablet.Create(&Draft{Title: fmt.Sprintf("tablet %d", cycle)})
+		must(t, err)
+		written++
+		must(t, tablet.SyncNow())
+		rpc := &push
+		if cycle%2 == 1 {
+			rpc = &pull
+		}
+		ts.hold.Store(rpc)
+		ts.commit.Store(cycle%3 == 0) // sometimes the server commits a push whose answer is lost
+		must(t, phone.Start())
+		if got := <-ts.entered; got != *rpc {
+			t.Fatalf("cycle %d: the server held %s, want %s", cycle, got, *rpc)
+		}
+		phone.Stop()
+		if s := status(t, phone); s.Started || s.Syncing {
+			t.Fatalf("cycle %d: after Stop %+v", cycle, s)
+		}
+		ts.hold.Store(nil)
+	}
+	must(t, phone.SyncNow())
+	must(t, tablet.SyncNow())
+	for _, c := range []*Client{phone, tablet} {
+		if n, err := c.Count(nil); err != nil || n != written {
+			t.Fatalf("a device holds %d entries (%v), want %d", n, err, written)
+		}
+		if s := status(t, c); s.Pending != 0 || s.Refused != 0 {
+			t.Fatalf("a device's status at the end: %+v", s)
+		}
+	}
+	// Each entry is three changes (title, body, date), each held once.
+	if n := ts.count(t, `SELECT count(DISTINCT entry) FROM history`); n != written {
+		t.Fatalf("the server holds %d entries, want %d", n, written)
+	}
+	if n := ts.count(t, `SELECT count(*) FROM history`); n != 3*written {
+		t.Fatalf("the server holds %d changes, want %d", n, 3*written)
+	}
+	must(t, phone.Close())
+	must(t, tablet.Close())
 	assertNoGoroutines(t, ts, before)
 }

@@ -65,9 +65,11 @@ func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error
 	if l == nil {
 		return nil, &Error{Code: CodeInvalid, Message: "there is no listener to call"}
 	}
-	if m.c == nil {
-		return nil, errNotOpen
+	_, done, err := m.begin()
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	o, err := q.options()
 	if err != nil {
 		return nil, err
