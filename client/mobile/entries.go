@@ -449,7 +449,7 @@ func (m *Client) Inbox(limit int, pageToken string) (*EntryPage, error) {
 // Count returns how many entries q selects over all its pages (its Limit
 // and PageToken aside); with Unread set, an inbox's badge. A query with
 // Text is counted as its pages are: ask List for them.
-func (m *Client) Count(q *Query) (int, error) {
+func (m *Client) Count(q *Query) (n int, err error) {
 	ctx, done, err := m.begin()
 	if err != nil {
 		return 0, err
@@ -462,6 +462,6 @@ func (m *Client) Count(q *Query) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n, err := m.c.CountEntries(ctx, o)
+	n, err = m.c.CountEntries(ctx, o)
 	return n, wrap(err)
 }
