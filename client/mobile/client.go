@@ -98,7 +98,8 @@ func Open(path string, opts *Options) (*Client, error) {
 
 // Close stops background sync and every watch, cuts a sync in flight
 // (which loses nothing: see Stop), and closes the diary. No goroutine of
-// the library is left when it returns. Close may be called twice.
+// the library is left when it returns. Close may be called twice, but
+// not from within a listener: it waits for the listeners to return.
 func (m *Client) Close() error {
 	if m.c == nil {
 		return nil

@@ -13,7 +13,7 @@ import (
 // Error codes: the stable part of an Error, for programs.
 const (
 	CodeInvalid         = "invalid"         // the input is malformed or breaks a rule
-	CodeTooLarge        = "too_large"       // the input is over a size or count limit
+	CodeTooLarge        = "too_large"       // the input is over a size or count limit; from the server, also too many attempts (it answers both alike)
 	CodeNotFound        = "not_found"       // no such entry, feedback note or refused change here
 	CodeExists          = "exists"          // it exists already
 	CodeConflict        = "conflict"        // the current state forbids it

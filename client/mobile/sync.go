@@ -236,8 +236,11 @@ func (m *Client) Refused(afterSeq int64, limit int) (*RefusedPage, error) {
 		return nil, err
 	}
 	defer done()
-	if limit <= 0 || limit > 1000 {
+	switch {
+	case limit <= 0:
 		limit = 100
+	case limit > 1000:
+		limit = 1000
 	}
 	rs, err := m.c.Refused(ctx, afterSeq, limit)
 	if err != nil {

@@ -32,8 +32,9 @@ type Subscription struct {
 	m    *Client
 }
 
-// Stop ends the watch: no call to its listener starts after Stop
-// returns. It may be called from within the listener, and twice.
+// Stop ends the watch. A call to the listener already under way, or one
+// starting at the very moment Stop is called, may still come; none comes
+// after that. Stop may be called from within the listener, and twice.
 func (s *Subscription) Stop() {
 	if s.m == nil {
 		return // made by its bare constructor: watches nothing
