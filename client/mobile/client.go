@@ -31,8 +31,12 @@ type Options struct {
 	// before it pushes, so that a burst of edits goes in one push
 	// (default 500 ms).
 	PushDelayMillis int64
-	// MaxRetryMillis bounds the wait between attempts after a failure
-	// (default 5 minutes); waits start at one second and double.
+	// MinRetryMillis is the wait after a first failure (default one
+	// second); each failure after it doubles the wait, up to
+	// MaxRetryMillis. NetworkChanged cuts a wait short.
+	MinRetryMillis int64
+	// MaxRetryMillis bounds the wait between attempts after failures
+	// (default 5 minutes).
 	MaxRetryMillis int64
 	// LiveDelayMillis is how long a watched list lets changes gather
 	// before it runs again (default 100 ms).
@@ -84,7 +88,7 @@ func Open(path string, opts *Options) (*Client, error) {
 	if opts != nil {
 		o = *opts
 	}
-	for _, v := range []int64{o.SyncIntervalMillis, o.PushDelayMillis, o.MaxRetryMillis, o.LiveDelayMillis} {
+	for _, v := range []int64{o.SyncIntervalMillis, o.PushDelayMillis, o.MinRetryMillis, o.MaxRetryMillis, o.LiveDelayMillis} {
 		if v < 0 {
 			return nil, &Error{Code: CodeInvalid, Message: "durations in the options cannot be negative"}
 		}

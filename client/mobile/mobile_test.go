@@ -90,7 +90,12 @@ func (ts *testServer) link(t *testing.T, role study.Role, code string) string {
 // device opens a diary in a temporary directory and enrols it.
 func (ts *testServer) device(t *testing.T, role study.Role, code string) *Client {
 	t.Helper()
-	c, err := Open(filepath.Join(t.TempDir(), "diary.db"), &Options{LiveDelayMillis: 10, PushDelayMillis: 10})
+	return ts.deviceWith(t, role, code, &Options{LiveDelayMillis: 10, PushDelayMillis: 10})
+}
+
+func (ts *testServer) deviceWith(t *testing.T, role study.Role, code string, o *Options) *Client {
+	t.Helper()
+	c, err := Open(filepath.Join(t.TempDir(), "diary.db"), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -607,4 +612,40 @@ func TestStartStopCycles(t *testing.T) {
 	must(t, phone.Close())
 	must(t, tablet.Close())
 	assertNoGoroutines(t, ts, before)
+}
+
+// TestNetworkChangedRetriesAtOnce: background sync that failed waits (here
+// at least half an hour) before it tries again; NetworkChanged, when the
+// phone's network comes back, makes it try at once. The status says
+// retrying, with the time and a network error, while it waits, and
+// online once it synced.
+func TestNetworkChangedRetriesAtOnce(t *testing.T) {
+	ts := startServer(t)
+	hour := int64(time.Hour / time.Millisecond)
+	phone := ts.deviceWith(t, study.RoleNavigator, "PN-A", &Options{LiveDelayMillis: 10, PushDelayMillis: 10, MinRetryMillis: hour, MaxRetryMillis: hour})
+	_, err := phone.Create(&Draft{Title: "in the tunnel"})
+	must(t, err)
+	st := statuses{ch: make(chan *Status, 1000)}
+	sub, err := phone.WatchStatus(st)
+	must(t, err)
+	defer sub.Stop()
+	ts.down.Store(true)
+	must(t, phone.Start())
+	waiting := st.until(t, "retrying in half an hour or more", func(s *Status) bool {
+		return s.Connectivity == Retrying && s.RetryAtMillis-s.LastErrorMillis >= hour/2
+	})
+	if !waiting.NetworkError || waiting.LastError == "" || waiting.Pending == 0 || !waiting.Started {
+		t.Fatalf("status while retrying: %+v", waiting)
+	}
+	ts.down.Store(false)
+	phone.NetworkChanged()
+	done := st.until(t, "online with nothing pending", func(s *Status) bool {
+		return s.Connectivity == Online && s.Pending == 0 && !s.Syncing
+	})
+	if done.LastError != "" || done.NetworkError || done.LastSyncMillis == 0 {
+		t.Fatalf("status once synced: %+v", done)
+	}
+	if n := ts.count(t, `SELECT count(*) FROM history`); n != 3 {
+		t.Fatalf("the server holds %d changes, want 3", n)
+	}
 }

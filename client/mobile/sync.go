@@ -53,6 +53,7 @@ func (m *Client) Start() error {
 	o := client.RunOptions{
 		Interval:   duration(m.opts.SyncIntervalMillis, 0),
 		Debounce:   duration(m.opts.PushDelayMillis, 0),
+		MinBackoff: duration(m.opts.MinRetryMillis, 0),
 		MaxBackoff: duration(m.opts.MaxRetryMillis, 0),
 	}
 	go func() {
