@@ -109,7 +109,10 @@ func (m *Client) WatchEntries(q *Query, l EntriesListener) (*Subscription, error
 
 // WatchStatus hands the sync status to l now and each time it changes:
 // pending counts, progress, connectivity. Progress during a sync comes at
-// most about every LiveDelayMillis.
+// most about every LiveDelayMillis. It wakes only when the client says
+// something changed, never on a timer, so an idle app costs no battery:
+// the time of a retry is in RetryAtMillis, and the retry itself, when it
+// comes, is a change.
 func (m *Client) WatchStatus(l StatusListener) (*Subscription, error) {
 	if l == nil {
 		return nil, &Error{Code: CodeInvalid, Message: "there is no listener to call"}
@@ -136,8 +139,6 @@ func (m *Client) WatchStatus(l StatusListener) (*Subscription, error) {
 		var last Status
 		first := true
 		delay := m.liveDelay()
-		tick := time.NewTicker(time.Second) // a retry time passing is no event
-		defer tick.Stop()
 		for {
 			if st, err := m.Status(); err == nil && (first || *st != last) {
 				select {
@@ -155,8 +156,6 @@ func (m *Client) WatchStatus(l StatusListener) (*Subscription, error) {
 				if !ok {
 					return
 				}
-			case <-tick.C:
-				continue
 			}
 			window := time.NewTimer(delay)
 		gather:
