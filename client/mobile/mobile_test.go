@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -464,11 +465,14 @@ func TestSlowListenerSeesPulledEntry(t *testing.T) {
 	sub, err := phone.WatchEntries(nil, l)
 	must(t, err)
 	defer sub.Stop()
+	var once sync.Once
+	release := func() { once.Do(func() { close(l.release) }) }
+	t.Cleanup(release)       // before Close, which waits for the listener, even when the test fails
 	must(t, phone.SyncNow()) // the listener is still busy with the first result
 	if n, err := phone.Count(nil); err != nil || n != 1 {
 		t.Fatalf("the phone pulled %d entries (%v)", n, err)
 	}
-	close(l.release)
+	release()
 	if p := l.next(t); p.Len() != 0 {
 		t.Fatalf("the first result, from before the sync: %v", titles(p))
 	}
