@@ -10,8 +10,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -59,6 +61,9 @@ type Options struct {
 	// ids (default crypto/rand). With Now, it makes a replica fully
 	// deterministic, which simulations need.
 	Rand io.Reader
+	// MaxPageCount, for tests of a full disk only, caps the replica's
+	// file at that many pages (of 4 KiB).
+	MaxPageCount int
 }
 
 // Profile is who this replica belongs to and where it syncs.
@@ -82,22 +87,30 @@ type Client struct {
 	ownHTTP bool
 	http    *http.Client
 
-	mu      sync.Mutex // guards profile, token and the RPC clients
+	mu      sync.Mutex // guards profile, token, revoked and the RPC clients
 	profile *Profile
 	token   string
 	rpc     *rpcClients
+	revoked *Revoked // set once the replica was wiped for a revocation
+
+	revocation revocation // a revocation the server told of, not yet applied
 
 	stampMu sync.Mutex                    // guards retired
 	retired map[syncengine.Timestamp]bool // clocks never to be given again
+
+	merged    atomic.Bool // the server merges text (profile.merged_text)
+	confirmed atomic.Bool // an answer of the server in this sync said whether it does
 
 	syncMu   sync.Mutex // one Sync at a time
 	status   statusTracker
 	watchers watchers
 	kick     chan struct{} // a local write happened: Run should push
 
-	lives   sync.WaitGroup // goroutines of live queries (see WatchList)
-	conn    connTracker    // what Connectivity reports
-	network netSignal      // fired by NetworkChanged
+	lives   sync.WaitGroup               // goroutines of live queries (see WatchList)
+	conn    connTracker                  // what Connectivity reports
+	network netSignal                    // fired by NetworkChanged
+	damaged atomic.Pointer[DamagedError] // set once the file was found damaged
+	offline atomic.Pointer[string]       // why the server cannot be reached, as the last sync or stream found; nil when it can
 
 	runMu     sync.Mutex
 	runCancel context.CancelFunc
@@ -107,6 +120,7 @@ type Client struct {
 
 type rpcClients struct {
 	sync     diaryv1connect.SyncServiceClient
+	device   diaryv1connect.DeviceServiceClient
 	admin    diaryv1connect.AdminServiceClient
 	research diaryv1connect.ResearchServiceClient
 }
@@ -137,8 +151,21 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		Migrations:   migrations,
 		Dir:          "migrations",
 		Now:          func() int64 { return opts.Now().UnixMilli() },
+		MaxPageCount: opts.MaxPageCount,
 	})
+	if errors.Is(err, litedb.ErrCorrupt) {
+		return nil, &DamagedError{Path: path, Problem: err.Error()}
+	}
 	if err != nil {
+		return nil, err
+	}
+	// A damaged file can look fine to the queries a sync makes and fail
+	// the next listing: it is checked whole, once, when it is opened.
+	if err := db.QuickCheck(ctx); err != nil {
+		db.Close()
+		if errors.Is(err, litedb.ErrCorrupt) {
+			return nil, &DamagedError{Path: path, Problem: err.Error()}
+		}
 		return nil, err
 	}
 	if err := backfillSearch(ctx, db); err != nil {
@@ -173,16 +200,19 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		db.Close()
 		return nil, err
 	}
-	p, token, err := loadProfile(ctx, db.Read)
+	p, token, revoked, err := loadProfile(ctx, db.Read)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
+	c.revoked = revoked
 	if p != nil {
-		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset FROM profile WHERE id = 1`).Scan(&offset); err != nil {
+		var merged bool
+		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset, merged_text FROM profile WHERE id = 1`).Scan(&offset, &merged); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("cannot read clock offset: %w", err)
 		}
+		c.merged.Store(merged)
 		c.clock.SetOffset(time.Duration(offset) * time.Millisecond)
 		c.setProfile(p, token)
 	}
@@ -202,6 +232,9 @@ func (c *Client) Close() error {
 	}
 	c.syncMu.Lock() // wait for a Sync in progress
 	defer c.syncMu.Unlock()
+	// A call made through Admin or Research may have learnt that this
+	// device was revoked: the replica is wiped before it is closed.
+	c.wipeIfRevoked()
 	c.watchers.closeAll()
 	c.lives.Wait() // closing the watchers ends every live query
 	if c.ownHTTP {
@@ -210,26 +243,39 @@ func (c *Client) Close() error {
 	return c.db.Close()
 }
 
+// loadProfile reads the profile: who the replica belongs to, its token,
+// and how it was revoked if it was (then its replica has been wiped).
 func loadProfile(ctx context.Context, q interface {
 	QueryRowContext(context.Context, string, ...any) *sql.Row
-}) (*Profile, string, error) {
+}) (*Profile, string, *Revoked, error) {
 	var (
-		p        Profile
-		token    string
-		replica  []byte
-		enrolled int64
+		p         Profile
+		token     string
+		replica   []byte
+		enrolled  int64
+		state     study.DeviceState
+		r         Revoked
+		revokedAt sql.NullInt64
 	)
-	err := q.QueryRowContext(ctx, `SELECT server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at FROM profile WHERE id = 1`).
-		Scan(&p.ServerURL, &token, &p.DeviceID, &replica, &p.Role, &p.StudyCode, &p.DisplayName, &enrolled)
+	err := q.QueryRowContext(ctx, `SELECT server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at,
+			device_state, revocation, revoked_by, revoked_at, revoked_message, lost_changes FROM profile WHERE id = 1`).
+		Scan(&p.ServerURL, &token, &p.DeviceID, &replica, &p.Role, &p.StudyCode, &p.DisplayName, &enrolled,
+			&state, &r.Reason, &r.By, &revokedAt, &r.Message, &r.LostChanges)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", nil
+		return nil, "", nil, nil
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("cannot read profile: %w", err)
+		return nil, "", nil, fmt.Errorf("cannot read profile: %w", err)
 	}
 	copy(p.Replica[:], replica)
 	p.EnrolledAt = time.UnixMilli(enrolled).UTC()
-	return &p, token, nil
+	if state != study.DeviceRevoked {
+		return &p, token, nil, nil
+	}
+	if revokedAt.Valid {
+		r.At = time.UnixMilli(revokedAt.Int64).UTC()
+	}
+	return &p, token, &r, nil
 }
 
 func (c *Client) setProfile(p *Profile, token string) {
@@ -240,7 +286,7 @@ func (c *Client) setProfile(p *Profile, token string) {
 		}
 	})
 	opts := []connect.ClientOption{
-		connect.WithInterceptors(auth, streamAuth(token)),
+		connect.WithInterceptors(auth, streamAuth(token), revocationWatch{c}),
 		connect.WithSendGzip(),
 		connect.WithCompressMinBytes(1 << 10),
 	}
@@ -250,6 +296,7 @@ func (c *Client) setProfile(p *Profile, token string) {
 	c.profile, c.token = p, token
 	c.rpc = &rpcClients{
 		sync:     diaryv1connect.NewSyncServiceClient(c.http, base, opts...),
+		device:   diaryv1connect.NewDeviceServiceClient(c.http, base, opts...),
 		admin:    diaryv1connect.NewAdminServiceClient(c.http, base, opts...),
 		research: diaryv1connect.NewResearchServiceClient(c.http, base, opts...),
 	}
@@ -293,10 +340,20 @@ func (c *Client) Profile() (Profile, bool) {
 func (c *Client) rpcs() (*rpcClients, *Profile, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.revoked != nil {
+		return nil, nil, &RevokedError{*c.revoked}
+	}
 	if c.profile == nil {
 		return nil, nil, ErrNotEnrolled
 	}
 	return c.rpc, c.profile, nil
+}
+
+// profileOf returns the profile whether or not the device was revoked.
+func (c *Client) profileOf() *Profile {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.profile
 }
 
 // Admin returns a client of the admin service that sends this device's
@@ -320,21 +377,56 @@ func (c *Client) Research() (diaryv1connect.ResearchServiceClient, error) {
 }
 
 // Enroll exchanges a one-time enrolment code for this device's
-// credentials and stores them in the replica. A replica enrols once; it
-// may enrol again (after its device was revoked) only for the same user,
-// and then its unsent changes are stamped again with the new replica id.
+// credentials and stores them in the replica. A replica that was never
+// enrolled may enrol as anyone; one whose device was revoked (and wiped)
+// enrols again only as the same person, and the server refuses a code
+// for anyone else before it is spent. An enrolled replica does not enrol
+// again: Replace moves it to a new enrolment without losing anything.
+//
+// The new device may start waiting for approval (Status.DeviceState is
+// study.DevicePending) when its user already had a device: it can write
+// new entries and push them, and receives nothing until another of the
+// person's devices approves it.
 func (c *Client) Enroll(ctx context.Context, serverURL, code, deviceName string) (Profile, error) {
-	serverURL = strings.TrimRight(strings.TrimSpace(serverURL), "/")
-	if !strings.HasPrefix(serverURL, "http://") && !strings.HasPrefix(serverURL, "https://") {
-		return Profile{}, syncengine.Errorf(syncengine.EINVALID, "server URL %q must start with http:// or https://", serverURL)
+	serverURL, err := normalizeURL(serverURL)
+	if err != nil {
+		return Profile{}, err
 	}
+	c.syncMu.Lock()
+	defer c.syncMu.Unlock()
+	c.mu.Lock()
+	old, revoked := c.profile, c.revoked
+	c.mu.Unlock()
+	if err := checkEnrollable(old, revoked); err != nil {
+		return Profile{}, err
+	}
+	forUser := ""
+	if old != nil {
+		forUser = old.StudyCode
+	}
+	resp, t0, t1, err := c.enrollRPC(ctx, serverURL, code, deviceName, forUser)
+	if err != nil {
+		return Profile{}, err
+	}
+	return c.storeEnrollment(ctx, serverURL, resp, t0, t1)
+}
+
+// enrollRPC asks the server for a new device; forUser, if set, is the
+// study code the code must be for.
+func (c *Client) enrollRPC(ctx context.Context, serverURL, code, deviceName, forUser string) (*diaryv1.EnrollResponse, time.Time, time.Time, error) {
 	dev := diaryv1connect.NewDeviceServiceClient(c.http, serverURL)
 	t0 := c.opts.Now()
-	resp, err := dev.Enroll(ctx, &diaryv1.EnrollRequest{Code: code, DeviceName: deviceName})
+	resp, err := dev.Enroll(ctx, &diaryv1.EnrollRequest{Code: code, DeviceName: deviceName, StudyCode: forUser})
 	if err != nil {
-		return Profile{}, rpcError("enrol", err)
+		return nil, t0, t0, rpcError("enrol", err)
 	}
-	t1 := c.opts.Now()
+	return resp, t0, c.opts.Now(), nil
+}
+
+// storeEnrollment keeps the credentials the server gave in one
+// transaction. Changes not yet accepted are stamped again with the new
+// replica id.
+func (c *Client) storeEnrollment(ctx context.Context, serverURL string, resp *diaryv1.EnrollResponse, t0, t1 time.Time) (Profile, error) {
 	replica, err := syncengine.ParseReplicaID(resp.GetReplicaId())
 	if err != nil {
 		return Profile{}, fmt.Errorf("server sent a bad replica id: %w", err)
@@ -348,27 +440,48 @@ func (c *Client) Enroll(ctx context.Context, serverURL, code, deviceName string)
 		DisplayName: resp.GetDisplayName(),
 		EnrolledAt:  t1.UTC(),
 	}
+	state := study.DeviceState(resp.GetState())
+	if state != study.DevicePending {
+		state = study.DeviceActive
+	}
 	offset := clockOffset(t0, t1, resp.GetServerTime().AsTime())
+	if offset.Abs() < time.Second {
+		// Below a second the estimate is the round trip's noise, as
+		// saveOffset judges later ones: two devices on one clock would
+		// otherwise start a few milliseconds (or, on a loaded machine,
+		// hundreds) apart, and the later of two edits could lose.
+		offset = 0
+	}
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
-		old, _, err := loadProfile(ctx, tx)
+		old, _, _, err := loadProfile(ctx, tx)
 		if err != nil {
 			return err
 		}
 		if old != nil && !strings.EqualFold(old.StudyCode, p.StudyCode) {
 			return syncengine.Errorf(syncengine.ECONFLICT, "this replica belongs to %s; enrol %s in a new profile", old.StudyCode, p.StudyCode)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset)
-			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		merged := slices.Contains(resp.GetCapabilities(), diaryv1.Capability_CAPABILITY_MERGED_TEXT)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state, merged_text)
+			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET server_url = excluded.server_url, token = excluded.token, device_id = excluded.device_id,
 				replica_id = excluded.replica_id, role = excluded.role, study_code = excluded.study_code,
-				display_name = excluded.display_name, enrolled_at = excluded.enrolled_at, clock_offset = excluded.clock_offset`,
-			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds()); err != nil {
+				display_name = excluded.display_name, enrolled_at = excluded.enrolled_at, clock_offset = excluded.clock_offset,
+				device_state = excluded.device_state, revocation = 0, revoked_by = '', revoked_at = NULL, revoked_message = '',
+				last_error = '', merged_text = excluded.merged_text`,
+			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds(), state, merged); err != nil {
 			return fmt.Errorf("cannot store profile: %w", err)
 		}
 		c.clock.SetOffset(offset)
+		wasMerged := c.merged.Load()
+		c.merged.Store(merged)
+		if wasMerged && !merged {
+			if err := c.flattenOutbox(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if old != nil {
 			// Changes not yet accepted carry the old replica id, which the
-			// server no longer accepts from this device.
+			// server does not accept from this device.
 			touched, err := c.restampOutbox(ctx, tx, replica, 0)
 			if err != nil {
 				return err
@@ -380,6 +493,9 @@ func (c *Client) Enroll(ctx context.Context, serverURL, code, deviceName string)
 	if err != nil {
 		return Profile{}, err
 	}
+	c.mu.Lock()
+	c.revoked = nil
+	c.mu.Unlock()
 	c.setProfile(p, resp.GetToken())
 	c.watchers.notify(EventStatus)
 	return *p, nil
@@ -441,7 +557,7 @@ func (c *Client) ServerStateHash(ctx context.Context) (sum [32]byte, entries int
 	if err != nil {
 		return sum, 0, 0, err
 	}
-	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{})
+	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{MergedText: true})
 	if err != nil {
 		return sum, 0, 0, rpcError("get the server's state hash", err)
 	}

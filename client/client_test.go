@@ -1,12 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -515,37 +517,77 @@ func TestClockAhead(t *testing.T) {
 	assertConverged(t, fast, good)
 }
 
-// TestRevokeAndReenrol: a revoked device cannot sync; enrolling it again
-// with a new code sends what it wrote meanwhile.
+// TestRevokeAndReenrol: a revoked device learns it at its next sync,
+// wipes its replica and says how many of its changes were lost with it;
+// it can enrol again only as the same person, and a code for someone
+// else is refused before it is spent.
 func TestRevokeAndReenrol(t *testing.T) {
 	ts := startServer(t)
 	ctx := context.Background()
 	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+	synced := mustCreate(t, nav, Draft{Title: "synced before", Body: "kept on the server"})
+	mustSync(t, nav)
 	p, _ := nav.Profile()
-	if _, err := ts.DB.RevokeDevice(ctx, p.DeviceID); err != nil {
+	if _, err := ts.DB.RevokeDevice(study.NewContext(ctx, &study.Identity{StudyCode: "ADMIN"}), p.DeviceID); err != nil {
 		t.Fatal(err)
 	}
-	id := mustCreate(t, nav, Draft{Title: "written after revocation"})
+	mustCreate(t, nav, Draft{Title: "written after revocation"})
 	err := nav.Sync(ctx)
-	var se *ServerError
-	if !errors.As(err, &se) || se.Code != connect.CodeUnauthenticated {
+	var re *RevokedError
+	if !errors.As(err, &re) || re.Reason != study.RevokedByAdmin || re.By != "ADMIN" || re.LostChanges == 0 {
 		t.Fatalf("sync of a revoked device: %v", err)
 	}
-	if _, err := nav.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-A"), "same phone"); err != nil {
+	if !strings.Contains(err.Error(), "revoked by an administrator (ADMIN)") || !strings.Contains(err.Error(), "change(s) the server never received") {
+		t.Fatalf("the error does not say who revoked it and what was lost: %v", err)
+	}
+	st, err := nav.Status(ctx)
+	if err != nil || st.DeviceState != study.DeviceRevoked || st.Revoked == nil || st.Revoked.LostChanges != re.LostChanges || st.Entries != 0 || st.Pending != 0 {
+		t.Fatalf("status after revocation: %+v, %v", st, err)
+	}
+	if page, err := nav.List(ctx, ListOptions{Deleted: WithDeleted}); err != nil || len(page.Entries) != 0 {
+		t.Fatalf("a revoked replica still lists %d entries (%v)", len(page.Entries), err)
+	}
+	if _, err := nav.Create(ctx, Draft{Title: "more"}); !errors.As(err, &re) {
+		t.Fatalf("a revoked replica took a new entry: %v", err)
+	}
+	// Nothing of the diary is left in the file.
+	for _, f := range []string{nav.db.Path, nav.db.Path + "-wal"} {
+		raw, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(raw, []byte("kept on the server")) || bytes.Contains(raw, []byte("written after revocation")) {
+			t.Fatalf("the wiped replica's %s still holds diary text", f)
+		}
+	}
+
+	// A code for someone else is refused, and still works for them.
+	otherCode := ts.code(t, study.RoleNavigator, "PN-B")
+	if _, err := nav.Enroll(ctx, ts.URL, otherCode, "x"); !isServerCode(err, connect.CodeFailedPrecondition) {
+		t.Fatalf("enrolling PN-A's replica as PN-B: %v", err)
+	}
+	if _, err := MustOpen(t, Options{}).Enroll(ctx, ts.URL, otherCode, "x"); err != nil {
+		t.Fatalf("the refused code was spent: %v", err)
+	}
+	// PN-A has had a device: a plain code enrols a device that waits. An
+	// administrator's reset lets the next one through.
+	reset, err := ts.DB.ResetUser(ctx, "PN-A", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nav.Enroll(ctx, ts.URL, reset.Code, "same phone"); err != nil {
 		t.Fatal(err)
 	}
 	mustSync(t, nav)
-	if e, err := nav.Get(ctx, id); err != nil || e.Pending != 0 {
+	if e, err := nav.Get(ctx, synced); err != nil || e.Pending != 0 {
 		t.Fatalf("entry %+v %v", e, err)
 	}
 	assertConverged(t, nav)
-	other := MustOpen(t, Options{})
-	if _, err := other.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-B"), "x"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := nav.Enroll(ctx, ts.URL, ts.code(t, study.RoleNavigator, "PN-B"), "x"); syncengine.ErrorCode(err) != syncengine.ECONFLICT {
-		t.Fatalf("enrolling PN-A's replica as PN-B: %v", err)
-	}
+}
+
+func isServerCode(err error, code connect.Code) bool {
+	var se *ServerError
+	return errors.As(err, &se) && se.Code == code
 }
 
 // TestRunFollowsServer: with Run going on both, a navigator's shared

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http/httptest"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,22 +17,35 @@ import (
 
 // testServer is a real diarysync server on loopback with its own store.
 type testServer struct {
-	URL string
-	DB  *sqlite.DB
-	srv *httptest.Server
-	now atomic.Pointer[time.Time] // nil: real time
+	URL    string
+	DB     *sqlite.DB
+	Server *server.Server
+	srv    *httptest.Server
+	now    atomic.Pointer[time.Time] // nil: real time
+
+	mu    sync.Mutex
+	first map[string]*Client // each user's first device, which approves the others
 }
 
 func startServer(tb testing.TB) *testServer {
 	tb.Helper()
-	ts := &testServer{}
+	return startServerWith(tb, server.Config{})
+}
+
+// startServerWith starts a server configured by cfg (its store and
+// heartbeat are the test's).
+func startServerWith(tb testing.TB, cfg server.Config) *testServer {
+	tb.Helper()
+	ts := &testServer{first: map[string]*Client{}}
 	path := filepath.Join(tb.TempDir(), "server.db")
 	db, err := sqlite.Open(context.Background(), path, sqlite.Options{Synchronous: "NORMAL", Now: ts.clock})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	ts.DB = db
-	ts.srv = httptest.NewServer(server.New(server.Config{Store: db, Heartbeat: 200 * time.Millisecond}).Handler())
+	cfg.Store, cfg.Heartbeat = db, 200*time.Millisecond
+	ts.Server = server.New(cfg)
+	ts.srv = httptest.NewServer(ts.Server.Handler())
 	ts.URL = ts.srv.URL
 	tb.Cleanup(func() {
 		ts.srv.CloseClientConnections()
@@ -89,8 +103,22 @@ func MustOpen(tb testing.TB, opts Options) *Client {
 func (ts *testServer) device(tb testing.TB, role study.Role, study string, opts Options) *Client {
 	tb.Helper()
 	c := MustOpen(tb, opts)
-	if _, err := c.Enroll(context.Background(), ts.URL, ts.code(tb, role, study), "test "+study); err != nil {
+	p, err := c.Enroll(context.Background(), ts.URL, ts.code(tb, role, study), "test "+study)
+	if err != nil {
 		tb.Fatal(err)
+	}
+	ts.mu.Lock()
+	first := ts.first[study]
+	if first == nil {
+		ts.first[study] = c
+	}
+	ts.mu.Unlock()
+	if first != nil {
+		// A later device waits for approval: the person's first device
+		// gives it.
+		if _, err := first.ApproveDevice(context.Background(), p.DeviceID); err != nil {
+			tb.Fatal(err)
+		}
 	}
 	return c
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -149,9 +150,16 @@ func nextBackoff(cur, min, max time.Duration) time.Duration {
 	return next/2 + rand.N(next/2+1)
 }
 
+// refusedStreamBackoff is the least a client waits after the server
+// refused it a Subscribe stream for its limits: the stream only speeds
+// up syncs, which go on on their timer meanwhile.
+const refusedStreamBackoff = 30 * time.Second
+
 // subscribeLoop keeps a Subscribe stream open and signals remote when the
 // server says there is something past the local cursor. It reconnects
-// with backoff when the stream breaks.
+// with backoff when the stream breaks; when the server refuses it a
+// stream (too many open, or this device waits for approval) it waits
+// longer, while Run goes on syncing on its timer.
 func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- struct{}) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
@@ -163,7 +171,25 @@ func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- 
 		if ok {
 			backoff = 0
 		}
+		if err != nil && !ok {
+			// A stream that cannot even open says whether the server can
+			// be reached, between syncs that would otherwise wait for
+			// their timer to find out.
+			if ne := rpcError("listen for changes", err); errors.As(ne, new(*NetworkError)) {
+				c.noteReachable(ne)
+				c.watchers.notify(EventStatus)
+			}
+		}
 		backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+		switch {
+		case connect.CodeOf(err) == connect.CodeResourceExhausted:
+			c.log.Info("the server refused a Subscribe stream; syncing on the timer", "err", err)
+			backoff = max(backoff, min(refusedStreamBackoff, o.MaxBackoff))
+		case awaitingApproval(err):
+			backoff = max(backoff, o.Interval)
+		case c.revocationNoted():
+			return // Run's next sync wipes the replica
+		}
 		if !ok && err != nil {
 			c.conn.streamFailed(rpcError("listen for changes", err), c.opts.Now().Add(backoff))
 		}
@@ -211,7 +237,7 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 	for stream.Receive() {
 		if !established {
 			c.conn.streamOpened()
-			if c.conn.needsContact() {
+			if c.conn.needsContact() || c.offline.Load() != nil {
 				// The server is back: a sync says so, and catches up.
 				select {
 				case remote <- struct{}{}:

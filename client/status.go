@@ -9,6 +9,7 @@ import (
 
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
@@ -114,6 +115,11 @@ type Progress struct {
 	PagesPulled int
 	Pulled      int    // entries and removals applied so far in this sync
 	Remaining   uint64 // entries and removals still waiting on the server, as far as it is known
+
+	Accepted       int // pushed changes the server applied or already held
+	Refused        int // pushed changes the server refused
+	PulledEntries  int // entries applied so far in this sync
+	PulledRemovals int // removal notices applied so far in this sync
 }
 
 type statusTracker struct {
@@ -135,24 +141,42 @@ func (t *statusTracker) get() Progress {
 
 // Status is what an app shows about sync.
 type Status struct {
-	Enrolled    bool
-	Pending     int       // changes waiting to be pushed
-	Refused     int       // changes the server refused (see Refused)
-	Cursor      uint64    // server position pulled up to
-	LastSync    time.Time // end of the last sync that completed; zero if none
-	LastError   string    // the last sync's error, if it failed
-	LastErrorAt time.Time
-	ClockOffset time.Duration // correction applied to this device's clock
-	Progress    Progress
+	Enrolled bool
+	// DeviceState is this device's standing: active, waiting for
+	// approval by another of the person's devices, or revoked (then
+	// Revoked says by whom, and the replica has been wiped).
+	DeviceState study.DeviceState
+	Revoked     *Revoked
+	// AwaitingApproval lists devices of this account that wait for
+	// approval, as of the last sync (at most 10; AwaitingApprovalCount
+	// counts them all). The person approves or denies each.
+	AwaitingApproval      []Device
+	AwaitingApprovalCount int
+	Entries               int       // entries held (deleted ones included)
+	PendingEntries        int       // entries with changes waiting to be pushed
+	Pending               int       // changes waiting to be pushed
+	Refused               int       // changes the server refused (see Refused)
+	Cursor                uint64    // server position pulled up to
+	LastSync              time.Time // end of the last sync that completed; zero if none
+	LastError             string    // the last sync's error, if it failed
+	LastErrorAt           time.Time
+	// Offline says the last sync or Subscribe stream of this process
+	// could not reach the server (a *NetworkError), rather than being
+	// answered by it; OfflineReason says how.
+	Offline       bool
+	OfflineReason string
+	ClockOffset   time.Duration // correction applied to this device's clock
+	Progress      Progress
 	// Connectivity says whether the server can be reached now.
 	Connectivity Connectivity
 }
 
-// Status returns the sync status.
-func (c *Client) Status(ctx context.Context) (Status, error) {
+// statusChecked is Status without the check for a damaged replica.
+func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused)`).Scan(&s.Pending, &s.Refused); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM entries), (SELECT count(*) FROM entries WHERE pending > 0)`).
+			Scan(&s.Pending, &s.Refused, &s.Entries, &s.PendingEntries); err != nil {
 			return fmt.Errorf("cannot count changes: %w", err)
 		}
 		var (
@@ -161,14 +185,32 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 			offset      int64
 			lastErr     string
 		)
-		err := tx.QueryRowContext(ctx, `SELECT cursor, last_sync_at, last_error, last_error_at, clock_offset FROM profile WHERE id = 1`).Scan(&cursor, &last, &lastErr, &errAt, &offset)
+		err := tx.QueryRowContext(ctx, `SELECT cursor, last_sync_at, last_error, last_error_at, clock_offset, device_state, awaiting_count FROM profile WHERE id = 1`).
+			Scan(&cursor, &last, &lastErr, &errAt, &offset, &s.DeviceState, &s.AwaitingApprovalCount)
 		if err == sql.ErrNoRows {
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("cannot read profile: %w", err)
 		}
-		s.Enrolled = true
+		rows, err := tx.QueryContext(ctx, `SELECT device_id, name, enrolled_at, issued_by FROM awaiting_approval ORDER BY enrolled_at DESC, device_id`)
+		if err != nil {
+			return fmt.Errorf("cannot read devices waiting for approval: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			d := Device{State: study.DevicePending}
+			var at int64
+			if err := rows.Scan(&d.ID, &d.Name, &at, &d.IssuedBy); err != nil {
+				return fmt.Errorf("cannot read devices waiting for approval: %w", err)
+			}
+			d.EnrolledAt = time.UnixMilli(at).UTC()
+			s.AwaitingApproval = append(s.AwaitingApproval, d)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot read devices waiting for approval: %w", err)
+		}
+		s.Enrolled = s.DeviceState != study.DeviceRevoked
 		s.Cursor = uint64(cursor)
 		if last.Valid {
 			s.LastSync = time.UnixMilli(last.Int64).UTC()
@@ -182,11 +224,24 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 	})
 	s.Progress = c.status.get()
 	s.Connectivity = c.conn.get()
+	if why := c.offline.Load(); why != nil {
+		s.Offline, s.OfflineReason = true, *why
+	}
+	c.mu.Lock()
+	if c.revoked != nil {
+		r := *c.revoked
+		s.Revoked = &r
+	}
+	c.mu.Unlock()
 	return s, err
 }
 
 // RefusedChange is a change the server refused, kept so that the person
-// who made it can see it, and what they wrote.
+// who made it can see it, and what they wrote. For a text edit of a body
+// or feedback note, Change.Text holds the whole text it had on this
+// device when the edit was refused, beside the edit (Change.TextEdit):
+// the edits made on the refused one could not be sent either, and their
+// words are in that text too.
 type RefusedChange struct {
 	Seq       int64
 	Change    syncengine.Change
@@ -195,13 +250,12 @@ type RefusedChange struct {
 	RefusedAt time.Time
 }
 
-// Refused returns a page of refused changes, oldest first, after the
-// given sequence number (0 for the first page).
-func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+// refusedChecked is Refused without the check for a damaged replica.
+func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at, text FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list refused changes: %w", err)
 	}
@@ -209,11 +263,12 @@ func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]Refused
 	var out []RefusedChange
 	for rows.Next() {
 		var (
-			r  RefusedChange
-			b  []byte
-			at int64
+			r    RefusedChange
+			b    []byte
+			at   int64
+			text sql.NullString
 		)
-		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at); err != nil {
+		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at, &text); err != nil {
 			return nil, fmt.Errorf("cannot list refused changes: %w", err)
 		}
 		var p diaryv1.Change
@@ -223,14 +278,17 @@ func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]Refused
 		if r.Change, err = wire.ChangeFromProto(&p); err != nil {
 			return nil, fmt.Errorf("stored refused change: %w", err)
 		}
+		if text.Valid {
+			r.Change.Text = text.String
+		}
 		r.RefusedAt = time.UnixMilli(at).UTC()
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
-// DismissRefused forgets a refused change once its author has seen it.
-func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+// dismissRefusedChecked is DismissRefused without the check for a damaged replica.
+func (c *Client) dismissRefusedChecked(ctx context.Context, seq int64) error {
 	res, err := c.db.Write.ExecContext(ctx, `DELETE FROM refused WHERE seq = ?`, seq)
 	if err != nil {
 		return fmt.Errorf("cannot dismiss refused change: %w", err)
@@ -240,4 +298,37 @@ func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
 	}
 	c.watchers.notify(EventStatus)
 	return nil
+}
+
+// Status returns the sync status.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	if err := c.checkDamaged(); err != nil {
+		return Status{}, err
+	}
+	r0, err := c.statusChecked(ctx)
+	return r0, c.damage(err)
+}
+
+// Refused returns a page of refused changes, oldest first, after the
+// given sequence number (0 for the first page).
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) Refused(ctx context.Context, after int64, limit int) ([]RefusedChange, error) {
+	if err := c.checkDamaged(); err != nil {
+		return nil, err
+	}
+	r0, err := c.refusedChecked(ctx, after, limit)
+	return r0, c.damage(err)
+}
+
+// DismissRefused forgets a refused change once its author has seen it.
+// A replica found damaged answers a *DamagedError, and so does every
+// call after it.
+func (c *Client) DismissRefused(ctx context.Context, seq int64) error {
+	if err := c.checkDamaged(); err != nil {
+		return err
+	}
+	return c.damage(c.dismissRefusedChecked(ctx, seq))
 }

@@ -6,6 +6,9 @@ import (
 	"log/slog"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/internal/wire"
+	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -21,6 +24,7 @@ var connectCodes = map[syncengine.Code]connect.Code{
 	syncengine.EUNAUTHENTICATED: connect.CodeUnauthenticated,
 	syncengine.ERATELIMIT:       connect.CodeResourceExhausted,
 	syncengine.EUNAVAILABLE:     connect.CodeUnavailable,
+	syncengine.ENOSPACE:         connect.CodeResourceExhausted,
 	syncengine.EINTERNAL:        connect.CodeInternal,
 }
 
@@ -43,12 +47,29 @@ func connectError(ctx context.Context, log *slog.Logger, err error) error {
 		return connect.NewError(connect.CodeDeadlineExceeded, errors.New("the request ran out of time"))
 	}
 	code := syncengine.ErrorCode(err)
-	if code == syncengine.EINTERNAL {
+	if code == syncengine.EINTERNAL || code == syncengine.ENOSPACE {
+		// A full disk is the operator's to fix: it is logged as an error
+		// with its cause, and the caller gets only the plain message.
 		procedure := ""
 		if info, ok := connect.CallInfoForHandlerContext(ctx); ok {
 			procedure = info.Spec().Procedure
 		}
-		log.ErrorContext(ctx, "internal error", "procedure", procedure, "err", err)
+		log.ErrorContext(ctx, string(code)+" error", "procedure", procedure, "err", err)
 	}
-	return connect.NewError(connectCodes[code], errors.New(syncengine.ErrorMessage(err)))
+	ce = connect.NewError(connectCodes[code], errors.New(syncengine.ErrorMessage(err)))
+	var de *study.DeviceError
+	if errors.As(err, &de) {
+		// The device learns its own state in a form a program reads: a
+		// revoked device wipes its replica, a pending one waits.
+		if detail, derr := connect.NewErrorDetail(&diaryv1.DeviceStatus{
+			DeviceId:   de.Device,
+			State:      diaryv1.DeviceState(de.State),
+			Revocation: diaryv1.RevocationReason(de.Revocation),
+			RevokedBy:  de.RevokedBy,
+			RevokedAt:  wire.Timestamp(de.RevokedAt),
+		}); derr == nil {
+			ce.AddDetail(detail)
+		}
+	}
+	return ce
 }

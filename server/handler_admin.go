@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -34,7 +36,17 @@ func deviceToProto(d *study.Device) *diaryv1.Device {
 		EnrolledAt: timestamppb.New(d.Enrolled),
 		LastSyncAt: wire.Timestamp(d.LastSync),
 		RevokedAt:  wire.Timestamp(d.Revoked),
+		State:      diaryv1.DeviceState(d.State),
+		IssuedBy:   d.IssuedBy,
+		ApprovedAt: wire.Timestamp(d.Approved),
+		ApprovedBy: d.ApprovedBy,
+		Revocation: diaryv1.RevocationReason(d.Revocation),
+		RevokedBy:  d.RevokedBy,
 	}
+}
+
+func auditToProto(e *study.AuditEvent) *diaryv1.AuditEvent {
+	return &diaryv1.AuditEvent{Id: uint64(e.ID), At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Details: e.Details}
 }
 
 func waveToProto(w *study.Wave) *diaryv1.Wave {
@@ -123,11 +135,9 @@ func (h *adminHandler) ListAssignments(ctx context.Context, req *diaryv1.ListAss
 }
 
 func (h *adminHandler) IssueEnrollmentCode(ctx context.Context, req *diaryv1.IssueEnrollmentCodeRequest) (*diaryv1.IssueEnrollmentCodeResponse, error) {
-	ttl := req.GetTtl().AsDuration()
-	if req.GetTtl() != nil {
-		if err := req.GetTtl().CheckValid(); err != nil {
-			return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "ttl is not a valid duration"))
-		}
+	ttl, err := durationOf(req.GetTtl())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
 	}
 	code, expires, err := h.db.IssueEnrollmentCode(ctx, req.GetStudyCode(), ttl)
 	if err != nil {
@@ -224,9 +234,34 @@ func (h *adminHandler) ListAuditEvents(ctx context.Context, req *diaryv1.ListAud
 	}
 	resp := &diaryv1.ListAuditEventsResponse{NextPageToken: next}
 	for _, e := range events {
-		resp.Events = append(resp.Events, &diaryv1.AuditEvent{Id: uint64(e.ID), At: timestamppb.New(e.At), Actor: e.Actor, Action: e.Action, Subject: e.Subject, Details: e.Details})
+		resp.Events = append(resp.Events, auditToProto(e))
 	}
 	return resp, nil
+}
+
+func (h *adminHandler) ResetUser(ctx context.Context, req *diaryv1.ResetUserRequest) (*diaryv1.ResetUserResponse, error) {
+	ttl, err := durationOf(req.GetTtl())
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	r, err := h.db.ResetUser(ctx, req.GetStudyCode(), ttl)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.log.InfoContext(ctx, "account reset", "study_code", r.User.StudyCode, "devices_revoked", r.DevicesRevoked)
+	h.hub.wakeAll() // open streams of the account's devices end
+	return &diaryv1.ResetUserResponse{User: userToProto(r.User), DevicesRevoked: uint32(r.DevicesRevoked), Code: r.Code, ExpiresAt: timestamppb.New(r.Expires)}, nil
+}
+
+// durationOf returns the duration a request carries (0 when unset).
+func durationOf(d *durationpb.Duration) (time.Duration, error) {
+	if d == nil {
+		return 0, nil
+	}
+	if err := d.CheckValid(); err != nil {
+		return 0, syncengine.Errorf(syncengine.EINVALID, "ttl is not a valid duration")
+	}
+	return d.AsDuration(), nil
 }
 
 func (h *adminHandler) DeleteWaveDates(ctx context.Context, req *diaryv1.DeleteWaveDatesRequest) (*diaryv1.DeleteWaveDatesResponse, error) {

@@ -19,16 +19,22 @@ import (
 // heartbeat.
 const DefaultHeartbeat = 15 * time.Second
 
+// capabilities is what this server understands beyond the first version
+// of the API; every Enroll, Push and Pull answer says so, and devices send
+// what needs a capability only to a server whose latest answer named it.
+var capabilities = []diaryv1.Capability{diaryv1.Capability_CAPABILITY_MERGED_TEXT}
+
 type syncHandler struct {
 	db        study.Store
 	hub       *hub
 	log       *slog.Logger
 	metrics   *Metrics
+	streams   *streamLimiter
 	heartbeat time.Duration
 }
 
-func newSyncHandler(db study.Store, h *hub, log *slog.Logger, m *Metrics, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
-	return &syncHandler{db: db, hub: h, log: log, metrics: m, heartbeat: heartbeat}
+func newSyncHandler(db study.Store, h *hub, log *slog.Logger, m *Metrics, streams *streamLimiter, heartbeat time.Duration) diaryv1connect.SyncServiceHandler {
+	return &syncHandler{db: db, hub: h, log: log, metrics: m, streams: streams, heartbeat: heartbeat}
 }
 
 func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diaryv1.PushResponse, error) {
@@ -46,16 +52,16 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.hub.notify(wake)
-	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.Now())}
+	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.Now()), Capabilities: capabilities}
 	for i, r := range results {
 		resp.Results[i] = &diaryv1.ChangeResult{Outcome: diaryv1.ChangeOutcome(r.Outcome), Reason: diaryv1.RefusalReason(r.Reason), Message: r.Message}
 		switch r.Outcome {
 		case study.OutcomeApplied:
-			h.metrics.changesApplied.Add(1)
+			h.metrics.changes.WithLabelValues("applied").Inc()
 		case study.OutcomeDuplicate:
-			h.metrics.changesDuplicate.Add(1)
+			h.metrics.changes.WithLabelValues("duplicate").Inc()
 		default:
-			h.metrics.changesRefused.Add(1)
+			h.metrics.changes.WithLabelValues("refused").Inc()
 		}
 	}
 	return resp, nil
@@ -66,7 +72,7 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	if req.GetCursor() > 1<<62 {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
 	}
-	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining()})
+	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining(), MergedText: req.GetMergedText()})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
@@ -77,12 +83,26 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 		Remaining:      uint64(page.Remaining),
 		RemainingExact: page.RemainingExact,
 		ServerTime:     timestamppb.New(h.db.Now()),
+		Capabilities:   capabilities,
 	}
 	for i, e := range page.Entries {
 		resp.Entries[i] = wire.EntryToProto(e)
 	}
+	h.metrics.pullLag.Observe(float64(len(page.Entries) + len(page.Removals) + int(page.Remaining)))
 	for _, r := range page.Removals {
 		resp.Removals = append(resp.Removals, &diaryv1.Removal{EntryId: r.Entry.String(), Reason: diaryv1.RemovalReason(r.Reason)})
+	}
+	if !page.More {
+		// A sync ends with its last page: the person sees there that a
+		// new device asks to join their account.
+		waiting, n, err := h.db.DevicesAwaitingApproval(ctx, who.UserID, study.MaxAwaitingApproval)
+		if err != nil {
+			return nil, connectError(ctx, h.log, err)
+		}
+		resp.DevicesAwaitingApprovalCount = uint32(n)
+		for _, d := range waiting {
+			resp.DevicesAwaitingApproval = append(resp.DevicesAwaitingApproval, deviceToProto(d))
+		}
 	}
 	return resp, nil
 }
@@ -93,10 +113,15 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 	if err != nil {
 		return connectError(ctx, h.log, err)
 	}
+	release, err := h.streams.acquire("device:"+who.Device, "this device")
+	if err != nil {
+		return connectError(ctx, h.log, err)
+	}
+	defer release()
 	wake, cancel := h.hub.subscribe(keyFor(rd))
 	defer cancel()
-	h.metrics.activeStreams.Add(1)
-	defer h.metrics.activeStreams.Add(-1)
+	h.metrics.activeStreams.Inc()
+	defer h.metrics.activeStreams.Dec()
 
 	sent := int64(req.GetCursor())
 	send := func(heartbeat bool) error {
@@ -150,8 +175,8 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 	}
 }
 
-func (h *syncHandler) GetStateHash(ctx context.Context, _ *diaryv1.GetStateHashRequest) (*diaryv1.GetStateHashResponse, error) {
-	sh, err := h.db.StateHash(ctx, study.IdentityFrom(ctx))
+func (h *syncHandler) GetStateHash(ctx context.Context, req *diaryv1.GetStateHashRequest) (*diaryv1.GetStateHashResponse, error) {
+	sh, err := h.db.StateHash(ctx, study.IdentityFrom(ctx), study.StateHashRequest{MergedText: req.GetMergedText()})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}

@@ -256,7 +256,7 @@ func TestHostileInput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Enroll(ctx, usedCode, "enrolled once"); err != nil {
+	if _, err := db.Enroll(ctx, study.EnrollRequest{Code: usedCode, DeviceName: "enrolled once"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -747,7 +747,7 @@ func TestHostileInput(t *testing.T) {
 		userCode := fmt.Sprint("HX-", n)
 		stored("CreateUser.display_name", func(ctx context.Context) outcome {
 			return errOutcome(admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: userCode, Role: diaryv1.Role_ROLE_NAVIGATOR, DisplayName: s}))
-		}, []string{"audit", "users"}, func(t *testing.T) {
+		}, []string{"audit", "audit_subjects", "users"}, func(t *testing.T) {
 			if got := userNamed(t, userCode).GetDisplayName(); got != s {
 				t.Fatalf("display name reads back as %q, want %q", got, s)
 			}
@@ -758,7 +758,7 @@ func TestHostileInput(t *testing.T) {
 			enr, err := anon.device.Enroll(ctx, &diaryv1.EnrollRequest{Code: enrolCode, DeviceName: s})
 			deviceCase.input = enr.GetDeviceId()
 			return outcome{err: err}
-		}, []string{"audit", "devices", "enrollment_codes"}, func(t *testing.T) {
+		}, []string{"audit", "audit_subjects", "devices", "enrollment_codes"}, func(t *testing.T) {
 			list, err := admin.admin.ListDevices(ctx, &diaryv1.ListDevicesRequest{StudyCode: "PN-A", PageSize: 1000})
 			if err != nil {
 				t.Fatal(err)
@@ -799,7 +799,7 @@ func TestHostileInput(t *testing.T) {
 			return errOutcome(admin.admin.CreateUser(ctx, &diaryv1.CreateUserRequest{StudyCode: s, Role: diaryv1.Role_ROLE_NAVIGATOR}))
 		}, code: connect.CodeInvalidArgument, phrase: "may hold only letters, digits"}
 		if s == "_" {
-			tc.code, tc.phrase, tc.stores = 0, "", []string{"audit", "users"}
+			tc.code, tc.phrase, tc.stores = 0, "", []string{"audit", "audit_subjects", "users"}
 			tc.readBack = func(t *testing.T) {
 				if u, err := db.UserByCode(ctx, "_"); err != nil || u.StudyCode != "_" {
 					t.Fatalf("user %q: %v, %v", s, u, err)

@@ -104,6 +104,9 @@ func (a *authenticator) authenticate(ctx context.Context, procedure string, head
 	if !allowed(procedure, id.Role) {
 		return nil, connect.NewError(connect.CodePermissionDenied, errors.New("a "+id.Role.String()+" may not call "+procedure))
 	}
+	if err := study.CheckOperation(id, operations[procedure]); err != nil {
+		return nil, connectError(ctx, a.log, err)
+	}
 	switch procedure {
 	case diaryv1connect.SyncServicePushProcedure, diaryv1connect.SyncServicePullProcedure:
 		a.db.TouchDevice(id.DeviceID)

@@ -13,6 +13,14 @@ import (
 var policy = map[string][]study.Role{
 	diaryv1connect.DeviceServiceEnrollProcedure: nil, // public
 
+	// Every person manages the devices of their own account and sees
+	// what was done with it.
+	diaryv1connect.DeviceServiceListMyDevicesProcedure:  allRoles,
+	diaryv1connect.DeviceServiceApproveDeviceProcedure:  allRoles,
+	diaryv1connect.DeviceServiceDenyDeviceProcedure:     allRoles,
+	diaryv1connect.DeviceServiceRevokeMyDeviceProcedure: allRoles,
+	diaryv1connect.DeviceServiceListMyActivityProcedure: allRoles,
+
 	diaryv1connect.SyncServicePushProcedure:         {study.RoleNavigator, study.RoleSupervisor},
 	diaryv1connect.SyncServicePullProcedure:         {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
 	diaryv1connect.SyncServiceSubscribeProcedure:    {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
@@ -39,11 +47,22 @@ var policy = map[string][]study.Role{
 	diaryv1connect.AdminServiceEraseEntryProcedure:          {study.RoleAdmin},
 	diaryv1connect.AdminServiceEraseNavigatorProcedure:      {study.RoleAdmin},
 	diaryv1connect.AdminServiceListAuditEventsProcedure:     {study.RoleAdmin},
+	diaryv1connect.AdminServiceResetUserProcedure:           {study.RoleAdmin},
 
 	diaryv1connect.ResearchServiceListWavesProcedure:     {study.RoleResearcher},
 	diaryv1connect.ResearchServiceExportWaveProcedure:    {study.RoleResearcher},
 	diaryv1connect.ResearchServicePreviewExportProcedure: {study.RoleResearcher},
 	diaryv1connect.ResearchServiceListExportsProcedure:   {study.RoleResearcher},
+}
+
+var allRoles = []study.Role{study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher, study.RoleAdmin}
+
+// operations says what a procedure does for the rules that depend on the
+// calling device's state (study.CheckOperation): a device waiting for
+// approval may push and do nothing else. Every procedure not named here
+// is study.OpOther.
+var operations = map[string]study.Operation{
+	diaryv1connect.SyncServicePushProcedure: study.OpPush,
 }
 
 // publicProcedures need no token.

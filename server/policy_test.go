@@ -141,6 +141,30 @@ var rpcCalls = map[string]rpcCall{
 		_, err := c.admin.ListAuditEvents(ctx, &diaryv1.ListAuditEventsRequest{})
 		return err
 	}},
+	diaryv1connect.AdminServiceResetUserProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.admin.ResetUser(ctx, &diaryv1.ResetUserRequest{StudyCode: "NOBODY"})
+		return err
+	}},
+	diaryv1connect.DeviceServiceListMyDevicesProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.device.ListMyDevices(ctx, &diaryv1.ListMyDevicesRequest{})
+		return err
+	}},
+	diaryv1connect.DeviceServiceApproveDeviceProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.device.ApproveDevice(ctx, &diaryv1.ApproveDeviceRequest{DeviceId: uuid.NewString()})
+		return err
+	}},
+	diaryv1connect.DeviceServiceDenyDeviceProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.device.DenyDevice(ctx, &diaryv1.DenyDeviceRequest{DeviceId: uuid.NewString()})
+		return err
+	}},
+	diaryv1connect.DeviceServiceRevokeMyDeviceProcedure: {connect.CodeNotFound, func(ctx context.Context, c *clients) error {
+		_, err := c.device.RevokeMyDevice(ctx, &diaryv1.RevokeMyDeviceRequest{DeviceId: uuid.NewString()})
+		return err
+	}},
+	diaryv1connect.DeviceServiceListMyActivityProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.device.ListMyActivity(ctx, &diaryv1.ListMyActivityRequest{})
+		return err
+	}},
 	diaryv1connect.ResearchServiceListWavesProcedure: {0, func(ctx context.Context, c *clients) error {
 		_, err := c.research.ListWaves(ctx, &diaryv1.ResearchServiceListWavesRequest{})
 		return err
@@ -186,8 +210,6 @@ func apiProcedures(tb testing.TB) []string {
 	return out
 }
 
-var allRoles = []study.Role{study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher, study.RoleAdmin}
-
 // TestPolicy checks, for every procedure of the API, every role and every
 // kind of bad credential, that the server lets through exactly the
 // callers the policy table names, over Connect and gRPC.
@@ -229,6 +251,10 @@ func TestPolicy(t *testing.T) {
 	stolen := MustEnrollDevice(t, ts.DB, study.RoleAdmin, "ADMIN-2")
 	// The right device id with another device's secret.
 	auth["wrong secret"] = bearer(study.TokenPrefix + stolen.Device + "." + strings.Split(revoked.Token, ".")[2])
+	// A navigator's second device, waiting for approval: it may push
+	// (new entries only) and call nothing else.
+	MustEnrollDevice(t, ts.DB, study.RoleNavigator, "PN-PENDING")
+	auth["pending navigator"] = bearer(MustEnrollPending(t, ts.DB, "PN-PENDING").Token)
 
 	for _, proto := range protocols {
 		t.Run(proto.name, func(t *testing.T) {
@@ -241,12 +267,18 @@ func TestPolicy(t *testing.T) {
 					for caller, header := range auth {
 						want := call.want
 						role, isRole := roleNamed(caller)
+						pending := caller == "pending navigator"
+						if pending {
+							role, isRole = study.RoleNavigator, true
+						}
 						switch {
 						case publicProcedures[p]:
 						case !isRole:
 							want = connect.CodeUnauthenticated
 						case !allowed(p, role):
 							want = connect.CodePermissionDenied
+						case pending && operations[p] != study.OpPush:
+							want = connect.CodeFailedPrecondition
 						}
 						name := caller + "/OK"
 						if want != call.want {

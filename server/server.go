@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -34,6 +35,25 @@ type Config struct {
 	// Heartbeat is how often idle Subscribe streams get a heartbeat
 	// (default 15 s).
 	Heartbeat time.Duration
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For
+	// header says where a request comes from (for the enrolment limit).
+	// A request from anyone else is taken to come from its peer
+	// address, whatever headers it sends.
+	TrustedProxies []netip.Prefix
+	// MaxStreamsPerDevice and MaxStreams cap open Subscribe streams per
+	// device and in all (defaults DefaultMaxStreamsPerDevice and
+	// DefaultMaxStreams); beyond them a stream is refused with
+	// ResourceExhausted.
+	MaxStreamsPerDevice int
+	MaxStreams          int
+	// MinBodyRate (bytes a second) and BodyGrace cut off a request body
+	// that arrives slower than the rate on average once the grace has
+	// passed (defaults DefaultMinBodyRate and DefaultBodyGrace).
+	MinBodyRate int
+	BodyGrace   time.Duration
+	// PrivateMetrics leaves /metrics out of Handler: serve
+	// MetricsHandler on a private address instead.
+	PrivateMetrics bool
 }
 
 // Server serves the diarysync API over HTTP.
@@ -42,6 +62,10 @@ type Server struct {
 	log     *slog.Logger
 	hub     *hub
 	metrics *Metrics
+	// streams caps every long-lived stream the server serves: each one
+	// (a Subscribe stream, a live page of a console) takes a slot for its
+	// lifetime.
+	streams *streamLimiter
 	handler http.Handler
 
 	stopWatch func() // stops WatchCommits, if the store has it
@@ -56,16 +80,30 @@ func New(cfg Config) *Server {
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = DefaultHeartbeat
 	}
+	if cfg.MaxStreamsPerDevice <= 0 {
+		cfg.MaxStreamsPerDevice = DefaultMaxStreamsPerDevice
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.MinBodyRate <= 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
+	}
+	if cfg.BodyGrace <= 0 {
+		cfg.BodyGrace = DefaultBodyGrace
+	}
 	s := &Server{db: cfg.Store, log: cfg.Logger, hub: newHub(), metrics: NewMetrics()}
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&observer{log: s.log, metrics: s.metrics}, &authenticator{db: s.db, log: s.log}),
 		connect.WithReadMaxBytes(MaxRequestBytes),
 		connect.WithCompressMinBytes(1 << 10),
+		gzipOption(s.metrics),
 	}
 	opts = append(opts, codecs()...)
 	mux := http.NewServeMux()
-	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, cfg.Heartbeat), opts...))
-	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.log), opts...))
+	s.streams = newStreamLimiter(cfg.MaxStreamsPerDevice, cfg.MaxStreams, s.metrics)
+	mux.Handle(diaryv1connect.NewSyncServiceHandler(newSyncHandler(s.db, s.hub, s.log, s.metrics, s.streams, cfg.Heartbeat), opts...))
+	mux.Handle(diaryv1connect.NewDeviceServiceHandler(newDeviceHandler(s.db, s.hub, s.log, cfg.TrustedProxies), opts...))
 	mux.Handle(diaryv1connect.NewAdminServiceHandler(newAdminHandler(s.db, s.hub, s.log), opts...))
 	mux.Handle(diaryv1connect.NewResearchServiceHandler(newResearchHandler(s.db, s.log), opts...))
 	services := []string{
@@ -78,8 +116,10 @@ func New(cfg Config) *Server {
 	reflector := grpcreflect.NewStaticReflector(services...)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
 	mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector))
-	mux.Handle("GET /metrics", s.metrics)
-	s.handler = mux
+	if !cfg.PrivateMetrics {
+		mux.Handle("GET /metrics", s.metrics)
+	}
+	s.handler = limitBodies(mux, cfg.MinBodyRate, cfg.BodyGrace, s.metrics)
 	if w, ok := s.db.(study.CommitWatcher); ok {
 		// Streams on this process wake for commits made through other
 		// processes sharing the store, too.
@@ -111,11 +151,19 @@ func (s *Server) Close() {
 	})
 }
 
-// Handler returns the HTTP handler serving every service.
+// Handler returns the HTTP handler serving every service (and /metrics,
+// unless Config.PrivateMetrics).
 func (s *Server) Handler() http.Handler { return s.handler }
 
 // Metrics returns the server's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// MetricsHandler serves GET /metrics alone, for a private address.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics)
+	return mux
+}
 
 // Drain ends every Subscribe stream (telling clients to reconnect) so that
 // an HTTP server's Shutdown can complete.

@@ -67,9 +67,13 @@ func MustEnrollDevice(tb testing.TB, db study.Store, role study.Role, code strin
 	if err != nil {
 		tb.Fatal(err)
 	}
-	enr, err := db.Enroll(ctx, c, "test device")
+	enr, err := db.Enroll(ctx, study.EnrollRequest{Code: c, DeviceName: "test device"})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if enr.State == study.DevicePending {
+		// The user has a device already: it consents, as a person would.
+		MustApprove(tb, db, code, enr.Device)
 	}
 	id, err := db.Authenticate(ctx, enr.Token)
 	if err != nil {
@@ -144,4 +148,52 @@ func (c *testClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.t = c.t.Add(d)
+}
+
+// MustApprove approves the pending device publicID of the user with the
+// given study code from another of the user's active devices.
+func MustApprove(tb testing.TB, db study.Store, code, publicID string) {
+	tb.Helper()
+	ctx := context.Background()
+	u, err := db.UserByCode(ctx, code)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	devices, _, err := db.ListDevices(ctx, 1000, "", code)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, d := range devices {
+		if d.State == study.DeviceActive {
+			approver := &study.Identity{UserID: u.ID, StudyCode: u.StudyCode, Role: u.Role, DeviceID: d.ID, Device: d.PublicID}
+			if _, _, err := db.ApproveDevice(ctx, approver, publicID); err != nil {
+				tb.Fatal(err)
+			}
+			return
+		}
+	}
+	tb.Fatalf("%s has no active device to approve %s with", code, publicID)
+}
+
+// MustEnrollPending enrols another device for an existing user with
+// devices and leaves it waiting for approval.
+func MustEnrollPending(tb testing.TB, db study.Store, code string) TestDevice {
+	tb.Helper()
+	ctx := context.Background()
+	c, _, err := db.IssueEnrollmentCode(ctx, code, 0)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	enr, err := db.Enroll(ctx, study.EnrollRequest{Code: c, DeviceName: "new device"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if enr.State != study.DevicePending {
+		tb.Fatalf("the new device of %s is %s, want pending", code, enr.State)
+	}
+	id, err := db.Authenticate(ctx, enr.Token)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return TestDevice{Token: enr.Token, Identity: id}
 }

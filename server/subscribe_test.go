@@ -292,8 +292,8 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]float64{
-		`diarysync_rpc_requests_total{procedure="/diary.v1.SyncService/Push",code="ok"}`:                      2,
-		`diarysync_rpc_requests_total{procedure="/diary.v1.AdminService/ListUsers",code="permission_denied"}`: 1,
+		`diarysync_rpc_requests_total{code="ok",procedure="/diary.v1.SyncService/Push"}`:                      2,
+		`diarysync_rpc_requests_total{code="permission_denied",procedure="/diary.v1.AdminService/ListUsers"}`: 1,
 		`diarysync_rpc_errors_total{procedure="/diary.v1.AdminService/ListUsers"}`:                            1,
 		`diarysync_rpc_duration_seconds_count{procedure="/diary.v1.SyncService/Push"}`:                        2,
 		`diarysync_changes_total{outcome="applied"}`:                                                          2,

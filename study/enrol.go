@@ -56,21 +56,6 @@ func MakeToken(device, secret string) string { return TokenPrefix + device + "."
 // ErrBadToken is the answer to a token that is malformed or unknown.
 var ErrBadToken = syncengine.Errorf(syncengine.EUNAUTHENTICATED, "the device token is not valid: enrol this device again")
 
-// DeviceState returns nil if a device may still act, and the error to
-// give it otherwise.
-func DeviceState(revoked, userActive bool) error {
-	// Deactivation revokes every device too; it is checked first because
-	// asking for a new enrolment code, as a revoked device is told to,
-	// cannot help a deactivated account.
-	if !userActive {
-		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this account was deactivated")
-	}
-	if revoked {
-		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this device was revoked: ask an administrator for a new enrolment code")
-	}
-	return nil
-}
-
 // Enrolment codes: 10 characters from an alphabet without look-alikes
 // (no 0/O, 1/I/L), about 49 bits, shown as two groups of five.
 const (
@@ -154,6 +139,12 @@ type IssuedCode struct {
 	Expires    time.Time
 	Used       bool
 	UserActive bool
+	// IssuedBy is the study code of the administrator who issued it
+	// ("system" for the server's console): the actor of the enrolment.
+	IssuedBy string
+	// Approved says the device it enrols starts active, without
+	// approval (see NewDeviceState).
+	Approved bool
 }
 
 // CheckCodeUsable returns nil if a stored code may enrol a device now,
@@ -168,6 +159,29 @@ func CheckCodeUsable(c IssuedCode, now time.Time) error {
 		return syncengine.Errorf(syncengine.EUNAUTHENTICATED, "this account was deactivated")
 	}
 	return nil
+}
+
+// CheckCodeFor returns nil if a code issued for the user with study code
+// codeUser may enrol a device for want ("" for anyone), and ECONFLICT
+// otherwise. A profile that belongs to someone asks for its own user, so
+// that a code for someone else is refused before it is spent. The error
+// does not name the code's user: holding a code is no reason to learn
+// whose it is.
+func CheckCodeFor(codeUser, want string) error {
+	if want == "" || strings.EqualFold(codeUser, want) {
+		return nil
+	}
+	return syncengine.Errorf(syncengine.ECONFLICT, "this enrolment code is not for %s, whom this profile belongs to: it was not used; enrol it in a new profile", want)
+}
+
+// EnrollRequest is what a device sends to enrol.
+type EnrollRequest struct {
+	Code       string // the one-time code, as typed
+	DeviceName string
+	// ForUser, if set, is the study code the enrolment must be for: a
+	// profile that belongs to someone enrols only as them, and a code
+	// for anyone else is refused before it is spent.
+	ForUser string
 }
 
 // MaxDeviceNameBytes bounds a device's name.
@@ -194,6 +208,9 @@ type Enrollment struct {
 	Role        Role
 	StudyCode   string
 	DisplayName string
+	// State is DeviceActive, or DevicePending when the device waits for
+	// approval by another of the user's devices.
+	State DeviceState
 }
 
 // EnrolLinkPrefix starts the link a QR code of an enrolment code

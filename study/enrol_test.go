@@ -103,19 +103,6 @@ func TestTokens(t *testing.T) {
 	}
 }
 
-func TestDeviceState(t *testing.T) {
-	if err := DeviceState(false, true); err != nil {
-		t.Fatal(err)
-	}
-	// A deactivated account is told so, not to ask for a new code.
-	if err := DeviceState(true, false); !strings.Contains(err.Error(), "deactivated") {
-		t.Fatalf("got %v", err)
-	}
-	if err := DeviceState(true, true); syncengine.ErrorCode(err) != syncengine.EUNAUTHENTICATED || !strings.Contains(err.Error(), "revoked") {
-		t.Fatalf("got %v", err)
-	}
-}
-
 func TestDeviceName(t *testing.T) {
 	if n, err := DeviceName("  "); err != nil || n != "device" {
 		t.Fatalf("DeviceName(blank) = %q, %v", n, err)

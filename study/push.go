@@ -52,6 +52,10 @@ const (
 	RefusedErased       Refusal = 5
 	RefusedClockAhead   Refusal = 6
 	RefusedWrongReplica Refusal = 7
+	// RefusedAwaitingApproval: a device waiting for approval wrote an
+	// entry that existed before it (see Decide).
+	RefusedAwaitingApproval Refusal = 8
+	RefusedTextHistory      Refusal = 9
 )
 
 // ChangeResult is the outcome of one pushed change.
@@ -150,6 +154,10 @@ type Target struct {
 	Remembered *ChangeResult
 	// Withdrawn says the writer withdrew from the study.
 	Withdrawn bool
+	// HeldBy is the id of the pending device whose new entry this is,
+	// held back from every reader until that device is approved; 0 for
+	// an entry that is not held.
+	HeldBy int64
 }
 
 // Decision is what to do with one change.
@@ -160,6 +168,12 @@ type Decision struct {
 	// Remember says to keep the refusal, so that the same change sent
 	// again gets the same answer: it depends on time or state.
 	Remember bool
+	// Hold says the change creates an entry from a device that waits for
+	// approval: the store keeps the entry back from every reader (the
+	// owner's other devices too: no feed row, not pulled, not exported)
+	// until the device is approved, and erases it if the device is denied
+	// or revoked first. What a pending device writes reaches nobody.
+	Hold bool
 }
 
 // Decide applies the write rules to one change that passed
@@ -191,6 +205,18 @@ func Decide(who *Identity, c *syncengine.Change, t *Target, now time.Time) Decis
 	if t.Withdrawn {
 		return Decision{Result: refusal(RefusedErased, "%s withdrew from the study: their entries were erased and new ones are not accepted", who.StudyCode)}
 	}
+	// An entry held back for a pending device exists for that device
+	// only; to anyone else it is as if it were not there yet. A pending
+	// device may create entries and go on writing its own, but not write
+	// any entry that existed before it: it has not been trusted with the
+	// account's diary.
+	if t.Exists && t.HeldBy != 0 && t.HeldBy != who.DeviceID {
+		return Decision{Remember: true, Result: refusal(RefusedNotPermitted, "entry %s is waiting for its device to be approved", c.Entry)}
+	}
+	if who.Pending && t.Exists && t.HeldBy != who.DeviceID {
+		return Decision{Remember: true, Result: refusal(RefusedAwaitingApproval,
+			"this device is waiting for approval: it may write new entries, not entry %s, until another of your devices approves it", c.Entry)}
+	}
 	switch who.Role {
 	case RoleNavigator:
 		if t.Owner != who.UserID {
@@ -207,5 +233,5 @@ func Decide(who *Identity, c *syncengine.Change, t *Target, now time.Time) Decis
 	if err := t.Entry.Admits(c); err != nil {
 		return Decision{Remember: true, Result: refusalFor(err)}
 	}
-	return Decision{Apply: true, Result: ChangeResult{Outcome: OutcomeApplied}}
+	return Decision{Apply: true, Hold: who.Pending, Result: ChangeResult{Outcome: OutcomeApplied}}
 }

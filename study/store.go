@@ -24,12 +24,14 @@ type Store interface {
 	// the server reports it to devices as its time.
 	Now() time.Time
 
-	// Authenticate returns the identity a device token belongs to. A
-	// malformed, unknown or revoked token, or one whose user was
-	// deactivated, is EUNAUTHENTICATED.
+	// Authenticate returns the identity a device token belongs to, with
+	// Pending set for a device that waits for approval. A malformed or
+	// unknown token is EUNAUTHENTICATED; a revoked one, or one whose
+	// user was deactivated, is EUNAUTHENTICATED as a *DeviceError that
+	// says who revoked it and why (see CheckDevice).
 	Authenticate(ctx context.Context, token string) (*Identity, error)
-	// DeviceActive returns nil if the device is still enrolled and its
-	// user active, and the EUNAUTHENTICATED error Authenticate would
+	// DeviceActive returns nil if the device is still enrolled (active
+	// or pending) and its user active, and the error Authenticate would
 	// give otherwise. Long-lived calls use it to notice a revocation
 	// made after they authenticated.
 	DeviceActive(ctx context.Context, device int64) error
@@ -41,15 +43,44 @@ type Store interface {
 
 	// IssueEnrollmentCode issues a one-time enrolment code for the
 	// active user with the given study code, working for ttl (0: the
-	// default). EINVALID for a ttl out of range or a malformed study
+	// default). The caller (the actor in ctx) is kept with the code as
+	// its issuer. EINVALID for a ttl out of range or a malformed study
 	// code, ENOTFOUND for an unknown user, ECONFLICT for a deactivated
 	// one.
 	IssueEnrollmentCode(ctx context.Context, studyCode string, ttl time.Duration) (code string, expires time.Time, err error)
 	// Enroll exchanges a one-time code for a new device and its token.
+	// The device starts in the state NewDeviceState gives; the
+	// enrolment is audited with the code's issuer as the actor.
 	// EINVALID for a device name that is not acceptable;
 	// EUNAUTHENTICATED for a code that is malformed, unknown, used or
-	// expired, or whose user was deactivated.
-	Enroll(ctx context.Context, code, deviceName string) (*Enrollment, error)
+	// expired, or whose user was deactivated; ECONFLICT, with the code
+	// left unused, when req.ForUser is set and the code is for someone
+	// else.
+	Enroll(ctx context.Context, req EnrollRequest) (*Enrollment, error)
+
+	// ApproveDevice lets a pending device of the approver's user act:
+	// what it wrote while pending reaches its readers now. Approving an
+	// active device changes nothing and is not an error, so that a retry
+	// is free. The approver must be an active device of the same user
+	// (CheckApproval). EINVALID for a malformed id; ENOTFOUND for a
+	// device that is not the approver's user's; ECONFLICT for a revoked
+	// one (CheckApprovable), or an approver that is itself pending;
+	// EUNAUTHENTICATED for an approver revoked since it authenticated.
+	ApproveDevice(ctx context.Context, approver *Identity, publicID string) (*Device, *Wakeups, error)
+	// DenyDevice refuses a pending device of the caller's user: it is
+	// revoked (RevokedDenied) and the entries it wrote while pending are
+	// erased. Denying a denied device is not an error. Errors as for
+	// ApproveDevice, with ECONFLICT for a device that is approved or was
+	// revoked otherwise (CheckDeniable).
+	DenyDevice(ctx context.Context, who *Identity, publicID string) (*Device, error)
+	// RevokeOwnDevice revokes a device of the caller's user, the calling
+	// device included (RevokedSelf, else RevokedByUser). Revoking a
+	// revoked device is not an error. Errors as for ApproveDevice,
+	// without the one for a device that is not pending.
+	RevokeOwnDevice(ctx context.Context, who *Identity, publicID string) (*Device, error)
+	// DevicesAwaitingApproval returns up to max of the user's devices
+	// that wait for approval, newest first, and how many there are.
+	DevicesAwaitingApproval(ctx context.Context, userID int64, max int) ([]*Device, int, error)
 
 	// TakeEnrollAttempt spends, atomically, one enrolment attempt of
 	// the client address from (see AttemptLimit): the check and the
@@ -78,12 +109,22 @@ type Store interface {
 	// ENOTFOUND for an unknown user; ECONFLICT for the last active
 	// administrator.
 	DeactivateUser(ctx context.Context, code string) (*User, int, error)
+	// ResetUser, for a person who lost their only device, revokes every
+	// device of the account (RevokedByReset), withdraws the codes issued
+	// for it and not used, and issues a one-time code, working for ttl
+	// (0: the default), that enrols a device without approval. It is
+	// audited with the caller as the actor. EINVALID for a malformed
+	// study code or a ttl out of range, ENOTFOUND for an unknown user,
+	// ECONFLICT for a deactivated one.
+	ResetUser(ctx context.Context, studyCode string, ttl time.Duration) (*Reset, error)
 	// EnsureAdmin creates the first administrator (study code "ADMIN")
 	// if the store has no administrator yet, and then issues a one-time
 	// enrolment code for them. It reports whether it created the user.
 	EnsureAdmin(ctx context.Context) (code string, created bool, err error)
 	// AdminCode issues a one-time enrolment code for the first active
-	// administrator. ENOTFOUND when there is none.
+	// administrator, one that enrols without approval: it is asked for
+	// at the server's console, by whoever holds the data. ENOTFOUND when
+	// there is none.
 	AdminCode(ctx context.Context) (string, error)
 
 	// Assign lets the supervisor see what the navigator shares with
@@ -106,9 +147,11 @@ type Store interface {
 	// optionally only one user's. EINVALID for a bad token, ENOTFOUND
 	// for an unknown user.
 	ListDevices(ctx context.Context, size uint32, token, studyCode string) ([]*Device, string, error)
-	// RevokeDevice revokes a device: its token stops working at once.
-	// Revoking a revoked device is not an error. EINVALID for a
-	// malformed id, ENOTFOUND for an unknown one.
+	// RevokeDevice revokes a device, as an administrator
+	// (RevokedByAdmin): its token stops working at once, and what it
+	// wrote while pending, if it was, is erased. Revoking a revoked
+	// device is not an error. EINVALID for a malformed id, ENOTFOUND for
+	// an unknown one.
 	RevokeDevice(ctx context.Context, publicID string) (*Device, error)
 
 	// CreateWave defines a new study-wide wave or, with w.Navigator set,
@@ -162,13 +205,16 @@ type Store interface {
 
 	// Push applies a batch of changes from the calling device in one
 	// transaction and returns one result per change, and whom to wake.
-	// Each change passes CheckIncoming and Decide. It returns an error
+	// Each change passes CheckIncoming and Decide, and is merged with
+	// ApplyChange, whose returned change goes to the history; an entry
+	// Decide holds back reaches no reader (no feed row, not in Pull, Head,
+	// StateHash or exports) until its device is approved. It returns an error
 	// only when the batch could not be committed at all, and then
 	// nothing was written: ETOOLARGE for more than MaxPushChanges
 	// changes.
 	Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error)
 	// Pull returns the page after req.Cursor for the caller, read in one
-	// snapshot. Memory and time are bounded by the page, whatever the
+	// snapshot, each entry as Reader.View shows it with req.MergedText. Memory and time are bounded by the page, whatever the
 	// size of the store, except that req.CountRemaining asks for an exact
 	// count of what waits (see PullRequest). EPERMISSION for a role that
 	// has no entries to sync, EINVALID for a negative cursor, ECONFLICT
@@ -178,8 +224,9 @@ type Store interface {
 	// sequence number among the rows they pull. EPERMISSION as for Pull.
 	Head(ctx context.Context, who *Identity) (int64, error)
 	// StateHash computes, in one snapshot, the state hash of every entry
-	// the caller may see. EPERMISSION as for Pull.
-	StateHash(ctx context.Context, who *Identity) (*StateHash, error)
+	// the caller may see, as Reader.View shows it with req.MergedText.
+	// EPERMISSION as for Pull.
+	StateHash(ctx context.Context, who *Identity, req StateHashRequest) (*StateHash, error)
 
 	// Export reads one snapshot of what the research team may export
 	// under req, de-identified with the study's redaction setting, and
@@ -218,6 +265,11 @@ type Store interface {
 	// ListAudit returns a page of the audit log, newest first. EINVALID
 	// for a bad token.
 	ListAudit(ctx context.Context, size uint32, token string) ([]*AuditEvent, string, error)
+	// ListActivity returns a page of the audit events that concern the
+	// user (their devices, codes, resets, assignments, erasures of their
+	// entries, exports that held their entries), newest first. EINVALID
+	// for a bad token.
+	ListActivity(ctx context.Context, userID int64, size uint32, token string) ([]*AuditEvent, string, error)
 
 	// SeedDemo creates, once, the demo study (DemoPeople, the demo
 	// supervisor assigned to every demo navigator, DemoWaves around

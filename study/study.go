@@ -61,6 +61,9 @@ type Identity struct {
 	DeviceID  int64
 	Device    string // the device's public id
 	Replica   syncengine.ReplicaID
+	// Pending says the device waits for approval by one of the user's
+	// active devices (see NewDeviceState and CheckOperation).
+	Pending bool
 }
 
 type identityKey struct{}
@@ -154,19 +157,29 @@ func CheckErasable(u *User) error {
 	return nil
 }
 
-// Device is an enrolled device as administrators see it.
+// Device is an enrolled device as administrators and its user see it.
 type Device struct {
 	ID        int64
 	PublicID  string
+	UserID    int64
 	StudyCode string
 	Name      string
+	State     DeviceState
 	Enrolled  time.Time
-	LastSync  time.Time // zero if never
-	Revoked   time.Time // zero if active
+	// IssuedBy is the study code of whoever issued the code the device
+	// enrolled with ("system" for the server's console).
+	IssuedBy   string
+	Approved   time.Time // when a device of the user approved it; zero if it never waited or still waits
+	ApprovedBy string    // the public id of the device that approved it
+	LastSync   time.Time // zero if never
+	Revoked    time.Time // zero if not revoked
+	Revocation Revocation
+	RevokedBy  string // study code of who revoked it
 }
 
 // AuditEvent is one line of the audit log. Details never hold diary
-// content.
+// content. Actor is always the person who really acted: an enrolment is
+// recorded with the administrator who issued its code as the actor.
 type AuditEvent struct {
 	ID      int64
 	At      time.Time

@@ -20,6 +20,7 @@ const (
 	EUNAUTHENTICATED Code = "unauthenticated" // the caller is not known (bad, revoked or missing token)
 	ERATELIMIT       Code = "rate_limited"    // too many attempts; try again later
 	EUNAVAILABLE     Code = "unavailable"     // shutting down or overloaded; try again
+	ENOSPACE         Code = "no_space"        // the storage is full; nothing was written
 	EINTERNAL        Code = "internal"        // a bug or a broken store; details are logged, not shown
 )
 

@@ -96,7 +96,9 @@ func NewEdit() *Edit { return &Edit{} }
 // SetTitle sets the title.
 func (e *Edit) SetTitle(title string) { e.e.Title = &title }
 
-// SetBody sets the whole body text.
+// SetBody sets the whole body text. Where the server merges text, an
+// edit that changes a part of the body is better made with SpliceBody,
+// which keeps words written meanwhile on another device.
 func (e *Edit) SetBody(body string) { e.e.Body = &body }
 
 // SetDate sets the date the entry is about (YYYY-MM-DD).
@@ -125,6 +127,17 @@ func (m *Client) Update(id string, e *Edit) error {
 		return &Error{Code: CodeInvalid, Message: "there is no edit to make"}
 	}
 	return m.onEntry(id, func(ctx context.Context, eid syncengine.EntryID) error { return m.c.Update(ctx, eid, e.e) })
+}
+
+// SpliceBody edits an entry's body where the person typed: it deletes
+// del characters at pos and inserts text there, pos and del counted in
+// UTF-16 code units as Android's and iOS's text views count them. Edits
+// made meanwhile on another device are merged with it, word for word. A
+// position between the two halves of a surrogate pair is CodeInvalid.
+func (m *Client) SpliceBody(id string, pos, del int, text string) error {
+	return m.onEntry(id, func(ctx context.Context, eid syncengine.EntryID) error {
+		return m.c.SpliceBodyUTF16(ctx, eid, pos, del, text)
+	})
 }
 
 // Delete marks an entry deleted. The deletion syncs, so the entry does
@@ -244,6 +257,10 @@ type Entry struct {
 	ShareResearch bool
 	// Deleted says it is deleted (Restore brings it back).
 	Deleted bool
+	// BodyConcurrent says the body holds edits made on two or more
+	// devices that had not seen each other's, merged, and nobody has
+	// edited it since: what an app shows as "edited on two devices".
+	BodyConcurrent bool
 	// Pending counts its changes the server has not accepted yet.
 	Pending int
 	// CreatedAtMillis is when it was written first.
@@ -289,7 +306,7 @@ type Feedback struct {
 func entryOf(e *client.Entry) *Entry {
 	out := &Entry{ID: e.ID.String(), Author: e.Author, Title: e.Title, Body: e.Body, Date: e.Date, Mood: e.Mood,
 		Tags: &StringList{items: e.Tags}, ShareSupervisor: e.ShareSupervisor, ShareResearch: e.ShareResearch, Deleted: e.Deleted,
-		Pending: e.Pending, CreatedAtMillis: millis(e.CreatedAt), UpdatedAtMillis: millis(e.UpdatedAt),
+		BodyConcurrent: e.BodyConcurrent, Pending: e.Pending, CreatedAtMillis: millis(e.CreatedAt), UpdatedAtMillis: millis(e.UpdatedAt),
 		ReceivedAtMillis: millis(e.ReceivedAt), ReadAtMillis: millis(e.ReadAt)}
 	for _, f := range e.Feedback {
 		out.feedback = append(out.feedback, &Feedback{ID: f.ID.String(), Author: f.Author, Body: f.Body,

@@ -34,11 +34,13 @@ type testServer struct {
 	hold    atomic.Pointer[string]
 	commit  atomic.Bool
 	entered chan string
+	mu      sync.Mutex
+	first   map[string]*Client // the first device of each person
 }
 
 func startServer(t *testing.T) *testServer {
 	t.Helper()
-	ts := &testServer{entered: make(chan string, 16)}
+	ts := &testServer{entered: make(chan string, 16), first: map[string]*Client{}}
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "server.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
@@ -101,8 +103,32 @@ func (ts *testServer) deviceWith(t *testing.T, role study.Role, code string, o *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	if _, err := c.EnrolWithLink(ts.link(t, role, code), "test "+code); err != nil {
+	p, err := c.EnrolWithLink(ts.link(t, role, code), "test "+code)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// A later device of a person waits for approval: their first device
+	// gives it.
+	ts.mu.Lock()
+	first := ts.first[code]
+	if first == nil {
+		ts.first[code] = c
+	}
+	ts.mu.Unlock()
+	if first != nil {
+		if p.DeviceID == "" || c.Profile() == nil {
+			t.Fatalf("enrolled without a device id: %+v", p)
+		}
+		if s := status(t, c); s.DeviceState != DevicePending {
+			t.Fatalf("a second device's state: %q", s.DeviceState)
+		}
+		d, err := first.ApproveDevice(p.DeviceID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.State != DeviceActive || d.ApprovedBy == "" {
+			t.Fatalf("approved %+v", d)
+		}
 	}
 	return c
 }

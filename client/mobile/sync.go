@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/study"
 )
 
 // Connectivity states of Status.Connectivity.
@@ -109,8 +110,29 @@ func (m *Client) NetworkChanged() {
 
 // Status is what an app shows about sync.
 type Status struct {
-	// Enrolled says this device has enrolled.
+	// Enrolled says this device has enrolled, and was not revoked.
 	Enrolled bool
+	// DeviceState is DevicePending, DeviceActive or DeviceRevoked (then
+	// RevokedBy, Revocation, RevokedMessage and LostChanges say how, and
+	// the diary on this device has been wiped).
+	DeviceState string
+	// Revocation says how this device was revoked: self, user, admin,
+	// reset, denied or deactivated; empty if it was not.
+	Revocation string
+	// RevokedBy is the study code of whoever revoked this device, or
+	// "system".
+	RevokedBy string
+	// RevokedMessage is the server's words about the revocation, for a
+	// person.
+	RevokedMessage string
+	// LostChanges counts the changes this device held that the server
+	// never accepted when it was revoked: they are gone, and the person
+	// is told how many.
+	LostChanges int
+	// AwaitingApproval counts this account's devices that wait for
+	// approval, as of the last sync: Devices lists them, ApproveDevice
+	// and DenyDevice answer them.
+	AwaitingApproval int
 	// Started says background sync is started.
 	Started bool
 	// Pending counts the changes waiting to be pushed.
@@ -170,13 +192,17 @@ func (m *Client) Status() (*Status, error) {
 
 func (m *Client) statusOf(s client.Status) *Status {
 	c := s.Connectivity
-	return &Status{
-		Enrolled: s.Enrolled, Started: m.Started(), Pending: s.Pending, Refused: s.Refused,
+	out := &Status{
+		Enrolled: s.Enrolled, DeviceState: deviceState(s.DeviceState), AwaitingApproval: s.AwaitingApprovalCount, Started: m.Started(), Pending: s.Pending, Refused: s.Refused,
 		Connectivity: string(c.State), ConnectivitySinceMillis: millis(c.Since), RetryAtMillis: millis(c.RetryAt),
 		LastContactMillis: millis(c.LastContact), LastError: c.LastError, LastErrorMillis: millis(c.LastErrorAt), NetworkError: c.NetworkError,
 		LastSyncMillis: millis(s.LastSync), Syncing: s.Progress.Running, Phase: s.Progress.Phase, Pushed: s.Progress.Pushed,
 		Pulled: s.Progress.Pulled, Remaining: int64(s.Progress.Remaining), ClockOffsetMillis: s.ClockOffset.Milliseconds(),
 	}
+	if r := s.Revoked; r != nil {
+		out.Revocation, out.RevokedBy, out.RevokedMessage, out.LostChanges = r.Reason.String(), r.By, r.Message, r.LostChanges
+	}
+	return out
 }
 
 // RefusedChange is a change the server refused, kept on this device so
@@ -282,4 +308,12 @@ func (m *Client) DismissRefused(seq int64) error {
 // liveDelay is the debounce of watches.
 func (m *Client) liveDelay() time.Duration {
 	return duration(m.opts.LiveDelayMillis, 100*time.Millisecond)
+}
+
+// deviceState names a device state; a device not enrolled has none.
+func deviceState(s study.DeviceState) string {
+	if s == 0 {
+		return ""
+	}
+	return s.String()
 }

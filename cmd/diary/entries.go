@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,34 +21,75 @@ import (
 )
 
 func cmdEnrol(e *env, args []string) error {
-	fs := flag.NewFlagSet("enrol", flag.ContinueOnError)
+	fs := e.flags()
 	server := fs.String("server", "", "server URL, such as https://diary.example.org")
 	code := fs.String("code", "", "one-time enrolment code from an administrator")
 	host, _ := os.Hostname()
 	name := fs.String("name", host, "a name for this device")
+	replace := fs.Bool("replace", false, "enrol an enrolled profile again as a new device: push what it holds unsynced, then revoke the old device")
 	jsonOut := fs.Bool("json", false, "print JSON")
-	if pos, err := parse(fs, args); err != nil {
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("enrol takes no arguments, only flags")
 	}
-	if *server == "" || *code == "" {
+	if *code == "" || (*server == "" && !*replace) {
 		return usagef("enrol needs --server URL and --code CODE")
 	}
+	if *server != "" && !strings.HasPrefix(*server, "http://") && !strings.HasPrefix(*server, "https://") {
+		return usagef("--server %q must start with http:// or https://", *server)
+	}
+	if err := study.CheckCodeForm(*code); err != nil {
+		return usagef("--code %q is not an enrolment code: they are ten letters and digits, such as K7MPQ-3XRTA", *code)
+	}
+	if _, err := study.DeviceName(*name); err != nil {
+		return usagef("--name: %s", syncengine.ErrorMessage(err))
+	}
+	// A failed enrolment leaves no profile behind: remember what there
+	// was, to remove only what this command made.
+	path := filepath.Join(e.home, "replica.db")
+	_, statErr := os.Stat(path)
+	newProfile := errors.Is(statErr, iofs.ErrNotExist)
+	_, dirErr := os.Stat(e.home)
+	newDir := errors.Is(dirErr, iofs.ErrNotExist)
 	c, err := e.open(true)
 	if err != nil {
 		return err
 	}
+	p, err := e.enrol(c, *server, *code, *name, *replace)
+	if err != nil {
+		c.Close()
+		if newProfile {
+			for _, f := range []string{path, path + "-wal", path + "-shm"} {
+				os.Remove(f)
+			}
+			if newDir {
+				os.Remove(e.home) // only if empty
+			}
+		}
+		return err
+	}
 	defer c.Close()
-	p, err := c.Enroll(e.ctx, *server, *code, *name)
+	st, err := c.Status(e.ctx)
 	if err != nil {
 		return err
 	}
 	if *jsonOut {
-		return writeJSON(e.stdout, map[string]any{"device_id": p.DeviceID, "study_code": p.StudyCode, "role": p.Role.String(), "server": p.ServerURL})
+		return writeJSON(e.stdout, map[string]any{"device_id": p.DeviceID, "study_code": p.StudyCode, "role": p.Role.String(), "server": p.ServerURL, "state": st.DeviceState.String()})
 	}
 	fmt.Fprintf(e.stdout, "Enrolled this device as %s (%s) with %s.\n", p.StudyCode, p.Role, p.ServerURL)
+	if st.DeviceState == study.DevicePending {
+		fmt.Fprintf(e.stdout, "It waits for approval: on another of your devices, run \"diary device approve %s\". Until then it can write new entries, and receives nothing.\n", p.DeviceID)
+	}
 	return nil
+}
+
+func (e *env) enrol(c *client.Client, server, code, name string, replace bool) (client.Profile, error) {
+	if !replace {
+		return c.Enroll(e.ctx, server, code, name)
+	}
+	if _, ok := c.Profile(); !ok {
+		return client.Profile{}, usagef("--replace is for a profile that is enrolled; this one is not")
+	}
+	return c.Replace(e.ctx, code, name)
 }
 
 // entryFlags are the flags write and edit share.
@@ -57,8 +100,8 @@ type entryFlags struct {
 	fs                       *flag.FlagSet
 }
 
-func newEntryFlags(name string) *entryFlags {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+func newEntryFlags(e *env) *entryFlags {
+	fs := e.flags()
 	f := &entryFlags{fs: fs}
 	f.title = fs.String("title", "", "title")
 	f.date = fs.String("date", "", "the date the entry is about, YYYY-MM-DD (default today)")
@@ -131,12 +174,44 @@ func (e *env) readBody(initial string) (string, error) {
 	return strings.TrimRight(string(b), "\n"), nil
 }
 
+// check refuses, as usage mistakes, flag values that no entry may hold.
+func (f *entryFlags) check() error {
+	if f.set("mood") && (*f.mood < 0 || *f.mood > 10) {
+		return usagef("--mood must be from 1 to 10 (0: not recorded), not %d", *f.mood)
+	}
+	if f.set("date") && *f.date != "" {
+		if err := syncengine.ValidateDate(*f.date); err != nil {
+			return usagef("--date %q: %s", *f.date, syncengine.ErrorMessage(err))
+		}
+	}
+	if err := syncengine.ValidateText("title", *f.title, syncengine.MaxTitleBytes, false); err != nil {
+		return usagef("--title: %s", syncengine.ErrorMessage(err))
+	}
+	for _, t := range f.tags {
+		if err := syncengine.ValidateTag(t); err != nil {
+			return usagef("--tag %q: %s", t, syncengine.ErrorMessage(err))
+		}
+	}
+	if f.set("body") {
+		if err := syncengine.ValidateText("body", *f.body, syncengine.MaxBodyBytes, true); err != nil {
+			return usagef("--body: %s", syncengine.ErrorMessage(err))
+		}
+	}
+	if _, _, err := parseShare(*f.share); err != nil {
+		return err
+	}
+	return nil
+}
+
 func cmdWrite(e *env, args []string) error {
-	f := newEntryFlags("write")
-	if pos, err := parse(f.fs, args); err != nil {
+	f := newEntryFlags(e)
+	if pos, err := e.parse(f.fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return usagef("write takes no arguments; put the text in --body or on standard input")
+	}
+	if err := f.check(); err != nil {
+		return err
 	}
 	sup, res, err := parseShare(*f.share)
 	if err != nil {
@@ -159,20 +234,40 @@ func cmdWrite(e *env, args []string) error {
 }
 
 func (e *env) resolve(c *client.Client, args []string, cmd string) (syncengine.EntryID, error) {
-	if len(args) != 1 {
-		return syncengine.EntryID{}, usagef("%s needs exactly one entry ID", cmd)
+	if err := oneEntry(args, cmd); err != nil {
+		return syncengine.EntryID{}, err
 	}
 	return c.FindID(e.ctx, args[0])
 }
 
+// oneEntry refuses positional arguments that are not exactly one entry
+// ID, before anything is opened.
+func oneEntry(args []string, cmd string) error {
+	if len(args) != 1 {
+		return usagef("%s needs exactly one entry ID", cmd)
+	}
+	return nil
+}
+
 func cmdEdit(e *env, args []string) error {
-	f := newEntryFlags("edit")
+	f := newEntryFlags(e)
 	var add, remove stringList
 	f.fs.Var(&add, "add-tag", "add a tag (repeatable)")
 	f.fs.Var(&remove, "remove-tag", "remove a tag (repeatable)")
-	pos, err := parse(f.fs, args)
+	pos, err := e.parse(f.fs, args)
 	if err != nil {
 		return err
+	}
+	if err := oneEntry(pos, "edit"); err != nil {
+		return err
+	}
+	if err := f.check(); err != nil {
+		return err
+	}
+	for _, t := range append(append([]string(nil), add...), remove...) {
+		if err := syncengine.ValidateTag(t); err != nil {
+			return usagef("tag %q: %s", t, syncengine.ErrorMessage(err))
+		}
 	}
 	return e.withClient(func(c *client.Client) error {
 		id, err := e.resolve(c, pos, "edit")
@@ -212,16 +307,21 @@ func cmdEdit(e *env, args []string) error {
 			if err != nil {
 				return err
 			}
-			ed.Body = &b
+			// The edit is made from the text the editor started with,
+			// so that what syncs meanwhile stays.
+			ed.Body, ed.BodyBase = &b, &cur.Body
 		}
 		return c.Update(e.ctx, id, ed)
 	})
 }
 
 func cmdDelete(e *env, args []string, deleted bool) error {
-	fs := flag.NewFlagSet("delete", flag.ContinueOnError)
-	pos, err := parse(fs, args)
+	fs := e.flags()
+	pos, err := e.parse(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := oneEntry(pos, fs.Name()); err != nil {
 		return err
 	}
 	return e.withClient(func(c *client.Client) error {
@@ -248,6 +348,7 @@ type entryJSON struct {
 	CreatedAt       time.Time      `json:"created_at"`
 	UpdatedAt       time.Time      `json:"updated_at"`
 	Pending         int            `json:"pending"`
+	BodyConcurrent  bool           `json:"body_edited_on_devices,omitempty"`
 	Read            *bool          `json:"read,omitempty"`
 	Feedback        []feedbackJSON `json:"feedback"`
 }
@@ -264,7 +365,7 @@ func toJSON(en *client.Entry, withRead bool) entryJSON {
 	j := entryJSON{
 		ID: en.ID.String(), Author: en.Author, Title: en.Title, Body: en.Body, Date: en.Date, Mood: en.Mood,
 		Tags: en.Tags, ShareSupervisor: en.ShareSupervisor, ShareResearch: en.ShareResearch, Deleted: en.Deleted,
-		CreatedAt: en.CreatedAt, UpdatedAt: en.UpdatedAt, Pending: en.Pending, Feedback: []feedbackJSON{},
+		CreatedAt: en.CreatedAt, UpdatedAt: en.UpdatedAt, Pending: en.Pending, BodyConcurrent: en.BodyConcurrent, Feedback: []feedbackJSON{},
 	}
 	if j.Tags == nil {
 		j.Tags = []string{}
@@ -298,7 +399,7 @@ func shareLabel(en *client.Entry) string {
 }
 
 func cmdList(e *env, args []string) error {
-	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	fs := e.flags()
 	jsonOut := fs.Bool("json", false, "print JSON, one entry per line")
 	from := fs.String("from", "", "first date, YYYY-MM-DD")
 	to := fs.String("to", "", "last date, YYYY-MM-DD")
@@ -306,10 +407,24 @@ func cmdList(e *env, args []string) error {
 	shared := fs.String("shared", "any", "any, supervisor, research or none")
 	deleted := fs.Bool("deleted", false, "list deleted entries instead")
 	limit := fs.Int("limit", 0, "at most this many entries (default: all)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("list takes no arguments")
+	}
+	if *limit < 0 {
+		return usagef("--limit must not be negative")
+	}
+	for name, d := range map[string]string{"--from": *from, "--to": *to} {
+		if d == "" {
+			continue
+		}
+		if err := syncengine.ValidateDate(d); err != nil {
+			return usagef("%s %q: %s", name, d, syncengine.ErrorMessage(err))
+		}
+	}
+	if *tag != "" {
+		if err := syncengine.ValidateTag(*tag); err != nil {
+			return usagef("--tag %q: %s", *tag, syncengine.ErrorMessage(err))
+		}
 	}
 	o := client.ListOptions{From: *from, To: *to, Tag: *tag}
 	switch *shared {
@@ -394,10 +509,13 @@ func oneLine(s string, n int) string {
 }
 
 func cmdShow(e *env, args []string) error {
-	fs := flag.NewFlagSet("show", flag.ContinueOnError)
+	fs := e.flags()
 	jsonOut := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
+	pos, err := e.parse(fs, args)
 	if err != nil {
+		return err
+	}
+	if err := oneEntry(pos, "show"); err != nil {
 		return err
 	}
 	return e.withClient(func(c *client.Client) error {
@@ -434,6 +552,9 @@ func cmdShow(e *env, args []string) error {
 		if en.Pending > 0 {
 			fmt.Fprintf(&b, "pending: %d change(s) not yet synced\n", en.Pending)
 		}
+		if en.BodyConcurrent {
+			b.WriteString("body:    edited on two devices; both edits are in it\n")
+		}
 		fmt.Fprintf(&b, "\n%s\n", en.Body)
 		for _, f := range en.Feedback {
 			fmt.Fprintf(&b, "\n— feedback from %s, %s:\n%s\n", f.Author, f.UpdatedAt.Local().Format("2006-01-02 15:04"), f.Body)
@@ -444,11 +565,17 @@ func cmdShow(e *env, args []string) error {
 }
 
 func cmdFeedback(e *env, args []string) error {
-	fs := flag.NewFlagSet("feedback", flag.ContinueOnError)
+	fs := e.flags()
 	body := fs.String("body", "", "the feedback (default: standard input or $EDITOR)")
-	pos, err := parse(fs, args)
+	pos, err := e.parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if err := oneEntry(pos, "feedback"); err != nil {
+		return err
+	}
+	if err := syncengine.ValidateText("feedback", *body, syncengine.MaxFeedbackBodyBytes, true); err != nil {
+		return usagef("--body: %s", syncengine.ErrorMessage(err))
 	}
 	return e.withClient(func(c *client.Client) error {
 		id, err := e.resolve(c, pos, "feedback")

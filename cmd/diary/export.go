@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/diarysync/diarysync/client"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/syncengine"
 )
 
 var exportFormats = map[string]diaryv1.ExportFormat{
@@ -28,15 +28,7 @@ var exportFormats = map[string]diaryv1.ExportFormat{
 const maxManifestFileBytes = 512 << 20
 
 func cmdExport(e *env, args []string) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "list":
-			return cmdExportList(e, args[1:])
-		case "preview":
-			return cmdExportPreview(e, args[1:])
-		}
-	}
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	fs := e.flags()
 	wave := fs.String("wave", "", "wave number, or all")
 	format := fs.String("format", "", "csv, jsonl, qdpx or qdc")
 	out := fs.String("out", "", "file to write, or - for standard output")
@@ -47,7 +39,7 @@ func cmdExport(e *env, args []string) error {
 	since := fs.String("since", "", "compare with an earlier export: its id (diary export list) or its FILE.manifest.json")
 	bom := fs.Bool("bom", false, "CSV: start with a UTF-8 byte order mark, so that Excel opens the file correctly")
 	noGuard := fs.Bool("no-formula-guard", false, "CSV: do not put a quote before cells that start with = + - @ (for R and pandas)")
-	if pos, err := parse(fs, args); err != nil {
+	if pos, err := e.parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 || *wave == "" || *format == "" || *out == "" {
 		return usagef("export needs --wave N|all --format csv|jsonl|qdpx|qdc --out FILE")
@@ -80,14 +72,11 @@ func cmdExport(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		stream, err := svc.ExportWave(e.ctx, req)
-		if err != nil {
-			return rpcErr("export", err)
-		}
-		defer stream.Close()
 		// Every file goes to a temporary file beside its target and is
 		// renamed at the end, so an interrupted export never leaves half a
-		// file or a manifest that does not match its export.
+		// file or a manifest that does not match its export. The files
+		// are made before the export is asked for: a file that cannot be
+		// made must not leave an export the server made and kept.
 		var files []*pending
 		defer func() {
 			for _, p := range files {
@@ -124,6 +113,11 @@ func cmdExport(e *env, args []string) error {
 			}
 			dictOut = p
 		}
+		stream, err := svc.ExportWave(e.ctx, req)
+		if err != nil {
+			return rpcErr("export", err)
+		}
+		defer stream.Close()
 		var manifest *diaryv1.ExportManifest
 		written := int64(0)
 		progress := isTerminal(e.stderr) && !toStdout
@@ -210,6 +204,19 @@ func exportRequest(wave, format, navigator, from, to string) (*diaryv1.ExportWav
 	if !ok {
 		return nil, usagef("--format must be csv, jsonl, qdpx or qdc")
 	}
+	if navigator != "" {
+		if err := checkStudyCode("--navigator", navigator); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []struct{ name, value string }{{"--from", from}, {"--to", to}} {
+		if d.value == "" {
+			continue
+		}
+		if err := syncengine.ValidateDate(d.value); err != nil {
+			return nil, usagef("%s %q: %s", d.name, d.value, syncengine.ErrorMessage(err))
+		}
+	}
 	return &diaryv1.ExportWaveRequest{Wave: number, Format: f, NavigatorCode: navigator, FromDate: from, ToDate: to}, nil
 }
 
@@ -237,10 +244,10 @@ func sinceExportID(s string) (uint64, error) {
 }
 
 func cmdExportList(e *env, args []string) error {
-	fs := flag.NewFlagSet("export list", flag.ContinueOnError)
+	fs := e.flags()
 	jsonOut := fs.Bool("json", false, "print JSON, one export per line")
 	limit := fs.Int("limit", 50, "at most this many exports (0: all)")
-	if pos, err := parse(fs, args); err != nil {
+	if pos, err := e.parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 || *limit < 0 {
 		return usagef("export list takes --json and --limit N")
@@ -306,12 +313,12 @@ func cmdExportList(e *env, args []string) error {
 }
 
 func cmdExportPreview(e *env, args []string) error {
-	fs := flag.NewFlagSet("export preview", flag.ContinueOnError)
+	fs := e.flags()
 	wave := fs.String("wave", "", "wave number, or all")
 	navigator := fs.String("navigator", "", "only this navigator's entries")
 	from := fs.String("from", "", "only entries dated on or after this day")
 	to := fs.String("to", "", "only entries dated on or before this day")
-	if pos, err := parse(fs, args); err != nil {
+	if pos, err := e.parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 || *wave == "" {
 		return usagef("export preview needs --wave N|all")

@@ -53,6 +53,7 @@ func faultSeed(t *testing.T) uint64 {
 type tools struct {
 	dir, diary string
 	t          *testing.T
+	firstHome  map[string]string // study code → the profile of its first device, which approves the others
 }
 
 func buildTools(t *testing.T) *tools {
@@ -115,6 +116,21 @@ func (b *tools) enrolAs(admin, home, role, study, serverURL string, created map[
 	}
 	code := strings.TrimSpace(b.must(admin, "admin", "code", "--user", study))
 	b.must(home, "enrol", "--server", serverURL, "--code", code, "--name", filepath.Base(home))
+	if first := b.firstHome[study]; first != "" {
+		// A second device waits for approval: the first one gives it.
+		var st struct {
+			DeviceID string `json:"device_id"`
+		}
+		if err := json.Unmarshal([]byte(b.must(home, "status", "--json")), &st); err != nil {
+			b.t.Fatal(err)
+		}
+		b.must(first, "device", "approve", st.DeviceID)
+	} else {
+		if b.firstHome == nil {
+			b.firstHome = map[string]string{}
+		}
+		b.firstHome[study] = home
+	}
 }
 
 // listed is one line of "diary list --json".
@@ -327,7 +343,9 @@ type watcher struct {
 }
 
 // watchLine is what "diary sync --watch" prints after each sync.
-var watchLine = regexp.MustCompile(`^\d\d:\d\d:\d\d  (in sync: \d+ pending, \d+ refused|sync failed: cannot (push|pull) changes: the server cannot be reached \(.+\) \(retrying\))$`)
+// It says once when the server cannot be reached and once when it can
+// again.
+var watchLine = regexp.MustCompile(`^\d\d:\d\d:\d\d  (in sync: \d+ pending, \d+ refused|offline: cannot (push changes|pull changes|listen for changes): the server cannot be reached \(.+\) \(retrying\)|back online)$`)
 
 // startWatch starts "diary sync --watch" on a profile, giving up a
 // silent connection after timeout ($DIARY_TIMEOUT).
@@ -377,9 +395,10 @@ func (w *watcher) stop(t *testing.T) (synced, failed int) {
 		if !watchLine.MatchString(l) {
 			t.Fatalf("sync --watch printed %q", l)
 		}
-		if strings.Contains(l, "in sync") {
+		switch {
+		case strings.Contains(l, "in sync"):
 			synced++
-		} else {
+		case strings.Contains(l, "offline"):
 			failed++
 		}
 	}

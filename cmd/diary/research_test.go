@@ -275,7 +275,7 @@ func TestExportPreview(t *testing.T) {
 			{"UnknownWave", []string{"--wave", "9"}, 1, "cannot preview export: there is no wave 9"},
 			{"UnknownNavigator", []string{"--wave", "all", "--navigator", "PN-Z"}, 1, `no user has the study code "PN-Z"`},
 			{"NotANavigator", []string{"--wave", "all", "--navigator", "RES-1"}, 1, "RES-1 is a researcher, not a navigator"},
-			{"BadDate", []string{"--wave", "all", "--from", "1 May"}, 1, "from date:"},
+			{"BadDate", []string{"--wave", "all", "--from", "1 May"}, 2, `--from "1 May": date "1 May" is not written YYYY-MM-DD`},
 			{"ToBeforeFrom", []string{"--wave", "all", "--from", "2026-05-01", "--to", "2026-04-01"}, 1, "the to date (2026-04-01) is before the from date (2026-05-01)"},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -734,7 +734,7 @@ func TestExportErrors(t *testing.T) {
 		{"UnknownWave", s.res, []string{"--wave", "9", "--format", "csv", "--out", out}, 1, "diary: cannot export: there is no wave 9\n"},
 		{"UnknownNavigator", s.res, []string{"--wave", "all", "--format", "csv", "--out", out, "--navigator", "PN-Z"}, 1, `cannot export: no user has the study code "PN-Z"`},
 		{"NotANavigator", s.res, []string{"--wave", "all", "--format", "csv", "--out", out, "--navigator", "ADMIN"}, 1, "cannot export: ADMIN is a admin, not a navigator: only navigators write entries"},
-		{"BadFrom", s.res, []string{"--wave", "all", "--format", "csv", "--out", out, "--from", "2026-13-01"}, 1, "cannot export: from date:"},
+		{"BadFrom", s.res, []string{"--wave", "all", "--format", "csv", "--out", out, "--from", "2026-13-01"}, 2, `--from "2026-13-01": date "2026-13-01" is not a calendar date`},
 		{"ToBeforeFrom", s.res, []string{"--wave", "all", "--format", "csv", "--out", out, "--from", "2026-05-01", "--to", "2026-04-30"}, 1, "the to date (2026-04-30) is before the from date (2026-05-01)"},
 		{"BOMNotCSV", s.res, []string{"--wave", "all", "--format", "jsonl", "--out", out, "--bom"}, 1, "a byte order mark and the formula guard are CSV settings; this export is jsonl"},
 		{"GuardNotCSV", s.res, []string{"--wave", "all", "--format", "qdpx", "--out", out, "--no-formula-guard"}, 1, "this export is qdpx"},
@@ -878,7 +878,7 @@ func TestAdminRedact(t *testing.T) {
 		refused(t, s.admin, 1, `redaction pattern "empty" matches empty text`, "pattern", "add", "--name", "empty", "--marker", "[x]", "--regexp", "a*")
 		refused(t, s.admin, 1, `redaction pattern name "NHS 2"`, "pattern", "add", "--name", "NHS 2", "--marker", "[x]", "--regexp", "x")
 		refused(t, s.admin, 2, "admin redact pattern add needs --name N --marker M --regexp RE", "pattern", "add", "--name", "x", "--marker", "[x]")
-		refused(t, s.admin, 2, "admin redact pattern needs add, remove or reset", "pattern")
+		refused(t, s.admin, 2, "admin redact pattern needs a subcommand: add, remove, reset", "pattern")
 
 		if out := admin("pattern", "remove", "nhs"); out != "De-identification is on, with 3 patterns.\n" {
 			t.Fatalf("pattern remove printed %q", out)
@@ -914,8 +914,8 @@ func TestAdminRedact(t *testing.T) {
 	if out := mustDiary(t, s.pnA, "", "show", s.id["Met Jane"]); !strings.Contains(out, "943 476 5919, phone 07700 900123") {
 		t.Fatalf("the navigator's entry:\n%s", out)
 	}
-	refused(t, s.admin, 2, `unknown admin redact subcommand "purge"`, "purge")
-	refused(t, s.admin, 2, "admin redact needs add, remove, list, show, on, off", nil...)
+	refused(t, s.admin, 2, `unknown subcommand "purge" of "admin redact"`, "purge")
+	refused(t, s.admin, 2, "admin redact needs a subcommand: add, remove, list, show, on, off, pattern", nil...)
 }
 
 func TestAdminWaves(t *testing.T) {
@@ -1009,7 +1009,7 @@ func TestAdminWaves(t *testing.T) {
 			[]string{"add", "--number", "1", "--navigator", "RES-1", "--from", "2026-01-01", "--to", "2026-01-31"}},
 		{"UnknownNavigator", 1, `no user has the study code "PN-Z"`,
 			[]string{"add", "--number", "1", "--navigator", "PN-Z", "--from", "2026-01-01", "--to", "2026-01-31"}},
-		{"EndsBeforeStart", 1, "wave 1 ends (2026-01-01) before it starts (2026-01-31)",
+		{"EndsBeforeStart", 2, "wave 1 ends (2026-01-01) before it starts (2026-01-31)",
 			[]string{"add", "--number", "1", "--navigator", "PN-B", "--from", "2026-01-31", "--to", "2026-01-01"}},
 		{"NoLabelNoNavigator", 2, "admin wave add needs --number N --label L --from DATE --to DATE, or --number N --navigator CODE --from DATE --to DATE",
 			[]string{"add", "--number", "3", "--from", "2026-07-01", "--to", "2026-08-31"}},
@@ -1019,7 +1019,7 @@ func TestAdminWaves(t *testing.T) {
 			[]string{"remove", "--number", "2"}},
 		{"RemoveNone", 1, "cannot remove wave dates: PN-A has no own dates for wave 2",
 			[]string{"remove", "--number", "2", "--navigator", "PN-A"}},
-		{"Unknown", 2, `unknown admin wave subcommand "delete"`, []string{"delete"}},
+		{"Unknown", 2, `unknown subcommand "delete" of "admin wave"`, []string{"delete"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { refused(t, tc.status, tc.stderr, tc.args...) })
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -14,9 +16,9 @@ import (
 
 // syncWithProgress runs one sync; on a terminal it shows its progress on
 // standard error.
-func (e *env) syncWithProgress(c *client.Client) error {
+func (e *env) syncWithProgress(c *client.Client) (client.Report, error) {
 	if !isTerminal(e.stderr) {
-		return c.Sync(e.ctx)
+		return c.SyncReport(e.ctx)
 	}
 	events, stop := c.Watch()
 	defer stop()
@@ -36,44 +38,41 @@ func (e *env) syncWithProgress(c *client.Client) error {
 			}
 		}
 	}()
-	err := c.Sync(e.ctx)
+	r, err := c.SyncReport(e.ctx)
 	stop()
 	<-done
 	fmt.Fprint(e.stderr, "\r\033[K")
-	return err
+	return r, err
 }
 
 func cmdSync(e *env, args []string) error {
-	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
+	fs := e.flags()
 	watch := fs.Bool("watch", false, "keep syncing until interrupted: after changes here or on the server")
-	if pos, err := parse(fs, args); err != nil {
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("sync takes no arguments")
 	}
 	return e.withClient(func(c *client.Client) error {
 		if !*watch {
-			if err := e.syncWithProgress(c); err != nil {
+			r, err := e.syncWithProgress(c)
+			if err != nil {
 				return err
 			}
-			return e.printSummary(c)
+			return e.printSummary(c, r)
 		}
-		return e.watch(c, func() {
-			st, err := c.Status(e.ctx)
-			if err == nil && !st.Progress.Running {
-				if st.LastError != "" {
-					fmt.Fprintf(e.stderr, "%s  sync failed: %s (retrying)\n", time.Now().Format("15:04:05"), st.LastError)
-				} else {
-					fmt.Fprintf(e.stderr, "%s  in sync: %d pending, %d refused\n", time.Now().Format("15:04:05"), st.Pending, st.Refused)
-				}
+		return e.watch(c, func(st client.Status) {
+			if st.LastError != "" && !st.Offline {
+				fmt.Fprintf(e.stderr, "%s  sync failed: %s (retrying)\n", time.Now().Format("15:04:05"), st.LastError)
+			} else if st.LastError == "" {
+				fmt.Fprintf(e.stderr, "%s  in sync: %d pending, %d refused\n", time.Now().Format("15:04:05"), st.Pending, st.Refused)
 			}
 		})
 	})
 }
 
 // watch runs the client's background sync until interrupted, calling
-// onStatus after each status change.
-func (e *env) watch(c *client.Client, onChange func()) error {
+// onChange after each change of the status, and saying when the server
+// cannot be reached and when it can again.
+func (e *env) watch(c *client.Client, onChange func(client.Status)) error {
 	events, stop := c.Watch()
 	defer stop()
 	ctx, cancel := context.WithCancel(e.ctx)
@@ -85,7 +84,7 @@ func (e *env) watch(c *client.Client, onChange func()) error {
 	opts := client.RunOptions{Debounce: 200 * time.Millisecond, StreamTimeout: silence}
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx, opts) }()
-	last := ""
+	last, offline := "", false
 	for {
 		select {
 		case err := <-errc:
@@ -98,60 +97,94 @@ func (e *env) watch(c *client.Client, onChange func()) error {
 			if err != nil || st.Progress.Running {
 				continue
 			}
-			key := fmt.Sprint(st.LastSync, st.LastError, st.Pending, st.Refused)
+			switch {
+			case st.Offline && !offline:
+				offline = true
+				fmt.Fprintf(e.stderr, "%s  offline: %s (retrying)\n", time.Now().Format("15:04:05"), st.OfflineReason)
+			case !st.Offline && offline:
+				offline = false
+				fmt.Fprintf(e.stderr, "%s  back online\n", time.Now().Format("15:04:05"))
+			}
+			key := fmt.Sprint(st.LastSync, st.LastError, st.Pending, st.Refused, st.AwaitingApprovalCount)
 			if key != last {
 				last = key
-				onChange()
+				onChange(st)
 			}
 		}
 	}
 }
 
-func (e *env) printSummary(c *client.Client) error {
+// printSummary ends a sync with one line saying what went each way.
+func (e *env) printSummary(c *client.Client, r client.Report) error {
 	st, err := c.Status(e.ctx)
 	if err != nil {
 		return err
 	}
-	if isTerminal(e.stderr) || st.Refused > 0 {
-		msg := fmt.Sprintf("In sync. %d change(s) pending", st.Pending)
-		if st.Refused > 0 {
-			msg += fmt.Sprintf("; %d refused by the server (see \"diary refused\")", st.Refused)
-		}
-		fmt.Fprintln(e.stderr, msg+".")
+	sent := fmt.Sprintf("sent %d change(s)", r.Sent)
+	if r.Sent > 0 {
+		sent += fmt.Sprintf(" (%d accepted, %d refused)", r.Accepted, r.Refused)
 	}
+	if r.AwaitingApproval {
+		p, _ := c.Profile()
+		fmt.Fprintf(e.stderr, "Waiting for approval: %s, held until one of your devices approves this one (diary device approve %s); received nothing; %d pending.\n", sent, p.DeviceID, r.Pending)
+		return nil
+	}
+	msg := fmt.Sprintf("Synced: %s; received %d entr%s and %d removal(s); %d pending", sent, r.Received, plural(r.Received, "y", "ies"), r.Removed, r.Pending)
+	if st.Refused > 0 {
+		msg += fmt.Sprintf("; %d refused kept (see \"diary refused\")", st.Refused)
+	}
+	if st.AwaitingApprovalCount > 0 {
+		msg += fmt.Sprintf("; %d new device(s) ask to join your account (see \"diary status\")", st.AwaitingApprovalCount)
+	}
+	fmt.Fprintln(e.stderr, msg+".")
 	return nil
 }
 
 func cmdStatus(e *env, args []string) error {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs := e.flags()
 	jsonOut := fs.Bool("json", false, "print JSON")
-	if pos, err := parse(fs, args); err != nil {
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("status takes no arguments")
 	}
 	return e.withClient(func(c *client.Client) error {
 		st, err := c.Status(e.ctx)
 		if err != nil {
 			return err
 		}
-		p, _ := c.Profile()
+		p, ok := c.Profile()
+		if !ok {
+			return fmt.Errorf("the profile in %s is not enrolled: enrol it with \"diary enrol --server URL --code CODE\"", e.home)
+		}
 		refused, err := c.Refused(e.ctx, 0, 1000)
 		if err != nil {
 			return err
 		}
 		if *jsonOut {
 			out := map[string]any{
-				"study_code":   p.StudyCode,
-				"role":         p.Role.String(),
-				"server":       p.ServerURL,
-				"device_id":    p.DeviceID,
-				"pending":      st.Pending,
-				"refused":      refusedJSON(refused),
-				"cursor":       st.Cursor,
-				"clock_offset": st.ClockOffset.String(),
-				"last_sync":    nil,
-				"last_error":   st.LastError,
+				"study_code":      p.StudyCode,
+				"role":            p.Role.String(),
+				"server":          p.ServerURL,
+				"device_id":       p.DeviceID,
+				"device_state":    st.DeviceState.String(),
+				"entries":         st.Entries,
+				"pending":         st.Pending,
+				"pending_entries": st.PendingEntries,
+				"refused":         refusedJSON(refused),
+				"cursor":          st.Cursor,
+				"clock_offset":    st.ClockOffset.String(),
+				"last_sync":       nil,
+				"last_error":      st.LastError,
+				"awaiting_approval": func() []map[string]any {
+					out := []map[string]any{}
+					for _, d := range st.AwaitingApproval {
+						out = append(out, map[string]any{"device_id": d.ID, "name": d.Name, "enrolled_at": d.EnrolledAt, "issued_by": d.IssuedBy})
+					}
+					return out
+				}(),
+				"awaiting_approval_count": st.AwaitingApprovalCount,
+			}
+			if st.Revoked != nil {
+				out["revoked"] = map[string]any{"reason": st.Revoked.Reason.String(), "by": st.Revoked.By, "at": timeOrNil(st.Revoked.At), "message": st.Revoked.Message, "lost_changes": st.Revoked.LostChanges}
 			}
 			if !st.LastSync.IsZero() {
 				out["last_sync"] = st.LastSync
@@ -160,13 +193,29 @@ func cmdStatus(e *env, args []string) error {
 		}
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintf(tw, "profile:\t%s (%s) on %s\n", p.StudyCode, p.Role, p.ServerURL)
-		fmt.Fprintf(tw, "pending:\t%d change(s) not yet synced\n", st.Pending)
+		switch {
+		case st.Revoked != nil:
+			fmt.Fprintf(tw, "device:\trevoked: %s\n", st.Revoked.Message)
+			fmt.Fprintf(tw, "\tits copy of the diary was deleted, with %d change(s) the server never received\n", st.Revoked.LostChanges)
+		case st.DeviceState == study.DevicePending:
+			fmt.Fprintf(tw, "device:\t%s waits for approval: on another of your devices, run \"diary device approve %s\"\n", p.DeviceID, p.DeviceID)
+		default:
+			fmt.Fprintf(tw, "device:\t%s\n", p.DeviceID)
+		}
+		if st.AwaitingApprovalCount > 0 {
+			fmt.Fprintf(tw, "approval:\t%d new device(s) ask to join your account; approve only your own (\"diary device approve ID\", \"diary device deny ID\"):\n", st.AwaitingApprovalCount)
+			for _, d := range st.AwaitingApproval {
+				fmt.Fprintf(tw, "\t  %s  %q, enrolled %s with a code from %s\n", d.ID, d.Name, localTime(d.EnrolledAt), d.IssuedBy)
+			}
+		}
+		fmt.Fprintf(tw, "entries:\t%d on this device\n", st.Entries)
+		fmt.Fprintf(tw, "pending:\t%d change(s) to %d entr%s not yet synced\n", st.Pending, st.PendingEntries, plural(st.PendingEntries, "y", "ies"))
 		last := "never"
 		if !st.LastSync.IsZero() {
 			last = st.LastSync.Local().Format("2006-01-02 15:04:05")
 		}
 		fmt.Fprintf(tw, "last sync:\t%s\n", last)
-		if st.LastError != "" {
+		if st.LastError != "" && st.Revoked == nil {
 			fmt.Fprintf(tw, "last error:\t%s (%s)\n", st.LastError, st.LastErrorAt.Local().Format("2006-01-02 15:04:05"))
 		}
 		if st.ClockOffset != 0 {
@@ -208,54 +257,54 @@ func refusedJSON(rs []client.RefusedChange) []map[string]any {
 }
 
 func cmdRefused(e *env, args []string) error {
-	fs := flag.NewFlagSet("refused", flag.ContinueOnError)
-	jsonOut := fs.Bool("json", false, "print JSON")
-	pos, err := parse(fs, args)
-	if err != nil {
+	fs := e.flags()
+	jsonOut := fs.Bool("json", false, "print JSON, one change per line")
+	if err := e.noArgs(fs, args); err != nil {
 		return err
 	}
 	return e.withClient(func(c *client.Client) error {
-		if len(pos) == 2 && pos[0] == "dismiss" {
-			seq, err := strconv.ParseInt(pos[1], 10, 64)
-			if err != nil {
-				return usagef("refused dismiss needs the number shown with the change")
-			}
-			return c.DismissRefused(e.ctx, seq)
-		}
-		if len(pos) > 0 {
-			return usagef("usage: diary refused [--json] | diary refused dismiss SEQ")
-		}
-		var all []client.RefusedChange
 		for after := int64(0); ; {
 			page, err := c.Refused(e.ctx, after, 500)
 			if err != nil {
 				return err
 			}
-			all = append(all, page...)
+			for _, m := range refusedJSON(page) {
+				if *jsonOut {
+					if err := writeJSON(e.stdout, m); err != nil {
+						return err
+					}
+					continue
+				}
+				fmt.Fprintf(e.stdout, "#%v  entry %s  %v = %q\n     %v\n", m["seq"], m["entry_id"], m["field"], fmt.Sprint(m["value"]), m["message"])
+			}
 			if len(page) < 500 {
-				break
+				return nil
 			}
 			after = page[len(page)-1].Seq
 		}
-		if *jsonOut {
-			return writeJSON(e.stdout, refusedJSON(all))
-		}
-		for _, m := range refusedJSON(all) {
-			fmt.Fprintf(e.stdout, "#%v  entry %s  %v = %q\n     %v\n", m["seq"], m["entry_id"], m["field"], fmt.Sprint(m["value"]), m["message"])
-		}
-		return nil
 	})
 }
 
+func cmdRefusedDismiss(e *env, args []string) error {
+	fs := e.flags()
+	arg, err := e.oneArg(fs, args, "the number shown with the change (see \"diary refused\")")
+	if err != nil {
+		return err
+	}
+	seq, err := strconv.ParseInt(arg, 10, 64)
+	if err != nil || seq <= 0 {
+		return usagef("refused dismiss needs the number shown with the change, not %q", arg)
+	}
+	return e.withClient(func(c *client.Client) error { return c.DismissRefused(e.ctx, seq) })
+}
+
 func cmdInbox(e *env, args []string) error {
-	fs := flag.NewFlagSet("inbox", flag.ContinueOnError)
+	fs := e.flags()
 	jsonOut := fs.Bool("json", false, "print JSON, one entry per line")
 	unread := fs.Bool("unread", false, "only entries not yet read")
-	watch := fs.Bool("watch", false, "keep syncing and show new reflections as they arrive")
-	if pos, err := parse(fs, args); err != nil {
+	watch := fs.Bool("watch", false, "keep syncing and show new reflections as they arrive; say when the server cannot be reached and when it can again")
+	if err := e.noArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("inbox takes no arguments")
 	}
 	return e.withClient(func(c *client.Client) error {
 		p, _ := c.Profile()
@@ -293,6 +342,52 @@ func cmdInbox(e *env, args []string) error {
 			}
 		}
 		show()
-		return e.watch(c, show)
+		return e.watch(c, func(client.Status) { show() })
+	})
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func cmdRepair(e *env, args []string) error {
+	fs := e.flags()
+	if err := e.noArgs(fs, args); err != nil {
+		return err
+	}
+	path := filepath.Join(e.home, "replica.db")
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no profile in %s to repair", e.home)
+	}
+	silence, err := silenceTimeout()
+	if err != nil {
+		return err
+	}
+	opts := client.Options{ResponseTimeout: silence}
+	if c, err := client.Open(e.ctx, path, opts); err == nil {
+		c.Close()
+		fmt.Fprintln(e.stderr, "The replica is not damaged: nothing to repair.")
+		return nil
+	} else if !errors.As(err, new(*client.DamagedError)) {
+		return err
+	}
+	report, err := client.Repair(e.ctx, path, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stderr, "Rebuilt the replica: kept %d unsynced change(s) and %d refused one(s)", report.Kept, report.RefusedKept)
+	if report.Unreadable > 0 {
+		fmt.Fprintf(e.stderr, "; %d unsynced change(s) could not be read and are lost", report.Unreadable)
+	}
+	fmt.Fprintf(e.stderr, ".\nThe damaged file was kept as %s; it holds diary text: delete it once you no longer need it.\n", report.DamagedCopy)
+	return e.withClient(func(c *client.Client) error {
+		r, err := e.syncWithProgress(c)
+		if err != nil {
+			return fmt.Errorf("the replica was rebuilt, but the sync that fills it again failed (run \"diary sync\" later): %w", err)
+		}
+		return e.printSummary(c, r)
 	})
 }

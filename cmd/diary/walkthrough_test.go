@@ -73,6 +73,24 @@ func walkthrough(t *testing.T, bin string, store []string) {
 		}
 		return out.String()
 	}
+	// Both binaries say which build they are: the module version and the
+	// revision go build stamped from the checkout, as "go version -m"
+	// reads them (a toolchain told not to stamp, -buildvcs=false, leaves
+	// the revision unknown, and the binary says so).
+	for _, bin := range []string{"diary", "diaryd"} {
+		meta, err := exec.Command("go", "version", "-m", filepath.Join(dir, bin)).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "(revision unknown"
+		if m := regexp.MustCompile(`\bvcs\.revision=([0-9a-f]{40})`).FindSubmatch(meta); m != nil {
+			want = "(revision " + string(m[1]) + ", "
+		}
+		out, err := exec.Command(filepath.Join(dir, bin), "version").Output()
+		if err != nil || !strings.HasPrefix(string(out), bin+" ") || !strings.Contains(string(out), want) {
+			t.Errorf("%s version: %q (%v), want it to hold %q", bin, out, err, want)
+		}
+	}
 	url := "http://" + addr
 	diary("pn-a", "enrol", "--server", url, "--code", codes["PN-A"], "--name", "PN-A phone")
 	diary("sup1", "enrol", "--server", url, "--code", codes["SUP-1"], "--name", "SUP-1 laptop")
@@ -92,6 +110,41 @@ func walkthrough(t *testing.T, bin string, store []string) {
 	inbox := diary("sup1", "inbox")
 	if !strings.Contains(inbox, "First shift") || strings.Contains(inbox, "Just for me") {
 		t.Fatalf("inbox:\n%s", inbox)
+	}
+
+	// A second device of PN-A, with a code from the administrator, waits
+	// until PN-A's phone approves it.
+	// On SQLite the first administrator's code is in the data directory,
+	// as the README says; on PostgreSQL it is asked for at the console.
+	adminCode, err := os.ReadFile(filepath.Join(data, "admin-code"))
+	if store != nil {
+		adminCode, err = exec.Command(filepath.Join(dir, "diaryd"), append([]string{"admin-code"}, store...)...).Output()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	diary("admin", "enrol", "--server", url, "--code", strings.TrimSpace(string(adminCode)))
+	code := strings.TrimSpace(diary("admin", "admin", "code", "--user", "PN-A"))
+	if out := diary("pn-a-tablet", "enrol", "--server", url, "--code", code, "--name", "pn-a-tablet"); !strings.Contains(out, "waits for approval") {
+		t.Fatalf("enrolling PN-A's tablet:\n%s", out)
+	}
+	diary("pn-a-tablet", "sync")
+	if out := diary("pn-a-tablet", "list"); strings.Contains(out, "First shift") {
+		t.Fatalf("the pending tablet holds PN-A's entries:\n%s", out)
+	}
+	diary("pn-a", "sync")
+	st := diary("pn-a", "status")
+	m := regexp.MustCompile(`\n\s+([0-9a-f-]{36})  "pn-a-tablet"`).FindStringSubmatch(st)
+	if m == nil {
+		t.Fatalf("PN-A's status does not show the tablet asking to join:\n%s", st)
+	}
+	diary("pn-a", "device", "approve", m[1])
+	diary("pn-a-tablet", "sync")
+	if out := diary("pn-a-tablet", "list"); !strings.Contains(out, "First shift") {
+		t.Fatalf("the approved tablet does not hold PN-A's entries:\n%s", out)
+	}
+	if out := diary("pn-a", "activity"); !strings.Contains(out, "approved device pn-a-tablet") || !strings.Contains(out, "ADMIN") {
+		t.Fatalf("PN-A's activity:\n%s", out)
 	}
 
 	qdpx := filepath.Join(dir, "wave2.qdpx")

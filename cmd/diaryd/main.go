@@ -1,33 +1,40 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
 //	diaryd admin-code [--data DIR | --database postgres://...]
 //	diaryd migrate --from DIR --database postgres://...
 //	diaryd backup --to FILE [--data DIR]
+//	diaryd version [--json]
 //
 // Without --database the study is the embedded SQLite file in --data;
 // with it, the PostgreSQL database it names, which several diaryd
 // processes may share. Every flag can also be set in the environment:
 // DIARYSYNC_DATA, DIARYSYNC_DATABASE, DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT,
 // DIARYSYNC_TLS_KEY, DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO,
-// DIARYSYNC_SYNCHRONOUS.
+// DIARYSYNC_SYNCHRONOUS, DIARYSYNC_METRICS_ADDR, DIARYSYNC_TRUSTED_PROXY,
+// DIARYSYNC_MAX_STREAMS_PER_DEVICE, DIARYSYNC_MAX_STREAMS.
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/buildinfo"
+	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/server"
 	"github.com/diarysync/diarysync/server/postgres"
 	"github.com/diarysync/diarysync/server/sqlite"
@@ -38,19 +45,31 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	var ue *usageError
 	switch {
 	case errors.Is(err, flag.ErrHelp):
+	case errors.As(err, &ue):
+		fmt.Fprintln(os.Stderr, "diaryd:", err)
+		os.Exit(2)
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "diaryd:", err)
 		os.Exit(1)
 	}
 }
 
+// usageError is a mistake in how diaryd was called (exit status 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
+
 const usage = `usage:
-  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--log-level LEVEL] [--demo]
+  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
   diaryd admin-code [--data DIR | --database postgres://...]
   diaryd migrate --from DIR --database postgres://...
   diaryd backup --to FILE [--data DIR]
+  diaryd version [--json]
 
 Run "diaryd serve --help" for the flags.`
 
@@ -68,12 +87,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, args[1:], stdout, stderr)
 	case "backup":
 		return backup(ctx, args[1:], stdout, stderr)
+	case "version":
+		return version(args[1:], stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
 	}
 	fmt.Fprintln(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	return usagef("unknown command %q", args[0])
+}
+
+// flags returns a flag set whose help (for --help) goes to stdout.
+func flags(name, synopsis string, stdout io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(stdout, "usage: %s %s\n\nflags:\n", name, synopsis)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+// parse parses flags; a mistake is a usage error (exit status 2), and
+// --help prints the usage and returns flag.ErrHelp (exit status 0).
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usagef("%s: %v", fs.Name(), err)
+	}
+	if fs.NArg() > 0 {
+		return usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func version(args []string, stdout io.Writer) error {
+	fs := flags("diaryd version", "[--json]", stdout)
+	jsonOut := fs.Bool("json", false, "print JSON")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	info := buildinfo.Read()
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(info)
+	}
+	fmt.Fprintln(stdout, info.String("diaryd"))
+	return nil
 }
 
 func env(name, def string) string {
@@ -101,6 +164,14 @@ func openData(ctx context.Context, dir, synchronous string, create bool) (study.
 		}
 	} else if _, err := os.Stat(dbFile(dir)); err != nil {
 		return nil, fmt.Errorf("no diarysync database in %s: start the server there once first", dir)
+	}
+	// The directory holds diary entries and the administrator's code: an
+	// existing one made wider by hand is tightened, or refused.
+	if err := litedb.TightenMode(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("the data directory must be private: %w", err)
+	}
+	if err := litedb.TightenMode(filepath.Join(dir, "admin-code"), 0o600); err != nil {
+		return nil, err
 	}
 	return sqlite.Open(ctx, dbFile(dir), sqlite.Options{Synchronous: synchronous})
 }
@@ -142,8 +213,7 @@ func writeAdminCode(dir, code string) error {
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diaryd serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("diaryd serve", "[flags]", stdout)
 	data := dataFlag(fs)
 	database := databaseFlag(fs)
 	addr := fs.String("addr", env("DIARYSYNC_ADDR", "127.0.0.1:8080"), "address to listen on (env DIARYSYNC_ADDR)")
@@ -152,15 +222,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	level := fs.String("log-level", env("DIARYSYNC_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env DIARYSYNC_LOG_LEVEL)")
 	demo := fs.Bool("demo", env("DIARYSYNC_DEMO", "") == "1" || env("DIARYSYNC_DEMO", "") == "true", "seed a demo study once and print its enrolment codes (env DIARYSYNC_DEMO=1)")
 	synchronous := fs.String("synchronous", env("DIARYSYNC_SYNCHRONOUS", "FULL"), "SQLite synchronous: FULL (every acknowledged push survives power loss) or NORMAL (env DIARYSYNC_SYNCHRONOUS)")
-	if err := fs.Parse(args); err != nil {
+	metricsAddr := fs.String("metrics-addr", env("DIARYSYNC_METRICS_ADDR", ""), "serve /metrics on this private address instead of on --addr (env DIARYSYNC_METRICS_ADDR)")
+	trusted := fs.String("trusted-proxy", env("DIARYSYNC_TRUSTED_PROXY", ""), "CIDR prefixes (comma-separated) of reverse proxies whose X-Forwarded-For gives the client's address (env DIARYSYNC_TRUSTED_PROXY)")
+	perDevice := fs.Int("max-streams-per-device", envInt("DIARYSYNC_MAX_STREAMS_PER_DEVICE", server.DefaultMaxStreamsPerDevice), "open Subscribe streams one device may hold (env DIARYSYNC_MAX_STREAMS_PER_DEVICE)")
+	maxStreams := fs.Int("max-streams", envInt("DIARYSYNC_MAX_STREAMS", server.DefaultMaxStreams), "open Subscribe streams the server holds in all (env DIARYSYNC_MAX_STREAMS)")
+	if err := parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
-		return fmt.Errorf("log level %q: use debug, info, warn or error", *level)
+		return usagef("log level %q: use debug, info, warn or error", *level)
+	}
+	proxies, err := server.ParseTrustedProxies(*trusted)
+	if err != nil {
+		return usagef("--trusted-proxy: %v", err)
+	}
+	if *perDevice < 1 || *maxStreams < 1 {
+		return usagef("--max-streams-per-device and --max-streams must be at least 1")
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 
@@ -220,9 +298,30 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printDemo(stdout, url, people, seeded)
 	}
-	srv := server.New(server.Config{Store: db, Logger: log})
+	srv := server.New(server.Config{Store: db, Logger: log, TrustedProxies: proxies, MaxStreamsPerDevice: *perDevice, MaxStreams: *maxStreams, PrivateMetrics: *metricsAddr != ""})
+	if *metricsAddr != "" {
+		mln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			ln.Close()
+			return fmt.Errorf("cannot listen on %s for metrics: %w", *metricsAddr, err)
+		}
+		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		go ms.Serve(mln)
+		defer ms.Close()
+		log.Info("serving metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+	}
 	log.Info("serving", "url", url, "data", where)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
+}
+
+func envInt(name string, def int) int {
+	if v, ok := os.LookupEnv(name); ok {
+		if n, err := strconv.Atoi(v); err == nil {
+			return n
+		}
+		return -1 // refused as out of range by the flag checks
+	}
+	return def
 }
 
 func printDemo(w io.Writer, url string, people []study.DemoUser, seeded bool) {
@@ -253,12 +352,11 @@ Next, in another terminal (the diary command keeps each person's profile in --ho
 `, url, codes["PN-A"], codes["SUP-1"])
 }
 
-func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diaryd admin-code", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func adminCode(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := flags("diaryd admin-code", "[--data DIR]", stdout)
 	data := dataFlag(fs)
 	database := databaseFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *database != "" {
@@ -291,18 +389,14 @@ func adminCode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func backup(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diaryd backup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("diaryd backup", "--to FILE [--data DIR]", stdout)
 	data := dataFlag(fs)
 	to := fs.String("to", "", "the backup file to write; it must not exist")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *to == "" {
-		return errors.New("backup needs --to FILE")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return usagef("backup needs --to FILE")
 	}
 	if _, err := os.Stat(dbFile(*data)); err != nil {
 		return fmt.Errorf("no diarysync database in %s", *data)

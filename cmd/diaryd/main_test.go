@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -474,5 +475,121 @@ func TestRun(t *testing.T) {
 				t.Fatalf("got %v, want an error containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestDiaryd_MetricsAddr: with --metrics-addr, /metrics is served on that
+// private address, with the standard Go and process series, and not on
+// the public one.
+func TestDiaryd_MetricsAddr(t *testing.T) {
+	p := startDiaryd(t, t.TempDir(), "--metrics-addr", "127.0.0.1:0")
+	var private string
+	for _, line := range strings.Split(p.stderr.String(), "\n") {
+		var l struct{ Msg, URL string }
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving metrics" {
+			private = l.URL
+		}
+	}
+	if private == "" {
+		t.Fatalf("diaryd did not say where it serves metrics:\n%s", p.stderr.String())
+	}
+	resp, err := http.Get(p.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the public address serves /metrics: %s", resp.Status)
+	}
+	resp, err = http.Get(private)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, series := range []string{"\ngo_goroutines ", "\nprocess_resident_memory_bytes ", "\ndiarysync_subscribe_streams_active ", "diarysync_go_heap_inuse_bytes "} {
+		if !strings.Contains(string(body), series) {
+			t.Errorf("private /metrics lacks %q", strings.TrimSpace(series))
+		}
+	}
+}
+
+// TestDiaryd_DataTightened: an existing data directory (and admin code)
+// left open to others is made private when the server starts.
+func TestDiaryd_DataTightened(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	p := startDiaryd(t, data)
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait(t)
+	if err := os.Chmod(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"admin-code", "diarysync.db"} {
+		if err := os.Chmod(filepath.Join(data, f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p = startDiaryd(t, data)
+	for path, want := range map[string]os.FileMode{data: 0o700, filepath.Join(data, "admin-code"): 0o600, filepath.Join(data, "diarysync.db"): 0o600} {
+		st, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != want {
+			t.Errorf("%s has mode %04o, want %04o", path, st.Mode().Perm(), want)
+		}
+	}
+}
+
+// TestHelpAndVersion: --help prints a command's flags to standard output
+// and succeeds; version prints the build; a bad flag value is a usage
+// mistake (exit status 2).
+func TestHelpAndVersion(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		args  []string
+		flags []string
+	}{
+		{[]string{"serve", "--help"}, []string{"-data", "-addr", "-tls-cert", "-tls-key", "-log-level", "-demo", "-synchronous", "-metrics-addr", "-trusted-proxy", "-max-streams-per-device", "-max-streams"}},
+		{[]string{"admin-code", "--help"}, []string{"-data"}},
+		{[]string{"version", "--help"}, []string{"-json"}},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run(ctx, tc.args, &stdout, &stderr); !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		for _, f := range tc.flags {
+			if !strings.Contains(stdout.String(), f+" ") && !strings.Contains(stdout.String(), f+"\n") {
+				t.Errorf("diaryd %v does not show %s:\n%s", tc.args, f, stdout.String())
+			}
+		}
+		if stderr.Len() > 0 {
+			t.Errorf("diaryd %v wrote to stderr: %s", tc.args, stderr.String())
+		}
+	}
+	var stdout bytes.Buffer
+	if err := run(ctx, []string{"version", "--json"}, &stdout, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	var info struct{ Module, Version, Go string }
+	if err := json.Unmarshal(stdout.Bytes(), &info); err != nil || info.Module != "github.com/diarysync/diarysync" || info.Version == "" || info.Go == "" {
+		t.Fatalf("version --json: %q (%v)", stdout.String(), err)
+	}
+	for _, bad := range [][]string{
+		{"serve", "--max-streams", "many"},
+		{"serve", "--max-streams-per-device", "0"},
+		{"serve", "--trusted-proxy", "10.0.0.0/99"},
+		{"serve", "--log-level", "loud"},
+		{"serve", "--no-such-flag"},
+		{"frobnicate"},
+	} {
+		err := run(ctx, bad, io.Discard, io.Discard)
+		var ue *usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("diaryd %v: %v, want a usage error (exit status 2)", bad, err)
+		}
 	}
 }

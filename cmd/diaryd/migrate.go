@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,24 +13,22 @@ import (
 
 // migrate copies a stopped SQLite study into an empty PostgreSQL
 // database, row for row: ids, sequence numbers, feeds, history, the audit
-// log, kept refusals, device secrets' hashes, navigators' own wave dates,
-// the redaction setting and terms, and the exports made with their
-// entries (so that --since still compares with them). Devices therefore keep
-// their tokens and cursors and carry on syncing against the new server
-// without enrolling again, and without missing or repeating anything.
+// log and whom each event concerns, kept refusals, device secrets' hashes
+// with the devices' approval and revocation, entries held back for a
+// device waiting for approval, navigators' own wave dates, the redaction
+// setting and terms, and the exports made with their entries (so that
+// --since still compares with them). Devices therefore keep their tokens
+// and cursors and carry on syncing against the new server without
+// enrolling again, and without missing or repeating anything.
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("diaryd migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := flags("diaryd migrate", "--from DIR --database postgres://...", stdout)
 	from := fs.String("from", "", "the data directory of the SQLite study to copy; its server must be stopped")
 	database := databaseFlag(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *from == "" || *database == "" {
-		return errors.New("migrate needs --from DIR and --database postgres://...")
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return usagef("migrate needs --from DIR and --database postgres://...")
 	}
 	if _, err := os.Stat(dbFile(*from)); err != nil {
 		return fmt.Errorf("no diarysync database in %s", *from)
@@ -102,38 +98,45 @@ func asBool(v any) any {
 
 // copyTables are the study's tables in an order that keeps references
 // valid. The enrolment attempts are not copied: they only slow guessing
-// for a while.
+// for a while. The one-row tables (sequence, redaction) are written by
+// copyStudy. TestCopyTables checks that every column of both schemas is
+// here.
 var copyTables = []copyTable{
 	{name: "users", columns: []string{"id", "study_code", "role", "display_name", "active", "created_at", "withdrawn_at"},
 		convert: func(r []any) []any { r[4] = asBool(r[4]); return r }},
 	{name: "assignments", columns: []string{"supervisor_id", "navigator_id", "created_at"}},
-	{name: "enrollment_codes", columns: []string{"code_hash", "user_id", "created_at", "expires_at", "used_at"}},
-	{name: "devices", columns: []string{"id", "public_id", "user_id", "replica_id", "name", "secret_hash", "enrolled_at", "last_sync_at", "revoked_at"}},
-	{name: "entries", columns: []string{"rid", "id", "owner_id", "seq", "state", "date", "sup_visible", "res_visible", "deleted", "erased_at"},
+	{name: "enrollment_codes", columns: []string{"code_hash", "user_id", "created_at", "expires_at", "used_at", "issued_by", "approved"},
+		convert: func(r []any) []any { r[6] = asBool(r[6]); return r }},
+	{name: "devices", columns: []string{"id", "public_id", "user_id", "replica_id", "name", "secret_hash", "enrolled_at", "last_sync_at", "revoked_at",
+		"pending", "issued_by", "approved_at", "approved_by", "revocation", "revoked_by"},
+		convert: func(r []any) []any { r[9] = asBool(r[9]); return r }},
+	{name: "entries", columns: []string{"rid", "id", "owner_id", "seq", "state", "date", "sup_visible", "res_visible", "deleted", "erased_at", "held_by"},
 		convert: func(r []any) []any { r[6], r[7], r[8] = asBool(r[6]), asBool(r[7]), asBool(r[8]); return r }},
 	{name: "feed", columns: []string{"reader", "entry", "seq", "visible", "reason"},
 		convert: func(r []any) []any { r[3] = asBool(r[3]); return r }},
 	// SQLite keeps a change's value in one untyped column; PostgreSQL in
-	// text_value or int_value.
+	// text_value, int_value or, for a text edit (which SQLite holds as a
+	// blob, its canonical encoding), text_change.
 	{name: "history", columns: []string{"id", "entry", "field", "tag", "feedback", "value", "clock", "device_id", "user_id", "received_at", "write_clock"},
-		to: []string{"id", "entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"},
+		to: []string{"id", "entry", "field", "tag", "feedback", "text_value", "int_value", "text_change", "clock", "device_id", "user_id", "received_at", "write_clock"},
 		convert: func(r []any) []any {
-			var text, number any
+			var text, number, edit any
 			switch v := r[5].(type) {
 			case string:
 				text = v
 			case []byte:
-				text = string(v)
+				edit = v
 			case int64:
 				number = v
 			case bool:
 				number = map[bool]int64{false: 0, true: 1}[v]
 			}
-			return append(r[:5:5], append([]any{text, number}, r[6:]...)...)
+			return append(r[:5:5], append([]any{text, number, edit}, r[6:]...)...)
 		}},
 	{name: "waves", columns: []string{"number", "label", "start_date", "end_date"}},
 	{name: "wave_dates", columns: []string{"number", "navigator_id", "start_date", "end_date"}},
 	{name: "audit", columns: []string{"id", "at", "actor", "action", "subject", "details"}},
+	{name: "audit_subjects", columns: []string{"user_id", "event"}},
 	{name: "refusals", columns: []string{"device_id", "clock", "reason", "message"}},
 	{name: "redaction_terms", columns: []string{"key", "term", "marker", "added_at"}},
 	// An incomplete export was being made when the server stopped; the

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"net/http"
 	"os"
@@ -16,6 +17,10 @@ import (
 	"github.com/diarysync/diarysync/internal/storetest"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/server/sqlite"
+	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
+	"github.com/jackc/pgx/v5"
 )
 
 // feedReader pulls a reader's feed with its own cursor and fails on any
@@ -87,6 +92,7 @@ func TestDiaryd_Migrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var erased string
+	var privateID syncengine.EntryID // an entry no reader sees, edited after the move
 	for i := range 50 {
 		id, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("before %d", i), Body: "Met J.", ShareSupervisor: i%5 != 0, ShareResearch: i%2 == 0})
 		if err != nil {
@@ -94,6 +100,9 @@ func TestDiaryd_Migrate(t *testing.T) {
 		}
 		if i == 1 {
 			erased = id.String()
+		}
+		if i == 5 {
+			privateID = id
 		}
 	}
 	if err := phone.Sync(ctx); err != nil {
@@ -104,6 +113,26 @@ func TestDiaryd_Migrate(t *testing.T) {
 	}
 	if err := phone.Sync(ctx); err != nil {
 		t.Fatal(err)
+	}
+	// A tablet of PN-A enrolled with a code the administrator issued:
+	// it waits for the phone's approval, and what it writes is held back.
+	tablet, err := client.Open(ctx, filepath.Join(t.TempDir(), "tablet.db"), client.Options{Synchronous: "NORMAL"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tablet.Close()
+	tabletProf, err := tablet.Enroll(ctx, front.url(), issue(t, admin, "PN-A", diaryv1.Role_ROLE_NAVIGATOR), "tablet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tablet.Create(ctx, client.Draft{Title: "held by the tablet", Body: "Met L.", ShareSupervisor: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tablet.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := tablet.Status(ctx); err != nil || st.Pending != 0 {
+		t.Fatalf("the pending tablet did not push its entry: %+v %v", st, err)
 	}
 	sup := &feedReader{sync: diaryv1connect.NewSyncServiceClient(http.DefaultClient, front.url(), connect.WithInterceptors(authHeader(supEnr.GetToken())))}
 	sup.seen = map[string]bool{}
@@ -154,6 +183,23 @@ func TestDiaryd_Migrate(t *testing.T) {
 		if err != nil || !strings.Contains(out, "Copied") {
 			t.Fatalf("migrate: %v\n%s", err, out)
 		}
+		// The bodies were written as text edits, which SQLite keeps as
+		// blobs in history.value and PostgreSQL in history.text_change.
+		lite, err := sql.Open("sqlite", dbFile(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lite.Close()
+		var edits, copied int
+		if err := lite.QueryRow(`SELECT count(*) FROM history WHERE typeof(value) = 'blob'`).Scan(&edits); err != nil {
+			t.Fatal(err)
+		}
+		if err := openRaw(t, url).QueryRow(`SELECT count(*) FROM history WHERE text_change IS NOT NULL AND text_value IS NULL AND int_value IS NULL`).Scan(&copied); err != nil {
+			t.Fatal(err)
+		}
+		if edits == 0 || copied != edits {
+			t.Fatalf("%d text edits in the SQLite history, %d copied as text edits", edits, copied)
+		}
 	})
 	t.Run("ErrNotEmpty", func(t *testing.T) {
 		out, err := diaryd(t, "migrate", "--from", data, "--database", url)
@@ -171,6 +217,11 @@ func TestDiaryd_Migrate(t *testing.T) {
 	}
 	front.point(pg.url)
 	t.Run("OKCarriesOn", func(t *testing.T) {
+		// A body moved from SQLite takes a text edit on PostgreSQL.
+		body := "Met J. at the day centre."
+		if err := phone.Update(ctx, privateID, client.Edit{Body: &body}); err != nil {
+			t.Fatal(err)
+		}
 		for i := range 5 {
 			if _, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("after %d", i), Body: "Met K.", ShareSupervisor: true, ShareResearch: true}); err != nil {
 				t.Fatal(err)
@@ -181,6 +232,9 @@ func TestDiaryd_Migrate(t *testing.T) {
 		}
 		if st, err := phone.Status(ctx); err != nil || st.Pending != 0 || st.Refused != 0 {
 			t.Fatalf("after the move: %+v %v", st, err)
+		}
+		if e, err := phone.Get(ctx, privateID); err != nil || e.Body != body {
+			t.Fatalf("the body edited after the move: %+v %v", e, err)
 		}
 		local, n, err := phone.StateHash(ctx)
 		if err != nil {
@@ -220,6 +274,50 @@ func TestDiaryd_Migrate(t *testing.T) {
 			s.GetAdded() != 5 || s.GetChanged() != 0 || s.GetWithdrawn() != 0 || s.GetErased() != 0 || s.GetOutside() != 0 {
 			t.Fatalf("the export after the move: %d entries, id %d (first %d), %d navigator waves, %d terms, since %v; want 30 with 5 added",
 				m.GetEntries(), m.GetExportId(), first.GetExportId(), len(m.GetNavigatorWaves()), m.GetRedactionTerms(), s)
+		}
+	})
+	t.Run("OKApprovalCarriesOn", func(t *testing.T) {
+		devices, _, err := phone.Devices(ctx, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var waiting []string
+		for _, d := range devices {
+			if d.State == study.DevicePending {
+				waiting = append(waiting, d.ID)
+				if d.IssuedBy != "ADMIN" {
+					t.Errorf("the tablet was issued by %q after the move, want ADMIN", d.IssuedBy)
+				}
+			}
+		}
+		if len(waiting) != 1 || waiting[0] != tabletProf.DeviceID {
+			t.Fatalf("devices waiting after the move: %v, want the tablet %s", waiting, tabletProf.DeviceID)
+		}
+		activity, _, err := phone.Activity(ctx, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		enrolments := 0
+		for _, a := range activity {
+			if a.Action == "device.enrol" && a.Subject == tabletProf.DeviceID && a.Actor == "ADMIN" {
+				enrolments++
+			}
+		}
+		if enrolments != 1 {
+			t.Fatalf("PN-A's activity after the move has %d enrolments of the tablet by ADMIN: %+v", enrolments, activity)
+		}
+		if _, err := phone.ApproveDevice(ctx, tabletProf.DeviceID); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := sup.pull(t)
+		if len(got) != 1 || got[0] != "held by the tablet" {
+			t.Fatalf("the supervisor pulled %v once the tablet was approved, want the entry it held", got)
+		}
+		if err := tablet.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, n, err := tablet.StateHash(ctx); err != nil || n != 55 {
+			t.Fatalf("the approved tablet holds %d entries (%v), want PN-A's 55", n, err)
 		}
 	})
 	t.Run("OKErasedStaysErased", func(t *testing.T) {
@@ -297,7 +395,14 @@ func TestDiaryd_Backup(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer phone.Close()
-	if _, err := phone.Enroll(ctx, p.url, issue(t, admin, "PN-A", diaryv1.Role_ROLE_NAVIGATOR), "phone"); err != nil {
+	prof, err := phone.Enroll(ctx, p.url, issue(t, admin, "PN-A", diaryv1.Role_ROLE_NAVIGATOR), "phone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PN-A's first device approves the phone, so that what it writes
+	// reaches the first device's pulls.
+	if _, err := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, p.url, connect.WithInterceptors(authHeader(enr.GetToken()))).
+		ApproveDevice(ctx, &diaryv1.ApproveDeviceRequest{DeviceId: prof.DeviceID}); err != nil {
 		t.Fatal(err)
 	}
 	write := func(prefix string, n int) {
@@ -369,4 +474,124 @@ func TestDiaryd_Backup(t *testing.T) {
 			t.Fatalf("a cursor past the restored study: %v", err)
 		}
 	})
+}
+
+// TestCopyTables checks that "diaryd migrate" copies every column of
+// every table of the SQLite schema, into columns the PostgreSQL schema
+// has, and writes every column of the PostgreSQL schema (with
+// DIARYSYNC_TEST_POSTGRES): a table or column added to either store and
+// forgotten in copyTables fails it.
+func TestCopyTables(t *testing.T) {
+	ctx := context.Background()
+	// Not copied: the guessing limit only slows guessing for a while, and
+	// each store keeps its own record of the migrations it applied.
+	skipped := map[string]bool{"enroll_attempts": true, "schema_migrations": true}
+	// The one-row tables copyStudy writes itself (their id is always 1).
+	oneRow := map[string][]string{"sequence": {"id", "value", "changed_at"}, "redaction": {"id", "enabled", "patterns", "version"}}
+	// PostgreSQL columns no SQLite study has: an export's lock is held
+	// only while it is made, and a copied export is complete.
+	pgOnly := map[string]bool{"exports.lock_key": true}
+
+	from, to := map[string]map[string]bool{}, map[string]map[string]bool{}
+	for _, ct := range copyTables {
+		from[ct.name], to[ct.name] = map[string]bool{}, map[string]bool{}
+		for _, c := range ct.columns {
+			from[ct.name][c] = true
+		}
+		cols := ct.to
+		if cols == nil {
+			cols = ct.columns
+		}
+		for _, c := range cols {
+			to[ct.name][c] = true
+		}
+	}
+	for name, cols := range oneRow {
+		from[name], to[name] = map[string]bool{}, map[string]bool{}
+		for _, c := range cols {
+			from[name][c], to[name][c] = true, true
+		}
+	}
+	check := func(engine string, schema map[string][]string, copied map[string]map[string]bool) {
+		t.Helper()
+		for table, cols := range schema {
+			if skipped[table] {
+				continue
+			}
+			if copied[table] == nil {
+				t.Errorf("%s table %s is not copied", engine, table)
+				continue
+			}
+			for _, c := range cols {
+				if !copied[table][c] && !(engine == "PostgreSQL" && pgOnly[table+"."+c]) {
+					t.Errorf("%s column %s.%s is not copied", engine, table, c)
+				}
+			}
+		}
+		for table := range copied {
+			if schema[table] == nil {
+				t.Errorf("copyTables names %s, which the %s schema does not have", table, engine)
+			}
+		}
+	}
+
+	file := filepath.Join(t.TempDir(), "diarysync.db")
+	lite, err := sqlite.Open(ctx, file, sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lite.Close()
+	src, err := sql.Open("sqlite", "file:"+file+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	liteSchema := map[string][]string{}
+	rows, err := src.QueryContext(ctx, `SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+		WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var table, col string
+		if err := rows.Scan(&table, &col); err != nil {
+			t.Fatal(err)
+		}
+		liteSchema[table] = append(liteSchema[table], col)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	if len(liteSchema) < 10 {
+		t.Fatalf("the SQLite schema has only %v", liteSchema)
+	}
+	check("SQLite", liteSchema, from)
+
+	if os.Getenv("DIARYSYNC_TEST_POSTGRES") == "" {
+		t.Log("DIARYSYNC_TEST_POSTGRES is not set: the PostgreSQL schema is not checked")
+		return
+	}
+	url := storetest.NewDatabase(t)
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	pgSchema := map[string][]string{}
+	prows, err := conn.Query(ctx, `SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' ORDER BY table_name, ordinal_position`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for prows.Next() {
+		var table, col string
+		if err := prows.Scan(&table, &col); err != nil {
+			t.Fatal(err)
+		}
+		pgSchema[table] = append(pgSchema[table], col)
+	}
+	if err := prows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	check("PostgreSQL", pgSchema, to)
 }

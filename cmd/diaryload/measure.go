@@ -276,18 +276,28 @@ type fullPullReport struct {
 // cursor 0, a full page at a time.
 func fullPull(ctx context.Context, cfg *config, t *target, s *loadStudy, results []*navigatorResult, pr *progress) (*fullPullReport, error) {
 	rep := &fullPullReport{PageSize: pullPageSize}
-	if s.preloader != nil {
+	owner := s.preloader
+	if owner != nil {
 		rep.StudyCode, rep.Expected = s.preloader.code, cfg.preload
 	} else {
-		rep.StudyCode, rep.Expected = s.navigators[0].code, results[0].entries
+		owner = s.navigators[0]
+		rep.StudyCode, rep.Expected = owner.code, results[0].entries
 	}
 	ectx, cancel := context.WithTimeout(ctx, cfg.rpcTimeout)
+	defer cancel()
 	d, err := t.enrol(ectx, rep.StudyCode, "diaryload fresh device")
-	cancel()
 	if err != nil {
 		return nil, err
 	}
 	defer d.close()
+	// The navigator has a device already: the fresh one waits until that
+	// one approves it, as a person's new phone does.
+	if d.pending {
+		if err := owner.approve(ectx, d); err != nil {
+			return nil, err
+		}
+	}
+	cancel()
 	pr.phase("full pull", rep.Expected)
 	var took []time.Duration
 	cursor := uint64(0)

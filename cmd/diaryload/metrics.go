@@ -13,8 +13,8 @@ import (
 )
 
 // Metrics read from a server's /metrics. diaryd exposes its Go heap in
-// use; a resident-memory gauge is read too where a server exposes one
-// under the conventional Prometheus name.
+// use, and its resident memory under the conventional Prometheus name
+// (the process collector), as other servers may.
 const (
 	metricHeap = "diarysync_go_heap_inuse_bytes"
 	metricRSS  = "process_resident_memory_bytes"

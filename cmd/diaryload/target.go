@@ -230,7 +230,10 @@ func (b bearer) WrapStreamingHandler(next connect.StreamingHandlerFunc) connect.
 // device is one enrolled device, speaking the API directly.
 type device struct {
 	code    string // the user's study code
+	id      string // the device's public id
+	pending bool   // it waits for approval by another device of its user
 	sync    diaryv1connect.SyncServiceClient
+	devices diaryv1connect.DeviceServiceClient
 	replica syncengine.ReplicaID
 	clock   *syncengine.Clock
 	tr      *http.Transport
@@ -262,12 +265,24 @@ func (t *target) enrol(ctx context.Context, code, name string) (*device, error) 
 	if st := resp.GetServerTime(); st != nil {
 		d.clock.SetOffset(st.AsTime().Sub(sent.Add(received.Sub(sent) / 2)))
 	}
+	d.id, d.pending = resp.GetDeviceId(), resp.GetState() == diaryv1.DeviceState_DEVICE_STATE_PENDING
 	d.sync = diaryv1connect.NewSyncServiceClient(hc, t.url,
 		connect.WithInterceptors(bearer(resp.GetToken())),
 		connect.WithSendGzip(),
 		connect.WithCompressMinBytes(1<<10),
 	)
+	d.devices = diaryv1connect.NewDeviceServiceClient(hc, t.url, connect.WithInterceptors(bearer(resp.GetToken())))
 	return d, nil
+}
+
+// approve lets other, a new device of d's user that waits for approval,
+// sync, as the person would from the device they already have.
+func (d *device) approve(ctx context.Context, other *device) error {
+	if _, err := d.devices.ApproveDevice(ctx, &diaryv1.ApproveDeviceRequest{DeviceId: other.id}); err != nil {
+		return fmt.Errorf("cannot approve the new device of %s: %w", d.code, err)
+	}
+	other.pending = false
+	return nil
 }
 
 // close closes the device's connection.

@@ -17,7 +17,8 @@ import (
 	"strconv"
 	"strings"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // DB is a SQLite database with a single writer connection and a pool of
@@ -44,6 +45,46 @@ type Options struct {
 	Dir        string
 	// Now returns the time recorded with applied migrations, in Unix ms.
 	Now func() int64
+	// MaxPageCount, if not 0, caps the file at that many pages (SQLite's
+	// max_page_count), so that tests can fill "the disk".
+	MaxPageCount int
+}
+
+// Errors SQLite reports that callers handle on their own, tested with
+// errors.Is.
+var (
+	// ErrFull is a write that found the disk, or the file's size limit,
+	// full. The transaction was rolled back: nothing of it was written.
+	ErrFull = errors.New("database or disk is full")
+	// ErrCorrupt is a read or write that found the file damaged.
+	ErrCorrupt = errors.New("the database file is damaged")
+)
+
+// classified is an SQLite error marked as one of the errors above.
+type classified struct {
+	kind error
+	err  error
+}
+
+func (c *classified) Error() string        { return c.err.Error() }
+func (c *classified) Unwrap() error        { return c.err }
+func (c *classified) Is(target error) bool { return target == c.kind }
+
+// Classify marks an error of SQLite's that says the disk is full or the
+// file is damaged, so that errors.Is(err, ErrFull) or ErrCorrupt holds;
+// other errors are returned as they are.
+func Classify(err error) error {
+	var se *sqlite.Error
+	if err == nil || !errors.As(err, &se) {
+		return err
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_FULL:
+		return &classified{ErrFull, err}
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return &classified{ErrCorrupt, err}
+	}
+	return err
 }
 
 // Open opens (creating, with mode 0600, if needed) the database at file
@@ -69,17 +110,26 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 		if opts.SecureDelete {
 			q.Add("_pragma", "secure_delete(1)")
 		}
+		if opts.MaxPageCount > 0 {
+			q.Add("_pragma", fmt.Sprintf("max_page_count(%d)", opts.MaxPageCount))
+		}
 		for i := 0; i+1 < len(extra); i += 2 {
 			q.Add(extra[i], extra[i+1])
 		}
 		return "file:" + file + "?" + q.Encode()
 	}
 	// The data is sensitive: the file is readable by its owner only, and
-	// SQLite gives the -wal and -shm files the same mode.
+	// SQLite gives the -wal and -shm files the same mode. A file made
+	// wider by hand is tightened.
 	if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
 		return nil, fmt.Errorf("cannot create database %q: %w", file, err)
 	} else {
 		f.Close()
+	}
+	for _, f := range []string{file, file + "-wal", file + "-shm"} {
+		if err := TightenMode(f, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	w, err := sql.Open("sqlite", dsn("_txlock", "immediate"))
 	if err != nil {
@@ -91,7 +141,7 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	w.SetConnMaxIdleTime(0)
 	if err := w.PingContext(ctx); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("cannot open database %q: %w", file, err)
+		return nil, fmt.Errorf("cannot open database %q: %w", file, Classify(err))
 	}
 	db := &DB{Path: file, Write: w}
 	if opts.Migrations != nil {
@@ -109,6 +159,57 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	r.SetMaxIdleConns(opts.Readers)
 	db.Read = r
 	return db, nil
+}
+
+// TightenMode makes path (a file or directory, if it exists) accessible
+// to its owner only, as mode (0600 or 0700) says, when it is open to
+// others. It fails, saying why, when it cannot: the path belongs to
+// someone else, or the file system ignores modes.
+func TightenMode(path string, mode os.FileMode) error {
+	st, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Mode().Perm()&0o077 == 0 {
+		return nil
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		return fmt.Errorf("%s is open to other users (mode %04o) and cannot be made private (%04o): %w", path, st.Mode().Perm(), mode, err)
+	}
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s is open to other users (mode %04o) and its file system does not let it be made private: move it to one that does", path, st.Mode().Perm())
+	}
+	return nil
+}
+
+// QuickCheck runs SQLite's quick_check over the file and returns nil if
+// it is sound, or an error wrapping ErrCorrupt that says what is wrong.
+func (db *DB) QuickCheck(ctx context.Context) error {
+	rows, err := db.Write.QueryContext(ctx, `PRAGMA quick_check(5)`)
+	if err != nil {
+		return fmt.Errorf("cannot check %s: %w", db.Path, Classify(err))
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return fmt.Errorf("cannot check %s: %w", db.Path, Classify(err))
+		}
+		if line != "ok" {
+			problems = append(problems, line)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("cannot check %s: %w", db.Path, Classify(err))
+	}
+	if len(problems) > 0 {
+		return &classified{ErrCorrupt, fmt.Errorf("%s", strings.Join(problems, "; "))}
+	}
+	return nil
 }
 
 // Close closes both pools.
@@ -129,6 +230,9 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 		return err
 	}
 	sort.Strings(names)
+	// Versions are recorded by number, so two files with one number
+	// would leave the second unapplied without a word.
+	seen := make(map[int]string, len(names))
 	for _, name := range names {
 		base := path.Base(name)
 		num, _, ok := strings.Cut(base, "_")
@@ -136,6 +240,15 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 		if !ok || err != nil {
 			return fmt.Errorf("migration %q: name must start with a number and '_'", base)
 		}
+		if other, dup := seen[version]; dup {
+			return fmt.Errorf("migrations %q and %q have the same number", other, base)
+		}
+		seen[version] = base
+	}
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, _ := strings.Cut(base, "_")
+		version, _ := strconv.Atoi(num)
 		body, err := fs.ReadFile(opts.Migrations, name)
 		if err != nil {
 			return err
@@ -153,7 +266,7 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 				return nil
 			}
 			if _, err := tx.ExecContext(ctx, string(body)); err != nil {
-				return fmt.Errorf("cannot apply migration %s: %w", base, err)
+				return fmt.Errorf("cannot apply migration %s: %w", base, Classify(err))
 			}
 			if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`, version, base, now); err != nil {
 				return fmt.Errorf("cannot record migration %s: %w", base, err)
@@ -172,14 +285,14 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.Write.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("cannot begin write: %w", err)
+		return fmt.Errorf("cannot begin write: %w", Classify(err))
 	}
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
-		return err
+		return Classify(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("cannot commit: %w", err)
+		return fmt.Errorf("cannot commit: %w", Classify(err))
 	}
 	return nil
 }
@@ -188,10 +301,10 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 func (db *DB) ReadTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.Read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return fmt.Errorf("cannot begin read: %w", err)
+		return fmt.Errorf("cannot begin read: %w", Classify(err))
 	}
 	defer tx.Rollback()
-	return fn(tx)
+	return Classify(fn(tx))
 }
 
 // Placeholders returns "(?,?,?),(?,?,?)" for rows rows of cols columns.

@@ -102,6 +102,18 @@ func (w *world) run(ctx context.Context) error {
 		d.offlineUntil = 0
 	}
 	w.tracef("quiet phase")
+	// Every device still waiting is approved, so each holds its user's
+	// view at the end.
+	for _, d := range w.devices {
+		if d.pending {
+			if err := w.approve(ctx, d); err != nil {
+				return fmt.Errorf("quiet phase: %w", err)
+			}
+			if d.pending {
+				return fmt.Errorf("quiet phase: %s is still pending after its approval", d.name)
+			}
+		}
+	}
 	for round := 1; ; round++ {
 		for _, d := range w.devices {
 			if err := w.sync(ctx, d); err != nil {

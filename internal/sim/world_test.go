@@ -90,7 +90,8 @@ type device struct {
 	replica     syncengine.ReplicaID
 	serverID    int64 // devices.id on the server
 
-	offlineUntil int // step at which the device is back online
+	offlineUntil int  // step at which the device is back online
+	pending      bool // enrolled and waiting for approval (the server's devices.pending)
 
 	// State of the sync in progress.
 	sent     int  // requests sent so far
@@ -117,11 +118,19 @@ type ack struct {
 	clock  syncengine.Timestamp
 	entry  syncengine.EntryID
 	key    string
+	text   bool // a write to merged text (see textKey)
 }
 
 type ackKey struct {
 	device int
 	clock  syncengine.Timestamp
+}
+
+// bodyEdit is what one edit of a body, on one device, did to the words
+// the body edits type (see words).
+type bodyEdit struct {
+	device         int
+	added, removed []string
 }
 
 // world is one run of the simulation: a server store, the cast and their
@@ -150,12 +159,15 @@ type world struct {
 	byCode  map[string]*user
 	devices []*device
 
-	faults   bool // inject network faults
-	acks     map[ackKey]ack
-	refused  map[ackKey]bool // changes a device was told were refused
-	err      error           // first failure seen inside the transport
-	counter  int             // makes written values unique
-	withdraw int             // step at which a navigator withdraws (0: never)
+	faults bool // inject network faults
+	acks   map[ackKey]ack
+	// bodyEdits holds, for each entry, what every body edit did to its
+	// words, for the no-lost-words check.
+	bodyEdits map[syncengine.EntryID][]bodyEdit
+	refused   map[ackKey]bool // changes a device was told were refused
+	err       error           // first failure seen inside the transport
+	counter   int             // makes written values unique
+	withdraw  int             // step at which a navigator withdraws (0: never)
 
 	stats map[string]int
 	trace *trace
@@ -218,6 +230,17 @@ var cast = []struct {
 	{"RES-1", study.RoleResearcher, 1},
 }
 
+// castDevices returns how many devices the cast starts with.
+func castDevices() []int {
+	var out []int
+	for _, m := range cast {
+		for range m.devices {
+			out = append(out, len(out))
+		}
+	}
+	return out
+}
+
 var initialAssignments = [][2]string{{"SUP-1", "PN-A"}, {"SUP-1", "PN-B"}, {"SUP-2", "PN-B"}, {"SUP-2", "PN-C"}}
 
 // templates are freshly migrated, empty store files. Each world starts
@@ -267,6 +290,7 @@ func newWorld(ctx context.Context, seed uint64, steps int, dir string, tmpl *tem
 		srvRand:    newPCGReader(seed, 1),
 		byCode:     map[string]*user{},
 		acks:       map[ackKey]ack{},
+		bodyEdits:  map[syncengine.EntryID][]bodyEdit{},
 		refused:    map[ackKey]bool{},
 		stats:      map[string]int{},
 		trace:      newTrace(verbose),
@@ -360,42 +384,98 @@ func (w *world) enrolCast(ctx context.Context) error {
 	}
 	for i, m := range cast {
 		u := w.users[i]
-		for k := range m.devices {
-			d := &device{
-				idx:  len(w.devices),
-				name: fmt.Sprintf("%s/%d", m.code, k+1),
-				user: u,
-				path: filepath.Join(w.dir, fmt.Sprintf("device%d.db", len(w.devices))),
-				skew: skews[w.rng.IntN(len(skews))],
-				rand: newPCGReader(w.seed, uint64(100+len(w.devices))),
-				// Small pages make syncs take several requests, so that
-				// cutting one part way through means something.
-				pushChanges: 1 + w.rng.IntN(12),
-				pageSize:    uint32(1 + w.rng.IntN(8)),
-			}
-			if err := os.WriteFile(d.path, w.tmpl.client, 0o600); err != nil {
-				return fmt.Errorf("cannot copy the client template: %w", err)
-			}
-			if err := w.openDevice(ctx, d); err != nil {
+		for range m.devices {
+			d, err := w.enrolDevice(ctx, u)
+			if err != nil {
 				return err
 			}
-			code, _, err := w.db.IssueEnrollmentCode(ctx, m.code, 0)
-			if err != nil {
-				return fmt.Errorf("cannot issue a code for %s: %w", d.name, err)
+			if d.pending {
+				// Every device after a user's first waits for approval:
+				// the first one approves it, as the person would.
+				if err := w.approve(ctx, d); err != nil {
+					return err
+				}
+				if d.pending {
+					return fmt.Errorf("%s is still pending after its approval", d.name)
+				}
 			}
-			if _, err := d.c.Enroll(ctx, serverURL, code, d.name); err != nil {
-				return fmt.Errorf("cannot enrol %s: %w", d.name, err)
-			}
-			p, _ := d.c.Profile()
-			d.replica = p.Replica
-			if err := w.ro.QueryRowContext(ctx, `SELECT id FROM devices WHERE public_id = ?`, p.DeviceID).Scan(&d.serverID); err != nil {
-				return fmt.Errorf("cannot find %s on the server: %w", d.name, err)
-			}
-			u.devices = append(u.devices, d)
-			w.devices = append(w.devices, d)
-			w.tracef("enrol %s skew=%v push=%d page=%d", d.name, d.skew, d.pushChanges, d.pageSize)
 		}
 	}
+	return nil
+}
+
+// enrolDevice enrols a new device for u, with a code issued as an
+// administrator would, and adds it to the cast. A user who had a device
+// gets one that waits for approval.
+func (w *world) enrolDevice(ctx context.Context, u *user) (*device, error) {
+	d := &device{
+		idx:  len(w.devices),
+		name: fmt.Sprintf("%s/%d", u.code, len(u.devices)+1),
+		user: u,
+		path: filepath.Join(w.dir, fmt.Sprintf("device%d.db", len(w.devices))),
+		skew: skews[w.rng.IntN(len(skews))],
+		rand: newPCGReader(w.seed, uint64(100+len(w.devices))),
+		// Small pages make syncs take several requests, so that
+		// cutting one part way through means something.
+		pushChanges: 1 + w.rng.IntN(12),
+		pageSize:    uint32(1 + w.rng.IntN(8)),
+	}
+	if err := os.WriteFile(d.path, w.tmpl.client, 0o600); err != nil {
+		return nil, fmt.Errorf("cannot copy the client template: %w", err)
+	}
+	if err := w.openDevice(ctx, d); err != nil {
+		return nil, err
+	}
+	code, _, err := w.db.IssueEnrollmentCode(study.NewContext(ctx, &study.Identity{StudyCode: "ADMIN"}), u.code, 0)
+	if err != nil {
+		return nil, fmt.Errorf("cannot issue a code for %s: %w", d.name, err)
+	}
+	d.noFaults = true
+	_, err = d.c.Enroll(ctx, serverURL, code, d.name)
+	d.noFaults = false
+	if err != nil {
+		return nil, fmt.Errorf("cannot enrol %s: %w", d.name, err)
+	}
+	p, _ := d.c.Profile()
+	d.replica = p.Replica
+	if err := w.ro.QueryRowContext(ctx, `SELECT id, pending FROM devices WHERE public_id = ?`, p.DeviceID).Scan(&d.serverID, &d.pending); err != nil {
+		return nil, fmt.Errorf("cannot find %s on the server: %w", d.name, err)
+	}
+	u.devices = append(u.devices, d)
+	w.devices = append(w.devices, d)
+	w.tracef("enrol %s skew=%v push=%d page=%d pending=%v", d.name, d.skew, d.pushChanges, d.pageSize, d.pending)
+	return d, nil
+}
+
+// approve has the first approved device of d's user approve d. The
+// approval goes over the device's network, faults included; whether it
+// took effect is read from the server's tables, not from the answer,
+// which may have been lost.
+func (w *world) approve(ctx context.Context, d *device) error {
+	var by *device
+	for _, o := range d.user.devices {
+		if !o.pending {
+			by = o
+			break
+		}
+	}
+	if by == nil {
+		return fmt.Errorf("%s has no approved device to approve %s with", d.user.code, d.name)
+	}
+	p, _ := d.c.Profile()
+	by.sent, by.failed = 0, false
+	_, err := by.c.ApproveDevice(ctx, p.DeviceID)
+	if w.err != nil {
+		return w.err
+	}
+	if err != nil && !by.failed {
+		return fmt.Errorf("%s could not approve %s with no fault injected: %w", by.name, d.name, err)
+	}
+	if err := w.ro.QueryRowContext(ctx, `SELECT pending FROM devices WHERE id = ?`, d.serverID).Scan(&d.pending); err != nil {
+		return fmt.Errorf("cannot read %s on the server: %w", d.name, err)
+	}
+	w.count("approval")
+	w.tracef("%s approves %s: pending=%v (%v)", by.name, d.name, d.pending, err)
 	return nil
 }
 

@@ -69,6 +69,9 @@ type Options struct {
 	Rand        io.Reader
 	Synchronous string // SQLite only
 	EnrollLimit study.AttemptLimit
+	// MaxPageCount caps the SQLite file (SQLite only): a write past it
+	// fails as on a full disk.
+	MaxPageCount int
 }
 
 // Store is a store opened for a test, and how to reach its tables.
@@ -93,7 +96,7 @@ func OpenOn(tb testing.TB, engine string, opts Options) *Store {
 	switch engine {
 	case SQLite:
 		s.Path = filepath.Join(tb.TempDir(), "diary.db")
-		db, err := sqlite.Open(ctx, s.Path, sqlite.Options{Now: opts.Now, Rand: opts.Rand, Synchronous: opts.Synchronous, EnrollLimit: opts.EnrollLimit})
+		db, err := sqlite.Open(ctx, s.Path, sqlite.Options{Now: opts.Now, Rand: opts.Rand, Synchronous: opts.Synchronous, EnrollLimit: opts.EnrollLimit, MaxPageCount: opts.MaxPageCount})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -125,14 +128,17 @@ func Reopen(tb testing.TB, s *Store, opts Options) *Store {
 	var err error
 	switch s.Engine {
 	case SQLite:
-		o.Store, err = sqlite.Open(ctx, s.Path, sqlite.Options{Now: opts.Now, Rand: opts.Rand, Synchronous: opts.Synchronous, EnrollLimit: opts.EnrollLimit})
+		o.Store, err = sqlite.Open(ctx, s.Path, sqlite.Options{Now: opts.Now, Rand: opts.Rand, Synchronous: opts.Synchronous, EnrollLimit: opts.EnrollLimit, MaxPageCount: opts.MaxPageCount})
 	default:
 		o.Store, err = postgres.Open(ctx, s.URL, postgres.Options{Now: opts.Now, Rand: opts.Rand, EnrollLimit: opts.EnrollLimit})
 	}
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() { o.Store.Close() })
+	tb.Cleanup(func() {
+		o.Store.Close()
+		raws.closeFor(o)
+	})
 	return o
 }
 

@@ -7,18 +7,22 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/study"
+	"github.com/jackc/pgx/v5"
 )
 
 // audit appends an event to the audit log in t, so that it commits or
-// rolls back with the action it records. details must never hold diary
-// content.
-func (db *DB) audit(ctx context.Context, t *tx, action, subject string, details map[string]string) error {
-	return db.auditAs(ctx, t, study.ActorFrom(ctx), action, subject, details)
+// rolls back with the action it records. The actor is the caller's study
+// code, or "system" when the server acts on its own. users are the ids of
+// the people the event concerns, who see it in their activity. details
+// must never hold diary content.
+func (db *DB) audit(ctx context.Context, t *tx, action, subject string, details map[string]string, users ...int64) error {
+	return db.auditAs(ctx, t, study.ActorFrom(ctx), action, subject, details, users...)
 }
 
 // auditAs appends an event done by actor (for calls made without a
-// device token, such as an enrolment).
-func (db *DB) auditAs(ctx context.Context, t *tx, actor, action, subject string, details map[string]string) error {
+// device token, such as an enrolment, whose actor is the administrator
+// who issued the code).
+func (db *DB) auditAs(ctx context.Context, t *tx, actor, action, subject string, details map[string]string, users ...int64) error {
 	if details == nil {
 		details = map[string]string{}
 	}
@@ -26,9 +30,16 @@ func (db *DB) auditAs(ctx context.Context, t *tx, actor, action, subject string,
 	if err != nil {
 		return fmt.Errorf("cannot encode audit details: %w", err)
 	}
-	if _, err := t.Exec(ctx, `INSERT INTO audit (at, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)`,
-		db.nowMillis(), actor, action, subject, string(b)); err != nil {
+	var id int64
+	if err := t.QueryRow(ctx, `INSERT INTO audit (at, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5) RETURNING id`,
+		db.nowMillis(), actor, action, subject, string(b)).Scan(&id); err != nil {
 		return fmt.Errorf("cannot write the audit log: %w", err)
+	}
+	if len(users) > 0 {
+		if _, err := t.Exec(ctx, `INSERT INTO audit_subjects (user_id, event) SELECT DISTINCT u, $2::bigint FROM unnest($1::bigint[]) AS u ON CONFLICT DO NOTHING`,
+			users, id); err != nil {
+			return fmt.Errorf("cannot write the audit log: %w", err)
+		}
 	}
 	return nil
 }
@@ -41,6 +52,26 @@ func (db *DB) ListAudit(ctx context.Context, size uint32, token string) ([]*stud
 	}
 	n := study.ListPageSize(size)
 	rows, err := db.pool.Query(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE ($1::bigint = 0 OR id < $1) ORDER BY id DESC LIMIT $2`, before, n+1)
+	return scanAudit(rows, err, n)
+}
+
+// ListActivity returns a page of the audit events that concern the user,
+// newest first.
+func (db *DB) ListActivity(ctx context.Context, userID int64, size uint32, token string) ([]*study.AuditEvent, string, error) {
+	before, err := study.DecodeIntPageToken(token)
+	if err != nil {
+		return nil, "", err
+	}
+	n := study.ListPageSize(size)
+	rows, err := db.pool.Query(ctx, `SELECT a.id, a.at, a.actor, a.action, a.subject, a.details
+		FROM audit_subjects s JOIN audit a ON a.id = s.event
+		WHERE s.user_id = $1 AND ($2::bigint = 0 OR s.event < $2) ORDER BY s.event DESC LIMIT $3`, userID, before, n+1)
+	return scanAudit(rows, err, n)
+}
+
+// scanAudit reads up to n events of a query that asked for n+1, and the
+// token of the next page.
+func scanAudit(rows pgx.Rows, err error, n int) ([]*study.AuditEvent, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("cannot read the audit log: %w", err)
 	}

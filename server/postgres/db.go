@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -188,7 +189,11 @@ func SchemaVersion() string {
 
 // migrate applies the migrations not yet applied, each in its own
 // transaction, under the advisory lock, on one connection.
-func (db *DB) migrate(ctx context.Context) error {
+func (db *DB) migrate(ctx context.Context) error { return db.migrateTo(ctx, 0) }
+
+// migrateTo is migrate up to the migration numbered last (0: all), so that
+// a test can make a database as an older diaryd left it.
+func (db *DB) migrateTo(ctx context.Context, last int) error {
 	conn, err := db.pool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("cannot connect to the database: %w", err)
@@ -216,6 +221,9 @@ func (db *DB) migrate(ctx context.Context) error {
 		version, err := strconv.Atoi(num)
 		if !ok || err != nil {
 			return fmt.Errorf("migration %q: name must start with a number and '_'", base)
+		}
+		if last > 0 && version > last {
+			break
 		}
 		body, err := fs.ReadFile(migrationFS, name)
 		if err != nil {
@@ -280,9 +288,35 @@ func (db *DB) inTx(ctx context.Context, lock bool, fn func(t *tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.inTxOnce(ctx, lock, fn)
 		if err == nil || attempt == 3 || !retryable(err) || ctx.Err() != nil {
-			return err
+			return storageFull(err)
 		}
 	}
+}
+
+// errStorageFull is what a call that found the database's storage full
+// answers: its transaction was rolled back, so nothing of it is stored.
+var errStorageFull = syncengine.Errorf(syncengine.ENOSPACE, "the server's storage is full: nothing was written; try again later (the server's administrator must free space)")
+
+// storageFull turns PostgreSQL's errors that say its storage is full into
+// errStorageFull (ENOSPACE), keeping the server's words beside it for the
+// log, and returns any other error as it is. They are disk_full (53100:
+// a table, index, WAL or temporary file could not grow) and
+// configuration_limit_exceeded (53400) when it is temp_file_limit that
+// was reached (the space a session may take for temporary files); 53400
+// also reports limits that have nothing to do with space (too many
+// background workers), which stay what they are.
+func storageFull(err error) error {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return err
+	}
+	switch {
+	case pe.Code == "53100":
+	case pe.Code == "53400" && strings.Contains(pe.Message, "temp_file_limit"):
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (%s: %s)", errStorageFull, pe.Code, pe.Message)
 }
 
 func (db *DB) inTxOnce(ctx context.Context, lock bool, fn func(t *tx) error) error {
@@ -327,7 +361,7 @@ func (db *DB) readTx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	}
 	defer ptx.Rollback(context.WithoutCancel(ctx))
 	if err := fn(ptx); err != nil {
-		return err
+		return storageFull(err)
 	}
 	return ptx.Commit(ctx)
 }

@@ -37,7 +37,7 @@ func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *stu
 		}
 		wake.Owners = append(wake.Owners, owner)
 		t.notify(wake)
-		return db.audit(ctx, t, "entry.erase", id.String(), nil)
+		return db.audit(ctx, t, "entry.erase", id.String(), nil, owner)
 	})
 	if err != nil {
 		return false, nil, err
@@ -76,7 +76,7 @@ func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *study.Wake
 		}
 		wake.Owners = append(wake.Owners, u.ID)
 		t.notify(wake)
-		return db.audit(ctx, t, "navigator.erase", u.StudyCode, map[string]string{"entries": fmt.Sprint(n)})
+		return db.audit(ctx, t, "navigator.erase", u.StudyCode, map[string]string{"entries": fmt.Sprint(n)}, u.ID)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -99,8 +99,10 @@ func (db *DB) eraseRows(ctx context.Context, t *tx, rids []int64, wake *study.Wa
 	for i := range rids {
 		seqs[i] = first + int64(i)
 	}
+	// An erased entry is held back from nobody: once its device is
+	// approved, the owner's devices all learn of the erasure.
 	if _, err := t.Exec(ctx, `UPDATE entries e SET state = NULL, date = '', sup_visible = false, res_visible = false, deleted = false,
-			erased_at = $3, seq = s.seq
+			erased_at = $3, seq = s.seq, held_by = NULL
 		FROM unnest($1::bigint[], $2::bigint[]) AS s(rid, seq) WHERE e.rid = s.rid`, rids, seqs, db.nowMillis()); err != nil {
 		return fmt.Errorf("cannot erase entries: %w", err)
 	}

@@ -91,7 +91,12 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 			if _, err := t.Exec(ctx, `UPDATE exports SET complete = true, summary = $1 WHERE id = $2`, string(summary), id); err != nil {
 				return fmt.Errorf("cannot keep export: %w", err)
 			}
-			return db.audit(ctx, t, "export", study.WaveName(req.Wave), m.AuditDetails(&req))
+			// Whose entries the export holds: they see it in their activity.
+			owners, err := queryIDs(ctx, t, `SELECT DISTINCT e.owner_id FROM export_entries x JOIN entries e ON e.id = x.entry_id WHERE x.export_id = $1`, id)
+			if err != nil {
+				return fmt.Errorf("cannot find whose entries are exported: %w", err)
+			}
+			return db.audit(ctx, t, "export", study.WaveName(req.Wave), m.AuditDetails(&req), owners...)
 		})
 	})
 	if err != nil && id != 0 {
@@ -215,7 +220,7 @@ func (db *DB) exportManifest(ctx context.Context, rtx pgx.Tx, sc *exportScope) (
 		m.SnapshotAt = time.UnixMilli(at).UTC()
 	}
 	rows, err := rtx.Query(ctx, `SELECT u.study_code, e.date, e.res_visible, e.deleted, e.erased_at IS NOT NULL
-		FROM entries e JOIN users u ON u.id = e.owner_id WHERE e.erased_at IS NOT NULL OR e.state IS NOT NULL`)
+		FROM entries e JOIN users u ON u.id = e.owner_id WHERE e.erased_at IS NOT NULL OR (e.state IS NOT NULL AND e.held_by IS NULL)`)
 	if err != nil {
 		return m, fmt.Errorf("cannot count entries: %w", err)
 	}
@@ -278,7 +283,7 @@ func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pas
 		if ex != study.Included || (p.Wave != 0 && w.Number != p.Wave) {
 			continue
 		}
-		e, err := syncengine.DecodeEntry(state)
+		e, err := syncengine.DecodeEntryLazy(state)
 		if err != nil {
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}

@@ -160,7 +160,9 @@ func (db *DB) runGroup(batch []*pushJob) {
 				return fmt.Errorf("cannot begin push: %w", err)
 			}
 			if err := db.push(ctx, t, j.who, j.in, j.candidates, j.results, j.wake, j.now); err != nil {
-				j.err = err
+				// Rolled back to its savepoint: nothing of this push is
+				// written, whatever the others in the group do.
+				j.err = storageFull(err)
 				if _, rerr := t.Exec(ctx, `ROLLBACK TO SAVEPOINT push`); rerr != nil {
 					return fmt.Errorf("cannot roll back a failed push: %w", rerr)
 				}

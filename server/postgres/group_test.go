@@ -29,6 +29,20 @@ func openTestDB(t testing.TB) *DB {
 // openTestURL is openTestDB that also returns the database's URL.
 func openTestURL(t testing.TB) (*DB, string) {
 	t.Helper()
+	u := newTestDatabase(t)
+	db, err := Open(context.Background(), u, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db, u
+}
+
+// newTestDatabase creates an empty database on the server
+// DIARYSYNC_TEST_POSTGRES names (skipping without one), drops it when the
+// test ends, and returns its URL.
+func newTestDatabase(t testing.TB) string {
+	t.Helper()
 	base := os.Getenv("DIARYSYNC_TEST_POSTGRES")
 	if base == "" {
 		t.Skip("DIARYSYNC_TEST_POSTGRES is not set: no PostgreSQL server to test against (.ci/run starts one)")
@@ -61,12 +75,7 @@ func openTestURL(t testing.TB) (*DB, string) {
 			t.Error(err)
 		}
 	})
-	db, err := Open(ctx, u.String(), Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db, u.String()
+	return u.String()
 }
 
 func mustEnroll(t testing.TB, db *DB, code string) *study.Identity {
@@ -79,7 +88,7 @@ func mustEnroll(t testing.TB, db *DB, code string) *study.Identity {
 	if err != nil {
 		t.Fatal(err)
 	}
-	enr, err := db.Enroll(ctx, c, "test device")
+	enr, err := db.Enroll(ctx, study.EnrollRequest{Code: c, DeviceName: "test device"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,9 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Authenticate returns the identity a bearer token belongs to.
+// Authenticate returns the identity a bearer token belongs to. A
+// malformed, unknown or revoked token, or one whose user was deactivated,
+// is EUNAUTHENTICATED; a revoked device is told who revoked it.
 func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, error) {
 	device, secret, ok := study.ParseToken(token)
 	if !ok {
@@ -23,14 +25,13 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 		id      study.Identity
 		hash    []byte
 		replica []byte
-		revoked *int64
-		active  bool
+		rec     deviceRecord
 	)
 	err := db.pool.QueryRow(ctx, `
-		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, u.id, u.study_code, u.role, u.active
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, u.id, u.study_code, u.role, `+deviceRecordColumns+`
 		FROM devices d JOIN users u ON u.id = d.user_id
 		WHERE d.public_id = $1`, device).
-		Scan(&id.DeviceID, &id.Device, &replica, &hash, &revoked, &id.UserID, &id.StudyCode, &id.Role, &active)
+		Scan(append([]any{&id.DeviceID, &id.Device, &replica, &hash, &id.UserID, &id.StudyCode, &id.Role}, rec.dest()...)...)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Compare anyway, so an unknown device takes as long as a known one.
@@ -43,29 +44,65 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 	if subtle.ConstantTimeCompare(sum, hash) != 1 {
 		return nil, study.ErrBadToken
 	}
-	if err := study.DeviceState(revoked != nil, active); err != nil {
+	r := rec.record(id.Device)
+	if err := study.CheckDevice(r); err != nil {
 		return nil, err
 	}
+	id.Pending = r.State == study.DevicePending
 	copy(id.Replica[:], replica)
 	return &id, nil
 }
 
-// DeviceActive returns nil if the device is still enrolled and its user
-// active, and the error Authenticate would give otherwise.
+// deviceRecordColumns are what CheckDevice needs of a device (alias d)
+// and its user (alias u).
+const deviceRecordColumns = `d.pending, d.revoked_at, d.revocation, d.revoked_by, u.active`
+
+type deviceRecord struct {
+	pending    bool
+	revokedAt  *int64
+	revocation int32
+	revokedBy  string
+	active     bool
+}
+
+func (r *deviceRecord) dest() []any {
+	return []any{&r.pending, &r.revokedAt, &r.revocation, &r.revokedBy, &r.active}
+}
+
+func (r *deviceRecord) record(publicID string) study.DeviceRecord {
+	out := study.DeviceRecord{PublicID: publicID, State: study.DeviceActive, UserActive: r.active}
+	switch {
+	case r.revokedAt != nil:
+		out.State, out.Revocation, out.RevokedBy = study.DeviceRevoked, study.Revocation(r.revocation), r.revokedBy
+		out.RevokedAt = time.UnixMilli(*r.revokedAt).UTC()
+	case r.pending:
+		out.State = study.DevicePending
+	}
+	return out
+}
+
+// DeviceActive returns nil if the device may still act (it is enrolled,
+// not revoked, and its user is active), and the error Authenticate would
+// give otherwise. Long-lived calls use it to notice a revocation made
+// after they authenticated, on any process.
 func (db *DB) DeviceActive(ctx context.Context, device int64) error {
-	var revoked, active bool
-	err := db.pool.QueryRow(ctx, `SELECT d.revoked_at IS NOT NULL, u.active FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1`, device).Scan(&revoked, &active)
+	var (
+		publicID string
+		rec      deviceRecord
+	)
+	err := db.pool.QueryRow(ctx, `SELECT d.public_id, `+deviceRecordColumns+` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = $1`, device).
+		Scan(append([]any{&publicID}, rec.dest()...)...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return study.ErrBadToken
 	}
 	if err != nil {
 		return fmt.Errorf("cannot look up device: %w", err)
 	}
-	return study.DeviceState(revoked, active)
+	return study.CheckDevice(rec.record(publicID))
 }
 
 // IssueEnrollmentCode issues a one-time enrolment code for the active user
-// with the given study code.
+// with the given study code. The caller is kept with it as its issuer.
 func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl time.Duration) (code string, expires time.Time, err error) {
 	if ttl, err = study.CodeTTL(ttl); err != nil {
 		return "", time.Time{}, err
@@ -75,40 +112,52 @@ func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl tim
 		if err != nil {
 			return err
 		}
-		code, expires, err = db.issueCode(ctx, t, u, ttl)
+		if err := study.CheckCodeIssuable(u); err != nil {
+			return err
+		}
+		code, expires, err = db.issueCode(ctx, t, u, ttl, false)
 		return err
 	})
 	return code, expires, err
 }
 
-func (db *DB) issueCode(ctx context.Context, t *tx, u *study.User, ttl time.Duration) (string, time.Time, error) {
-	if err := study.CheckCodeIssuable(u); err != nil {
-		return "", time.Time{}, err
-	}
+// issueCode stores a new code for u in t, issued by the caller; an
+// approved code enrols its device without approval.
+func (db *DB) issueCode(ctx context.Context, t *tx, u *study.User, ttl time.Duration, approved bool) (string, time.Time, error) {
 	now := db.now()
 	code, err := study.NewCode(db.rand)
 	if err != nil {
 		return "", time.Time{}, err
 	}
 	expires := now.Add(ttl)
-	if _, err := t.Exec(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
-		study.CodeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli()); err != nil {
+	if _, err := t.Exec(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at, issued_by, approved) VALUES ($1, $2, $3, $4, $5, $6)`,
+		study.CodeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli(), study.ActorFrom(ctx), approved); err != nil {
 		return "", time.Time{}, fmt.Errorf("cannot store enrolment code: %w", err)
 	}
-	return code, expires, db.audit(ctx, t, "code.issue", u.StudyCode, map[string]string{"expires": expires.UTC().Format(time.RFC3339)})
+	details := map[string]string{"expires": expires.UTC().Format(time.RFC3339)}
+	if approved {
+		details["approval"] = "not needed"
+	}
+	return code, expires, db.audit(ctx, t, "code.issue", u.StudyCode, details, u.ID)
 }
 
 // Enroll exchanges a one-time code for a new device and its token. The
 // code's row is locked while it is checked and marked used, so a code
-// sent to two processes at once enrols one device.
-func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrollment, error) {
-	deviceName, err := study.DeviceName(deviceName)
+// sent to two processes at once enrols one device; the user's row is
+// locked too, so that of two enrolments of a user at once the second
+// sees the first's device. The device is pending when its user has had a
+// device before and the code does not let it through (see
+// study.NewDeviceState). The enrolment is recorded with the code's issuer
+// as the actor.
+func (db *DB) Enroll(ctx context.Context, req study.EnrollRequest) (*study.Enrollment, error) {
+	deviceName, err := study.DeviceName(req.DeviceName)
 	if err != nil {
 		return nil, err
 	}
-	if err := study.CheckCodeForm(code); err != nil {
+	if err := study.CheckCodeForm(req.Code); err != nil {
 		return nil, err
 	}
+	hash := study.CodeHash(req.Code)
 	var out *study.Enrollment
 	err = db.plainTx(ctx, func(t *tx) error {
 		var (
@@ -117,13 +166,14 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			usedAt           *int64
 			role             study.Role
 			studyCode, dname string
-			active           bool
+			issued           study.IssuedCode
+			hadDevice        bool
 		)
 		err := t.QueryRow(ctx, `
-			SELECT c.user_id, c.expires_at, c.used_at, u.role, u.study_code, u.display_name, u.active
+			SELECT c.user_id, c.expires_at, c.used_at, c.issued_by, c.approved, u.role, u.study_code, u.display_name, u.active
 			FROM enrollment_codes c JOIN users u ON u.id = c.user_id
-			WHERE c.code_hash = $1 FOR UPDATE OF c`, study.CodeHash(code)).
-			Scan(&userID, &expiresAt, &usedAt, &role, &studyCode, &dname, &active)
+			WHERE c.code_hash = $1 FOR UPDATE`, hash).
+			Scan(&userID, &expiresAt, &usedAt, &issued.IssuedBy, &issued.Approved, &role, &studyCode, &dname, &issued.UserActive)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return study.ErrBadCode
 		}
@@ -131,13 +181,20 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			return fmt.Errorf("cannot look up enrolment code: %w", err)
 		}
 		now := db.now()
-		if err := study.CheckCodeUsable(study.IssuedCode{Expires: time.UnixMilli(expiresAt), Used: usedAt != nil, UserActive: active}, now); err != nil {
+		issued.Expires, issued.Used = time.UnixMilli(expiresAt), usedAt != nil
+		if err := study.CheckCodeUsable(issued, now); err != nil {
 			return err
 		}
-		if _, err := t.Exec(ctx, `UPDATE enrollment_codes SET used_at = $1 WHERE code_hash = $2`, now.UnixMilli(), study.CodeHash(code)); err != nil {
+		if err := study.CheckCodeFor(studyCode, req.ForUser); err != nil {
+			return err
+		}
+		if err := t.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM devices WHERE user_id = $1)`, userID).Scan(&hadDevice); err != nil {
+			return fmt.Errorf("cannot look up devices: %w", err)
+		}
+		if _, err := t.Exec(ctx, `UPDATE enrollment_codes SET used_at = $1 WHERE code_hash = $2`, now.UnixMilli(), hash); err != nil {
 			return fmt.Errorf("cannot mark enrolment code used: %w", err)
 		}
-		secret, hash, err := study.NewSecret(db.rand)
+		secret, secretHash, err := study.NewSecret(db.rand)
 		if err != nil {
 			return err
 		}
@@ -150,8 +207,13 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			return fmt.Errorf("cannot make a replica id: %w", err)
 		}
 		public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
-		if _, err := t.Exec(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at) VALUES ($1, $2, $3, $4, $5, $6)`,
-			public, userID, replica[:], deviceName, hash, now.UnixMilli()); err != nil {
+		state := study.NewDeviceState(hadDevice, issued.Approved)
+		issuer := issued.IssuedBy
+		if issuer == "" {
+			issuer = "system"
+		}
+		if _, err := t.Exec(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, pending, issued_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			public, userID, replica[:], deviceName, secretHash, now.UnixMilli(), state == study.DevicePending, issuer); err != nil {
 			return fmt.Errorf("cannot store device: %w", err)
 		}
 		out = &study.Enrollment{
@@ -161,8 +223,12 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			Role:        role,
 			StudyCode:   studyCode,
 			DisplayName: dname,
+			State:       state,
 		}
-		return db.auditAs(ctx, t, studyCode, "device.enrol", public, map[string]string{"name": deviceName, "role": role.String()})
+		// Whoever issued the code could have used it themselves: the log
+		// names them as the actor, and the user among its subjects.
+		return db.auditAs(ctx, t, issuer, "device.enrol", public,
+			map[string]string{"user": studyCode, "name": deviceName, "role": role.String(), "state": state.String()}, userID)
 	})
 	return out, err
 }

@@ -40,7 +40,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows pgx.Rows
 		if rd.Owner {
-			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state FROM entries WHERE owner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
+			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
 		} else {
 			rows, err = tx.Query(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state FROM feed f JOIN entries e ON e.rid = f.entry
 				WHERE f.reader = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3`, rd.ID, cursor, size+1)
@@ -75,12 +75,12 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: study.RemovalReason(reason)})
 				continue
 			}
-			e, err := syncengine.DecodeEntry(state)
+			e, err := syncengine.DecodeEntryLazy(state)
 			if err != nil {
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			bytes += len(state)
-			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(rd.View(e, req.MergedText))
 			page.Entries = append(page.Entries, v)
 		}
 		rows.Close()
@@ -114,7 +114,7 @@ func countAfter(ctx context.Context, q querier, rd study.Reader, cursor, limit i
 		lim = nil
 	}
 	if rd.Owner {
-		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = $1 AND seq > $2 LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
+		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
 	} else {
 		err = q.QueryRow(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = $1 AND seq > $2 LIMIT $3) AS w`, rd.ID, cursor, lim).Scan(&n)
 	}
@@ -138,7 +138,7 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 	var head *int64
 	var err error
 	if rd.Owner {
-		err = q.QueryRow(ctx, `SELECT max(seq) FROM entries WHERE owner_id = $1`, rd.ID).Scan(&head)
+		err = q.QueryRow(ctx, `SELECT max(seq) FROM entries WHERE owner_id = $1 AND held_by IS NULL`, rd.ID).Scan(&head)
 	} else {
 		err = q.QueryRow(ctx, `SELECT max(seq) FROM feed WHERE reader = $1`, rd.ID).Scan(&head)
 	}
@@ -152,8 +152,8 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 }
 
 // StateHash computes, in one snapshot, the state hash of every entry the
-// caller may see.
-func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateHash, error) {
+// caller may see, as they hold it.
+func (db *DB) StateHash(ctx context.Context, who *study.Identity, req study.StateHashRequest) (*study.StateHash, error) {
 	rd, err := study.ReaderFor(who)
 	if err != nil {
 		return nil, err
@@ -170,7 +170,7 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		}
 		var rows pgx.Rows
 		if rd.Owner {
-			rows, err = tx.Query(ctx, `SELECT state FROM entries WHERE owner_id = $1 AND state IS NOT NULL ORDER BY id`, rd.ID)
+			rows, err = tx.Query(ctx, `SELECT state FROM entries WHERE owner_id = $1 AND state IS NOT NULL AND held_by IS NULL ORDER BY id`, rd.ID)
 		} else {
 			rows, err = tx.Query(ctx, `SELECT e.state FROM feed f JOIN entries e ON e.rid = f.entry
 				WHERE f.reader = $1 AND f.visible AND e.state IS NOT NULL ORDER BY e.id`, rd.ID)
@@ -185,11 +185,11 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 			if err := rows.Scan(&state); err != nil {
 				return err
 			}
-			e, err := syncengine.DecodeEntry(state)
+			e, err := syncengine.DecodeEntryLazy(state)
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
-			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(rd.View(e, req.MergedText))
 			if err := h.Add(v); err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ type loadedEntry struct {
 	owner   int64
 	exists  bool // a row exists
 	erased  bool
+	heldBy  int64 // the pending device that created it, or 0
 	entry   *syncengine.Entry
 	before  []byte // canonical encoding when loaded
 	after   []byte // canonical encoding to store, once the push is done with it
@@ -106,7 +107,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
 			loaded[c.Entry] = l
 		}
-		tg := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn}
+		tg := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn, HeldBy: l.heldBy}
 		if r, ok := remembered[int64(c.Clock)]; ok {
 			tg.Remembered = &r
 		}
@@ -115,7 +116,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 				return err
 			}
 		}
-		d := study.Decide(who, c, &tg, now)
+		d, record := study.ApplyDecision(study.Decide(who, c, &tg, now), l.entry, c)
 		results[i] = d.Result
 		if d.Remember {
 			remember = append(remember, i)
@@ -124,9 +125,11 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 			continue
 		}
 		known[int64(c.Clock)] = true
-		l.entry.Apply(c)
+		if d.Hold {
+			l.heldBy = who.DeviceID
+		}
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
+		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, t, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -157,11 +160,16 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		owners := map[int64]bool{}
 		readers := map[int64]bool{}
 		for k, l := range changed {
+			if l.heldBy != 0 {
+				// Held back for a pending device: no reader sees it, the
+				// owner's other devices included, until it is approved.
+				continue
+			}
 			seq := first + int64(k)
 			owners[l.owner] = true
 			old := (*syncengine.Entry)(nil)
 			if l.exists {
-				if old, err = syncengine.DecodeEntry(l.before); err != nil {
+				if old, err = syncengine.DecodeEntryLazy(l.before); err != nil {
 					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
 				}
 			}
@@ -210,7 +218,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 // loadEntries reads the stored state of the given entries.
 func loadEntries(ctx context.Context, t *tx, ids [][]byte) (map[syncengine.EntryID]*loadedEntry, error) {
 	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
-	rows, err := t.Query(ctx, `SELECT rid, id, owner_id, state, erased_at IS NOT NULL FROM entries WHERE id = ANY($1)`, ids)
+	rows, err := t.Query(ctx, `SELECT rid, id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read entries: %w", err)
 	}
@@ -218,11 +226,11 @@ func loadEntries(ctx context.Context, t *tx, ids [][]byte) (map[syncengine.Entry
 	for rows.Next() {
 		l := &loadedEntry{exists: true}
 		var id, state []byte
-		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
+		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
 			return nil, fmt.Errorf("cannot read entries: %w", err)
 		}
 		if !l.erased {
-			if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+			if l.entry, err = syncengine.DecodeEntryLazy(state); err != nil {
 				return nil, fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			l.before = state
@@ -258,19 +266,26 @@ func upsertEntries(ctx context.Context, t *tx, changed []*loadedEntry, first int
 		owners, seqs      = make([]int64, n), make([]int64, n)
 		dates             = make([]string, n)
 		sup, res, deleted = make([]bool, n), make([]bool, n), make([]bool, n)
+		held              = make([]*int64, n)
 		byID              = make(map[syncengine.EntryID]*loadedEntry, n)
 	)
 	for k, l := range changed {
 		e := l.entry
 		byID[e.ID] = l
 		ids[k], owners[k], seqs[k], states[k], dates[k] = e.ID[:], l.owner, first+int64(k), l.after, e.Date.Value
-		sup[k], res[k], deleted[k] = study.SupervisorVisible(e), study.ResearchVisible(e), e.Deleted.Value
+		visible := l.heldBy == 0 // a held entry reaches no reader
+		sup[k], res[k], deleted[k] = visible && study.SupervisorVisible(e), visible && study.ResearchVisible(e), e.Deleted.Value
+		if l.heldBy != 0 {
+			held[k] = &l.heldBy
+		}
 	}
-	rows, err := t.Query(ctx, `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted)
-		SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::boolean[], $7::boolean[], $8::boolean[])
+	// held_by is set when a pending device creates the entry and left as
+	// it is by later writes: only approval, denial or erasure clears it.
+	rows, err := t.Query(ctx, `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by)
+		SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::boolean[], $7::boolean[], $8::boolean[], $9::bigint[])
 		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
 			sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted
-		RETURNING id, rid`, ids, owners, seqs, states, dates, sup, res, deleted)
+		RETURNING id, rid`, ids, owners, seqs, states, dates, sup, res, deleted, held)
 	if err != nil {
 		return fmt.Errorf("cannot write entries: %w", err)
 	}
@@ -339,11 +354,12 @@ func removeFromFeed(ctx context.Context, t *tx, r feedRemoval) error {
 type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
-	change *syncengine.Change
-	write  uint64 // study.Incoming.Write
+	change *syncengine.Change   // what study.ApplyChange said to record
+	clock  syncengine.Timestamp // the pushed change's clock, which names it for the device
+	write  uint64               // study.Incoming.Write
 }
 
-var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"}
+var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "text_change", "clock", "device_id", "user_id", "received_at", "write_clock"}
 
 // insertHistory appends the accepted changes with COPY, the fastest way
 // PostgreSQL takes many rows.
@@ -353,10 +369,15 @@ func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Ide
 		c := r.change
 		var text *string
 		var number *int64
-		switch c.Field.Kind() {
-		case syncengine.KindText:
+		var edit []byte
+		switch {
+		case c.TextEdit != nil:
+			// A text edit is kept as its canonical encoding: a few bytes
+			// beside the text it inserts.
+			edit = syncengine.EncodeTextChange(c.TextEdit)
+		case c.Field.Kind() == syncengine.KindText:
 			text = &c.Text
-		case syncengine.KindNumber:
+		case c.Field.Kind() == syncengine.KindNumber:
 			number = &c.Number
 		default:
 			var v int64
@@ -369,7 +390,7 @@ func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Ide
 		if c.Field.IsFeedback() {
 			feedback = c.Feedback[:]
 		}
-		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
+		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, edit, int64(r.clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write history: %w", err)

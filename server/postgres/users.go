@@ -75,7 +75,7 @@ func (db *DB) createUser(ctx context.Context, t *tx, code string, role study.Rol
 	if err != nil {
 		return nil, fmt.Errorf("cannot create user: %w", err)
 	}
-	return u, db.audit(ctx, t, "user.create", u.StudyCode, map[string]string{"role": role.String()})
+	return u, db.audit(ctx, t, "user.create", u.StudyCode, map[string]string{"role": role.String()}, u.ID)
 }
 
 // ListUsers returns up to size users after the page token, in study-code
@@ -120,7 +120,7 @@ func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*stud
 // DeactivateUser marks a user inactive and revokes all their devices.
 func (db *DB) DeactivateUser(ctx context.Context, code string) (*study.User, int, error) {
 	var u *study.User
-	var revoked int64
+	var revoked, erased int
 	err := db.writeTx(ctx, func(t *tx) error {
 		var err error
 		if u, err = userByCode(ctx, t, code); err != nil {
@@ -136,16 +136,69 @@ func (db *DB) DeactivateUser(ctx context.Context, code string) (*study.User, int
 		if _, err := t.Exec(ctx, `UPDATE users SET active = false WHERE id = $1`, u.ID); err != nil {
 			return fmt.Errorf("cannot deactivate user: %w", err)
 		}
-		tag, err := t.Exec(ctx, `UPDATE devices SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL`, db.nowMillis(), u.ID)
-		if err != nil {
-			return fmt.Errorf("cannot revoke devices: %w", err)
+		// Streams of the user's devices, on any process, end.
+		if revoked, erased, err = db.revokeDevices(ctx, t, `user_id = $1`, []any{u.ID}, study.RevokedDeactivated); err != nil {
+			return err
 		}
-		revoked = tag.RowsAffected()
 		u.Active = false
-		t.notifyAll() // streams of the user's devices, on any process, end
-		return db.audit(ctx, t, "user.deactivate", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(revoked)})
+		return db.audit(ctx, t, "user.deactivate", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(revoked)}, u.ID)
 	})
-	return u, int(revoked), err
+	if err != nil {
+		return nil, 0, err
+	}
+	if erased > 0 {
+		db.scrub(ctx)
+	}
+	return u, revoked, nil
+}
+
+// ResetUser is what an administrator does for a person who lost their
+// only device: every device of the account is revoked (each is told, at
+// its next request, that an administrator reset the account), codes
+// issued for it and not used yet stop working, and a new one-time code is
+// issued that enrols a device without approval. The reset is in the
+// audit log with the administrator as the actor and the person among its
+// subjects, so they see it in their activity.
+func (db *DB) ResetUser(ctx context.Context, code string, ttl time.Duration) (*study.Reset, error) {
+	ttl, err := study.CodeTTL(ttl)
+	if err != nil {
+		return nil, err
+	}
+	var out *study.Reset
+	erased := 0
+	err = db.writeTx(ctx, func(t *tx) error {
+		u, err := userByCode(ctx, t, code)
+		if err != nil {
+			return err
+		}
+		if !u.Active {
+			return syncengine.Errorf(syncengine.ECONFLICT, "user %s is deactivated: reactivating an account is not a reset", u.StudyCode)
+		}
+		var n int
+		if n, erased, err = db.revokeDevices(ctx, t, `user_id = $1`, []any{u.ID}, study.RevokedByReset); err != nil {
+			return err
+		}
+		now := db.nowMillis()
+		if _, err := t.Exec(ctx, `UPDATE enrollment_codes SET expires_at = least(expires_at, $1) WHERE user_id = $2 AND used_at IS NULL`, now, u.ID); err != nil {
+			return fmt.Errorf("cannot withdraw enrolment codes: %w", err)
+		}
+		if err := db.audit(ctx, t, "user.reset", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(n)}, u.ID); err != nil {
+			return err
+		}
+		c, expires, err := db.issueCode(ctx, t, u, ttl, true)
+		if err != nil {
+			return err
+		}
+		out = &study.Reset{User: u, DevicesRevoked: n, Code: c, Expires: expires}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if erased > 0 {
+		db.scrub(ctx)
+	}
+	return out, nil
 }
 
 func (db *DB) assignmentUsers(ctx context.Context, t *tx, supCode, navCode string) (*study.User, *study.User, error) {
@@ -182,7 +235,7 @@ func (db *DB) Assign(ctx context.Context, supCode, navCode string) (created bool
 			return nil
 		}
 		created = true
-		if err := db.audit(ctx, t, "assign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
+		if err := db.audit(ctx, t, "assign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}, nav.ID, sup.ID); err != nil {
 			return err
 		}
 		t.notify(&study.Wakeups{Readers: []int64{sup.ID}})
@@ -209,7 +262,7 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 			return nil
 		}
 		removed = true
-		if err := db.audit(ctx, t, "unassign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
+		if err := db.audit(ctx, t, "unassign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}, nav.ID, sup.ID); err != nil {
 			return err
 		}
 		t.notify(&study.Wakeups{Readers: []int64{sup.ID}})
@@ -337,14 +390,14 @@ func (db *DB) EnsureAdmin(ctx context.Context) (code string, created bool, err e
 		if err != nil {
 			return err
 		}
-		code, _, err = db.issueCode(ctx, t, u, study.DefaultCodeTTL)
+		code, _, err = db.issueCode(ctx, t, u, study.DefaultCodeTTL, false)
 		return err
 	})
 	return code, created, err
 }
 
 // AdminCode issues a one-time enrolment code for the first active
-// administrator.
+// administrator, one that enrols without approval.
 func (db *DB) AdminCode(ctx context.Context) (string, error) {
 	var code string
 	err := db.pool.QueryRow(ctx, `SELECT study_code FROM users WHERE role = $1 AND active ORDER BY id LIMIT 1`, study.RoleAdmin).Scan(&code)
@@ -354,6 +407,18 @@ func (db *DB) AdminCode(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot find an administrator: %w", err)
 	}
-	c, _, err := db.IssueEnrollmentCode(ctx, code, study.DefaultCodeTTL)
+	// Whoever runs this holds the database's credentials, and with them
+	// the study: the code enrols its device without approval, so that an
+	// administrator who lost their only device is not locked out. The
+	// issue is audited with "system" as the actor.
+	var c string
+	err = db.writeTx(ctx, func(t *tx) error {
+		u, err := userByCode(ctx, t, code)
+		if err != nil {
+			return err
+		}
+		c, _, err = db.issueCode(ctx, t, u, study.DefaultCodeTTL, true)
+		return err
+	})
 	return c, err
 }

@@ -17,6 +17,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
 )
 
 var _ study.Store = (*DB)(nil)
@@ -66,6 +68,9 @@ type Options struct {
 	// EnrollLimit limits wrong enrolment codes per client address
 	// (default study.DefaultEnrollLimit).
 	EnrollLimit study.AttemptLimit
+	// MaxPageCount, for tests of a full disk only, caps the file at that
+	// many pages (of 4 KiB): a write past it fails as on a full disk.
+	MaxPageCount int
 }
 
 // Open opens (creating, readable by its owner only, if needed) the
@@ -85,6 +90,7 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 		Migrations:   migrationFS,
 		Dir:          "migrations",
 		Now:          func() int64 { return opts.Now().UnixMilli() },
+		MaxPageCount: opts.MaxPageCount,
 	})
 	if err != nil {
 		return nil, err
@@ -115,10 +121,24 @@ func (db *DB) Now() time.Time { return db.now() }
 
 func (db *DB) nowMillis() int64 { return db.now().UnixMilli() }
 
+// errStorageFull is what a write that found the disk full answers: the
+// transaction was rolled back, so nothing of it is stored.
+var errStorageFull = syncengine.Errorf(syncengine.ENOSPACE, "the server's storage is full: nothing was written; try again later (the server's administrator must free space)")
+
 // writeTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it.
-// The commit is durable when writeTx returns nil.
+// The commit is durable when writeTx returns nil. A full disk is
+// ENOSPACE: the transaction was rolled back whole.
 func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	return db.lite.WriteTx(ctx, fn)
+	return storageFull(db.lite.WriteTx(ctx, fn))
+}
+
+// storageFull turns SQLite's full-disk error into errStorageFull, and
+// returns any other error as it is.
+func storageFull(err error) error {
+	if errors.Is(err, litedb.ErrFull) {
+		return fmt.Errorf("%w (%v)", errStorageFull, err)
+	}
+	return err
 }
 
 // readTx runs fn in a read transaction: one snapshot of the database.

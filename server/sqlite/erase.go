@@ -36,7 +36,7 @@ func (db *DB) EraseEntry(ctx context.Context, id syncengine.EntryID) (bool, *stu
 			return err
 		}
 		wake.Owners = append(wake.Owners, owner)
-		return db.audit(ctx, tx, "entry.erase", id.String(), nil)
+		return db.audit(ctx, tx, "entry.erase", id.String(), nil, owner)
 	})
 	if err != nil {
 		return false, nil, err
@@ -72,7 +72,7 @@ func (db *DB) EraseNavigator(ctx context.Context, code string) (int, *study.Wake
 			return err
 		}
 		wake.Owners = append(wake.Owners, u.ID)
-		return db.audit(ctx, tx, "navigator.erase", u.StudyCode, map[string]string{"entries": fmt.Sprint(n)})
+		return db.audit(ctx, tx, "navigator.erase", u.StudyCode, map[string]string{"entries": fmt.Sprint(n)}, u.ID)
 	})
 	if err != nil {
 		return 0, nil, err
@@ -94,8 +94,10 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeup
 	readers := map[int64]bool{}
 	for i, rid := range rids {
 		seq := first + int64(i)
+		// An erased entry is held back from nobody: once its device is
+		// approved, the owner's devices all learn of the erasure.
 		if _, err := tx.ExecContext(ctx, `UPDATE entries SET state = NULL, date = '', sup_visible = 0, res_visible = 0, deleted = 0,
-			erased_at = ?, seq = ? WHERE rid = ?`, seq, seq, rid); err != nil {
+			erased_at = ?, seq = ?, held_by = NULL WHERE rid = ?`, seq, seq, rid); err != nil {
 			return fmt.Errorf("cannot erase entry: %w", err)
 		}
 		rows, err := tx.QueryContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 RETURNING reader`, study.ReasonErased, seq, rid)

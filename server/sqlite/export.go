@@ -82,7 +82,12 @@ func (db *DB) Export(ctx context.Context, req study.ExportRequest, write func(st
 		if _, err := tx.ExecContext(ctx, `UPDATE exports SET complete = 1, summary = ? WHERE id = ?`, string(summary), id); err != nil {
 			return fmt.Errorf("cannot keep export: %w", err)
 		}
-		return db.audit(ctx, tx, "export", study.WaveName(req.Wave), m.AuditDetails(&req))
+		// Whose entries the export holds: they see it in their activity.
+		owners, err := queryIDs(ctx, tx, `SELECT DISTINCT e.owner_id FROM export_entries x JOIN entries e ON e.id = x.entry_id WHERE x.export_id = ?`, id)
+		if err != nil {
+			return fmt.Errorf("cannot find whose entries are exported: %w", err)
+		}
+		return db.audit(ctx, tx, "export", study.WaveName(req.Wave), m.AuditDetails(&req), owners...)
 	})
 }
 
@@ -198,7 +203,7 @@ func (db *DB) exportManifest(ctx context.Context, tx *sql.Tx, sc *exportScope) (
 		m.SnapshotAt = time.UnixMilli(at).UTC()
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT u.study_code, e.date, e.res_visible, e.deleted, e.erased_at IS NOT NULL
-		FROM entries e JOIN users u ON u.id = e.owner_id WHERE e.erased_at IS NOT NULL OR e.state IS NOT NULL`)
+		FROM entries e JOIN users u ON u.id = e.owner_id WHERE e.erased_at IS NOT NULL OR (e.state IS NOT NULL AND e.held_by IS NULL)`)
 	if err != nil {
 		return m, fmt.Errorf("cannot count entries: %w", err)
 	}
@@ -255,7 +260,7 @@ func (db *DB) exportRecords(ctx context.Context, tx *sql.Tx, sc *exportScope, p 
 		if ex != study.Included || (p.Wave != 0 && w.Number != p.Wave) {
 			continue
 		}
-		e, err := syncengine.DecodeEntry(state)
+		e, err := syncengine.DecodeEntryLazy(state)
 		if err != nil {
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}

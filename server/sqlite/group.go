@@ -3,11 +3,13 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/study"
 )
 
@@ -151,9 +153,16 @@ func (db *DB) runGroup(batch []*pushJob) {
 				return fmt.Errorf("cannot begin push: %w", err)
 			}
 			*j.wake = study.Wakeups{}
-			if err := db.push(ctx, tx, j.who, j.in, j.candidates, j.results, j.wake, j.now); err != nil {
-				j.err = err
+			if err := litedb.Classify(db.push(ctx, tx, j.who, j.in, j.candidates, j.results, j.wake, j.now)); err != nil {
+				// Rolled back to its savepoint: nothing of this push is
+				// written, whatever the others in the group do.
+				j.err = storageFull(err)
 				if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO push`); rerr != nil {
+					if errors.Is(err, litedb.ErrFull) {
+						// SQLite may roll back the whole transaction on a
+						// full disk: then nothing of the group is written.
+						return err
+					}
 					return fmt.Errorf("cannot roll back a failed push: %w", rerr)
 				}
 			} else {

@@ -15,7 +15,7 @@ import (
 
 // Authenticate returns the identity a bearer token belongs to. A
 // malformed, unknown or revoked token, or one whose user was deactivated,
-// is EUNAUTHENTICATED.
+// is EUNAUTHENTICATED; a revoked device is told who revoked it.
 func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, error) {
 	device, secret, ok := study.ParseToken(token)
 	if !ok {
@@ -25,14 +25,13 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 		id      study.Identity
 		hash    []byte
 		replica []byte
-		revoked sql.NullInt64
-		active  bool
+		rec     deviceRecord
 	)
 	err := db.read.QueryRowContext(ctx, `
-		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, u.id, u.study_code, u.role, u.active
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, u.id, u.study_code, u.role, `+deviceRecordColumns+`
 		FROM devices d JOIN users u ON u.id = d.user_id
 		WHERE d.public_id = ?`, device).
-		Scan(&id.DeviceID, &id.Device, &replica, &hash, &revoked, &id.UserID, &id.StudyCode, &id.Role, &active)
+		Scan(append([]any{&id.DeviceID, &id.Device, &replica, &hash, &id.UserID, &id.StudyCode, &id.Role}, rec.dest()...)...)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, sql.ErrNoRows) {
 		// Compare anyway, so an unknown device takes as long as a known one.
@@ -45,30 +44,65 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 	if subtle.ConstantTimeCompare(sum, hash) != 1 {
 		return nil, study.ErrBadToken
 	}
-	if err := study.DeviceState(revoked.Valid, active); err != nil {
+	r := rec.record(id.Device)
+	if err := study.CheckDevice(r); err != nil {
 		return nil, err
 	}
+	id.Pending = r.State == study.DevicePending
 	copy(id.Replica[:], replica)
 	return &id, nil
 }
 
-// DeviceActive returns nil if the device is still enrolled and its user
-// active, and the error Authenticate would give otherwise. Long-lived
-// calls use it to notice a revocation made after they authenticated.
+// deviceRecordColumns are what CheckDevice needs of a device (alias d)
+// and its user (alias u).
+const deviceRecordColumns = `d.pending, d.revoked_at, d.revocation, d.revoked_by, u.active`
+
+type deviceRecord struct {
+	pending    bool
+	revokedAt  sql.NullInt64
+	revocation study.Revocation
+	revokedBy  string
+	active     bool
+}
+
+func (r *deviceRecord) dest() []any {
+	return []any{&r.pending, &r.revokedAt, &r.revocation, &r.revokedBy, &r.active}
+}
+
+func (r *deviceRecord) record(publicID string) study.DeviceRecord {
+	out := study.DeviceRecord{PublicID: publicID, State: study.DeviceActive, UserActive: r.active}
+	switch {
+	case r.revokedAt.Valid:
+		out.State, out.Revocation, out.RevokedBy = study.DeviceRevoked, r.revocation, r.revokedBy
+		out.RevokedAt = time.UnixMilli(r.revokedAt.Int64).UTC()
+	case r.pending:
+		out.State = study.DevicePending
+	}
+	return out
+}
+
+// DeviceActive returns nil if the device may still act (it is enrolled,
+// not revoked, and its user is active), and the error Authenticate would
+// give otherwise. Long-lived calls use it to notice a revocation made
+// after they authenticated.
 func (db *DB) DeviceActive(ctx context.Context, device int64) error {
-	var revoked, active bool
-	err := db.read.QueryRowContext(ctx, `SELECT d.revoked_at IS NOT NULL, u.active FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`, device).Scan(&revoked, &active)
+	var (
+		publicID string
+		rec      deviceRecord
+	)
+	err := db.read.QueryRowContext(ctx, `SELECT d.public_id, `+deviceRecordColumns+` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`, device).
+		Scan(append([]any{&publicID}, rec.dest()...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return study.ErrBadToken
 	}
 	if err != nil {
 		return fmt.Errorf("cannot look up device: %w", err)
 	}
-	return study.DeviceState(revoked, active)
+	return study.CheckDevice(rec.record(publicID))
 }
 
 // IssueEnrollmentCode issues a one-time enrolment code for the active user
-// with the given study code.
+// with the given study code. The caller is kept with it as its issuer.
 func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl time.Duration) (code string, expires time.Time, err error) {
 	if ttl, err = study.CodeTTL(ttl); err != nil {
 		return "", time.Time{}, err
@@ -81,30 +115,47 @@ func (db *DB) IssueEnrollmentCode(ctx context.Context, studyCode string, ttl tim
 		if err := study.CheckCodeIssuable(u); err != nil {
 			return err
 		}
-		now := db.now()
-		if code, err = study.NewCode(db.rand); err != nil {
-			return err
-		}
-		expires = now.Add(ttl)
-		_, err = tx.ExecContext(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-			study.CodeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli())
-		if err != nil {
-			return fmt.Errorf("cannot store enrolment code: %w", err)
-		}
-		return db.audit(ctx, tx, "code.issue", u.StudyCode, map[string]string{"expires": expires.UTC().Format(time.RFC3339)})
+		code, expires, err = db.issueCode(ctx, tx, u, ttl, false)
+		return err
 	})
 	return code, expires, err
 }
 
-// Enroll exchanges a one-time code for a new device and its token.
-func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrollment, error) {
-	deviceName, err := study.DeviceName(deviceName)
+// issueCode stores a new code for u in tx, issued by the caller; an
+// approved code enrols its device without approval.
+func (db *DB) issueCode(ctx context.Context, tx *sql.Tx, u *study.User, ttl time.Duration, approved bool) (string, time.Time, error) {
+	now := db.now()
+	code, err := study.NewCode(db.rand)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	expires := now.Add(ttl)
+	actor := study.ActorFrom(ctx)
+	_, err = tx.ExecContext(ctx, `INSERT INTO enrollment_codes (code_hash, user_id, created_at, expires_at, issued_by, approved) VALUES (?, ?, ?, ?, ?, ?)`,
+		study.CodeHash(code), u.ID, now.UnixMilli(), expires.UnixMilli(), actor, approved)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("cannot store enrolment code: %w", err)
+	}
+	details := map[string]string{"expires": expires.UTC().Format(time.RFC3339)}
+	if approved {
+		details["approval"] = "not needed"
+	}
+	return code, expires, db.audit(ctx, tx, "code.issue", u.StudyCode, details, u.ID)
+}
+
+// Enroll exchanges a one-time code for a new device and its token. The
+// device is pending when its user has had a device before and the code
+// does not let it through (see study.NewDeviceState). The enrolment is
+// recorded with the code's issuer as the actor.
+func (db *DB) Enroll(ctx context.Context, req study.EnrollRequest) (*study.Enrollment, error) {
+	deviceName, err := study.DeviceName(req.DeviceName)
 	if err != nil {
 		return nil, err
 	}
-	if err := study.CheckCodeForm(code); err != nil {
+	if err := study.CheckCodeForm(req.Code); err != nil {
 		return nil, err
 	}
+	hash := study.CodeHash(req.Code)
 	var out *study.Enrollment
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
 		var (
@@ -113,13 +164,15 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			usedAt           sql.NullInt64
 			role             study.Role
 			studyCode, dname string
-			active           bool
+			issued           study.IssuedCode
+			hadDevice        bool
 		)
 		err := tx.QueryRowContext(ctx, `
-			SELECT c.user_id, c.expires_at, c.used_at, u.role, u.study_code, u.display_name, u.active
+			SELECT c.user_id, c.expires_at, c.used_at, c.issued_by, c.approved, u.role, u.study_code, u.display_name, u.active,
+				EXISTS (SELECT 1 FROM devices d WHERE d.user_id = c.user_id)
 			FROM enrollment_codes c JOIN users u ON u.id = c.user_id
-			WHERE c.code_hash = ?`, study.CodeHash(code)).
-			Scan(&userID, &expiresAt, &usedAt, &role, &studyCode, &dname, &active)
+			WHERE c.code_hash = ?`, hash).
+			Scan(&userID, &expiresAt, &usedAt, &issued.IssuedBy, &issued.Approved, &role, &studyCode, &dname, &issued.UserActive, &hadDevice)
 		if errors.Is(err, sql.ErrNoRows) {
 			return study.ErrBadCode
 		}
@@ -127,13 +180,17 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			return fmt.Errorf("cannot look up enrolment code: %w", err)
 		}
 		now := db.now()
-		if err := study.CheckCodeUsable(study.IssuedCode{Expires: time.UnixMilli(expiresAt), Used: usedAt.Valid, UserActive: active}, now); err != nil {
+		issued.Expires, issued.Used = time.UnixMilli(expiresAt), usedAt.Valid
+		if err := study.CheckCodeUsable(issued, now); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now.UnixMilli(), study.CodeHash(code)); err != nil {
+		if err := study.CheckCodeFor(studyCode, req.ForUser); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now.UnixMilli(), hash); err != nil {
 			return fmt.Errorf("cannot mark enrolment code used: %w", err)
 		}
-		secret, hash, err := study.NewSecret(db.rand)
+		secret, secretHash, err := study.NewSecret(db.rand)
 		if err != nil {
 			return err
 		}
@@ -146,8 +203,13 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			return fmt.Errorf("cannot make a replica id: %w", err)
 		}
 		public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			public, userID, replica[:], deviceName, hash, now.UnixMilli()); err != nil {
+		state := study.NewDeviceState(hadDevice, issued.Approved)
+		issuer := issued.IssuedBy
+		if issuer == "" {
+			issuer = "system"
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, pending, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			public, userID, replica[:], deviceName, secretHash, now.UnixMilli(), state == study.DevicePending, issuer); err != nil {
 			return fmt.Errorf("cannot store device: %w", err)
 		}
 		out = &study.Enrollment{
@@ -157,8 +219,12 @@ func (db *DB) Enroll(ctx context.Context, code, deviceName string) (*study.Enrol
 			Role:        role,
 			StudyCode:   studyCode,
 			DisplayName: dname,
+			State:       state,
 		}
-		return db.auditAs(ctx, tx, studyCode, "device.enrol", public, map[string]string{"name": deviceName, "role": role.String()})
+		// Whoever issued the code could have used it themselves: the log
+		// names them as the actor, and the user among its subjects.
+		return db.auditAs(ctx, tx, issuer, "device.enrol", public,
+			map[string]string{"user": studyCode, "name": deviceName, "role": role.String(), "state": state.String()}, userID)
 	})
 	return out, err
 }

@@ -36,7 +36,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows *sql.Rows
 		if rd.Owner {
-			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state FROM entries WHERE owner_id = ? AND seq > ? ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
+			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
 		} else {
 			rows, err = tx.QueryContext(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state FROM feed f JOIN entries e ON e.rid = f.entry
 				WHERE f.reader = ? AND f.seq > ? ORDER BY f.seq LIMIT ?`, rd.ID, cursor, size+1)
@@ -71,12 +71,12 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: reason})
 				continue
 			}
-			e, err := syncengine.DecodeEntry(state)
+			e, err := syncengine.DecodeEntryLazy(state)
 			if err != nil {
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			bytes += len(state)
-			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(rd.View(e, req.MergedText))
 			page.Entries = append(page.Entries, v)
 		}
 		if err := rows.Err(); err != nil {
@@ -106,7 +106,7 @@ func countAfter(ctx context.Context, tx *sql.Tx, rd study.Reader, cursor, limit 
 	var n int64
 	var err error
 	if rd.Owner {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
 	} else {
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
 	}
@@ -130,7 +130,7 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 	var head sql.NullInt64
 	var err error
 	if rd.Owner {
-		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM entries WHERE owner_id = ?`, rd.ID).Scan(&head)
+		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM entries WHERE owner_id = ? AND held_by IS NULL`, rd.ID).Scan(&head)
 	} else {
 		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM feed WHERE reader = ?`, rd.ID).Scan(&head)
 	}
@@ -141,8 +141,8 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 }
 
 // StateHash computes, in one snapshot, the state hash of every entry the
-// caller may see.
-func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateHash, error) {
+// caller may see, as they hold it.
+func (db *DB) StateHash(ctx context.Context, who *study.Identity, req study.StateHashRequest) (*study.StateHash, error) {
 	rd, err := study.ReaderFor(who)
 	if err != nil {
 		return nil, err
@@ -158,7 +158,7 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 		}
 		var rows *sql.Rows
 		if rd.Owner {
-			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL ORDER BY id`, rd.ID)
+			rows, err = tx.QueryContext(ctx, `SELECT state FROM entries WHERE owner_id = ? AND state IS NOT NULL AND held_by IS NULL ORDER BY id`, rd.ID)
 		} else {
 			rows, err = tx.QueryContext(ctx, `SELECT e.state FROM feed f JOIN entries e ON e.rid = f.entry
 				WHERE f.reader = ? AND f.visible = 1 AND e.state IS NOT NULL ORDER BY e.id`, rd.ID)
@@ -173,11 +173,11 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 			if err := rows.Scan(&state); err != nil {
 				return err
 			}
-			e, err := syncengine.DecodeEntry(state)
+			e, err := syncengine.DecodeEntryLazy(state)
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
-			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(rd.View(e, req.MergedText))
 			if err := h.Add(v); err != nil {
 				return err
 			}

@@ -18,6 +18,7 @@ type loadedEntry struct {
 	owner   int64
 	exists  bool // a row exists
 	erased  bool
+	heldBy  int64 // the pending device that created it, or 0
 	entry   *syncengine.Entry
 	before  []byte // canonical encoding when loaded
 	after   []byte // canonical encoding to store, once the push is done with it
@@ -104,7 +105,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
 			loaded[c.Entry] = l
 		}
-		t := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn}
+		t := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn, HeldBy: l.heldBy}
 		if r, ok := remembered[int64(c.Clock)]; ok {
 			t.Remembered = &r
 		}
@@ -113,7 +114,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 				return err
 			}
 		}
-		d := study.Decide(who, c, &t, now)
+		d, record := study.ApplyDecision(study.Decide(who, c, &t, now), l.entry, c)
 		results[i] = d.Result
 		if d.Remember {
 			remember = append(remember, i)
@@ -122,9 +123,11 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 			continue
 		}
 		known[int64(c.Clock)] = true
-		l.entry.Apply(c)
+		if d.Hold {
+			l.heldBy = who.DeviceID
+		}
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
+		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -155,11 +158,16 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		owners := map[int64]bool{}
 		readers := map[int64]bool{}
 		for k, l := range changed {
+			if l.heldBy != 0 {
+				// Held back for a pending device: no reader sees it, the
+				// owner's other devices included, until it is approved.
+				continue
+			}
 			seq := first + int64(k)
 			owners[l.owner] = true
 			old := (*syncengine.Entry)(nil)
 			if l.exists {
-				if old, err = syncengine.DecodeEntry(l.before); err != nil {
+				if old, err = syncengine.DecodeEntryLazy(l.before); err != nil {
 					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
 				}
 			}
@@ -217,12 +225,12 @@ func (db *DB) loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.Entr
 	err := db.bulkExec(ctx, tx, loadEntriesQuery, len(ids), args, func(rows *sql.Rows) error {
 		l := &loadedEntry{exists: true}
 		var id, state []byte
-		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased); err != nil {
+		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
 			return err
 		}
 		if !l.erased {
 			var err error
-			if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+			if l.entry, err = syncengine.DecodeEntryLazy(state); err != nil {
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			l.before = state
@@ -269,7 +277,13 @@ func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEn
 		for k, l := range changed[from:to] {
 			e := l.entry
 			byID[e.ID] = l
-			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value, study.SupervisorVisible(e), study.ResearchVisible(e), e.Deleted.Value)
+			var held any
+			if l.heldBy != 0 {
+				held = l.heldBy
+			}
+			visible := l.heldBy == 0 // a held entry reaches no reader
+			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value,
+				visible && study.SupervisorVisible(e), visible && study.ResearchVisible(e), e.Deleted.Value, held)
 		}
 		return a
 	}
@@ -324,8 +338,9 @@ func removeFromFeed(ctx context.Context, tx *sql.Tx, r feedRemoval) error {
 type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
-	change *syncengine.Change
-	write  uint64 // study.Incoming.Write
+	change *syncengine.Change   // what study.ApplyChange said to record
+	clock  syncengine.Timestamp // the pushed change's clock, which names it for the device
+	write  uint64               // study.Incoming.Write
 }
 
 func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *study.Identity, received int64) error {
@@ -333,10 +348,14 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 		for _, r := range rows[from:to] {
 			c := r.change
 			var value any
-			switch c.Field.Kind() {
-			case syncengine.KindText:
+			switch {
+			case c.TextEdit != nil:
+				// A text edit is kept as its canonical encoding: a few
+				// bytes beside the text it inserts.
+				value = syncengine.EncodeTextChange(c.TextEdit)
+			case c.Field.Kind() == syncengine.KindText:
 				value = c.Text
-			case syncengine.KindNumber:
+			case c.Field.Kind() == syncengine.KindNumber:
 				value = c.Number
 			default:
 				value = c.Flag
@@ -345,7 +364,7 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 			if c.Field.IsFeedback() {
 				feedback = c.Feedback[:]
 			}
-			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write))
+			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(r.clock), who.DeviceID, who.UserID, received, int64(r.write))
 		}
 		return a
 	}, nil)

@@ -36,9 +36,13 @@ func MustEnroll(tb testing.TB, db *DB, role study.Role, code string) *study.Iden
 	if err != nil {
 		tb.Fatal(err)
 	}
-	enr, err := db.Enroll(ctx, c, "test device")
+	enr, err := db.Enroll(ctx, study.EnrollRequest{Code: c, DeviceName: "test device"})
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if enr.State == study.DevicePending {
+		// The user has a device already: it consents, as a person would.
+		MustApprove(tb, db, code, enr.Device)
 	}
 	id, err := db.Authenticate(ctx, enr.Token)
 	if err != nil {
@@ -131,4 +135,29 @@ func TestBulk(t *testing.T) {
 			}
 		}
 	})
+}
+
+// MustApprove approves the pending device publicID of the user with the
+// given study code from another of the user's active devices.
+func MustApprove(tb testing.TB, db *DB, code, publicID string) {
+	tb.Helper()
+	ctx := context.Background()
+	u, err := db.UserByCode(ctx, code)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	devices, _, err := db.ListDevices(ctx, 1000, "", code)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, d := range devices {
+		if d.State == study.DeviceActive {
+			approver := &study.Identity{UserID: u.ID, StudyCode: u.StudyCode, Role: u.Role, DeviceID: d.ID, Device: d.PublicID}
+			if _, _, err := db.ApproveDevice(ctx, approver, publicID); err != nil {
+				tb.Fatal(err)
+			}
+			return
+		}
+	}
+	tb.Fatalf("%s has no active device to approve %s with", code, publicID)
 }

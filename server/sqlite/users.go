@@ -72,7 +72,7 @@ func (db *DB) createUser(ctx context.Context, tx *sql.Tx, code string, role stud
 	if err != nil {
 		return nil, fmt.Errorf("cannot create user: %w", err)
 	}
-	return u, db.audit(ctx, tx, "user.create", u.StudyCode, map[string]string{"role": role.String()})
+	return u, db.audit(ctx, tx, "user.create", u.StudyCode, map[string]string{"role": role.String()}, u.ID)
 }
 
 // ListUsers returns up to size users after the page token, in study-code
@@ -117,7 +117,7 @@ func (db *DB) ListUsers(ctx context.Context, size uint32, token string) ([]*stud
 // active administrator.
 func (db *DB) DeactivateUser(ctx context.Context, code string) (*study.User, int, error) {
 	var u *study.User
-	var revoked int64
+	var revoked int
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		var err error
 		if u, err = userByCode(ctx, tx, code); err != nil {
@@ -133,15 +133,61 @@ func (db *DB) DeactivateUser(ctx context.Context, code string) (*study.User, int
 		if _, err := tx.ExecContext(ctx, `UPDATE users SET active = 0 WHERE id = ?`, u.ID); err != nil {
 			return fmt.Errorf("cannot deactivate user: %w", err)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL`, db.nowMillis(), u.ID)
+		n, err := db.revokeDevices(ctx, tx, `user_id = ?`, []any{u.ID}, study.RevokedDeactivated)
 		if err != nil {
-			return fmt.Errorf("cannot revoke devices: %w", err)
+			return err
 		}
-		revoked, _ = res.RowsAffected()
+		revoked = n
 		u.Active = false
-		return db.audit(ctx, tx, "user.deactivate", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(revoked)})
+		return db.audit(ctx, tx, "user.deactivate", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(revoked)}, u.ID)
 	})
-	return u, int(revoked), err
+	return u, revoked, err
+}
+
+// ResetUser is what an administrator does for a person who lost their
+// only device: every device of the account is revoked (each is told, at
+// its next request, that an administrator reset the account), codes
+// issued for it and not used yet stop working, and a new one-time code is
+// issued that enrols a device without approval. The reset is in the
+// audit log with the administrator as the actor and the person among its
+// subjects, so they see it in their activity.
+func (db *DB) ResetUser(ctx context.Context, code string, ttl time.Duration) (*study.Reset, error) {
+	ttl, err := study.CodeTTL(ttl)
+	if err != nil {
+		return nil, err
+	}
+	var out *study.Reset
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		u, err := userByCode(ctx, tx, code)
+		if err != nil {
+			return err
+		}
+		if !u.Active {
+			return syncengine.Errorf(syncengine.ECONFLICT, "user %s is deactivated: reactivating an account is not a reset", u.StudyCode)
+		}
+		n, err := db.revokeDevices(ctx, tx, `user_id = ?`, []any{u.ID}, study.RevokedByReset)
+		if err != nil {
+			return err
+		}
+		now := db.nowMillis()
+		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET expires_at = min(expires_at, ?) WHERE user_id = ? AND used_at IS NULL`, now, u.ID); err != nil {
+			return fmt.Errorf("cannot withdraw enrolment codes: %w", err)
+		}
+		if err := db.audit(ctx, tx, "user.reset", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(n)}, u.ID); err != nil {
+			return err
+		}
+		c, expires, err := db.issueCode(ctx, tx, u, ttl, true)
+		if err != nil {
+			return err
+		}
+		out = &study.Reset{User: u, DevicesRevoked: n, Code: c, Expires: expires}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	db.scrubWAL(ctx)
+	return out, nil
 }
 
 func (db *DB) assignmentUsers(ctx context.Context, tx *sql.Tx, supCode, navCode string) (*study.User, *study.User, error) {
@@ -178,7 +224,7 @@ func (db *DB) Assign(ctx context.Context, supCode, navCode string) (created bool
 			return nil
 		}
 		created = true
-		if err := db.audit(ctx, tx, "assign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
+		if err := db.audit(ctx, tx, "assign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}, nav.ID, sup.ID); err != nil {
 			return err
 		}
 		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, true, 0)
@@ -204,7 +250,7 @@ func (db *DB) Unassign(ctx context.Context, supCode, navCode string) (removed bo
 			return nil
 		}
 		removed = true
-		if err := db.audit(ctx, tx, "unassign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}); err != nil {
+		if err := db.audit(ctx, tx, "unassign", nav.StudyCode, map[string]string{"supervisor": sup.StudyCode}, nav.ID, sup.ID); err != nil {
 			return err
 		}
 		return db.setFeedForOwner(ctx, tx, sup.ID, nav.ID, false, study.ReasonUnassigned)
@@ -346,6 +392,18 @@ func (db *DB) AdminCode(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("cannot find an administrator: %w", err)
 	}
-	c, _, err := db.IssueEnrollmentCode(ctx, code, study.DefaultCodeTTL)
+	// Whoever runs this holds the data directory, and with it the
+	// database: the code enrols its device without approval, so that an
+	// administrator who lost their only device is not locked out. The
+	// issue is audited with "system" as the actor.
+	var c string
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		u, err := userByCode(ctx, tx, code)
+		if err != nil {
+			return err
+		}
+		c, _, err = db.issueCode(ctx, tx, u, study.DefaultCodeTTL, true)
+		return err
+	})
 	return c, err
 }

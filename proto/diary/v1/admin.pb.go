@@ -939,7 +939,23 @@ type Device struct {
 	// When it last pushed or pulled; unset if never.
 	LastSyncAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_sync_at,json=lastSyncAt,proto3" json:"last_sync_at,omitempty"`
 	// When it was revoked; unset if active.
-	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	RevokedAt *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	// Whether it is active, waiting for approval or revoked.
+	State DeviceState `protobuf:"varint,7,opt,name=state,proto3,enum=diary.v1.DeviceState" json:"state,omitempty"`
+	// Study code of whoever issued the enrolment code it enrolled with
+	// ("system" for the server's console).
+	IssuedBy string `protobuf:"bytes,8,opt,name=issued_by,json=issuedBy,proto3" json:"issued_by,omitempty"`
+	// When another device of its user approved it; unset if it never
+	// waited for approval or still waits.
+	ApprovedAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=approved_at,json=approvedAt,proto3" json:"approved_at,omitempty"`
+	// The id of the device that approved it.
+	ApprovedBy string `protobuf:"bytes,10,opt,name=approved_by,json=approvedBy,proto3" json:"approved_by,omitempty"`
+	// Who ended it and how, when revoked.
+	Revocation RevocationReason `protobuf:"varint,11,opt,name=revocation,proto3,enum=diary.v1.RevocationReason" json:"revocation,omitempty"`
+	// Study code of whoever revoked it.
+	RevokedBy string `protobuf:"bytes,12,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	// In ListMyDevices, true for the calling device.
+	Current       bool `protobuf:"varint,13,opt,name=current,proto3" json:"current,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1014,6 +1030,55 @@ func (x *Device) GetRevokedAt() *timestamppb.Timestamp {
 		return x.RevokedAt
 	}
 	return nil
+}
+
+func (x *Device) GetState() DeviceState {
+	if x != nil {
+		return x.State
+	}
+	return DeviceState_DEVICE_STATE_UNSPECIFIED
+}
+
+func (x *Device) GetIssuedBy() string {
+	if x != nil {
+		return x.IssuedBy
+	}
+	return ""
+}
+
+func (x *Device) GetApprovedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ApprovedAt
+	}
+	return nil
+}
+
+func (x *Device) GetApprovedBy() string {
+	if x != nil {
+		return x.ApprovedBy
+	}
+	return ""
+}
+
+func (x *Device) GetRevocation() RevocationReason {
+	if x != nil {
+		return x.Revocation
+	}
+	return RevocationReason_REVOCATION_REASON_UNSPECIFIED
+}
+
+func (x *Device) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *Device) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
 }
 
 // ListDevicesRequest asks for one page of devices.
@@ -1725,10 +1790,11 @@ type AuditEvent struct {
 	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	// When it happened.
 	At *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=at,proto3" json:"at,omitempty"`
-	// Study code of who did it, or "system" for the server itself.
+	// Study code of who did it, or "system" for the server itself. For an
+	// enrolment, the administrator who issued the code.
 	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	// What was done, such as "device.enrol", "user.create", "export" or
-	// "entry.erase".
+	// What was done, such as "device.enrol", "device.approve",
+	// "user.create", "user.reset", "export" or "entry.erase".
 	Action string `protobuf:"bytes,4,opt,name=action,proto3" json:"action,omitempty"`
 	// What it was done to: a study code, a device id, an entry id or a wave
 	// number.
@@ -1922,6 +1988,136 @@ func (x *ListAuditEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+// ResetUserRequest names the account to reset.
+type ResetUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user's study code; the user must be active.
+	StudyCode string `protobuf:"bytes,1,opt,name=study_code,json=studyCode,proto3" json:"study_code,omitempty"`
+	// How long the new code stays valid: default 24 hours, from 1 minute to
+	// 7 days.
+	Ttl           *durationpb.Duration `protobuf:"bytes,2,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserRequest) Reset() {
+	*x = ResetUserRequest{}
+	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserRequest) ProtoMessage() {}
+
+func (x *ResetUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserRequest.ProtoReflect.Descriptor instead.
+func (*ResetUserRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ResetUserRequest) GetStudyCode() string {
+	if x != nil {
+		return x.StudyCode
+	}
+	return ""
+}
+
+func (x *ResetUserRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+// ResetUserResponse carries the new code.
+type ResetUserResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user as stored.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// How many devices were revoked.
+	DevicesRevoked uint32 `protobuf:"varint,2,opt,name=devices_revoked,json=devicesRevoked,proto3" json:"devices_revoked,omitempty"`
+	// The one-time code that enrols the person's next device without
+	// approval. Shown once; stored hashed.
+	Code string `protobuf:"bytes,3,opt,name=code,proto3" json:"code,omitempty"`
+	// When it stops working.
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetUserResponse) Reset() {
+	*x = ResetUserResponse{}
+	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetUserResponse) ProtoMessage() {}
+
+func (x *ResetUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetUserResponse.ProtoReflect.Descriptor instead.
+func (*ResetUserResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ResetUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *ResetUserResponse) GetDevicesRevoked() uint32 {
+	if x != nil {
+		return x.DevicesRevoked
+	}
+	return 0
+}
+
+func (x *ResetUserResponse) GetCode() string {
+	if x != nil {
+		return x.Code
+	}
+	return ""
+}
+
+func (x *ResetUserResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // DeleteWaveDatesRequest names a navigator's own dates for a wave.
 type DeleteWaveDatesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1935,7 +2131,7 @@ type DeleteWaveDatesRequest struct {
 
 func (x *DeleteWaveDatesRequest) Reset() {
 	*x = DeleteWaveDatesRequest{}
-	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	mi := &file_diary_v1_admin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1947,7 +2143,7 @@ func (x *DeleteWaveDatesRequest) String() string {
 func (*DeleteWaveDatesRequest) ProtoMessage() {}
 
 func (x *DeleteWaveDatesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[34]
+	mi := &file_diary_v1_admin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1960,7 +2156,7 @@ func (x *DeleteWaveDatesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWaveDatesRequest.ProtoReflect.Descriptor instead.
 func (*DeleteWaveDatesRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{34}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *DeleteWaveDatesRequest) GetNumber() uint32 {
@@ -1986,7 +2182,7 @@ type DeleteWaveDatesResponse struct {
 
 func (x *DeleteWaveDatesResponse) Reset() {
 	*x = DeleteWaveDatesResponse{}
-	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	mi := &file_diary_v1_admin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +2194,7 @@ func (x *DeleteWaveDatesResponse) String() string {
 func (*DeleteWaveDatesResponse) ProtoMessage() {}
 
 func (x *DeleteWaveDatesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[35]
+	mi := &file_diary_v1_admin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +2207,7 @@ func (x *DeleteWaveDatesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteWaveDatesResponse.ProtoReflect.Descriptor instead.
 func (*DeleteWaveDatesResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{35}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{37}
 }
 
 // RedactionPattern is one kind of personal detail found by a regular
@@ -2031,7 +2227,7 @@ type RedactionPattern struct {
 
 func (x *RedactionPattern) Reset() {
 	*x = RedactionPattern{}
-	mi := &file_diary_v1_admin_proto_msgTypes[36]
+	mi := &file_diary_v1_admin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2043,7 +2239,7 @@ func (x *RedactionPattern) String() string {
 func (*RedactionPattern) ProtoMessage() {}
 
 func (x *RedactionPattern) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[36]
+	mi := &file_diary_v1_admin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2056,7 +2252,7 @@ func (x *RedactionPattern) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedactionPattern.ProtoReflect.Descriptor instead.
 func (*RedactionPattern) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{36}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RedactionPattern) GetName() string {
@@ -2095,7 +2291,7 @@ type Redaction struct {
 
 func (x *Redaction) Reset() {
 	*x = Redaction{}
-	mi := &file_diary_v1_admin_proto_msgTypes[37]
+	mi := &file_diary_v1_admin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2303,7 @@ func (x *Redaction) String() string {
 func (*Redaction) ProtoMessage() {}
 
 func (x *Redaction) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[37]
+	mi := &file_diary_v1_admin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2316,7 @@ func (x *Redaction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redaction.ProtoReflect.Descriptor instead.
 func (*Redaction) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{37}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Redaction) GetEnabled() bool {
@@ -2153,7 +2349,7 @@ type GetRedactionRequest struct {
 
 func (x *GetRedactionRequest) Reset() {
 	*x = GetRedactionRequest{}
-	mi := &file_diary_v1_admin_proto_msgTypes[38]
+	mi := &file_diary_v1_admin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2165,7 +2361,7 @@ func (x *GetRedactionRequest) String() string {
 func (*GetRedactionRequest) ProtoMessage() {}
 
 func (x *GetRedactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[38]
+	mi := &file_diary_v1_admin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2178,7 +2374,7 @@ func (x *GetRedactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRedactionRequest.ProtoReflect.Descriptor instead.
 func (*GetRedactionRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{38}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{40}
 }
 
 // GetRedactionResponse carries the setting.
@@ -2194,7 +2390,7 @@ type GetRedactionResponse struct {
 
 func (x *GetRedactionResponse) Reset() {
 	*x = GetRedactionResponse{}
-	mi := &file_diary_v1_admin_proto_msgTypes[39]
+	mi := &file_diary_v1_admin_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2206,7 +2402,7 @@ func (x *GetRedactionResponse) String() string {
 func (*GetRedactionResponse) ProtoMessage() {}
 
 func (x *GetRedactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[39]
+	mi := &file_diary_v1_admin_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2219,7 +2415,7 @@ func (x *GetRedactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRedactionResponse.ProtoReflect.Descriptor instead.
 func (*GetRedactionResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{39}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetRedactionResponse) GetRedaction() *Redaction {
@@ -2249,7 +2445,7 @@ type UpdateRedactionRequest struct {
 
 func (x *UpdateRedactionRequest) Reset() {
 	*x = UpdateRedactionRequest{}
-	mi := &file_diary_v1_admin_proto_msgTypes[40]
+	mi := &file_diary_v1_admin_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2261,7 +2457,7 @@ func (x *UpdateRedactionRequest) String() string {
 func (*UpdateRedactionRequest) ProtoMessage() {}
 
 func (x *UpdateRedactionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[40]
+	mi := &file_diary_v1_admin_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2274,7 +2470,7 @@ func (x *UpdateRedactionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRedactionRequest.ProtoReflect.Descriptor instead.
 func (*UpdateRedactionRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{40}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *UpdateRedactionRequest) GetEnabled() bool {
@@ -2302,7 +2498,7 @@ type UpdateRedactionResponse struct {
 
 func (x *UpdateRedactionResponse) Reset() {
 	*x = UpdateRedactionResponse{}
-	mi := &file_diary_v1_admin_proto_msgTypes[41]
+	mi := &file_diary_v1_admin_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2510,7 @@ func (x *UpdateRedactionResponse) String() string {
 func (*UpdateRedactionResponse) ProtoMessage() {}
 
 func (x *UpdateRedactionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[41]
+	mi := &file_diary_v1_admin_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2523,7 @@ func (x *UpdateRedactionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRedactionResponse.ProtoReflect.Descriptor instead.
 func (*UpdateRedactionResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{41}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *UpdateRedactionResponse) GetRedaction() *Redaction {
@@ -2351,7 +2547,7 @@ type RedactionTerm struct {
 
 func (x *RedactionTerm) Reset() {
 	*x = RedactionTerm{}
-	mi := &file_diary_v1_admin_proto_msgTypes[42]
+	mi := &file_diary_v1_admin_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2363,7 +2559,7 @@ func (x *RedactionTerm) String() string {
 func (*RedactionTerm) ProtoMessage() {}
 
 func (x *RedactionTerm) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[42]
+	mi := &file_diary_v1_admin_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2376,7 +2572,7 @@ func (x *RedactionTerm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedactionTerm.ProtoReflect.Descriptor instead.
 func (*RedactionTerm) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{42}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RedactionTerm) GetTerm() string {
@@ -2404,7 +2600,7 @@ type AddRedactionTermRequest struct {
 
 func (x *AddRedactionTermRequest) Reset() {
 	*x = AddRedactionTermRequest{}
-	mi := &file_diary_v1_admin_proto_msgTypes[43]
+	mi := &file_diary_v1_admin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2416,7 +2612,7 @@ func (x *AddRedactionTermRequest) String() string {
 func (*AddRedactionTermRequest) ProtoMessage() {}
 
 func (x *AddRedactionTermRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[43]
+	mi := &file_diary_v1_admin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2429,7 +2625,7 @@ func (x *AddRedactionTermRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRedactionTermRequest.ProtoReflect.Descriptor instead.
 func (*AddRedactionTermRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{43}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *AddRedactionTermRequest) GetTerm() *RedactionTerm {
@@ -2448,7 +2644,7 @@ type AddRedactionTermResponse struct {
 
 func (x *AddRedactionTermResponse) Reset() {
 	*x = AddRedactionTermResponse{}
-	mi := &file_diary_v1_admin_proto_msgTypes[44]
+	mi := &file_diary_v1_admin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2460,7 +2656,7 @@ func (x *AddRedactionTermResponse) String() string {
 func (*AddRedactionTermResponse) ProtoMessage() {}
 
 func (x *AddRedactionTermResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[44]
+	mi := &file_diary_v1_admin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2473,7 +2669,7 @@ func (x *AddRedactionTermResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddRedactionTermResponse.ProtoReflect.Descriptor instead.
 func (*AddRedactionTermResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{44}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{46}
 }
 
 // RemoveRedactionTermRequest removes a term.
@@ -2487,7 +2683,7 @@ type RemoveRedactionTermRequest struct {
 
 func (x *RemoveRedactionTermRequest) Reset() {
 	*x = RemoveRedactionTermRequest{}
-	mi := &file_diary_v1_admin_proto_msgTypes[45]
+	mi := &file_diary_v1_admin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2499,7 +2695,7 @@ func (x *RemoveRedactionTermRequest) String() string {
 func (*RemoveRedactionTermRequest) ProtoMessage() {}
 
 func (x *RemoveRedactionTermRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[45]
+	mi := &file_diary_v1_admin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2512,7 +2708,7 @@ func (x *RemoveRedactionTermRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRedactionTermRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRedactionTermRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{45}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RemoveRedactionTermRequest) GetTerm() string {
@@ -2533,7 +2729,7 @@ type RemoveRedactionTermResponse struct {
 
 func (x *RemoveRedactionTermResponse) Reset() {
 	*x = RemoveRedactionTermResponse{}
-	mi := &file_diary_v1_admin_proto_msgTypes[46]
+	mi := &file_diary_v1_admin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2545,7 +2741,7 @@ func (x *RemoveRedactionTermResponse) String() string {
 func (*RemoveRedactionTermResponse) ProtoMessage() {}
 
 func (x *RemoveRedactionTermResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[46]
+	mi := &file_diary_v1_admin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2558,7 +2754,7 @@ func (x *RemoveRedactionTermResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRedactionTermResponse.ProtoReflect.Descriptor instead.
 func (*RemoveRedactionTermResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{46}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveRedactionTermResponse) GetRemoved() bool {
@@ -2581,7 +2777,7 @@ type ListRedactionTermsRequest struct {
 
 func (x *ListRedactionTermsRequest) Reset() {
 	*x = ListRedactionTermsRequest{}
-	mi := &file_diary_v1_admin_proto_msgTypes[47]
+	mi := &file_diary_v1_admin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2593,7 +2789,7 @@ func (x *ListRedactionTermsRequest) String() string {
 func (*ListRedactionTermsRequest) ProtoMessage() {}
 
 func (x *ListRedactionTermsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[47]
+	mi := &file_diary_v1_admin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2606,7 +2802,7 @@ func (x *ListRedactionTermsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRedactionTermsRequest.ProtoReflect.Descriptor instead.
 func (*ListRedactionTermsRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{47}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ListRedactionTermsRequest) GetPageSize() uint32 {
@@ -2636,7 +2832,7 @@ type ListRedactionTermsResponse struct {
 
 func (x *ListRedactionTermsResponse) Reset() {
 	*x = ListRedactionTermsResponse{}
-	mi := &file_diary_v1_admin_proto_msgTypes[48]
+	mi := &file_diary_v1_admin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2648,7 +2844,7 @@ func (x *ListRedactionTermsResponse) String() string {
 func (*ListRedactionTermsResponse) ProtoMessage() {}
 
 func (x *ListRedactionTermsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_admin_proto_msgTypes[48]
+	mi := &file_diary_v1_admin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2661,7 +2857,7 @@ func (x *ListRedactionTermsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRedactionTermsResponse.ProtoReflect.Descriptor instead.
 func (*ListRedactionTermsResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_admin_proto_rawDescGZIP(), []int{48}
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ListRedactionTermsResponse) GetTerms() []*RedactionTerm {
@@ -2742,7 +2938,7 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\x1bIssueEnrollmentCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x8e\x02\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xab\x04\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
@@ -2753,7 +2949,20 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\flast_sync_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastSyncAt\x129\n" +
 	"\n" +
-	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"o\n" +
+	"revoked_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\x12+\n" +
+	"\x05state\x18\a \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\x12\x1b\n" +
+	"\tissued_by\x18\b \x01(\tR\bissuedBy\x12;\n" +
+	"\vapproved_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"approvedAt\x12\x1f\n" +
+	"\vapproved_by\x18\n" +
+	" \x01(\tR\n" +
+	"approvedBy\x12:\n" +
+	"\n" +
+	"revocation\x18\v \x01(\x0e2\x1a.diary.v1.RevocationReasonR\n" +
+	"revocation\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\f \x01(\tR\trevokedBy\x12\x18\n" +
+	"\acurrent\x18\r \x01(\bR\acurrent\"o\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -2809,7 +3018,17 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"o\n" +
 	"\x17ListAuditEventsResponse\x12,\n" +
 	"\x06events\x18\x01 \x03(\v2\x14.diary.v1.AuditEventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"W\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"^\n" +
+	"\x10ResetUserRequest\x12\x1d\n" +
+	"\n" +
+	"study_code\x18\x01 \x01(\tR\tstudyCode\x12+\n" +
+	"\x03ttl\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"\xaf\x01\n" +
+	"\x11ResetUserResponse\x12\"\n" +
+	"\x04user\x18\x01 \x01(\v2\x0e.diary.v1.UserR\x04user\x12'\n" +
+	"\x0fdevices_revoked\x18\x02 \x01(\rR\x0edevicesRevoked\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\tR\x04code\x129\n" +
+	"\n" +
+	"expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"W\n" +
 	"\x16DeleteWaveDatesRequest\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\rR\x06number\x12%\n" +
 	"\x0enavigator_code\x18\x02 \x01(\tR\rnavigatorCode\"\x19\n" +
@@ -2849,7 +3068,7 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"s\n" +
 	"\x1aListRedactionTermsResponse\x12-\n" +
 	"\x05terms\x18\x01 \x03(\v2\x17.diary.v1.RedactionTermR\x05terms\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x8f\x0e\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd5\x0e\n" +
 	"\fAdminService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.diary.v1.CreateUserRequest\x1a\x1c.diary.v1.CreateUserResponse\x12I\n" +
@@ -2874,7 +3093,8 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\tListWaves\x12\x1a.diary.v1.ListWavesRequest\x1a\x1b.diary.v1.ListWavesResponse\"\x03\x90\x02\x01\x12G\n" +
 	"\n" +
 	"EraseEntry\x12\x1b.diary.v1.EraseEntryRequest\x1a\x1c.diary.v1.EraseEntryResponse\x12S\n" +
-	"\x0eEraseNavigator\x12\x1f.diary.v1.EraseNavigatorRequest\x1a .diary.v1.EraseNavigatorResponse\x12[\n" +
+	"\x0eEraseNavigator\x12\x1f.diary.v1.EraseNavigatorRequest\x1a .diary.v1.EraseNavigatorResponse\x12D\n" +
+	"\tResetUser\x12\x1a.diary.v1.ResetUserRequest\x1a\x1b.diary.v1.ResetUserResponse\x12[\n" +
 	"\x0fListAuditEvents\x12 .diary.v1.ListAuditEventsRequest\x1a!.diary.v1.ListAuditEventsResponse\"\x03\x90\x02\x01B\x92\x01\n" +
 	"\fcom.diary.v1B\n" +
 	"AdminProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
@@ -2891,7 +3111,7 @@ func file_diary_v1_admin_proto_rawDescGZIP() []byte {
 	return file_diary_v1_admin_proto_rawDescData
 }
 
-var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 50)
+var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_diary_v1_admin_proto_goTypes = []any{
 	(*User)(nil),                        // 0: diary.v1.User
 	(*CreateUserRequest)(nil),           // 1: diary.v1.CreateUserRequest
@@ -2927,105 +3147,117 @@ var file_diary_v1_admin_proto_goTypes = []any{
 	(*AuditEvent)(nil),                  // 31: diary.v1.AuditEvent
 	(*ListAuditEventsRequest)(nil),      // 32: diary.v1.ListAuditEventsRequest
 	(*ListAuditEventsResponse)(nil),     // 33: diary.v1.ListAuditEventsResponse
-	(*DeleteWaveDatesRequest)(nil),      // 34: diary.v1.DeleteWaveDatesRequest
-	(*DeleteWaveDatesResponse)(nil),     // 35: diary.v1.DeleteWaveDatesResponse
-	(*RedactionPattern)(nil),            // 36: diary.v1.RedactionPattern
-	(*Redaction)(nil),                   // 37: diary.v1.Redaction
-	(*GetRedactionRequest)(nil),         // 38: diary.v1.GetRedactionRequest
-	(*GetRedactionResponse)(nil),        // 39: diary.v1.GetRedactionResponse
-	(*UpdateRedactionRequest)(nil),      // 40: diary.v1.UpdateRedactionRequest
-	(*UpdateRedactionResponse)(nil),     // 41: diary.v1.UpdateRedactionResponse
-	(*RedactionTerm)(nil),               // 42: diary.v1.RedactionTerm
-	(*AddRedactionTermRequest)(nil),     // 43: diary.v1.AddRedactionTermRequest
-	(*AddRedactionTermResponse)(nil),    // 44: diary.v1.AddRedactionTermResponse
-	(*RemoveRedactionTermRequest)(nil),  // 45: diary.v1.RemoveRedactionTermRequest
-	(*RemoveRedactionTermResponse)(nil), // 46: diary.v1.RemoveRedactionTermResponse
-	(*ListRedactionTermsRequest)(nil),   // 47: diary.v1.ListRedactionTermsRequest
-	(*ListRedactionTermsResponse)(nil),  // 48: diary.v1.ListRedactionTermsResponse
-	nil,                                 // 49: diary.v1.AuditEvent.DetailsEntry
-	(Role)(0),                           // 50: diary.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 51: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 52: google.protobuf.Duration
-	(*Wave)(nil),                        // 53: diary.v1.Wave
+	(*ResetUserRequest)(nil),            // 34: diary.v1.ResetUserRequest
+	(*ResetUserResponse)(nil),           // 35: diary.v1.ResetUserResponse
+	(*DeleteWaveDatesRequest)(nil),      // 36: diary.v1.DeleteWaveDatesRequest
+	(*DeleteWaveDatesResponse)(nil),     // 37: diary.v1.DeleteWaveDatesResponse
+	(*RedactionPattern)(nil),            // 38: diary.v1.RedactionPattern
+	(*Redaction)(nil),                   // 39: diary.v1.Redaction
+	(*GetRedactionRequest)(nil),         // 40: diary.v1.GetRedactionRequest
+	(*GetRedactionResponse)(nil),        // 41: diary.v1.GetRedactionResponse
+	(*UpdateRedactionRequest)(nil),      // 42: diary.v1.UpdateRedactionRequest
+	(*UpdateRedactionResponse)(nil),     // 43: diary.v1.UpdateRedactionResponse
+	(*RedactionTerm)(nil),               // 44: diary.v1.RedactionTerm
+	(*AddRedactionTermRequest)(nil),     // 45: diary.v1.AddRedactionTermRequest
+	(*AddRedactionTermResponse)(nil),    // 46: diary.v1.AddRedactionTermResponse
+	(*RemoveRedactionTermRequest)(nil),  // 47: diary.v1.RemoveRedactionTermRequest
+	(*RemoveRedactionTermResponse)(nil), // 48: diary.v1.RemoveRedactionTermResponse
+	(*ListRedactionTermsRequest)(nil),   // 49: diary.v1.ListRedactionTermsRequest
+	(*ListRedactionTermsResponse)(nil),  // 50: diary.v1.ListRedactionTermsResponse
+	nil,                                 // 51: diary.v1.AuditEvent.DetailsEntry
+	(Role)(0),                           // 52: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 53: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 54: google.protobuf.Duration
+	(DeviceState)(0),                    // 55: diary.v1.DeviceState
+	(RevocationReason)(0),               // 56: diary.v1.RevocationReason
+	(*Wave)(nil),                        // 57: diary.v1.Wave
 }
 var file_diary_v1_admin_proto_depIdxs = []int32{
-	50, // 0: diary.v1.User.role:type_name -> diary.v1.Role
-	51, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	50, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
+	52, // 0: diary.v1.User.role:type_name -> diary.v1.Role
+	53, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	52, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
 	0,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
 	0,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
 	0,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
-	51, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	53, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
 	11, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
-	52, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
-	51, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	51, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	51, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
-	51, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	16, // 13: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
-	16, // 14: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
-	53, // 15: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
-	53, // 16: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
-	53, // 17: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
-	53, // 18: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
-	53, // 19: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
-	51, // 20: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	49, // 21: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
-	31, // 22: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
-	36, // 23: diary.v1.Redaction.patterns:type_name -> diary.v1.RedactionPattern
-	37, // 24: diary.v1.GetRedactionResponse.redaction:type_name -> diary.v1.Redaction
-	36, // 25: diary.v1.GetRedactionResponse.default_patterns:type_name -> diary.v1.RedactionPattern
-	36, // 26: diary.v1.UpdateRedactionRequest.patterns:type_name -> diary.v1.RedactionPattern
-	37, // 27: diary.v1.UpdateRedactionResponse.redaction:type_name -> diary.v1.Redaction
-	42, // 28: diary.v1.AddRedactionTermRequest.term:type_name -> diary.v1.RedactionTerm
-	42, // 29: diary.v1.ListRedactionTermsResponse.terms:type_name -> diary.v1.RedactionTerm
-	1,  // 30: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
-	3,  // 31: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
-	5,  // 32: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
-	7,  // 33: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
-	9,  // 34: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
-	12, // 35: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
-	14, // 36: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
-	17, // 37: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
-	19, // 38: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
-	21, // 39: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
-	23, // 40: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
-	34, // 41: diary.v1.AdminService.DeleteWaveDates:input_type -> diary.v1.DeleteWaveDatesRequest
-	38, // 42: diary.v1.AdminService.GetRedaction:input_type -> diary.v1.GetRedactionRequest
-	40, // 43: diary.v1.AdminService.UpdateRedaction:input_type -> diary.v1.UpdateRedactionRequest
-	43, // 44: diary.v1.AdminService.AddRedactionTerm:input_type -> diary.v1.AddRedactionTermRequest
-	45, // 45: diary.v1.AdminService.RemoveRedactionTerm:input_type -> diary.v1.RemoveRedactionTermRequest
-	47, // 46: diary.v1.AdminService.ListRedactionTerms:input_type -> diary.v1.ListRedactionTermsRequest
-	25, // 47: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
-	27, // 48: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
-	29, // 49: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
-	32, // 50: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
-	2,  // 51: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
-	4,  // 52: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
-	6,  // 53: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
-	8,  // 54: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
-	10, // 55: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
-	13, // 56: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
-	15, // 57: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
-	18, // 58: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
-	20, // 59: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
-	22, // 60: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
-	24, // 61: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
-	35, // 62: diary.v1.AdminService.DeleteWaveDates:output_type -> diary.v1.DeleteWaveDatesResponse
-	39, // 63: diary.v1.AdminService.GetRedaction:output_type -> diary.v1.GetRedactionResponse
-	41, // 64: diary.v1.AdminService.UpdateRedaction:output_type -> diary.v1.UpdateRedactionResponse
-	44, // 65: diary.v1.AdminService.AddRedactionTerm:output_type -> diary.v1.AddRedactionTermResponse
-	46, // 66: diary.v1.AdminService.RemoveRedactionTerm:output_type -> diary.v1.RemoveRedactionTermResponse
-	48, // 67: diary.v1.AdminService.ListRedactionTerms:output_type -> diary.v1.ListRedactionTermsResponse
-	26, // 68: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
-	28, // 69: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
-	30, // 70: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
-	33, // 71: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
-	51, // [51:72] is the sub-list for method output_type
-	30, // [30:51] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	54, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
+	53, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	53, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	53, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
+	53, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	55, // 13: diary.v1.Device.state:type_name -> diary.v1.DeviceState
+	53, // 14: diary.v1.Device.approved_at:type_name -> google.protobuf.Timestamp
+	56, // 15: diary.v1.Device.revocation:type_name -> diary.v1.RevocationReason
+	16, // 16: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
+	16, // 17: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
+	57, // 18: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
+	57, // 19: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
+	57, // 20: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
+	57, // 21: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
+	57, // 22: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
+	53, // 23: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	51, // 24: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
+	31, // 25: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
+	54, // 26: diary.v1.ResetUserRequest.ttl:type_name -> google.protobuf.Duration
+	0,  // 27: diary.v1.ResetUserResponse.user:type_name -> diary.v1.User
+	53, // 28: diary.v1.ResetUserResponse.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 29: diary.v1.Redaction.patterns:type_name -> diary.v1.RedactionPattern
+	39, // 30: diary.v1.GetRedactionResponse.redaction:type_name -> diary.v1.Redaction
+	38, // 31: diary.v1.GetRedactionResponse.default_patterns:type_name -> diary.v1.RedactionPattern
+	38, // 32: diary.v1.UpdateRedactionRequest.patterns:type_name -> diary.v1.RedactionPattern
+	39, // 33: diary.v1.UpdateRedactionResponse.redaction:type_name -> diary.v1.Redaction
+	44, // 34: diary.v1.AddRedactionTermRequest.term:type_name -> diary.v1.RedactionTerm
+	44, // 35: diary.v1.ListRedactionTermsResponse.terms:type_name -> diary.v1.RedactionTerm
+	1,  // 36: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
+	3,  // 37: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
+	5,  // 38: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
+	7,  // 39: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
+	9,  // 40: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
+	12, // 41: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
+	14, // 42: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
+	17, // 43: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
+	19, // 44: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
+	21, // 45: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
+	23, // 46: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
+	36, // 47: diary.v1.AdminService.DeleteWaveDates:input_type -> diary.v1.DeleteWaveDatesRequest
+	40, // 48: diary.v1.AdminService.GetRedaction:input_type -> diary.v1.GetRedactionRequest
+	42, // 49: diary.v1.AdminService.UpdateRedaction:input_type -> diary.v1.UpdateRedactionRequest
+	45, // 50: diary.v1.AdminService.AddRedactionTerm:input_type -> diary.v1.AddRedactionTermRequest
+	47, // 51: diary.v1.AdminService.RemoveRedactionTerm:input_type -> diary.v1.RemoveRedactionTermRequest
+	49, // 52: diary.v1.AdminService.ListRedactionTerms:input_type -> diary.v1.ListRedactionTermsRequest
+	25, // 53: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
+	27, // 54: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
+	29, // 55: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
+	34, // 56: diary.v1.AdminService.ResetUser:input_type -> diary.v1.ResetUserRequest
+	32, // 57: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
+	2,  // 58: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
+	4,  // 59: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
+	6,  // 60: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
+	8,  // 61: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
+	10, // 62: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
+	13, // 63: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
+	15, // 64: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
+	18, // 65: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
+	20, // 66: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
+	22, // 67: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
+	24, // 68: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
+	37, // 69: diary.v1.AdminService.DeleteWaveDates:output_type -> diary.v1.DeleteWaveDatesResponse
+	41, // 70: diary.v1.AdminService.GetRedaction:output_type -> diary.v1.GetRedactionResponse
+	43, // 71: diary.v1.AdminService.UpdateRedaction:output_type -> diary.v1.UpdateRedactionResponse
+	46, // 72: diary.v1.AdminService.AddRedactionTerm:output_type -> diary.v1.AddRedactionTermResponse
+	48, // 73: diary.v1.AdminService.RemoveRedactionTerm:output_type -> diary.v1.RemoveRedactionTermResponse
+	50, // 74: diary.v1.AdminService.ListRedactionTerms:output_type -> diary.v1.ListRedactionTermsResponse
+	26, // 75: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
+	28, // 76: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
+	30, // 77: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
+	35, // 78: diary.v1.AdminService.ResetUser:output_type -> diary.v1.ResetUserResponse
+	33, // 79: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
+	58, // [58:80] is the sub-list for method output_type
+	36, // [36:58] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_admin_proto_init() }
@@ -3040,7 +3272,7 @@ func file_diary_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_admin_proto_rawDesc), len(file_diary_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   50,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

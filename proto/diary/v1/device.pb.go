@@ -30,7 +30,11 @@ type EnrollRequest struct {
 	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	// A name for the device that the user and admins recognise, such as
 	// "Work phone" (at most 64 bytes).
-	DeviceName    string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	DeviceName string `protobuf:"bytes,2,opt,name=device_name,json=deviceName,proto3" json:"device_name,omitempty"`
+	// If set, the study code the code must be for: a profile that belongs
+	// to someone enrols only as them. A code for anyone else is refused
+	// (FailedPrecondition) and left unused.
+	StudyCode     string `protobuf:"bytes,3,opt,name=study_code,json=studyCode,proto3" json:"study_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -79,6 +83,13 @@ func (x *EnrollRequest) GetDeviceName() string {
 	return ""
 }
 
+func (x *EnrollRequest) GetStudyCode() string {
+	if x != nil {
+		return x.StudyCode
+	}
+	return ""
+}
+
 // EnrollResponse carries the device's credentials.
 type EnrollResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -96,7 +107,12 @@ type EnrollResponse struct {
 	// The user's display name.
 	DisplayName string `protobuf:"bytes,6,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
 	// The server's time, for clock correction.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// DEVICE_STATE_ACTIVE, or DEVICE_STATE_PENDING when the device waits
+	// for approval by another of the user's devices.
+	State DeviceState `protobuf:"varint,8,opt,name=state,proto3,enum=diary.v1.DeviceState" json:"state,omitempty"`
+	// What the server understands (see Capability).
+	Capabilities  []Capability `protobuf:"varint,9,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,15 +196,612 @@ func (x *EnrollResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *EnrollResponse) GetState() DeviceState {
+	if x != nil {
+		return x.State
+	}
+	return DeviceState_DEVICE_STATE_UNSPECIFIED
+}
+
+func (x *EnrollResponse) GetCapabilities() []Capability {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+// DeviceStatus is attached as a detail to the error a device gets because
+// of its own state: waiting for approval, or revoked.
+type DeviceStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's id.
+	DeviceId string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	// Its state.
+	State DeviceState `protobuf:"varint,2,opt,name=state,proto3,enum=diary.v1.DeviceState" json:"state,omitempty"`
+	// Who ended it and how, when revoked.
+	Revocation RevocationReason `protobuf:"varint,3,opt,name=revocation,proto3,enum=diary.v1.RevocationReason" json:"revocation,omitempty"`
+	// Study code of whoever revoked it.
+	RevokedBy string `protobuf:"bytes,4,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
+	// When it was revoked.
+	RevokedAt     *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=revoked_at,json=revokedAt,proto3" json:"revoked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeviceStatus) Reset() {
+	*x = DeviceStatus{}
+	mi := &file_diary_v1_device_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeviceStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeviceStatus) ProtoMessage() {}
+
+func (x *DeviceStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeviceStatus.ProtoReflect.Descriptor instead.
+func (*DeviceStatus) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DeviceStatus) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetState() DeviceState {
+	if x != nil {
+		return x.State
+	}
+	return DeviceState_DEVICE_STATE_UNSPECIFIED
+}
+
+func (x *DeviceStatus) GetRevocation() RevocationReason {
+	if x != nil {
+		return x.Revocation
+	}
+	return RevocationReason_REVOCATION_REASON_UNSPECIFIED
+}
+
+func (x *DeviceStatus) GetRevokedBy() string {
+	if x != nil {
+		return x.RevokedBy
+	}
+	return ""
+}
+
+func (x *DeviceStatus) GetRevokedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokedAt
+	}
+	return nil
+}
+
+// ListMyDevicesRequest asks for one page of the caller's devices.
+type ListMyDevicesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many (default 100, maximum 1000).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyDevicesRequest) Reset() {
+	*x = ListMyDevicesRequest{}
+	mi := &file_diary_v1_device_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyDevicesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyDevicesRequest) ProtoMessage() {}
+
+func (x *ListMyDevicesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyDevicesRequest.ProtoReflect.Descriptor instead.
+func (*ListMyDevicesRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ListMyDevicesRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMyDevicesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListMyDevicesResponse is one page of the caller's devices.
+type ListMyDevicesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The devices, newest enrolment first; the calling one has current set.
+	Devices []*Device `protobuf:"bytes,1,rep,name=devices,proto3" json:"devices,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyDevicesResponse) Reset() {
+	*x = ListMyDevicesResponse{}
+	mi := &file_diary_v1_device_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyDevicesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyDevicesResponse) ProtoMessage() {}
+
+func (x *ListMyDevicesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyDevicesResponse.ProtoReflect.Descriptor instead.
+func (*ListMyDevicesResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ListMyDevicesResponse) GetDevices() []*Device {
+	if x != nil {
+		return x.Devices
+	}
+	return nil
+}
+
+func (x *ListMyDevicesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ApproveDeviceRequest names the device to approve.
+type ApproveDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's id; it must be one of the caller's account, waiting for
+	// approval.
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveDeviceRequest) Reset() {
+	*x = ApproveDeviceRequest{}
+	mi := &file_diary_v1_device_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveDeviceRequest) ProtoMessage() {}
+
+func (x *ApproveDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveDeviceRequest.ProtoReflect.Descriptor instead.
+func (*ApproveDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ApproveDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// ApproveDeviceResponse carries the approved device.
+type ApproveDeviceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device as stored.
+	Device        *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveDeviceResponse) Reset() {
+	*x = ApproveDeviceResponse{}
+	mi := &file_diary_v1_device_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveDeviceResponse) ProtoMessage() {}
+
+func (x *ApproveDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveDeviceResponse.ProtoReflect.Descriptor instead.
+func (*ApproveDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ApproveDeviceResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+// DenyDeviceRequest names the device to deny.
+type DenyDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's id; it must be one of the caller's account, waiting for
+	// approval.
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyDeviceRequest) Reset() {
+	*x = DenyDeviceRequest{}
+	mi := &file_diary_v1_device_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyDeviceRequest) ProtoMessage() {}
+
+func (x *DenyDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyDeviceRequest.ProtoReflect.Descriptor instead.
+func (*DenyDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *DenyDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// DenyDeviceResponse carries the denied device.
+type DenyDeviceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device as stored.
+	Device        *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DenyDeviceResponse) Reset() {
+	*x = DenyDeviceResponse{}
+	mi := &file_diary_v1_device_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DenyDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DenyDeviceResponse) ProtoMessage() {}
+
+func (x *DenyDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DenyDeviceResponse.ProtoReflect.Descriptor instead.
+func (*DenyDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DenyDeviceResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+// RevokeMyDeviceRequest names the device to revoke.
+type RevokeMyDeviceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device's id; it must be one of the caller's account.
+	DeviceId      string `protobuf:"bytes,1,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeMyDeviceRequest) Reset() {
+	*x = RevokeMyDeviceRequest{}
+	mi := &file_diary_v1_device_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeMyDeviceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeMyDeviceRequest) ProtoMessage() {}
+
+func (x *RevokeMyDeviceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeMyDeviceRequest.ProtoReflect.Descriptor instead.
+func (*RevokeMyDeviceRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeMyDeviceRequest) GetDeviceId() string {
+	if x != nil {
+		return x.DeviceId
+	}
+	return ""
+}
+
+// RevokeMyDeviceResponse carries the revoked device.
+type RevokeMyDeviceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The device as stored.
+	Device        *Device `protobuf:"bytes,1,opt,name=device,proto3" json:"device,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeMyDeviceResponse) Reset() {
+	*x = RevokeMyDeviceResponse{}
+	mi := &file_diary_v1_device_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeMyDeviceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeMyDeviceResponse) ProtoMessage() {}
+
+func (x *RevokeMyDeviceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeMyDeviceResponse.ProtoReflect.Descriptor instead.
+func (*RevokeMyDeviceResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RevokeMyDeviceResponse) GetDevice() *Device {
+	if x != nil {
+		return x.Device
+	}
+	return nil
+}
+
+// ListMyActivityRequest asks for one page of the caller's activity.
+type ListMyActivityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many (default 100, maximum 1000).
+	PageSize uint32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// From a previous response's next_page_token; empty for the first page.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyActivityRequest) Reset() {
+	*x = ListMyActivityRequest{}
+	mi := &file_diary_v1_device_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyActivityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyActivityRequest) ProtoMessage() {}
+
+func (x *ListMyActivityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyActivityRequest.ProtoReflect.Descriptor instead.
+func (*ListMyActivityRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListMyActivityRequest) GetPageSize() uint32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListMyActivityRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListMyActivityResponse is one page of the caller's activity.
+type ListMyActivityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The audit events that concern the caller's account, newest first.
+	Events []*AuditEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token for the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListMyActivityResponse) Reset() {
+	*x = ListMyActivityResponse{}
+	mi := &file_diary_v1_device_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListMyActivityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListMyActivityResponse) ProtoMessage() {}
+
+func (x *ListMyActivityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_device_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListMyActivityResponse.ProtoReflect.Descriptor instead.
+func (*ListMyActivityResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_device_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListMyActivityResponse) GetEvents() []*AuditEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *ListMyActivityResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_diary_v1_device_proto protoreflect.FileDescriptor
 
 const file_diary_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x15diary/v1/device.proto\x12\bdiary.v1\x1a\x14diary/v1/study.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"D\n" +
+	"\x15diary/v1/device.proto\x12\bdiary.v1\x1a\x14diary/v1/admin.proto\x1a\x14diary/v1/study.proto\x1a\x13diary/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
 	"\rEnrollRequest\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1f\n" +
 	"\vdevice_name\x18\x02 \x01(\tR\n" +
-	"deviceName\"\x85\x02\n" +
+	"deviceName\x12\x1d\n" +
+	"\n" +
+	"study_code\x18\x03 \x01(\tR\tstudyCode\"\xec\x02\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n" +
@@ -199,9 +812,53 @@ const file_diary_v1_device_proto_rawDesc = "" +
 	"study_code\x18\x05 \x01(\tR\tstudyCode\x12!\n" +
 	"\fdisplay_name\x18\x06 \x01(\tR\vdisplayName\x12;\n" +
 	"\vserver_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime2L\n" +
+	"serverTime\x12+\n" +
+	"\x05state\x18\b \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\x128\n" +
+	"\fcapabilities\x18\t \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"\xee\x01\n" +
+	"\fDeviceStatus\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12+\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\x12:\n" +
+	"\n" +
+	"revocation\x18\x03 \x01(\x0e2\x1a.diary.v1.RevocationReasonR\n" +
+	"revocation\x12\x1d\n" +
+	"\n" +
+	"revoked_by\x18\x04 \x01(\tR\trevokedBy\x129\n" +
+	"\n" +
+	"revoked_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\trevokedAt\"R\n" +
+	"\x14ListMyDevicesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"k\n" +
+	"\x15ListMyDevicesResponse\x12*\n" +
+	"\adevices\x18\x01 \x03(\v2\x10.diary.v1.DeviceR\adevices\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n" +
+	"\x14ApproveDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"A\n" +
+	"\x15ApproveDeviceResponse\x12(\n" +
+	"\x06device\x18\x01 \x01(\v2\x10.diary.v1.DeviceR\x06device\"0\n" +
+	"\x11DenyDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\">\n" +
+	"\x12DenyDeviceResponse\x12(\n" +
+	"\x06device\x18\x01 \x01(\v2\x10.diary.v1.DeviceR\x06device\"4\n" +
+	"\x15RevokeMyDeviceRequest\x12\x1b\n" +
+	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\"B\n" +
+	"\x16RevokeMyDeviceResponse\x12(\n" +
+	"\x06device\x18\x01 \x01(\v2\x10.diary.v1.DeviceR\x06device\"S\n" +
+	"\x15ListMyActivityRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"n\n" +
+	"\x16ListMyActivityResponse\x12,\n" +
+	"\x06events\x18\x01 \x03(\v2\x14.diary.v1.AuditEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xed\x03\n" +
 	"\rDeviceService\x12;\n" +
-	"\x06Enroll\x12\x17.diary.v1.EnrollRequest\x1a\x18.diary.v1.EnrollResponseB\x93\x01\n" +
+	"\x06Enroll\x12\x17.diary.v1.EnrollRequest\x1a\x18.diary.v1.EnrollResponse\x12U\n" +
+	"\rListMyDevices\x12\x1e.diary.v1.ListMyDevicesRequest\x1a\x1f.diary.v1.ListMyDevicesResponse\"\x03\x90\x02\x01\x12P\n" +
+	"\rApproveDevice\x12\x1e.diary.v1.ApproveDeviceRequest\x1a\x1f.diary.v1.ApproveDeviceResponse\x12G\n" +
+	"\n" +
+	"DenyDevice\x12\x1b.diary.v1.DenyDeviceRequest\x1a\x1c.diary.v1.DenyDeviceResponse\x12S\n" +
+	"\x0eRevokeMyDevice\x12\x1f.diary.v1.RevokeMyDeviceRequest\x1a .diary.v1.RevokeMyDeviceResponse\x12X\n" +
+	"\x0eListMyActivity\x12\x1f.diary.v1.ListMyActivityRequest\x1a .diary.v1.ListMyActivityResponse\"\x03\x90\x02\x01B\x93\x01\n" +
 	"\fcom.diary.v1B\vDeviceProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
 
 var (
@@ -216,23 +873,59 @@ func file_diary_v1_device_proto_rawDescGZIP() []byte {
 	return file_diary_v1_device_proto_rawDescData
 }
 
-var file_diary_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_diary_v1_device_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_diary_v1_device_proto_goTypes = []any{
-	(*EnrollRequest)(nil),         // 0: diary.v1.EnrollRequest
-	(*EnrollResponse)(nil),        // 1: diary.v1.EnrollResponse
-	(Role)(0),                     // 2: diary.v1.Role
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*EnrollRequest)(nil),          // 0: diary.v1.EnrollRequest
+	(*EnrollResponse)(nil),         // 1: diary.v1.EnrollResponse
+	(*DeviceStatus)(nil),           // 2: diary.v1.DeviceStatus
+	(*ListMyDevicesRequest)(nil),   // 3: diary.v1.ListMyDevicesRequest
+	(*ListMyDevicesResponse)(nil),  // 4: diary.v1.ListMyDevicesResponse
+	(*ApproveDeviceRequest)(nil),   // 5: diary.v1.ApproveDeviceRequest
+	(*ApproveDeviceResponse)(nil),  // 6: diary.v1.ApproveDeviceResponse
+	(*DenyDeviceRequest)(nil),      // 7: diary.v1.DenyDeviceRequest
+	(*DenyDeviceResponse)(nil),     // 8: diary.v1.DenyDeviceResponse
+	(*RevokeMyDeviceRequest)(nil),  // 9: diary.v1.RevokeMyDeviceRequest
+	(*RevokeMyDeviceResponse)(nil), // 10: diary.v1.RevokeMyDeviceResponse
+	(*ListMyActivityRequest)(nil),  // 11: diary.v1.ListMyActivityRequest
+	(*ListMyActivityResponse)(nil), // 12: diary.v1.ListMyActivityResponse
+	(Role)(0),                      // 13: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
+	(DeviceState)(0),               // 15: diary.v1.DeviceState
+	(Capability)(0),                // 16: diary.v1.Capability
+	(RevocationReason)(0),          // 17: diary.v1.RevocationReason
+	(*Device)(nil),                 // 18: diary.v1.Device
+	(*AuditEvent)(nil),             // 19: diary.v1.AuditEvent
 }
 var file_diary_v1_device_proto_depIdxs = []int32{
-	2, // 0: diary.v1.EnrollResponse.role:type_name -> diary.v1.Role
-	3, // 1: diary.v1.EnrollResponse.server_time:type_name -> google.protobuf.Timestamp
-	0, // 2: diary.v1.DeviceService.Enroll:input_type -> diary.v1.EnrollRequest
-	1, // 3: diary.v1.DeviceService.Enroll:output_type -> diary.v1.EnrollResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	13, // 0: diary.v1.EnrollResponse.role:type_name -> diary.v1.Role
+	14, // 1: diary.v1.EnrollResponse.server_time:type_name -> google.protobuf.Timestamp
+	15, // 2: diary.v1.EnrollResponse.state:type_name -> diary.v1.DeviceState
+	16, // 3: diary.v1.EnrollResponse.capabilities:type_name -> diary.v1.Capability
+	15, // 4: diary.v1.DeviceStatus.state:type_name -> diary.v1.DeviceState
+	17, // 5: diary.v1.DeviceStatus.revocation:type_name -> diary.v1.RevocationReason
+	14, // 6: diary.v1.DeviceStatus.revoked_at:type_name -> google.protobuf.Timestamp
+	18, // 7: diary.v1.ListMyDevicesResponse.devices:type_name -> diary.v1.Device
+	18, // 8: diary.v1.ApproveDeviceResponse.device:type_name -> diary.v1.Device
+	18, // 9: diary.v1.DenyDeviceResponse.device:type_name -> diary.v1.Device
+	18, // 10: diary.v1.RevokeMyDeviceResponse.device:type_name -> diary.v1.Device
+	19, // 11: diary.v1.ListMyActivityResponse.events:type_name -> diary.v1.AuditEvent
+	0,  // 12: diary.v1.DeviceService.Enroll:input_type -> diary.v1.EnrollRequest
+	3,  // 13: diary.v1.DeviceService.ListMyDevices:input_type -> diary.v1.ListMyDevicesRequest
+	5,  // 14: diary.v1.DeviceService.ApproveDevice:input_type -> diary.v1.ApproveDeviceRequest
+	7,  // 15: diary.v1.DeviceService.DenyDevice:input_type -> diary.v1.DenyDeviceRequest
+	9,  // 16: diary.v1.DeviceService.RevokeMyDevice:input_type -> diary.v1.RevokeMyDeviceRequest
+	11, // 17: diary.v1.DeviceService.ListMyActivity:input_type -> diary.v1.ListMyActivityRequest
+	1,  // 18: diary.v1.DeviceService.Enroll:output_type -> diary.v1.EnrollResponse
+	4,  // 19: diary.v1.DeviceService.ListMyDevices:output_type -> diary.v1.ListMyDevicesResponse
+	6,  // 20: diary.v1.DeviceService.ApproveDevice:output_type -> diary.v1.ApproveDeviceResponse
+	8,  // 21: diary.v1.DeviceService.DenyDevice:output_type -> diary.v1.DenyDeviceResponse
+	10, // 22: diary.v1.DeviceService.RevokeMyDevice:output_type -> diary.v1.RevokeMyDeviceResponse
+	12, // 23: diary.v1.DeviceService.ListMyActivity:output_type -> diary.v1.ListMyActivityResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_device_proto_init() }
@@ -240,14 +933,16 @@ func file_diary_v1_device_proto_init() {
 	if File_diary_v1_device_proto != nil {
 		return
 	}
+	file_diary_v1_admin_proto_init()
 	file_diary_v1_study_proto_init()
+	file_diary_v1_sync_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_device_proto_rawDesc), len(file_diary_v1_device_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -84,6 +84,136 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_diary_v1_study_proto_rawDescGZIP(), []int{0}
 }
 
+// DeviceState is where a device is in its life.
+type DeviceState int32
+
+const (
+	// Not given.
+	DeviceState_DEVICE_STATE_UNSPECIFIED DeviceState = 0
+	// Enrolled for a user who already had a device, and waiting for one of
+	// the user's active devices to approve it. It may push new entries,
+	// which reach nobody until it is approved, and call nothing else.
+	DeviceState_DEVICE_STATE_PENDING DeviceState = 1
+	// May do what its user's role allows.
+	DeviceState_DEVICE_STATE_ACTIVE DeviceState = 2
+	// Its token no longer works.
+	DeviceState_DEVICE_STATE_REVOKED DeviceState = 3
+)
+
+// Enum value maps for DeviceState.
+var (
+	DeviceState_name = map[int32]string{
+		0: "DEVICE_STATE_UNSPECIFIED",
+		1: "DEVICE_STATE_PENDING",
+		2: "DEVICE_STATE_ACTIVE",
+		3: "DEVICE_STATE_REVOKED",
+	}
+	DeviceState_value = map[string]int32{
+		"DEVICE_STATE_UNSPECIFIED": 0,
+		"DEVICE_STATE_PENDING":     1,
+		"DEVICE_STATE_ACTIVE":      2,
+		"DEVICE_STATE_REVOKED":     3,
+	}
+)
+
+func (x DeviceState) Enum() *DeviceState {
+	p := new(DeviceState)
+	*p = x
+	return p
+}
+
+func (x DeviceState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceState) Descriptor() protoreflect.EnumDescriptor {
+	return file_diary_v1_study_proto_enumTypes[1].Descriptor()
+}
+
+func (DeviceState) Type() protoreflect.EnumType {
+	return &file_diary_v1_study_proto_enumTypes[1]
+}
+
+func (x DeviceState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceState.Descriptor instead.
+func (DeviceState) EnumDescriptor() ([]byte, []int) {
+	return file_diary_v1_study_proto_rawDescGZIP(), []int{1}
+}
+
+// RevocationReason says who ended a device and how.
+type RevocationReason int32
+
+const (
+	// Not revoked, or not known.
+	RevocationReason_REVOCATION_REASON_UNSPECIFIED RevocationReason = 0
+	// The device revoked itself: it was replaced by a new enrolment of the
+	// same profile, or signed out.
+	RevocationReason_REVOCATION_REASON_SELF RevocationReason = 1
+	// The user revoked it from another of their devices.
+	RevocationReason_REVOCATION_REASON_USER RevocationReason = 2
+	// An administrator revoked it.
+	RevocationReason_REVOCATION_REASON_ADMIN RevocationReason = 3
+	// An administrator reset the account, which revokes all its devices.
+	RevocationReason_REVOCATION_REASON_RESET RevocationReason = 4
+	// It was waiting for approval and the user denied it from another of
+	// their devices.
+	RevocationReason_REVOCATION_REASON_DENIED RevocationReason = 5
+	// An administrator deactivated the account.
+	RevocationReason_REVOCATION_REASON_DEACTIVATED RevocationReason = 6
+)
+
+// Enum value maps for RevocationReason.
+var (
+	RevocationReason_name = map[int32]string{
+		0: "REVOCATION_REASON_UNSPECIFIED",
+		1: "REVOCATION_REASON_SELF",
+		2: "REVOCATION_REASON_USER",
+		3: "REVOCATION_REASON_ADMIN",
+		4: "REVOCATION_REASON_RESET",
+		5: "REVOCATION_REASON_DENIED",
+		6: "REVOCATION_REASON_DEACTIVATED",
+	}
+	RevocationReason_value = map[string]int32{
+		"REVOCATION_REASON_UNSPECIFIED": 0,
+		"REVOCATION_REASON_SELF":        1,
+		"REVOCATION_REASON_USER":        2,
+		"REVOCATION_REASON_ADMIN":       3,
+		"REVOCATION_REASON_RESET":       4,
+		"REVOCATION_REASON_DENIED":      5,
+		"REVOCATION_REASON_DEACTIVATED": 6,
+	}
+)
+
+func (x RevocationReason) Enum() *RevocationReason {
+	p := new(RevocationReason)
+	*p = x
+	return p
+}
+
+func (x RevocationReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RevocationReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_diary_v1_study_proto_enumTypes[2].Descriptor()
+}
+
+func (RevocationReason) Type() protoreflect.EnumType {
+	return &file_diary_v1_study_proto_enumTypes[2]
+}
+
+func (x RevocationReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RevocationReason.Descriptor instead.
+func (RevocationReason) EnumDescriptor() ([]byte, []int) {
+	return file_diary_v1_study_proto_rawDescGZIP(), []int{2}
+}
+
 // Wave is one interview wave of the study: entries whose date falls in
 // [start_date, end_date] belong to it. With navigator_code set it is that
 // navigator's own dates for the study-wide wave of the same number: for
@@ -188,7 +318,20 @@ const file_diary_v1_study_proto_rawDesc = "" +
 	"\x0fROLE_SUPERVISOR\x10\x02\x12\x13\n" +
 	"\x0fROLE_RESEARCHER\x10\x03\x12\x0e\n" +
 	"\n" +
-	"ROLE_ADMIN\x10\x04B\x92\x01\n" +
+	"ROLE_ADMIN\x10\x04*x\n" +
+	"\vDeviceState\x12\x1c\n" +
+	"\x18DEVICE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
+	"\x14DEVICE_STATE_PENDING\x10\x01\x12\x17\n" +
+	"\x13DEVICE_STATE_ACTIVE\x10\x02\x12\x18\n" +
+	"\x14DEVICE_STATE_REVOKED\x10\x03*\xe8\x01\n" +
+	"\x10RevocationReason\x12!\n" +
+	"\x1dREVOCATION_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16REVOCATION_REASON_SELF\x10\x01\x12\x1a\n" +
+	"\x16REVOCATION_REASON_USER\x10\x02\x12\x1b\n" +
+	"\x17REVOCATION_REASON_ADMIN\x10\x03\x12\x1b\n" +
+	"\x17REVOCATION_REASON_RESET\x10\x04\x12\x1c\n" +
+	"\x18REVOCATION_REASON_DENIED\x10\x05\x12!\n" +
+	"\x1dREVOCATION_REASON_DEACTIVATED\x10\x06B\x92\x01\n" +
 	"\fcom.diary.v1B\n" +
 	"StudyProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
 
@@ -204,11 +347,13 @@ func file_diary_v1_study_proto_rawDescGZIP() []byte {
 	return file_diary_v1_study_proto_rawDescData
 }
 
-var file_diary_v1_study_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_diary_v1_study_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_diary_v1_study_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_diary_v1_study_proto_goTypes = []any{
-	(Role)(0),    // 0: diary.v1.Role
-	(*Wave)(nil), // 1: diary.v1.Wave
+	(Role)(0),             // 0: diary.v1.Role
+	(DeviceState)(0),      // 1: diary.v1.DeviceState
+	(RevocationReason)(0), // 2: diary.v1.RevocationReason
+	(*Wave)(nil),          // 3: diary.v1.Wave
 }
 var file_diary_v1_study_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
@@ -228,7 +373,7 @@ func file_diary_v1_study_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_study_proto_rawDesc), len(file_diary_v1_study_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      3,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,

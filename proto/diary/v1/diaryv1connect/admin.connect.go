@@ -87,6 +87,8 @@ const (
 	// AdminServiceEraseNavigatorProcedure is the fully-qualified name of the AdminService's
 	// EraseNavigator RPC.
 	AdminServiceEraseNavigatorProcedure = "/diary.v1.AdminService/EraseNavigator"
+	// AdminServiceResetUserProcedure is the fully-qualified name of the AdminService's ResetUser RPC.
+	AdminServiceResetUserProcedure = "/diary.v1.AdminService/ResetUser"
 	// AdminServiceListAuditEventsProcedure is the fully-qualified name of the AdminService's
 	// ListAuditEvents RPC.
 	AdminServiceListAuditEventsProcedure = "/diary.v1.AdminService/ListAuditEvents"
@@ -150,6 +152,13 @@ type AdminServiceClient interface {
 	// later pushes: withdrawal from the study. Their account stays (so
 	// their devices learn of the erasure); deactivate it separately.
 	EraseNavigator(context.Context, *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error)
+	// ResetUser is for a person who lost their only device: it revokes
+	// every device of the account (each is told, at its next request, that
+	// an administrator reset the account), withdraws the enrolment codes
+	// issued for it and not used, and issues a one-time code that enrols a
+	// device without approval. It is recorded in the audit log with the
+	// administrator as the actor, and the person sees it in their activity.
+	ResetUser(context.Context, *v1.ResetUserRequest) (*v1.ResetUserResponse, error)
 	// ListAuditEvents lists the audit log, newest first, a page at a time:
 	// who did what and when. It never holds diary content.
 	ListAuditEvents(context.Context, *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error)
@@ -292,6 +301,12 @@ func NewAdminServiceClient(httpClient connect.HTTPClient, baseURL string, opts .
 			connect.WithSchema(adminServiceMethods.ByName("EraseNavigator")),
 			connect.WithClientOptions(opts...),
 		),
+		resetUser: connect.NewClient[v1.ResetUserRequest, v1.ResetUserResponse](
+			httpClient,
+			baseURL+AdminServiceResetUserProcedure,
+			connect.WithSchema(adminServiceMethods.ByName("ResetUser")),
+			connect.WithClientOptions(opts...),
+		),
 		listAuditEvents: connect.NewClient[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse](
 			httpClient,
 			baseURL+AdminServiceListAuditEventsProcedure,
@@ -324,6 +339,7 @@ type adminServiceClient struct {
 	listWaves           *connect.Client[v1.ListWavesRequest, v1.ListWavesResponse]
 	eraseEntry          *connect.Client[v1.EraseEntryRequest, v1.EraseEntryResponse]
 	eraseNavigator      *connect.Client[v1.EraseNavigatorRequest, v1.EraseNavigatorResponse]
+	resetUser           *connect.Client[v1.ResetUserRequest, v1.ResetUserResponse]
 	listAuditEvents     *connect.Client[v1.ListAuditEventsRequest, v1.ListAuditEventsResponse]
 }
 
@@ -507,6 +523,15 @@ func (c *adminServiceClient) EraseNavigator(ctx context.Context, req *v1.EraseNa
 	return nil, err
 }
 
+// ResetUser calls diary.v1.AdminService.ResetUser.
+func (c *adminServiceClient) ResetUser(ctx context.Context, req *v1.ResetUserRequest) (*v1.ResetUserResponse, error) {
+	response, err := c.resetUser.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // ListAuditEvents calls diary.v1.AdminService.ListAuditEvents.
 func (c *adminServiceClient) ListAuditEvents(ctx context.Context, req *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error) {
 	response, err := c.listAuditEvents.CallUnary(ctx, connect.NewRequest(req))
@@ -574,6 +599,13 @@ type AdminServiceHandler interface {
 	// later pushes: withdrawal from the study. Their account stays (so
 	// their devices learn of the erasure); deactivate it separately.
 	EraseNavigator(context.Context, *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error)
+	// ResetUser is for a person who lost their only device: it revokes
+	// every device of the account (each is told, at its next request, that
+	// an administrator reset the account), withdraws the enrolment codes
+	// issued for it and not used, and issues a one-time code that enrols a
+	// device without approval. It is recorded in the audit log with the
+	// administrator as the actor, and the person sees it in their activity.
+	ResetUser(context.Context, *v1.ResetUserRequest) (*v1.ResetUserResponse, error)
 	// ListAuditEvents lists the audit log, newest first, a page at a time:
 	// who did what and when. It never holds diary content.
 	ListAuditEvents(context.Context, *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error)
@@ -712,6 +744,12 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 		connect.WithSchema(adminServiceMethods.ByName("EraseNavigator")),
 		connect.WithHandlerOptions(opts...),
 	)
+	adminServiceResetUserHandler := connect.NewUnaryHandlerSimple(
+		AdminServiceResetUserProcedure,
+		svc.ResetUser,
+		connect.WithSchema(adminServiceMethods.ByName("ResetUser")),
+		connect.WithHandlerOptions(opts...),
+	)
 	adminServiceListAuditEventsHandler := connect.NewUnaryHandlerSimple(
 		AdminServiceListAuditEventsProcedure,
 		svc.ListAuditEvents,
@@ -761,6 +799,8 @@ func NewAdminServiceHandler(svc AdminServiceHandler, opts ...connect.HandlerOpti
 			adminServiceEraseEntryHandler.ServeHTTP(w, r)
 		case AdminServiceEraseNavigatorProcedure:
 			adminServiceEraseNavigatorHandler.ServeHTTP(w, r)
+		case AdminServiceResetUserProcedure:
+			adminServiceResetUserHandler.ServeHTTP(w, r)
 		case AdminServiceListAuditEventsProcedure:
 			adminServiceListAuditEventsHandler.ServeHTTP(w, r)
 		default:
@@ -850,6 +890,10 @@ func (UnimplementedAdminServiceHandler) EraseEntry(context.Context, *v1.EraseEnt
 
 func (UnimplementedAdminServiceHandler) EraseNavigator(context.Context, *v1.EraseNavigatorRequest) (*v1.EraseNavigatorResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.EraseNavigator is not implemented"))
+}
+
+func (UnimplementedAdminServiceHandler) ResetUser(context.Context, *v1.ResetUserRequest) (*v1.ResetUserResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.AdminService.ResetUser is not implemented"))
 }
 
 func (UnimplementedAdminServiceHandler) ListAuditEvents(context.Context, *v1.ListAuditEventsRequest) (*v1.ListAuditEventsResponse, error) {

@@ -35,6 +35,21 @@ const (
 const (
 	// DeviceServiceEnrollProcedure is the fully-qualified name of the DeviceService's Enroll RPC.
 	DeviceServiceEnrollProcedure = "/diary.v1.DeviceService/Enroll"
+	// DeviceServiceListMyDevicesProcedure is the fully-qualified name of the DeviceService's
+	// ListMyDevices RPC.
+	DeviceServiceListMyDevicesProcedure = "/diary.v1.DeviceService/ListMyDevices"
+	// DeviceServiceApproveDeviceProcedure is the fully-qualified name of the DeviceService's
+	// ApproveDevice RPC.
+	DeviceServiceApproveDeviceProcedure = "/diary.v1.DeviceService/ApproveDevice"
+	// DeviceServiceDenyDeviceProcedure is the fully-qualified name of the DeviceService's DenyDevice
+	// RPC.
+	DeviceServiceDenyDeviceProcedure = "/diary.v1.DeviceService/DenyDevice"
+	// DeviceServiceRevokeMyDeviceProcedure is the fully-qualified name of the DeviceService's
+	// RevokeMyDevice RPC.
+	DeviceServiceRevokeMyDeviceProcedure = "/diary.v1.DeviceService/RevokeMyDevice"
+	// DeviceServiceListMyActivityProcedure is the fully-qualified name of the DeviceService's
+	// ListMyActivity RPC.
+	DeviceServiceListMyActivityProcedure = "/diary.v1.DeviceService/ListMyActivity"
 )
 
 // DeviceServiceClient is a client for the diary.v1.DeviceService service.
@@ -43,6 +58,27 @@ type DeviceServiceClient interface {
 	// code works once and expires (24 hours by default). Repeated wrong
 	// codes from one address are slowed down (ResourceExhausted).
 	Enroll(context.Context, *v1.EnrollRequest) (*v1.EnrollResponse, error)
+	// ListMyDevices lists the devices of the caller's account, newest
+	// enrolment first, a page at a time: active, waiting for approval and
+	// revoked.
+	ListMyDevices(context.Context, *v1.ListMyDevicesRequest) (*v1.ListMyDevicesResponse, error)
+	// ApproveDevice lets a device of the caller's account that waits for
+	// approval sync: it then pulls the account's entries, and the entries
+	// it wrote while waiting reach their readers.
+	ApproveDevice(context.Context, *v1.ApproveDeviceRequest) (*v1.ApproveDeviceResponse, error)
+	// DenyDevice refuses a device of the caller's account that waits for
+	// approval: it is revoked, and the entries it wrote while waiting are
+	// erased.
+	DenyDevice(context.Context, *v1.DenyDeviceRequest) (*v1.DenyDeviceResponse, error)
+	// RevokeMyDevice revokes a device of the caller's account, the calling
+	// device included. Revoking a revoked device is not an error.
+	RevokeMyDevice(context.Context, *v1.RevokeMyDeviceRequest) (*v1.RevokeMyDeviceResponse, error)
+	// ListMyActivity lists what was done with the caller's account and
+	// data, newest first, a page at a time: devices enrolled (with who
+	// issued the code), approved, denied and revoked; codes issued; resets;
+	// assignments to supervisors; erasures; exports that held the account's
+	// entries.
+	ListMyActivity(context.Context, *v1.ListMyActivityRequest) (*v1.ListMyActivityResponse, error)
 }
 
 // NewDeviceServiceClient constructs a client for the diary.v1.DeviceService service. By default, it
@@ -62,17 +98,99 @@ func NewDeviceServiceClient(httpClient connect.HTTPClient, baseURL string, opts 
 			connect.WithSchema(deviceServiceMethods.ByName("Enroll")),
 			connect.WithClientOptions(opts...),
 		),
+		listMyDevices: connect.NewClient[v1.ListMyDevicesRequest, v1.ListMyDevicesResponse](
+			httpClient,
+			baseURL+DeviceServiceListMyDevicesProcedure,
+			connect.WithSchema(deviceServiceMethods.ByName("ListMyDevices")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
+		approveDevice: connect.NewClient[v1.ApproveDeviceRequest, v1.ApproveDeviceResponse](
+			httpClient,
+			baseURL+DeviceServiceApproveDeviceProcedure,
+			connect.WithSchema(deviceServiceMethods.ByName("ApproveDevice")),
+			connect.WithClientOptions(opts...),
+		),
+		denyDevice: connect.NewClient[v1.DenyDeviceRequest, v1.DenyDeviceResponse](
+			httpClient,
+			baseURL+DeviceServiceDenyDeviceProcedure,
+			connect.WithSchema(deviceServiceMethods.ByName("DenyDevice")),
+			connect.WithClientOptions(opts...),
+		),
+		revokeMyDevice: connect.NewClient[v1.RevokeMyDeviceRequest, v1.RevokeMyDeviceResponse](
+			httpClient,
+			baseURL+DeviceServiceRevokeMyDeviceProcedure,
+			connect.WithSchema(deviceServiceMethods.ByName("RevokeMyDevice")),
+			connect.WithClientOptions(opts...),
+		),
+		listMyActivity: connect.NewClient[v1.ListMyActivityRequest, v1.ListMyActivityResponse](
+			httpClient,
+			baseURL+DeviceServiceListMyActivityProcedure,
+			connect.WithSchema(deviceServiceMethods.ByName("ListMyActivity")),
+			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // deviceServiceClient implements DeviceServiceClient.
 type deviceServiceClient struct {
-	enroll *connect.Client[v1.EnrollRequest, v1.EnrollResponse]
+	enroll         *connect.Client[v1.EnrollRequest, v1.EnrollResponse]
+	listMyDevices  *connect.Client[v1.ListMyDevicesRequest, v1.ListMyDevicesResponse]
+	approveDevice  *connect.Client[v1.ApproveDeviceRequest, v1.ApproveDeviceResponse]
+	denyDevice     *connect.Client[v1.DenyDeviceRequest, v1.DenyDeviceResponse]
+	revokeMyDevice *connect.Client[v1.RevokeMyDeviceRequest, v1.RevokeMyDeviceResponse]
+	listMyActivity *connect.Client[v1.ListMyActivityRequest, v1.ListMyActivityResponse]
 }
 
 // Enroll calls diary.v1.DeviceService.Enroll.
 func (c *deviceServiceClient) Enroll(ctx context.Context, req *v1.EnrollRequest) (*v1.EnrollResponse, error) {
 	response, err := c.enroll.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListMyDevices calls diary.v1.DeviceService.ListMyDevices.
+func (c *deviceServiceClient) ListMyDevices(ctx context.Context, req *v1.ListMyDevicesRequest) (*v1.ListMyDevicesResponse, error) {
+	response, err := c.listMyDevices.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ApproveDevice calls diary.v1.DeviceService.ApproveDevice.
+func (c *deviceServiceClient) ApproveDevice(ctx context.Context, req *v1.ApproveDeviceRequest) (*v1.ApproveDeviceResponse, error) {
+	response, err := c.approveDevice.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// DenyDevice calls diary.v1.DeviceService.DenyDevice.
+func (c *deviceServiceClient) DenyDevice(ctx context.Context, req *v1.DenyDeviceRequest) (*v1.DenyDeviceResponse, error) {
+	response, err := c.denyDevice.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// RevokeMyDevice calls diary.v1.DeviceService.RevokeMyDevice.
+func (c *deviceServiceClient) RevokeMyDevice(ctx context.Context, req *v1.RevokeMyDeviceRequest) (*v1.RevokeMyDeviceResponse, error) {
+	response, err := c.revokeMyDevice.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
+// ListMyActivity calls diary.v1.DeviceService.ListMyActivity.
+func (c *deviceServiceClient) ListMyActivity(ctx context.Context, req *v1.ListMyActivityRequest) (*v1.ListMyActivityResponse, error) {
+	response, err := c.listMyActivity.CallUnary(ctx, connect.NewRequest(req))
 	if response != nil {
 		return response.Msg, err
 	}
@@ -85,6 +203,27 @@ type DeviceServiceHandler interface {
 	// code works once and expires (24 hours by default). Repeated wrong
 	// codes from one address are slowed down (ResourceExhausted).
 	Enroll(context.Context, *v1.EnrollRequest) (*v1.EnrollResponse, error)
+	// ListMyDevices lists the devices of the caller's account, newest
+	// enrolment first, a page at a time: active, waiting for approval and
+	// revoked.
+	ListMyDevices(context.Context, *v1.ListMyDevicesRequest) (*v1.ListMyDevicesResponse, error)
+	// ApproveDevice lets a device of the caller's account that waits for
+	// approval sync: it then pulls the account's entries, and the entries
+	// it wrote while waiting reach their readers.
+	ApproveDevice(context.Context, *v1.ApproveDeviceRequest) (*v1.ApproveDeviceResponse, error)
+	// DenyDevice refuses a device of the caller's account that waits for
+	// approval: it is revoked, and the entries it wrote while waiting are
+	// erased.
+	DenyDevice(context.Context, *v1.DenyDeviceRequest) (*v1.DenyDeviceResponse, error)
+	// RevokeMyDevice revokes a device of the caller's account, the calling
+	// device included. Revoking a revoked device is not an error.
+	RevokeMyDevice(context.Context, *v1.RevokeMyDeviceRequest) (*v1.RevokeMyDeviceResponse, error)
+	// ListMyActivity lists what was done with the caller's account and
+	// data, newest first, a page at a time: devices enrolled (with who
+	// issued the code), approved, denied and revoked; codes issued; resets;
+	// assignments to supervisors; erasures; exports that held the account's
+	// entries.
+	ListMyActivity(context.Context, *v1.ListMyActivityRequest) (*v1.ListMyActivityResponse, error)
 }
 
 // NewDeviceServiceHandler builds an HTTP handler from the service implementation. It returns the
@@ -100,10 +239,52 @@ func NewDeviceServiceHandler(svc DeviceServiceHandler, opts ...connect.HandlerOp
 		connect.WithSchema(deviceServiceMethods.ByName("Enroll")),
 		connect.WithHandlerOptions(opts...),
 	)
+	deviceServiceListMyDevicesHandler := connect.NewUnaryHandlerSimple(
+		DeviceServiceListMyDevicesProcedure,
+		svc.ListMyDevices,
+		connect.WithSchema(deviceServiceMethods.ByName("ListMyDevices")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
+	deviceServiceApproveDeviceHandler := connect.NewUnaryHandlerSimple(
+		DeviceServiceApproveDeviceProcedure,
+		svc.ApproveDevice,
+		connect.WithSchema(deviceServiceMethods.ByName("ApproveDevice")),
+		connect.WithHandlerOptions(opts...),
+	)
+	deviceServiceDenyDeviceHandler := connect.NewUnaryHandlerSimple(
+		DeviceServiceDenyDeviceProcedure,
+		svc.DenyDevice,
+		connect.WithSchema(deviceServiceMethods.ByName("DenyDevice")),
+		connect.WithHandlerOptions(opts...),
+	)
+	deviceServiceRevokeMyDeviceHandler := connect.NewUnaryHandlerSimple(
+		DeviceServiceRevokeMyDeviceProcedure,
+		svc.RevokeMyDevice,
+		connect.WithSchema(deviceServiceMethods.ByName("RevokeMyDevice")),
+		connect.WithHandlerOptions(opts...),
+	)
+	deviceServiceListMyActivityHandler := connect.NewUnaryHandlerSimple(
+		DeviceServiceListMyActivityProcedure,
+		svc.ListMyActivity,
+		connect.WithSchema(deviceServiceMethods.ByName("ListMyActivity")),
+		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/diary.v1.DeviceService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case DeviceServiceEnrollProcedure:
 			deviceServiceEnrollHandler.ServeHTTP(w, r)
+		case DeviceServiceListMyDevicesProcedure:
+			deviceServiceListMyDevicesHandler.ServeHTTP(w, r)
+		case DeviceServiceApproveDeviceProcedure:
+			deviceServiceApproveDeviceHandler.ServeHTTP(w, r)
+		case DeviceServiceDenyDeviceProcedure:
+			deviceServiceDenyDeviceHandler.ServeHTTP(w, r)
+		case DeviceServiceRevokeMyDeviceProcedure:
+			deviceServiceRevokeMyDeviceHandler.ServeHTTP(w, r)
+		case DeviceServiceListMyActivityProcedure:
+			deviceServiceListMyActivityHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -115,4 +296,24 @@ type UnimplementedDeviceServiceHandler struct{}
 
 func (UnimplementedDeviceServiceHandler) Enroll(context.Context, *v1.EnrollRequest) (*v1.EnrollResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.DeviceService.Enroll is not implemented"))
+}
+
+func (UnimplementedDeviceServiceHandler) ListMyDevices(context.Context, *v1.ListMyDevicesRequest) (*v1.ListMyDevicesResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.DeviceService.ListMyDevices is not implemented"))
+}
+
+func (UnimplementedDeviceServiceHandler) ApproveDevice(context.Context, *v1.ApproveDeviceRequest) (*v1.ApproveDeviceResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.DeviceService.ApproveDevice is not implemented"))
+}
+
+func (UnimplementedDeviceServiceHandler) DenyDevice(context.Context, *v1.DenyDeviceRequest) (*v1.DenyDeviceResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.DeviceService.DenyDevice is not implemented"))
+}
+
+func (UnimplementedDeviceServiceHandler) RevokeMyDevice(context.Context, *v1.RevokeMyDeviceRequest) (*v1.RevokeMyDeviceResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.DeviceService.RevokeMyDevice is not implemented"))
+}
+
+func (UnimplementedDeviceServiceHandler) ListMyActivity(context.Context, *v1.ListMyActivityRequest) (*v1.ListMyActivityResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.DeviceService.ListMyActivity is not implemented"))
 }
