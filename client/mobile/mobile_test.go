@@ -347,6 +347,32 @@ func TestNavigatorsAndSupervisor(t *testing.T) {
 			t.Errorf("%s: %v (code %q), want %q", name, tc.err, got, tc.code)
 		}
 	}
+	// The navigator's devices, as the device list shows them.
+	devs, err := phone.Devices("")
+	must(t, err)
+	this := 0
+	for i := range devs.Len() {
+		if d := devs.Get(i); d.State != DeviceActive || d.ID == "" {
+			t.Fatalf("device %+v", d)
+		} else if d.This {
+			this++
+		}
+	}
+	if devs.Len() != 2 || this != 1 || devs.Next != "" {
+		t.Fatalf("%d devices, %d of them this one", devs.Len(), this)
+	}
+
+	// A splice where the person typed, counted in UTF-16 code units as a
+	// text view counts them: the emoji before it is two.
+	must(t, phone.Update(private, func() *Edit { e := NewEdit(); e.SetBody("😀 Only mine."); return e }()))
+	must(t, phone.SpliceBody(private, 3, 4, "All"))
+	if got, err := phone.Get(private); err != nil || got.Body != "😀 All mine." {
+		t.Fatalf("after a splice: %q %v", got.Body, err)
+	}
+	if err := phone.SpliceBody(private, 1, 0, "x"); codeOf(err) != CodeInvalid {
+		t.Fatalf("a splice inside the emoji: %v", err)
+	}
+
 	must(t, phone.Delete(private))
 	must(t, phone.Restore(private))
 	if got, err := phone.Get(private); err != nil || got.Deleted {
