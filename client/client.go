@@ -152,6 +152,9 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		Dir:          "migrations",
 		Now:          func() int64 { return opts.Now().UnixMilli() },
 		MaxPageCount: opts.MaxPageCount,
+		// Entries that left the replica leave the search index before
+		// the transaction that removed them commits.
+		BeforeCommit: forgetDeleted,
 	})
 	if errors.Is(err, litedb.ErrCorrupt) {
 		return nil, &DamagedError{Path: path, Problem: err.Error()}

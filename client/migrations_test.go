@@ -111,6 +111,7 @@ func TestMigrations(t *testing.T) {
 			`DROP TABLE entry_search`,
 			`DROP TABLE search_rows`,
 			`DROP TABLE search_backfill`,
+			`DROP TABLE search_forget`,
 			`DELETE FROM schema_migrations WHERE version >= 4`,
 		} {
 			if _, err := raw.Exec(stmt); err != nil {

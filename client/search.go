@@ -222,6 +222,29 @@ func (w *searchWriter) close() {
 	}
 }
 
+// forgetDeleted merges the search index into one segment when the
+// transaction deleted entries (the trigger on entries notes it), so that
+// the words of entries that left the replica leave the index, and with
+// secure_delete the file, in the same transaction. Deletions are rare
+// (un-sharing, erasure, a reset); edits of an entry still in the replica
+// leave its old words to FTS5's own merges.
+func forgetDeleted(ctx context.Context, tx *sql.Tx) error {
+	var pending bool
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM search_forget)`).Scan(&pending); err != nil {
+		return fmt.Errorf("cannot read search index state: %w", err)
+	}
+	if !pending {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO entry_search (entry_search) VALUES ('optimize')`); err != nil {
+		return fmt.Errorf("cannot update search index: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM search_forget`); err != nil {
+		return fmt.Errorf("cannot update search index: %w", err)
+	}
+	return nil
+}
+
 // backfillBatch is how many entries one transaction of the backfill
 // indexes.
 const backfillBatch = 500
