@@ -106,6 +106,9 @@ type Client struct {
 	watchers watchers
 	kick     chan struct{} // a local write happened: Run should push
 
+	lives   sync.WaitGroup               // goroutines of live queries (see WatchList)
+	conn    connTracker                  // what Connectivity reports
+	network netSignal                    // fired by NetworkChanged
 	damaged atomic.Pointer[DamagedError] // set once the file was found damaged
 	offline atomic.Pointer[string]       // why the server cannot be reached, as the last sync or stream found; nil when it can
 
@@ -149,6 +152,9 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		Dir:          "migrations",
 		Now:          func() int64 { return opts.Now().UnixMilli() },
 		MaxPageCount: opts.MaxPageCount,
+		// Entries that left the replica leave the search index before
+		// the transaction that removed them commits.
+		BeforeCommit: forgetDeleted,
 	})
 	if errors.Is(err, litedb.ErrCorrupt) {
 		return nil, &DamagedError{Path: path, Problem: err.Error()}
@@ -165,6 +171,10 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		}
 		return nil, err
 	}
+	if err := backfillSearch(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	c := &Client{
 		db:    db,
 		clock: syncengine.NewClock(opts.Now),
@@ -173,6 +183,7 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		http:  opts.HTTPClient,
 		kick:  make(chan struct{}, 1),
 	}
+	c.conn.now, c.conn.notify = opts.Now, func() { c.watchers.notify(EventStatus) }
 	if c.http == nil {
 		c.ownHTTP = true
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -228,6 +239,7 @@ func (c *Client) Close() error {
 	// device was revoked: the replica is wiped before it is closed.
 	c.wipeIfRevoked()
 	c.watchers.closeAll()
+	c.lives.Wait() // closing the watchers ends every live query
 	if c.ownHTTP {
 		c.http.CloseIdleConnections()
 	}

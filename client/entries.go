@@ -530,6 +530,7 @@ func loadLocal(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) (*localEn
 type entryWriter struct {
 	tx                      *sql.Tx
 	upsert, delTags, insTag *sql.Stmt
+	search                  *searchWriter
 }
 
 func newEntryWriter(ctx context.Context, tx *sql.Tx) (*entryWriter, error) {
@@ -547,6 +548,10 @@ func newEntryWriter(ctx context.Context, tx *sql.Tx) (*entryWriter, error) {
 	}
 	if w.insTag, err = tx.PrepareContext(ctx, `INSERT INTO entry_tags (tag, entry) VALUES (?, ?)`); err != nil {
 		return nil, fmt.Errorf("cannot prepare entry write: %w", err)
+	}
+	if w.search, err = newSearchWriter(ctx, tx); err != nil {
+		w.close()
+		return nil, err
 	}
 	return w, nil
 }
@@ -579,7 +584,7 @@ func (w *entryWriter) store(ctx context.Context, le *localEntry, now time.Time, 
 			}
 		}
 	}
-	return nil
+	return w.search.index(ctx, e)
 }
 
 func (w *entryWriter) close() {
@@ -587,6 +592,9 @@ func (w *entryWriter) close() {
 		if s != nil {
 			s.Close()
 		}
+	}
+	if w.search != nil {
+		w.search.close()
 	}
 }
 
@@ -684,48 +692,9 @@ func (c *Client) listChecked(ctx context.Context, o ListOptions) (*ListPage, err
 	case limit > 1000:
 		limit = 1000
 	}
-	var where []string
-	var args []any
-	if o.From != "" {
-		if err := syncengine.ValidateDate(o.From); err != nil {
-			return nil, err
-		}
-		where, args = append(where, "date >= ?"), append(args, o.From)
-	}
-	if o.To != "" {
-		if err := syncengine.ValidateDate(o.To); err != nil {
-			return nil, err
-		}
-		where, args = append(where, "date <= ?"), append(args, o.To)
-	}
-	if o.Tag != "" {
-		where, args = append(where, "id IN (SELECT entry FROM entry_tags WHERE tag = ?)"), append(args, o.Tag)
-	}
-	switch o.Sharing {
-	case SharedSupervisor:
-		where = append(where, "share_supervisor = 1")
-	case SharedResearch:
-		where = append(where, "share_research = 1")
-	case SharedWithAnyone:
-		where = append(where, "(share_supervisor = 1 OR share_research = 1)")
-	case SharedWithNoone:
-		where = append(where, "share_supervisor = 0 AND share_research = 0")
-	}
-	switch o.Deleted {
-	case HideDeleted:
-		where = append(where, "deleted = 0")
-	case OnlyDeleted:
-		where = append(where, "deleted = 1")
-	}
-	if o.Unread {
-		where = append(where, "read_at IS NULL")
-	}
-	if o.PageToken != "" {
-		date, id, err := decodeListToken(o.PageToken)
-		if err != nil {
-			return nil, err
-		}
-		where, args = append(where, "(date, id) < (?, ?)"), append(args, date, id)
+	where, args, err := listFilter(o)
+	if err != nil {
+		return nil, err
 	}
 	q := `SELECT ` + entryColumns + `, date, id FROM entries`
 	if len(where) > 0 {

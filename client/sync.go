@@ -55,6 +55,7 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	c.status.set(func(pr *Progress) { *pr = Progress{Running: true, Phase: "push"} })
+	c.conn.syncStarted()
 	c.watchers.notify(EventStatus)
 	// Text edits go only to a server whose answer in this sync said it
 	// merges text (see push).
@@ -92,6 +93,7 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 	if rerr := c.recordResult(err); rerr != nil && err == nil {
 		err = rerr
 	}
+	c.conn.syncEnded(ctx, err)
 	c.watchers.notify(EventStatus)
 	pr := c.status.get()
 	r := Report{Sent: pr.Pushed, Accepted: pr.Accepted, Refused: pr.Refused, Received: pr.PulledEntries, Removed: pr.PulledRemovals, AwaitingApproval: waiting}

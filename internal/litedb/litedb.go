@@ -27,6 +27,8 @@ type DB struct {
 	Path  string
 	Write *sql.DB
 	Read  *sql.DB
+
+	beforeCommit func(ctx context.Context, tx *sql.Tx) error
 }
 
 // Options tunes Open.
@@ -48,6 +50,11 @@ type Options struct {
 	// MaxPageCount, if not 0, caps the file at that many pages (SQLite's
 	// max_page_count), so that tests can fill "the disk".
 	MaxPageCount int
+	// BeforeCommit, if set, runs at the end of every WriteTx after the
+	// migrations, in its transaction, before it commits; an error rolls
+	// the transaction back. It finishes work that triggers left for the
+	// transaction.
+	BeforeCommit func(ctx context.Context, tx *sql.Tx) error
 }
 
 // Errors SQLite reports that callers handle on their own, tested with
@@ -150,6 +157,8 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
+	// Only once the schema is complete: the hook may use its tables.
+	db.beforeCommit = opts.BeforeCommit
 	r, err := sql.Open("sqlite", dsn("_pragma", "query_only(1)"))
 	if err != nil {
 		w.Close()
@@ -290,6 +299,11 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return Classify(err)
+	}
+	if db.beforeCommit != nil {
+		if err := db.beforeCommit(ctx, tx); err != nil {
+			return Classify(err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit: %w", Classify(err))
