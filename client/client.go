@@ -18,6 +18,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/internal/litedb"
+	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
@@ -516,23 +517,65 @@ func clockOffset(sent, received, serverTime time.Time) time.Duration {
 func rpcError(action string, err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
+		// A call this device cancelled is neither the server's error nor
+		// the network's.
+		if !connect.IsWireError(err) && errors.Is(err, context.Canceled) {
+			return fmt.Errorf("cannot %s: stopped before it finished: %w", action, context.Canceled)
+		}
 		// An error the server did not send is the network's: a refused,
 		// reset or cut connection (which connect reports as Canceled), a
 		// truncated answer, a timeout. Its text comes from the transport
-		// and is shown only in brackets. A cancelled call is not one.
-		if !connect.IsWireError(err) && !errors.Is(err, context.Canceled) {
+		// and is shown only in brackets.
+		if !connect.IsWireError(err) {
 			return &NetworkError{Action: action, Err: err}
 		}
-		return &ServerError{Action: action, Code: ce.Code(), Message: ce.Message()}
+		return &ServerError{Action: action, Code: serverCode(ce), Message: ce.Message(), cursorAhead: ce.Meta().Get(wire.ErrorReasonHeader) == wire.ReasonCursorAhead}
 	}
 	return &NetworkError{Action: action, Err: err}
 }
 
-// ServerError is an error the server answered with.
+// fromConnect is what a Connect code means when the server did not say
+// the application's code (a server before it did, or a proxy's answer).
+var fromConnect = map[connect.Code]syncengine.Code{
+	connect.CodeInvalidArgument:    syncengine.EINVALID,
+	connect.CodeOutOfRange:         syncengine.EINVALID,
+	connect.CodeResourceExhausted:  syncengine.ETOOLARGE,
+	connect.CodeNotFound:           syncengine.ENOTFOUND,
+	connect.CodeAlreadyExists:      syncengine.EEXISTS,
+	connect.CodeFailedPrecondition: syncengine.ECONFLICT,
+	connect.CodeAborted:            syncengine.ECONFLICT,
+	connect.CodePermissionDenied:   syncengine.EPERMISSION,
+	connect.CodeUnauthenticated:    syncengine.EUNAUTHENTICATED,
+	connect.CodeUnavailable:        syncengine.EUNAVAILABLE,
+	connect.CodeDeadlineExceeded:   syncengine.EUNAVAILABLE,
+	connect.CodeCanceled:           syncengine.EUNAVAILABLE,
+}
+
+// serverCode is the application's code of an error the server sent.
+func serverCode(ce *connect.Error) syncengine.Code {
+	if c := syncengine.Code(ce.Meta().Get(wire.ErrorCodeHeader)); c != "" {
+		switch c {
+		case syncengine.EINVALID, syncengine.ETOOLARGE, syncengine.ENOTFOUND, syncengine.EEXISTS, syncengine.ECONFLICT,
+			syncengine.EPERMISSION, syncengine.EUNAUTHENTICATED, syncengine.ERATELIMIT, syncengine.EUNAVAILABLE,
+			syncengine.ENOSPACE, syncengine.EINTERNAL:
+			return c
+		}
+	}
+	if c, ok := fromConnect[ce.Code()]; ok {
+		return c
+	}
+	return syncengine.EINTERNAL
+}
+
+// ServerError is an error the server answered with. Code is the
+// application's error code (the server sends it beside the transport's;
+// from a server that does not, it is read from the transport's code).
 type ServerError struct {
 	Action  string
-	Code    connect.Code
+	Code    syncengine.Code
 	Message string
+
+	cursorAhead bool // the pull's cursor is beyond the server's position
 }
 
 func (e *ServerError) Error() string {

@@ -246,7 +246,7 @@ func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 type RefusedChange struct {
 	Seq       int64
 	Change    syncengine.Change
-	Reason    diaryv1.RefusalReason
+	Reason    study.Refusal
 	Message   string
 	RefusedAt time.Time
 }

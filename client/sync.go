@@ -826,7 +826,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 			if awaitingApproval(err) {
 				return err
 			}
-			if connect.CodeOf(err) == connect.CodeFailedPrecondition && !resetOnce && cursor > 0 {
+			if cursorAhead(err) && !resetOnce && cursor > 0 {
 				// The server no longer knows our position: its data was
 				// replaced. Start over, keeping what is still pending.
 				resetOnce = true
@@ -1139,4 +1139,22 @@ func remainingAfter(before, page uint64, resp *diaryv1.PullResponse) uint64 {
 		est = before - page
 	}
 	return max(est, resp.GetRemaining())
+}
+
+// cursorAhead says whether a pull failed because its cursor is beyond the
+// server's position (the server's data was replaced): the one error after
+// which the replica forgets what it pulled and pulls everything again.
+// Any other conflict leaves the replica alone.
+func cursorAhead(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition {
+		return false
+	}
+	if ce.Meta().Get(wire.ErrorCodeHeader) != "" {
+		// A server that sends the application's codes names this reason.
+		return ce.Meta().Get(wire.ErrorReasonHeader) == wire.ReasonCursorAhead
+	}
+	// A server from before error codes: a pull's only FailedPrecondition
+	// was this one.
+	return true
 }

@@ -236,7 +236,7 @@ func TestTextEditRefusedForGood(t *testing.T) {
 	}
 	// The text listed is what the body held on the device: its edits,
 	// merged with what it pulled before pushing them.
-	if len(refused) != 1 || refused[0].Reason != diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE ||
+	if len(refused) != 1 || refused[0].Reason != study.RefusedTooLarge ||
 		!strings.HasPrefix(refused[0].Change.Text, "Later words. ") || !strings.Contains(refused[0].Change.Text, half+"start") {
 		t.Fatalf("refused: %d changes, the first %v", len(refused), refused[0].Reason)
 	}

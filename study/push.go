@@ -58,6 +58,27 @@ const (
 	RefusedTextHistory      Refusal = 9
 )
 
+var refusalNames = map[Refusal]string{
+	RefusedInvalid:          "invalid",
+	RefusedTooLarge:         "too_large",
+	RefusedNotAuthor:        "not_author",
+	RefusedNotPermitted:     "not_permitted",
+	RefusedErased:           "erased",
+	RefusedClockAhead:       "clock_ahead",
+	RefusedWrongReplica:     "wrong_replica",
+	RefusedAwaitingApproval: "awaiting_approval",
+	RefusedTextHistory:      "text_history",
+}
+
+// String returns the reason's stable lowercase name ("too_large"), or
+// "refusal(N)" for a number this version does not know.
+func (r Refusal) String() string {
+	if n, ok := refusalNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("refusal(%d)", int(r))
+}
+
 // ChangeResult is the outcome of one pushed change.
 type ChangeResult struct {
 	Outcome Outcome

@@ -155,10 +155,26 @@ func CheckCursor(cursor int64) error {
 
 // ErrCursorAhead is the error for a cursor beyond the store's position:
 // the store's data was replaced (restored from an older backup, or a new
-// study at the same address), and the reader must start again.
+// study at the same address), and the reader must start again. It is a
+// *CursorAheadError, an ECONFLICT.
 func ErrCursorAhead(cursor, head int64) error {
-	return syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)
+	return &CursorAheadError{Cursor: cursor, Head: head,
+		Err: syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)}
 }
+
+// CursorAheadError says that a reader's cursor is beyond the store's
+// position. It is the one error after which a device forgets what it
+// pulled and pulls everything again, so the transport tells it apart
+// from every other conflict.
+type CursorAheadError struct {
+	Cursor, Head int64
+	Err          error // the ECONFLICT a person reads
+}
+
+func (e *CursorAheadError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the ECONFLICT.
+func (e *CursorAheadError) Unwrap() error { return e.Err }
 
 // MaxRemainingCount is how many waiting entries and removals past a page
 // a pull counts when it was not asked for an exact count: beyond it,

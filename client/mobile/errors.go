@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -13,7 +12,7 @@ import (
 // Error codes: the stable part of an Error, for programs.
 const (
 	CodeInvalid         = "invalid"         // the input is malformed or breaks a rule
-	CodeTooLarge        = "too_large"       // the input is over a size or count limit; from the server, also too many attempts (it answers both alike)
+	CodeTooLarge        = "too_large"       // the input is over a size or count limit
 	CodeNotFound        = "not_found"       // no such entry, feedback note or refused change here
 	CodeExists          = "exists"          // it exists already
 	CodeConflict        = "conflict"        // the current state forbids it
@@ -26,6 +25,7 @@ const (
 	CodeClosed          = "closed"          // the client was closed
 	CodeCancelled       = "cancelled"       // Stop or Close cut it short
 	CodeInternal        = "internal"        // a bug or a broken replica
+	CodeNoSpace         = "no_space"        // the server's storage (or the phone's) is full; nothing was written
 )
 
 // Error is what every call of this package returns when it fails. Kotlin
@@ -55,7 +55,7 @@ func ParseError(text string) *Error {
 func isCode(s string) bool {
 	switch s {
 	case CodeInvalid, CodeTooLarge, CodeNotFound, CodeExists, CodeConflict, CodePermission, CodeUnauthenticated,
-		CodeRateLimited, CodeUnavailable, CodeNetwork, CodeNotEnrolled, CodeClosed, CodeCancelled, CodeInternal:
+		CodeRateLimited, CodeUnavailable, CodeNetwork, CodeNotEnrolled, CodeClosed, CodeCancelled, CodeInternal, CodeNoSpace:
 		return true
 	}
 	return false
@@ -63,20 +63,6 @@ func isCode(s string) bool {
 
 // errClosed is what a call on a closed Client returns.
 var errClosed = &Error{Code: CodeClosed, Message: "the diary is closed on this device"}
-
-// serverCodes maps the codes a server answers with to this package's.
-var serverCodes = map[connect.Code]string{
-	connect.CodeInvalidArgument:    CodeInvalid,
-	connect.CodeNotFound:           CodeNotFound,
-	connect.CodeAlreadyExists:      CodeExists,
-	connect.CodeFailedPrecondition: CodeConflict,
-	connect.CodePermissionDenied:   CodePermission,
-	connect.CodeUnauthenticated:    CodeUnauthenticated,
-	connect.CodeResourceExhausted:  CodeTooLarge,
-	connect.CodeUnavailable:        CodeUnavailable,
-	connect.CodeCanceled:           CodeCancelled,
-	connect.CodeDeadlineExceeded:   CodeNetwork,
-}
 
 // wrap turns any error into an *Error, and nil into a nil error (never a
 // nil *Error, which Go would see as an error).
@@ -101,8 +87,9 @@ func toError(err error) *Error {
 	}
 	var se *client.ServerError
 	if errors.As(err, &se) {
-		code, ok := serverCodes[se.Code]
-		if !ok {
+		// The server's codes are this package's.
+		code := string(se.Code)
+		if !isCode(code) {
 			code = CodeInternal
 		}
 		return &Error{Code: code, Message: se.Error()}

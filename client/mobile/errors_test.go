@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"testing"
 
-	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -20,13 +19,15 @@ func TestErrorCodes(t *testing.T) {
 		err  error
 		code string
 	}{
-		{"ServerInvalid", &client.ServerError{Action: "push", Code: connect.CodeInvalidArgument, Message: "bad"}, CodeInvalid},
-		{"ServerPermission", &client.ServerError{Action: "push", Code: connect.CodePermissionDenied, Message: "no"}, CodePermission},
-		{"ServerRevoked", &client.ServerError{Action: "pull", Code: connect.CodeUnauthenticated, Message: "revoked"}, CodeUnauthenticated},
-		{"ServerConflict", &client.ServerError{Action: "pull", Code: connect.CodeFailedPrecondition, Message: "x"}, CodeConflict},
-		{"ServerBusy", &client.ServerError{Action: "pull", Code: connect.CodeUnavailable, Message: "x"}, CodeUnavailable},
-		{"ServerLimit", &client.ServerError{Action: "push", Code: connect.CodeResourceExhausted, Message: "x"}, CodeTooLarge},
-		{"ServerUnknown", &client.ServerError{Action: "push", Code: connect.CodeDataLoss, Message: "x"}, CodeInternal},
+		{"ServerInvalid", &client.ServerError{Action: "push", Code: syncengine.EINVALID, Message: "bad"}, CodeInvalid},
+		{"ServerPermission", &client.ServerError{Action: "push", Code: syncengine.EPERMISSION, Message: "no"}, CodePermission},
+		{"ServerRevoked", &client.ServerError{Action: "pull", Code: syncengine.EUNAUTHENTICATED, Message: "revoked"}, CodeUnauthenticated},
+		{"ServerConflict", &client.ServerError{Action: "pull", Code: syncengine.ECONFLICT, Message: "x"}, CodeConflict},
+		{"ServerBusy", &client.ServerError{Action: "pull", Code: syncengine.EUNAVAILABLE, Message: "x"}, CodeUnavailable},
+		{"ServerLimit", &client.ServerError{Action: "push", Code: syncengine.ETOOLARGE, Message: "x"}, CodeTooLarge},
+		{"ServerRateLimit", &client.ServerError{Action: "enrol", Code: syncengine.ERATELIMIT, Message: "x"}, CodeRateLimited},
+		{"ServerFull", &client.ServerError{Action: "push", Code: syncengine.ENOSPACE, Message: "x"}, CodeNoSpace},
+		{"ServerInternal", &client.ServerError{Action: "push", Code: syncengine.EINTERNAL, Message: "x"}, CodeInternal},
 		{"Network", &client.NetworkError{Action: "pull", Err: errors.New("connection refused")}, CodeNetwork},
 		{"WrappedNetwork", fmt.Errorf("sync: %w", &client.NetworkError{Action: "push", Err: errors.New("reset")}), CodeNetwork},
 		{"NotEnrolled", client.ErrNotEnrolled, CodeNotEnrolled},

@@ -2,7 +2,6 @@ package mobile
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"github.com/diarysync/diarysync/client"
@@ -276,7 +275,7 @@ func (m *Client) Refused(afterSeq int64, limit int) (*RefusedPage, error) {
 	p := &RefusedPage{}
 	for _, r := range rs {
 		rc := &RefusedChange{Seq: r.Seq, EntryID: r.Change.Entry.String(), Field: r.Change.Field.String(), Text: r.Change.Text,
-			Number: r.Change.Number, Flag: r.Change.Flag, Tag: r.Change.Tag, Reason: refusalCode(r.Reason.String()),
+			Number: r.Change.Number, Flag: r.Change.Flag, Tag: r.Change.Tag, Reason: r.Reason.String(),
 			Message: r.Message, RefusedAtMillis: millis(r.RefusedAt)}
 		if r.Change.Field.IsFeedback() {
 			rc.FeedbackID = r.Change.Feedback.String()
@@ -287,12 +286,6 @@ func (m *Client) Refused(afterSeq int64, limit int) (*RefusedPage, error) {
 		p.Next = rs[len(rs)-1].Seq
 	}
 	return p, nil
-}
-
-// refusalCode turns a refusal reason's name into a stable lowercase code:
-// REFUSAL_REASON_NOT_PERMITTED is not_permitted.
-func refusalCode(name string) string {
-	return strings.ToLower(strings.TrimPrefix(name, "REFUSAL_REASON_"))
 }
 
 // DismissRefused forgets a refused change once its author has seen it.

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/internal/storetest"
+	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/server/sqlite"
@@ -589,6 +591,12 @@ func TestDiaryd_Backup(t *testing.T) {
 		_, err := sync.Pull(ctx, &diaryv1.PullRequest{Cursor: ahead.cursor})
 		if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "sync again from the start") {
 			t.Fatalf("a cursor past the restored study: %v", err)
+		}
+		// The one conflict after which a device pulls everything again
+		// is named as such.
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Meta().Get(wire.ErrorCodeHeader) != "conflict" || ce.Meta().Get(wire.ErrorReasonHeader) != wire.ReasonCursorAhead {
+			t.Fatalf("a cursor past the restored study: headers %v", ce.Meta())
 		}
 	})
 }

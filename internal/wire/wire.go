@@ -270,3 +270,16 @@ func TimeFromMillis(ms int64) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(time.UnixMilli(ms))
 }
+
+// ErrorCodeHeader is the header (a trailer in gRPC) of every error the
+// server answers with that carries the application's error code
+// (syncengine.Code: "too_large", "rate_limited", "no_space", ...).
+const ErrorCodeHeader = "Diary-Error-Code"
+
+// ErrorReasonHeader names, when present, why an error happened in a form
+// a device acts on; ReasonCursorAhead is the only reason so far.
+const ErrorReasonHeader = "Diary-Error-Reason"
+
+// ReasonCursorAhead: the pull's cursor is beyond the server's position
+// (its data was replaced); the device pulls everything again.
+const ReasonCursorAhead = "cursor-ahead"

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
+	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"google.golang.org/protobuf/proto"
 )
@@ -250,5 +251,20 @@ func TestMergedTextOnTheWire(t *testing.T) {
 	bad.BodyText = bad.BodyText[:len(bad.BodyText)-1]
 	if _, err := EntryFromProto(bad); err == nil {
 		t.Fatal("an entry with cut merged text was accepted")
+	}
+}
+
+// TestRefusalNames: every refusal reason of the API has the domain's
+// number and a name, the API's own in lowercase, so that a client can
+// show and compare reasons without the API's types.
+func TestRefusalNames(t *testing.T) {
+	for n, name := range diaryv1.RefusalReason_name {
+		if n == 0 {
+			continue
+		}
+		want := strings.ToLower(strings.TrimPrefix(name, "REFUSAL_REASON_"))
+		if got := study.Refusal(n).String(); got != want {
+			t.Errorf("study.Refusal(%d) is %q, want %q (the API's %s)", n, got, want, name)
+		}
 	}
 }
