@@ -84,15 +84,20 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 			}
 		}
 	}
-	c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" })
+	// The sync ends, for anyone reading the status, only once its result
+	// is recorded: a status that says not syncing says how the last sync
+	// ended.
+	ended := func() { c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" }) }
 	c.noteReachable(err)
 	if rerr := c.wipeIfRevoked(); rerr != nil {
+		ended()
 		c.watchers.notify(EventStatus)
 		return Report{}, rerr
 	}
 	if rerr := c.recordResult(err); rerr != nil && err == nil {
 		err = rerr
 	}
+	ended()
 	c.conn.syncEnded(ctx, err)
 	c.watchers.notify(EventStatus)
 	pr := c.status.get()
