@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/client/internal/services"
 	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
@@ -360,24 +361,16 @@ func (c *Client) profileOf() *Profile {
 	return c.profile
 }
 
-// Admin returns a client of the admin service that sends this device's
-// token; the server refuses it unless the user is an administrator.
-func (c *Client) Admin() (diaryv1connect.AdminServiceClient, error) {
-	r, _, err := c.rpcs()
-	if err != nil {
-		return nil, err
+func init() {
+	// Administration and research go through client/operator, not this
+	// package's API (see client/internal/services).
+	services.Of = func(v any) (diaryv1connect.AdminServiceClient, diaryv1connect.ResearchServiceClient, error) {
+		r, _, err := v.(*Client).rpcs()
+		if err != nil {
+			return nil, nil, err
+		}
+		return r.admin, r.research, nil
 	}
-	return r.admin, nil
-}
-
-// Research returns a client of the research service that sends this
-// device's token; the server refuses it unless the user is a researcher.
-func (c *Client) Research() (diaryv1connect.ResearchServiceClient, error) {
-	r, _, err := c.rpcs()
-	if err != nil {
-		return nil, err
-	}
-	return r.research, nil
 }
 
 // Enroll exchanges a one-time enrolment code for this device's

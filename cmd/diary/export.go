@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/client/operator"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -68,7 +69,7 @@ func cmdExport(e *env, args []string) error {
 		dictPath = *out + ".dictionary.md"
 	}
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Research()
+		svc, err := operator.Research(c)
 		if err != nil {
 			return err
 		}
@@ -253,7 +254,7 @@ func cmdExportList(e *env, args []string) error {
 		return usagef("export list takes --json and --limit N")
 	}
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Research()
+		svc, err := operator.Research(c)
 		if err != nil {
 			return err
 		}
@@ -328,7 +329,7 @@ func cmdExportPreview(e *env, args []string) error {
 		return err
 	}
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Research()
+		svc, err := operator.Research(c)
 		if err != nil {
 			return err
 		}
