@@ -74,13 +74,29 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 	}
 	if err == nil {
 		// Texts whose edits the server could not take are edits of the
-		// text just pulled now; send them in this sync.
-		var released bool
-		if released, err = c.rederive(ctx); err == nil && released {
+		// text just pulled now; send them in this sync. An edit made
+		// again can meet the same refusal once more; after two
+		// rebuilds a text goes whole, which the server always merges,
+		// so three rounds leave nothing held.
+		for round := 0; round < 3 && err == nil; round++ {
+			var released bool
+			if released, err = c.rederive(ctx); err != nil || !released {
+				break
+			}
 			c.status.set(func(pr *Progress) { pr.Phase = "push" })
-			if err = c.push(ctx, rpc, p); err == nil {
-				c.status.set(func(pr *Progress) { pr.Phase = "pull" })
-				err = c.pull(ctx, rpc)
+			if err = c.push(ctx, rpc, p); err != nil {
+				break
+			}
+			if waiting {
+				// A device waiting for approval pulls nothing: its texts
+				// are made again on what it holds, and go whole by the
+				// last round (only it writes the entries it may write).
+				continue
+			}
+			c.status.set(func(pr *Progress) { pr.Phase = "pull" })
+			err = c.pull(ctx, rpc)
+			if awaitingApproval(err) {
+				waiting, err = true, c.setDeviceState(study.DevicePending)
 			}
 		}
 	}
