@@ -617,18 +617,44 @@ func decodeListToken(tok string) (string, []byte, error) {
 
 // markReadChecked is MarkRead without the check for a damaged replica.
 func (c *Client) markReadChecked(ctx context.Context, id syncengine.EntryID, read bool) error {
-	var at any
-	if read {
-		at = c.opts.Now().UnixMilli()
-	}
-	res, err := c.db.Write.ExecContext(ctx, `UPDATE entries SET read_at = ? WHERE id = ?`, at, id[:])
+	_, p, err := c.rpcs()
 	if err != nil {
-		return fmt.Errorf("cannot mark entry read: %w", err)
+		return err
 	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return errNotFound(id)
+	if p.Role != study.RoleSupervisor {
+		return syncengine.Errorf(syncengine.EPERMISSION, "only supervisors mark entries read")
+	}
+	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM entries WHERE id = ?`, id[:]).Scan(&n); err != nil {
+			return fmt.Errorf("cannot read entry: %w", err)
+		}
+		if n == 0 {
+			return errNotFound(id)
+		}
+		clock := c.stamp()
+		var at any
+		if read {
+			at = clock.Millis()
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE entries SET read_at = ?, read_clock = ? WHERE id = ?`, at, int64(clock), id[:]); err != nil {
+			return fmt.Errorf("cannot mark entry read: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO read_outbox (entry, read, clock) VALUES (?, ?, ?)
+			ON CONFLICT (entry) DO UPDATE SET read = excluded.read, clock = excluded.clock`, id[:], read, int64(clock)); err != nil {
+			return fmt.Errorf("cannot queue read mark: %w", err)
+		}
+		return saveClock(ctx, tx, c.clock.Last())
+	})
+	if err != nil {
+		return err
 	}
 	c.watchers.notify(EventEntries)
+	c.watchers.notify(EventStatus)
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 	return nil
 }
 
@@ -719,8 +745,12 @@ func (c *Client) Get(ctx context.Context, id syncengine.EntryID) (*Entry, error)
 	return r0, c.damage(err)
 }
 
-// MarkRead marks an entry read (or unread), for an inbox. It is local to
-// this replica.
+// MarkRead marks an entry read (or unread) in a supervisor's inbox. The
+// mark is kept on the server, so the entry shows as read on the
+// supervisor's other devices and in the web console too: it is written
+// here at once and durably, queued, and sent on the next sync, so it
+// works offline. Of two marks of one entry, the one made later (by the
+// hybrid logical clock) wins everywhere.
 // A replica found damaged answers a *DamagedError, and so does every
 // call after it.
 func (c *Client) MarkRead(ctx context.Context, id syncengine.EntryID, read bool) error {

@@ -121,6 +121,7 @@ type Status struct {
 	Entries               int       // entries held (deleted ones included)
 	PendingEntries        int       // entries with changes waiting to be pushed
 	Pending               int       // changes waiting to be pushed
+	ReadsQueued           int       // a supervisor's read marks waiting to be sent
 	Refused               int       // changes the server refused (see Refused)
 	Cursor                uint64    // server position pulled up to
 	LastSync              time.Time // end of the last sync that completed; zero if none
@@ -139,8 +140,8 @@ type Status struct {
 func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 	var s Status
 	err := c.db.ReadTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM entries), (SELECT count(*) FROM entries WHERE pending > 0)`).
-			Scan(&s.Pending, &s.Refused, &s.Entries, &s.PendingEntries); err != nil {
+		if err := tx.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM outbox), (SELECT count(*) FROM refused), (SELECT count(*) FROM entries), (SELECT count(*) FROM entries WHERE pending > 0), (SELECT count(*) FROM read_outbox)`).
+			Scan(&s.Pending, &s.Refused, &s.Entries, &s.PendingEntries, &s.ReadsQueued); err != nil {
 			return fmt.Errorf("cannot count changes: %w", err)
 		}
 		var (

@@ -57,6 +57,9 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 	err = c.push(ctx, rpc, p)
 	waiting := false
 	if err == nil {
+		err = c.pushReads(ctx, rpc, p)
+	}
+	if err == nil {
 		c.status.set(func(pr *Progress) { pr.Phase = "pull" })
 		err = c.pull(ctx, rpc)
 		if awaitingApproval(err) {
@@ -297,6 +300,111 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 		return nil
 	})
 	return ahead, err
+}
+
+// pushReads sends the queued read marks, a page at a time, until none is
+// left. A mark the server took, or already had a newer one than, leaves
+// the queue; one it refused because the entry is no longer shared leaves
+// it too (there is nothing left to mark); one refused for a clock ahead
+// of the server's is stamped again with the corrected clock.
+func (c *Client) pushReads(ctx context.Context, rpc *rpcClients, p *Profile) error {
+	if p.Role != study.RoleSupervisor {
+		return nil
+	}
+	for aheadInARow := 0; ; {
+		type queued struct {
+			entry []byte
+			read  bool
+			clock int64
+		}
+		var page []queued
+		rows, err := c.db.Read.QueryContext(ctx, `SELECT entry, read, clock FROM read_outbox ORDER BY clock LIMIT ?`, study.MaxReadMarks)
+		if err != nil {
+			return fmt.Errorf("cannot read queued read marks: %w", err)
+		}
+		for rows.Next() {
+			var q queued
+			if err := rows.Scan(&q.entry, &q.read, &q.clock); err != nil {
+				rows.Close()
+				return fmt.Errorf("cannot read queued read marks: %w", err)
+			}
+			page = append(page, q)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot read queued read marks: %w", err)
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		req := &diaryv1.MarkReadRequest{Marks: make([]*diaryv1.ReadMark, len(page))}
+		for i, q := range page {
+			req.Marks[i] = &diaryv1.ReadMark{EntryId: syncengine.EntryID(q.entry).String(), Read: q.read, Clock: uint64(q.clock)}
+		}
+		t0 := c.opts.Now()
+		resp, err := rpc.sync.MarkRead(ctx, req)
+		if err != nil {
+			return rpcError("send read marks", err)
+		}
+		t1 := c.opts.Now()
+		if len(resp.GetResults()) != len(page) {
+			return fmt.Errorf("cannot send read marks: the server answered %d results for %d marks", len(resp.GetResults()), len(page))
+		}
+		offset := clockOffset(t0, t1, resp.GetServerTime().AsTime())
+		ahead := false
+		err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
+			var restamp []queued
+			for i, r := range resp.GetResults() {
+				q := page[i]
+				if r.GetOutcome() == diaryv1.ChangeOutcome_CHANGE_OUTCOME_REFUSED {
+					if r.GetReason() == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
+						ahead = true
+						restamp = append(restamp, q)
+						continue
+					}
+					c.log.Info("read mark refused", "entry", syncengine.EntryID(q.entry).String(), "reason", r.GetReason().String())
+				} else if r.GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED && r.GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_DUPLICATE {
+					return fmt.Errorf("cannot send read marks: the server answered outcome %v", r.GetOutcome())
+				}
+				// A mark made since this one was read stays queued.
+				if _, err := tx.ExecContext(ctx, `DELETE FROM read_outbox WHERE entry = ? AND clock = ?`, q.entry, q.clock); err != nil {
+					return fmt.Errorf("cannot update queued read marks: %w", err)
+				}
+			}
+			if err := c.saveOffset(ctx, tx, offset); err != nil {
+				return err
+			}
+			if !ahead {
+				return nil
+			}
+			var floor int64
+			if err := tx.QueryRowContext(ctx, `SELECT max((SELECT known FROM clock WHERE id = 1), coalesce((SELECT max(clock) FROM outbox WHERE uncertain = 1), 0))`).Scan(&floor); err != nil {
+				return fmt.Errorf("cannot read clock floor: %w", err)
+			}
+			c.clock.SetOffset(offset)
+			c.clock.Rewind(syncengine.Timestamp(floor))
+			for _, q := range restamp {
+				clock := int64(c.stamp())
+				if _, err := tx.ExecContext(ctx, `UPDATE read_outbox SET clock = ? WHERE entry = ? AND clock = ?`, clock, q.entry, q.clock); err != nil {
+					return fmt.Errorf("cannot update queued read marks: %w", err)
+				}
+				if _, err := tx.ExecContext(ctx, `UPDATE entries SET read_clock = ? WHERE id = ? AND read_clock = ?`, clock, q.entry, q.clock); err != nil {
+					return fmt.Errorf("cannot update read mark: %w", err)
+				}
+			}
+			return saveClock(ctx, tx, c.clock.Last())
+		})
+		if err != nil {
+			return err
+		}
+		if !ahead {
+			aheadInARow = 0
+			continue
+		}
+		if aheadInARow++; aheadInARow >= 3 {
+			return errors.New("cannot send read marks: the server keeps refusing this device's clock as ahead of its own")
+		}
+	}
 }
 
 // saveOffset keeps the clock correction learnt from the server. Changes
@@ -657,6 +765,9 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 				return err
 			}
 		}
+		if err := c.applyReads(ctx, tx, resp.GetReads(), &seen); err != nil {
+			return err
+		}
 		for _, r := range resp.GetRemovals() {
 			id, err := syncengine.ParseEntryID(r.GetEntryId())
 			if err != nil {
@@ -686,6 +797,48 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 		return nil
 	})
 	return err
+}
+
+// applyReads applies the read state the server holds for entries of a
+// pulled page, unless a newer mark made here is still queued. The later
+// mark wins, as study.ReadMark.Newer decides everywhere.
+func (c *Client) applyReads(ctx context.Context, tx *sql.Tx, reads []*diaryv1.ReadState, seen *syncengine.Timestamp) error {
+	for _, r := range reads {
+		id, err := syncengine.ParseEntryID(r.GetEntryId())
+		if err != nil {
+			return fmt.Errorf("cannot pull changes: the server sent a read state for %w", err)
+		}
+		clock := syncengine.Timestamp(r.GetClock())
+		*seen = max(*seen, clock)
+		var queued int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM read_outbox WHERE entry = ? AND clock > ?`, id[:], int64(clock)).Scan(&queued); err != nil {
+			return fmt.Errorf("cannot read queued read marks: %w", err)
+		}
+		if queued > 0 {
+			continue
+		}
+		var local int64
+		var localRead bool
+		err = tx.QueryRowContext(ctx, `SELECT read_clock, read_at IS NOT NULL FROM entries WHERE id = ?`, id[:]).Scan(&local, &localRead)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("cannot read entry: %w", err)
+		}
+		incoming := study.ReadMark{Read: r.GetRead(), Clock: clock}
+		if !incoming.Newer(study.ReadMark{Read: localRead, Clock: syncengine.Timestamp(local)}) {
+			continue
+		}
+		var at any
+		if incoming.Read {
+			at = clock.Millis()
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE entries SET read_at = ?, read_clock = ? WHERE id = ?`, at, int64(clock), id[:]); err != nil {
+			return fmt.Errorf("cannot store read state: %w", err)
+		}
+	}
+	return nil
 }
 
 // maxClock returns the newest clock anywhere in e.

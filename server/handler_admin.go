@@ -42,6 +42,7 @@ func deviceToProto(d *study.Device) *diaryv1.Device {
 		ApprovedBy: d.ApprovedBy,
 		Revocation: diaryv1.RevocationReason(d.Revocation),
 		RevokedBy:  d.RevokedBy,
+		Kind:       diaryv1.DeviceKind(d.Kind),
 	}
 }
 

@@ -86,6 +86,9 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	for _, r := range page.Removals {
 		resp.Removals = append(resp.Removals, &diaryv1.Removal{EntryId: r.Entry.String(), Reason: diaryv1.RemovalReason(r.Reason)})
 	}
+	for _, r := range page.Reads {
+		resp.Reads = append(resp.Reads, &diaryv1.ReadState{EntryId: r.Entry.String(), Read: r.Read, Clock: uint64(r.Clock)})
+	}
 	if !page.More {
 		// A sync ends with its last page: the person sees there that a
 		// new device asks to join their account.
@@ -97,6 +100,39 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 		for _, d := range waiting {
 			resp.DevicesAwaitingApproval = append(resp.DevicesAwaitingApproval, deviceToProto(d))
 		}
+	}
+	return resp, nil
+}
+
+func (h *syncHandler) MarkRead(ctx context.Context, req *diaryv1.MarkReadRequest) (*diaryv1.MarkReadResponse, error) {
+	who := study.IdentityFrom(ctx)
+	if err := study.CheckReadMarksSize(len(req.GetMarks())); err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	marks := make([]study.ReadMark, 0, len(req.GetMarks()))
+	bad := map[int]study.ChangeResult{} // marks that do not even decode
+	for i, m := range req.GetMarks() {
+		id, err := syncengine.ParseEntryID(m.GetEntryId())
+		if err != nil {
+			bad[i] = study.ChangeResult{Outcome: study.OutcomeRefused, Reason: study.RefusedInvalid, Message: syncengine.ErrorMessage(err)}
+			continue
+		}
+		marks = append(marks, study.ReadMark{Entry: id, Read: m.GetRead(), Clock: syncengine.Timestamp(m.GetClock())})
+	}
+	results, wake, err := h.db.MarkRead(ctx, who, marks)
+	if err != nil {
+		return nil, connectError(ctx, h.log, err)
+	}
+	h.hub.notify(wake)
+	resp := &diaryv1.MarkReadResponse{Results: make([]*diaryv1.ChangeResult, len(req.GetMarks())), ServerTime: timestamppb.New(h.db.Now())}
+	k := 0
+	for i := range resp.Results {
+		r, ok := bad[i]
+		if !ok {
+			r = results[k]
+			k++
+		}
+		resp.Results[i] = &diaryv1.ChangeResult{Outcome: diaryv1.ChangeOutcome(r.Outcome), Reason: diaryv1.RefusalReason(r.Reason), Message: r.Message}
 	}
 	return resp, nil
 }

@@ -108,7 +108,7 @@ func (a *authenticator) authenticate(ctx context.Context, procedure string, head
 		return nil, connectError(ctx, a.log, err)
 	}
 	switch procedure {
-	case diaryv1connect.SyncServicePushProcedure, diaryv1connect.SyncServicePullProcedure:
+	case diaryv1connect.SyncServicePushProcedure, diaryv1connect.SyncServicePullProcedure, diaryv1connect.SyncServiceMarkReadProcedure:
 		a.db.TouchDevice(id.DeviceID)
 	}
 	return study.NewContext(ctx, id), nil

@@ -25,6 +25,7 @@ var policy = map[string][]study.Role{
 	diaryv1connect.SyncServicePullProcedure:         {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
 	diaryv1connect.SyncServiceSubscribeProcedure:    {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
 	diaryv1connect.SyncServiceGetStateHashProcedure: {study.RoleNavigator, study.RoleSupervisor, study.RoleResearcher},
+	diaryv1connect.SyncServiceMarkReadProcedure:     {study.RoleSupervisor},
 
 	diaryv1connect.AdminServiceCreateUserProcedure:          {study.RoleAdmin},
 	diaryv1connect.AdminServiceListUsersProcedure:           {study.RoleAdmin},

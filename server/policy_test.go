@@ -51,6 +51,10 @@ var rpcCalls = map[string]rpcCall{
 		_, err := c.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{})
 		return err
 	}},
+	diaryv1connect.SyncServiceMarkReadProcedure: {0, func(ctx context.Context, c *clients) error {
+		_, err := c.sync.MarkRead(ctx, &diaryv1.MarkReadRequest{})
+		return err
+	}},
 	// A device name over the limit is refused before the code is looked
 	// at, so the call neither enrols nor counts as a wrong guess.
 	diaryv1connect.DeviceServiceEnrollProcedure: {connect.CodeResourceExhausted, func(ctx context.Context, c *clients) error {

@@ -1,7 +1,8 @@
 // Package server is the diarysync server's transport: the Connect handlers
 // of the sync, device, admin and research services, authentication and
 // the role policy, the one table from application errors to Connect
-// codes, Subscribe wake-ups and metrics. It stores nothing itself: every
+// codes, Subscribe wake-ups, metrics, and the web console (package
+// server/console) at /console/. It stores nothing itself: every
 // handler goes through a study.Store, whichever engine implements it.
 package server
 
@@ -21,6 +22,7 @@ import (
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	"github.com/diarysync/diarysync/server/console"
 	"github.com/diarysync/diarysync/study"
 )
 
@@ -35,6 +37,14 @@ type Config struct {
 	// Heartbeat is how often idle Subscribe streams get a heartbeat
 	// (default 15 s).
 	Heartbeat time.Duration
+	// PublicURL is the server's address as people reach it (behind a
+	// reverse proxy, the proxy's): the web console puts it in enrolment
+	// links and QR codes and sends Secure cookies when it is https.
+	// Empty: each request's own address.
+	PublicURL string
+	// Console tunes the web console at /console/; its store, hub, logger
+	// and public URL are the server's.
+	Console console.Config
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For
 	// header says where a request comes from (for the enrolment limit).
 	// A request from anyone else is taken to come from its peer
@@ -119,6 +129,7 @@ func New(cfg Config) *Server {
 	if !cfg.PrivateMetrics {
 		mux.Handle("GET /metrics", s.metrics)
 	}
+	s.mountConsole(mux, cfg)
 	s.handler = limitBodies(mux, cfg.MinBodyRate, cfg.BodyGrace, s.metrics)
 	if w, ok := s.db.(study.CommitWatcher); ok {
 		// Streams on this process wake for commits made through other

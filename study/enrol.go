@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net/url"
 	"strings"
 	"time"
 
@@ -210,4 +211,16 @@ type Enrollment struct {
 	// State is DeviceActive, or DevicePending when the device waits for
 	// approval by another of the user's devices.
 	State DeviceState
+}
+
+// EnrolLinkPrefix starts the link a QR code of an enrolment code
+// encodes, so that a phone app can scan it instead of the person typing
+// the server's address and the code.
+const EnrolLinkPrefix = "diarysync:enrol?"
+
+// EnrolLink returns the link that carries an enrolment code and the
+// address of the server it works on:
+// diarysync:enrol?server=<URL>&code=<code>, both query-escaped.
+func EnrolLink(serverURL, code string) string {
+	return EnrolLinkPrefix + "server=" + url.QueryEscape(serverURL) + "&code=" + url.QueryEscape(code)
 }

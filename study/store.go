@@ -110,9 +110,11 @@ type Store interface {
 	// administrator.
 	DeactivateUser(ctx context.Context, code string) (*User, int, error)
 	// ResetUser, for a person who lost their only device, revokes every
-	// device of the account (RevokedByReset), withdraws the codes issued
-	// for it and not used, and issues a one-time code, working for ttl
-	// (0: the default), that enrols a device without approval. It is
+	// device of the account (RevokedByReset), web console sessions
+	// included (ended for EndReset), clears their console passphrase,
+	// withdraws the codes issued for it and not used, and issues a
+	// one-time code, working for ttl (0: the default), that enrols a
+	// device (or a first console sign-in) without approval. It is
 	// audited with the caller as the actor. EINVALID for a malformed
 	// study code or a ttl out of range, ENOTFOUND for an unknown user,
 	// ECONFLICT for a deactivated one.
@@ -268,6 +270,84 @@ type Store interface {
 	// entries, exports that held their entries), newest first. EINVALID
 	// for a bad token.
 	ListActivity(ctx context.Context, userID int64, size uint32, token string) ([]*AuditEvent, string, error)
+
+	// QueryAudit returns a page of the audit log, newest first, that
+	// passes the query's filters. EINVALID for a malformed filter or a
+	// bad token.
+	QueryAudit(ctx context.Context, q AuditQuery) ([]*AuditEvent, string, error)
+
+	// MarkRead keeps a supervisor's read marks, each a last-writer-wins
+	// register per (supervisor, entry) decided by DecideReadMark, in
+	// one transaction, and returns one result per mark and whom to
+	// wake. Each mark that changed what the supervisor holds puts the
+	// entry in their feed again at a new position, so that their other
+	// devices' next pull brings the new read state. ETOOLARGE for more
+	// than MaxReadMarks marks; then nothing was written.
+	MarkRead(ctx context.Context, who *Identity, marks []ReadMark) ([]ChangeResult, *Wakeups, error)
+	// Inbox returns a page of the entries the calling supervisor may
+	// see now, newest date first (then newest id), with their read
+	// state, filtered by q. A page reads at most InboxScanLimit entries
+	// to fill itself. EPERMISSION for a caller who is not a supervisor,
+	// EINVALID for a malformed filter or a bad token.
+	Inbox(ctx context.Context, who *Identity, q InboxQuery) (*InboxPage, error)
+	// InboxEntry returns one entry as the calling supervisor may see it
+	// now, with their read state. ENOTFOUND for an entry they may not
+	// see (unknown, not shared with them, deleted, erased, another
+	// supervisor's navigator), so that a guessed id reveals nothing;
+	// EPERMISSION for a caller who is not a supervisor.
+	InboxEntry(ctx context.Context, who *Identity, id syncengine.EntryID) (*InboxItem, error)
+	// DeviceClock returns the greatest clock among the changes the store
+	// keeps from the device, accepted or refused (0 if none), so that a
+	// writer whose clock lives in memory (a console session) never
+	// stamps a clock it used before, even after a restart.
+	DeviceClock(ctx context.Context, device int64) (syncengine.Timestamp, error)
+
+	// CodeUser returns the user a one-time enrolment code is for, if
+	// the code may enrol now; it does not spend the code. Errors as for
+	// Enroll.
+	CodeUser(ctx context.Context, code string) (*User, error)
+	// EnrollBrowser exchanges a one-time enrolment code for a web
+	// console session (a device of kind KindBrowser that ends after
+	// lifetime) and sets the person's console passphrase to the given
+	// hash, replacing any. The session starts in the state
+	// NewDeviceState gives, as a phone enrolled with the code would, and
+	// the enrolment is audited with the code's issuer as the actor. The
+	// code is spent only if everything succeeds. EPERMISSION for a
+	// navigator's code (ErrNotConsoleRole); otherwise errors as for
+	// Enroll.
+	EnrollBrowser(ctx context.Context, code, passphraseHash, name string, lifetime time.Duration) (*Enrollment, error)
+	// PassphraseHash returns the stored hash of the person's console
+	// passphrase. ErrBadLogin for an unknown, deactivated or
+	// navigator's study code, or one with no passphrase set, so that
+	// the caller cannot tell them apart from a wrong passphrase.
+	PassphraseHash(ctx context.Context, studyCode string) (string, error)
+	// StartSession starts a web console session for the person, who
+	// proved their passphrase against hash; it is active at once, since
+	// the passphrase was set in a session that was approved or needed no
+	// approval. ErrBadLogin when the
+	// stored hash is no longer hash (the access was reset meanwhile) or
+	// the account was deactivated; EINVALID for a bad name.
+	StartSession(ctx context.Context, studyCode, passphraseHash, name string, lifetime time.Duration) (*Enrollment, error)
+	// Session returns the web console session a token belongs to, ended
+	// or not (see CheckSession). EUNAUTHENTICATED for a malformed or
+	// unknown token, or an app's device token.
+	Session(ctx context.Context, token string) (*Session, error)
+	// TouchSession records that the session was used now.
+	TouchSession(ctx context.Context, device int64) error
+	// EndSession ends a session for reason (sign-out, expiry): its
+	// token stops working at once. Ending an ended session is not an
+	// error. EINVALID for an unknown reason, ENOTFOUND for an unknown
+	// session.
+	EndSession(ctx context.Context, device int64, reason SessionEnd) error
+	// SpendLoginAttempt counts one sign-in attempt against each key as a
+	// failure, in one transaction, unless LoginWait says one of them must
+	// wait: then it changes nothing and returns ErrLoginWait. Counting
+	// before the attempt is checked means parallel guesses cannot get
+	// past the limit; RefundLoginAttempt takes it back on success.
+	SpendLoginAttempt(ctx context.Context, keys []LoginKey) error
+	// RefundLoginAttempt takes back one counted attempt of each key, or
+	// with reset forgets all of the keys' failures.
+	RefundLoginAttempt(ctx context.Context, keys []string, reset bool) error
 
 	// SeedDemo creates, once, the demo study (DemoPeople, the demo
 	// supervisor assigned to every demo navigator, DemoWaves around

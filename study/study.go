@@ -164,6 +164,7 @@ type Device struct {
 	UserID    int64
 	StudyCode string
 	Name      string
+	Kind      DeviceKind
 	State     DeviceState
 	Enrolled  time.Time
 	// IssuedBy is the study code of whoever issued the code the device

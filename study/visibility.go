@@ -158,7 +158,10 @@ type PullPage struct {
 	Entries  []*syncengine.Entry // views for the reader
 	Removals []Removal
 	Next     int64 // the cursor to store with this page
-	More     bool
+	// Reads are a supervisor's read marks on the entries of the page
+	// (only those ever marked).
+	Reads []ReadState
+	More  bool
 	// Remaining is how many entries and removals wait after Next: exact
 	// when RemainingExact, else a lower bound of MaxRemainingCount.
 	Remaining      int64

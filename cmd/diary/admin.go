@@ -308,7 +308,7 @@ func adminDeviceList(e *env, args []string) error {
 	return e.withAdmin(func(svc diaryv1connect.AdminServiceClient) error {
 		tw := tabwriter.NewWriter(e.stdout, 0, 0, 2, ' ', 0)
 		if !*jsonOut {
-			fmt.Fprintln(tw, "DEVICE\tUSER\tNAME\tSTATE\tENROLLED\tCODE FROM\tLAST SYNC\tREVOKED")
+			fmt.Fprintln(tw, "DEVICE\tUSER\tKIND\tNAME\tSTATE\tENROLLED\tCODE FROM\tLAST SYNC\tREVOKED")
 		}
 		for tok := ""; ; {
 			resp, err := svc.ListDevices(e.ctx, &diaryv1.ListDevicesRequest{PageSize: 500, PageToken: tok, StudyCode: *user})
@@ -318,7 +318,7 @@ func adminDeviceList(e *env, args []string) error {
 			for _, d := range resp.GetDevices() {
 				state := strings.ToLower(strings.TrimPrefix(d.GetState().String(), "DEVICE_STATE_"))
 				if *jsonOut {
-					m := map[string]any{"device_id": d.GetDeviceId(), "study_code": d.GetStudyCode(), "name": d.GetName(), "state": state, "issued_by": d.GetIssuedBy(),
+					m := map[string]any{"device_id": d.GetDeviceId(), "study_code": d.GetStudyCode(), "name": d.GetName(), "kind": kindName(d.GetKind()), "state": state, "issued_by": d.GetIssuedBy(),
 						"enrolled_at": d.GetEnrolledAt().AsTime(), "last_sync_at": nil, "revoked_at": nil, "revoked_by": d.GetRevokedBy()}
 					if d.GetLastSyncAt() != nil {
 						m["last_sync_at"] = d.GetLastSyncAt().AsTime()
@@ -331,7 +331,7 @@ func adminDeviceList(e *env, args []string) error {
 						return err
 					}
 				} else {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetDeviceId(), d.GetStudyCode(), d.GetName(), state, ts(d.GetEnrolledAt()), d.GetIssuedBy(), ts(d.GetLastSyncAt()), ts(d.GetRevokedAt()))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.GetDeviceId(), d.GetStudyCode(), kindName(d.GetKind()), d.GetName(), state, ts(d.GetEnrolledAt()), d.GetIssuedBy(), ts(d.GetLastSyncAt()), ts(d.GetRevokedAt()))
 				}
 			}
 			if tok = resp.GetNextPageToken(); tok == "" {
@@ -728,4 +728,15 @@ func adminAudit(e *env, args []string) error {
 		}
 		return nil
 	})
+}
+
+// kindName names a device kind as lists show it.
+func kindName(k diaryv1.DeviceKind) string {
+	switch k {
+	case diaryv1.DeviceKind_DEVICE_KIND_BROWSER:
+		return "browser"
+	case diaryv1.DeviceKind_DEVICE_KIND_APP:
+		return "app"
+	}
+	return "unknown"
 }

@@ -24,6 +24,7 @@ func cmdEnrol(e *env, args []string) error {
 	fs := e.flags()
 	server := fs.String("server", "", "server URL, such as https://diary.example.org")
 	code := fs.String("code", "", "one-time enrolment code from an administrator")
+	link := fs.String("link", "", "the diarysync:enrol?… link of an enrolment QR code, instead of --server and --code")
 	host, _ := os.Hostname()
 	name := fs.String("name", host, "a name for this device")
 	replace := fs.Bool("replace", false, "enrol an enrolled profile again as a new device: push what it holds unsynced, then revoke the old device")
@@ -31,8 +32,17 @@ func cmdEnrol(e *env, args []string) error {
 	if err := e.noArgs(fs, args); err != nil {
 		return err
 	}
+	if *link != "" {
+		if *server != "" || *code != "" {
+			return usagef("enrol takes --link or --server and --code, not both")
+		}
+		var err error
+		if *server, *code, err = client.ParseEnrolLink(*link); err != nil {
+			return usagef("%s", syncengine.ErrorMessage(err))
+		}
+	}
 	if *code == "" || (*server == "" && !*replace) {
-		return usagef("enrol needs --server URL and --code CODE")
+		return usagef("enrol needs --server URL and --code CODE, or --link LINK")
 	}
 	if *server != "" && !strings.HasPrefix(*server, "http://") && !strings.HasPrefix(*server, "https://") {
 		return usagef("--server %q must start with http:// or https://", *server)

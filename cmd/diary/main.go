@@ -61,7 +61,7 @@ var commands = []command{
 	{"show", "ID [--json]", "Show one entry, with its feedback.", cmdShow},
 	{"inbox", "[--json] [--unread] [--watch]", "A supervisor's inbox: the reflections shared with them, newest first.", cmdInbox},
 	{"feedback", "ID --body TEXT", "Leave a supervisor's feedback on a shared entry.", cmdFeedback},
-	{"enrol", "--server URL --code CODE [--name DEVICE] [--replace]", "Enrol this profile as a device with a one-time code.", cmdEnrol},
+	{"enrol", "--server URL --code CODE [--name DEVICE] [--replace] | --link LINK", "Enrol this profile as a device with a one-time code (LINK: what an enrolment QR code holds).", cmdEnrol},
 	{"sync", "[--watch]", "Send what this device wrote and receive what changed.", cmdSync},
 	{"status", "[--json]", "Show the profile, what waits to be synced, and devices asking to join.", cmdStatus},
 	{"refused", "[--json]", "List the changes the server refused, with the reason and the text.", cmdRefused},

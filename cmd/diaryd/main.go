@@ -1,6 +1,6 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
+//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
 //	diaryd admin-code [--data DIR | --database postgres://...]
 //	diaryd migrate --from DIR --database postgres://...
 //	diaryd backup --to FILE [--data DIR]
@@ -8,11 +8,14 @@
 //
 // Without --database the study is the embedded SQLite file in --data;
 // with it, the PostgreSQL database it names, which several diaryd
-// processes may share. Every flag can also be set in the environment:
+// processes may share. The web console is at /console/ on the same
+// address. Every flag can also be set in the environment:
 // DIARYSYNC_DATA, DIARYSYNC_DATABASE, DIARYSYNC_ADDR, DIARYSYNC_TLS_CERT,
-// DIARYSYNC_TLS_KEY, DIARYSYNC_LOG_LEVEL, DIARYSYNC_DEMO,
-// DIARYSYNC_SYNCHRONOUS, DIARYSYNC_METRICS_ADDR, DIARYSYNC_TRUSTED_PROXY,
-// DIARYSYNC_MAX_STREAMS_PER_DEVICE, DIARYSYNC_MAX_STREAMS.
+// DIARYSYNC_TLS_KEY, DIARYSYNC_PUBLIC_URL, DIARYSYNC_LOG_LEVEL,
+// DIARYSYNC_DEMO, DIARYSYNC_SYNCHRONOUS, DIARYSYNC_METRICS_ADDR,
+// DIARYSYNC_TRUSTED_PROXY, DIARYSYNC_MAX_STREAMS_PER_DEVICE,
+// DIARYSYNC_MAX_STREAMS, DIARYSYNC_CONSOLE_IDLE_TIMEOUT,
+// DIARYSYNC_CONSOLE_LIFETIME.
 package main
 
 import (
@@ -29,6 +32,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -36,9 +40,11 @@ import (
 	"github.com/diarysync/diarysync/internal/buildinfo"
 	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/server"
+	"github.com/diarysync/diarysync/server/console"
 	"github.com/diarysync/diarysync/server/postgres"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
 )
 
 func main() {
@@ -65,7 +71,7 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage:
-  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
+  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
   diaryd admin-code [--data DIR | --database postgres://...]
   diaryd migrate --from DIR --database postgres://...
   diaryd backup --to FILE [--data DIR]
@@ -137,6 +143,17 @@ func version(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, info.String("diaryd"))
 	return nil
+}
+
+// durationEnv reads a duration from the environment; an unreadable one
+// is left for the flag package to report when given as a flag.
+func durationEnv(name string, def time.Duration) time.Duration {
+	if v, ok := os.LookupEnv(name); ok {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
 }
 
 func env(name, def string) string {
@@ -222,12 +239,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	level := fs.String("log-level", env("DIARYSYNC_LOG_LEVEL", "info"), "log level: debug, info, warn or error (env DIARYSYNC_LOG_LEVEL)")
 	demo := fs.Bool("demo", env("DIARYSYNC_DEMO", "") == "1" || env("DIARYSYNC_DEMO", "") == "true", "seed a demo study once and print its enrolment codes (env DIARYSYNC_DEMO=1)")
 	synchronous := fs.String("synchronous", env("DIARYSYNC_SYNCHRONOUS", "FULL"), "SQLite synchronous: FULL (every acknowledged push survives power loss) or NORMAL (env DIARYSYNC_SYNCHRONOUS)")
+	publicURL := fs.String("public-url", env("DIARYSYNC_PUBLIC_URL", ""), "the server's address as people reach it, such as https://diary.example.org behind a reverse proxy: used in enrolment links and QR codes, and for Secure cookies (env DIARYSYNC_PUBLIC_URL; default: the listen address)")
+	idle := fs.Duration("console-idle-timeout", durationEnv("DIARYSYNC_CONSOLE_IDLE_TIMEOUT", study.DefaultSessionIdle), "sign a web console session out after this long unused (env DIARYSYNC_CONSOLE_IDLE_TIMEOUT)")
+	lifetime := fs.Duration("console-lifetime", durationEnv("DIARYSYNC_CONSOLE_LIFETIME", study.DefaultSessionLifetime), "sign a web console session out this long after it began (env DIARYSYNC_CONSOLE_LIFETIME)")
 	metricsAddr := fs.String("metrics-addr", env("DIARYSYNC_METRICS_ADDR", ""), "serve /metrics on this private address instead of on --addr (env DIARYSYNC_METRICS_ADDR)")
 	trusted := fs.String("trusted-proxy", env("DIARYSYNC_TRUSTED_PROXY", ""), "CIDR prefixes (comma-separated) of reverse proxies whose X-Forwarded-For gives the client's address (env DIARYSYNC_TRUSTED_PROXY)")
 	perDevice := fs.Int("max-streams-per-device", envInt("DIARYSYNC_MAX_STREAMS_PER_DEVICE", server.DefaultMaxStreamsPerDevice), "open Subscribe streams one device may hold (env DIARYSYNC_MAX_STREAMS_PER_DEVICE)")
 	maxStreams := fs.Int("max-streams", envInt("DIARYSYNC_MAX_STREAMS", server.DefaultMaxStreams), "open Subscribe streams the server holds in all (env DIARYSYNC_MAX_STREAMS)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *publicURL != "" {
+		if _, err := console.ParsePublicURL(*publicURL); err != nil {
+			return usagef("%s", syncengine.ErrorMessage(err))
+		}
+	}
+	if err := study.CheckSessionLimits(*idle, *lifetime); err != nil {
+		return usagef("%s", syncengine.ErrorMessage(err))
 	}
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
@@ -290,6 +318,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		scheme = "https"
 	}
 	url := scheme + "://" + ln.Addr().String()
+	if *publicURL != "" {
+		url = strings.TrimRight(*publicURL, "/")
+	}
 	if *demo {
 		people, seeded, err := db.SeedDemo(ctx, time.Now())
 		if err != nil {
@@ -298,7 +329,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		printDemo(stdout, url, people, seeded)
 	}
-	srv := server.New(server.Config{Store: db, Logger: log, TrustedProxies: proxies, MaxStreamsPerDevice: *perDevice, MaxStreams: *maxStreams, PrivateMetrics: *metricsAddr != ""})
+	srv := server.New(server.Config{Store: db, Logger: log, TrustedProxies: proxies, MaxStreamsPerDevice: *perDevice, MaxStreams: *maxStreams, PrivateMetrics: *metricsAddr != "",
+		PublicURL: *publicURL, Console: console.Config{IdleTimeout: *idle, Lifetime: *lifetime}})
 	if *metricsAddr != "" {
 		mln, err := net.Listen("tcp", *metricsAddr)
 		if err != nil {
@@ -310,7 +342,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer ms.Close()
 		log.Info("serving metrics", "url", "http://"+mln.Addr().String()+"/metrics")
 	}
-	log.Info("serving", "url", url, "data", where)
+	log.Info("serving", "url", url, "console", url+console.Prefix, "data", where)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})
 }
 
@@ -349,7 +381,12 @@ Next, in another terminal (the diary command keeps each person's profile in --ho
     go run ./cmd/diary --home /tmp/sup1 sync
     go run ./cmd/diary --home /tmp/sup1 inbox
 
-`, url, codes["PN-A"], codes["SUP-1"])
+Or open the web console at %[4]s/console/ and, under "First time here?", sign
+in with a supervisor's, researcher's or administrator's code (each code works
+once: a code used for the console cannot enrol a phone too; restarting with
+--demo prints fresh ones).
+
+`, url, codes["PN-A"], codes["SUP-1"], url)
 }
 
 func adminCode(ctx context.Context, args []string, stdout, _ io.Writer) error {

@@ -97,10 +97,10 @@ func asBool(v any) any {
 }
 
 // copyTables are the study's tables in an order that keeps references
-// valid. The enrolment attempts are not copied: they only slow guessing
-// for a while. The one-row tables (sequence, redaction) are written by
-// copyStudy. TestCopyTables checks that every column of both schemas is
-// here.
+// valid. The enrolment attempts and the console's sign-in failures are
+// not copied: they only slow guessing for a while. The one-row tables
+// (sequence, redaction) are written by copyStudy. TestCopyTables checks
+// that every column of both schemas is here.
 var copyTables = []copyTable{
 	{name: "users", columns: []string{"id", "study_code", "role", "display_name", "active", "created_at", "withdrawn_at"},
 		convert: func(r []any) []any { r[4] = asBool(r[4]); return r }},
@@ -108,8 +108,12 @@ var copyTables = []copyTable{
 	{name: "enrollment_codes", columns: []string{"code_hash", "user_id", "created_at", "expires_at", "used_at", "issued_by", "approved"},
 		convert: func(r []any) []any { r[6] = asBool(r[6]); return r }},
 	{name: "devices", columns: []string{"id", "public_id", "user_id", "replica_id", "name", "secret_hash", "enrolled_at", "last_sync_at", "revoked_at",
-		"pending", "issued_by", "approved_at", "approved_by", "revocation", "revoked_by"},
+		"pending", "issued_by", "approved_at", "approved_by", "revocation", "revoked_by", "kind"},
 		convert: func(r []any) []any { r[9] = asBool(r[9]); return r }},
+	// Web console sessions (devices of kind 2) and passphrases, so that
+	// people stay signed in and sign in again as before.
+	{name: "console_sessions", columns: []string{"device_id", "expires_at", "last_seen_at", "end_reason"}},
+	{name: "passphrases", columns: []string{"user_id", "hash", "set_at"}},
 	{name: "entries", columns: []string{"rid", "id", "owner_id", "seq", "state", "date", "sup_visible", "res_visible", "deleted", "erased_at", "held_by"},
 		convert: func(r []any) []any { r[6], r[7], r[8] = asBool(r[6]), asBool(r[7]), asBool(r[8]); return r }},
 	{name: "feed", columns: []string{"reader", "entry", "seq", "visible", "reason"},
@@ -143,6 +147,8 @@ var copyTables = []copyTable{
 	{name: "exports", columns: []string{"id", "created_at", "actor", "position", "complete", "summary"},
 		convert: func(r []any) []any { r[4] = asBool(r[4]); return r }},
 	{name: "export_entries", columns: []string{"export_id", "entry_id", "text_sha256"}},
+	{name: "read_marks", columns: []string{"reader", "entry", "read", "clock"},
+		convert: func(r []any) []any { r[2] = asBool(r[2]); return r }},
 }
 
 // identities are the generated columns whose next values must follow the

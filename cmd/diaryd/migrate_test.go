@@ -4,13 +4,18 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/cookiejar"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/client"
@@ -19,6 +24,7 @@ import (
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/server/sqlite"
 	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -90,14 +96,17 @@ func TestDiaryd_Migrate(t *testing.T) {
 	if _, err := phone.Enroll(ctx, front.url(), navCode, "phone"); err != nil {
 		t.Fatal(err)
 	}
-	var erased string
+	var erased, marked string
 	for i := range 50 {
 		id, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("before %d", i), Body: "Met J.", ShareSupervisor: i%5 != 0, ShareResearch: i%2 == 0})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 1 {
+		switch i {
+		case 1:
 			erased = id.String()
+		case 2:
+			marked = id.String()
 		}
 	}
 	if err := phone.Sync(ctx); err != nil {
@@ -131,6 +140,28 @@ func TestDiaryd_Migrate(t *testing.T) {
 	}
 	sup := &feedReader{sync: diaryv1connect.NewSyncServiceClient(http.DefaultClient, front.url(), connect.WithInterceptors(authHeader(supEnr.GetToken())))}
 	sup.seen = map[string]bool{}
+	// A read mark, and a web console session of the supervisor's, both
+	// of which must survive the move.
+	markClock := uint64(syncengine.TimestampAt(time.Now()))
+	if resp, err := sup.sync.MarkRead(ctx, &diaryv1.MarkReadRequest{Marks: []*diaryv1.ReadMark{{EntryId: marked, Read: true, Clock: markClock}}}); err != nil ||
+		resp.GetResults()[0].GetOutcome() != diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED {
+		t.Fatalf("MarkRead before the move: %v %v", resp, err)
+	}
+	desk := newConsoleBrowser(t, front.url())
+	desk.setup(t, issue(t, admin, "SUP-1", diaryv1.Role_ROLE_SUPERVISOR), "a quiet walk by the canal")
+	// SUP-1 has a phone, so the console session waits for its approval.
+	waiting := desk.get(t, "/console/inbox")
+	m := regexp.MustCompile(`diary device approve ([0-9a-f-]{36})`).FindStringSubmatch(waiting.body)
+	if waiting.status != http.StatusForbidden || m == nil {
+		t.Fatalf("the console session of a person with a phone: %d %.300s", waiting.status, waiting.body)
+	}
+	supDevices := diaryv1connect.NewDeviceServiceClient(http.DefaultClient, front.url(), connect.WithInterceptors(authHeader(supEnr.GetToken())))
+	if _, err := supDevices.ApproveDevice(ctx, &diaryv1.ApproveDeviceRequest{DeviceId: m[1]}); err != nil {
+		t.Fatalf("approving the console session from the phone: %v", err)
+	}
+	if p := desk.get(t, "/console/inbox"); p.status != http.StatusOK || !strings.Contains(p.body, "before 2") {
+		t.Fatalf("the console's inbox before the move: %d %.300s", p.status, p.body)
+	}
 	if got, _ := sup.pull(t); len(got) != 39 {
 		t.Fatalf("the supervisor pulled %d entries before the move, want 39", len(got))
 	}
@@ -224,6 +255,28 @@ func TestDiaryd_Migrate(t *testing.T) {
 			}
 		}
 	})
+	t.Run("OKConsoleCarriesOn", func(t *testing.T) {
+		// The session cookie works on the moved study, and the read mark
+		// is there for the supervisor's other devices.
+		p := desk.get(t, "/console/entries/"+marked)
+		if p.status != http.StatusOK || !strings.Contains(p.body, "before 2") {
+			t.Fatalf("the console session after the move: %d (to %q) %.300s", p.status, p.location, p.body)
+		}
+		page, err := sup.sync.Pull(ctx, &diaryv1.PullRequest{PageSize: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads := page.GetReads()
+		if len(reads) != 1 || reads[0].GetEntryId() != marked || !reads[0].GetRead() || reads[0].GetClock() != markClock {
+			t.Fatalf("read marks after the move: %v", reads)
+		}
+		// The passphrase was moved too: a new browser signs in with it.
+		other := newConsoleBrowser(t, front.url())
+		other.get(t, "/console/signin")
+		if p := other.submit(t, "/console/signin", neturl.Values{"study_code": {"SUP-1"}, "passphrase": {"a quiet walk by the canal"}}); p.status != http.StatusSeeOther || p.location != "/console/" {
+			t.Fatalf("signing in with the passphrase after the move: %d (to %q) %.300s", p.status, p.location, p.body)
+		}
+	})
 	t.Run("OKResearchCarriesOn", func(t *testing.T) {
 		admin2 := diaryv1connect.NewAdminServiceClient(http.DefaultClient, pg.url, connect.WithInterceptors(authHeader(adminToken(t, pg.url, url))))
 		waves, err := admin2.ListWaves(ctx, &diaryv1.ListWavesRequest{PageSize: 100, IncludeNavigatorDates: true})
@@ -310,6 +363,71 @@ func TestDiaryd_Migrate(t *testing.T) {
 			t.Fatalf("erasing the erased entry again: %v %v", r, err)
 		}
 	})
+}
+
+// consoleBrowser is a browser of the web console without a browser: a
+// cookie jar and the last page's form token.
+type consoleBrowser struct {
+	base string
+	c    *http.Client
+	last string
+}
+
+type consolePage struct {
+	status         int
+	body, location string
+}
+
+func newConsoleBrowser(tb testing.TB, base string) *consoleBrowser {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &consoleBrowser{base: base, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+}
+
+func (b *consoleBrowser) do(tb testing.TB, req *http.Request) consolePage {
+	tb.Helper()
+	resp, err := b.c.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	b.last = string(body)
+	return consolePage{status: resp.StatusCode, body: b.last, location: resp.Header.Get("Location")}
+}
+
+func (b *consoleBrowser) get(tb testing.TB, path string) consolePage {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, b.base+path, nil)
+	return b.do(tb, req)
+}
+
+var consoleCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// submit posts a form with the last page's CSRF token.
+func (b *consoleBrowser) submit(tb testing.TB, path string, form neturl.Values) consolePage {
+	tb.Helper()
+	m := consoleCSRF.FindStringSubmatch(b.last)
+	if m == nil {
+		tb.Fatalf("no CSRF token on the page: %.300s", b.last)
+	}
+	form.Set("csrf", m[1])
+	req, _ := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	return b.do(tb, req)
+}
+
+// setup signs in for the first time with a one-time code and chooses the
+// passphrase.
+func (b *consoleBrowser) setup(tb testing.TB, code, passphrase string) {
+	tb.Helper()
+	b.get(tb, "/console/setup")
+	p := b.submit(tb, "/console/setup", neturl.Values{"code": {code}, "passphrase": {passphrase}, "passphrase2": {passphrase}})
+	if p.status != http.StatusSeeOther || p.location != "/console/" {
+		tb.Fatalf("console setup: %d (to %q) %.300s", p.status, p.location, p.body)
+	}
 }
 
 // exportManifest makes an export through rs and returns its manifest.
@@ -453,9 +571,10 @@ func TestDiaryd_Backup(t *testing.T) {
 // forgotten in copyTables fails it.
 func TestCopyTables(t *testing.T) {
 	ctx := context.Background()
-	// Not copied: the guessing limit only slows guessing for a while, and
+	// Not copied: the guessing limits (enrolment codes, console
+	// passphrases) only slow guessing for a while, and
 	// each store keeps its own record of the migrations it applied.
-	skipped := map[string]bool{"enroll_attempts": true, "schema_migrations": true}
+	skipped := map[string]bool{"enroll_attempts": true, "login_failures": true, "schema_migrations": true}
 	// The one-row tables copyStudy writes itself (their id is always 1).
 	oneRow := map[string][]string{"sequence": {"id", "value", "changed_at"}, "redaction": {"id", "enabled", "patterns", "version"}}
 	// PostgreSQL columns no SQLite study has: an export's lock is held

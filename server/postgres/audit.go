@@ -102,3 +102,11 @@ func scanAudit(rows pgx.Rows, err error, n int) ([]*study.AuditEvent, string, er
 	}
 	return out, next, nil
 }
+
+// listAudit reads up to n events that pass where (whose placeholders
+// are $1 to $len(args)), newest first, and the token of the next page.
+func (db *DB) listAudit(ctx context.Context, where string, args []any, n int) ([]*study.AuditEvent, string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE `+where+
+		fmt.Sprintf(` ORDER BY id DESC LIMIT $%d`, len(args)+1), append(args, n+1)...)
+	return scanAudit(rows, err, n)
+}

@@ -69,16 +69,18 @@ func (db *DB) FlushSyncTimes(ctx context.Context) error {
 	return nil
 }
 
-const deviceColumns = `d.id, d.public_id, d.user_id, u.study_code, d.name, d.enrolled_at, d.issued_by, d.approved_at, d.approved_by, d.last_sync_at, ` + deviceRecordColumns
+const deviceColumns = `d.id, d.public_id, d.user_id, u.study_code, d.name, d.kind, d.enrolled_at, d.issued_by, d.approved_at, d.approved_by, d.last_sync_at, ` + deviceRecordColumns
 
 func (db *DB) scanDevice(row pgx.Row) (*study.Device, error) {
 	var d study.Device
 	var enrolled int64
 	var approved, last *int64
 	var rec deviceRecord
-	if err := row.Scan(append([]any{&d.ID, &d.PublicID, &d.UserID, &d.StudyCode, &d.Name, &enrolled, &d.IssuedBy, &approved, &d.ApprovedBy, &last}, rec.dest()...)...); err != nil {
+	var kind int32
+	if err := row.Scan(append([]any{&d.ID, &d.PublicID, &d.UserID, &d.StudyCode, &d.Name, &kind, &enrolled, &d.IssuedBy, &approved, &d.ApprovedBy, &last}, rec.dest()...)...); err != nil {
 		return nil, err
 	}
+	d.Kind = study.DeviceKind(kind)
 	d.Enrolled = time.UnixMilli(enrolled).UTC()
 	if approved != nil {
 		d.Approved = time.UnixMilli(*approved).UTC()

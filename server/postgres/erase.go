@@ -115,6 +115,9 @@ func (db *DB) eraseRows(ctx context.Context, t *tx, rids []int64, wake *study.Wa
 	if _, err := t.Exec(ctx, `DELETE FROM history WHERE entry = ANY($1)`, rids); err != nil {
 		return fmt.Errorf("cannot erase history: %w", err)
 	}
+	if _, err := t.Exec(ctx, `DELETE FROM read_marks WHERE entry = ANY($1)`, rids); err != nil {
+		return fmt.Errorf("cannot erase read marks: %w", err)
+	}
 	// Earlier exports keep the id, so that a later one can say the entry
 	// was erased, but not the hash of its text.
 	if _, err := t.Exec(ctx, `UPDATE export_entries SET text_sha256 = NULL

@@ -40,9 +40,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows pgx.Rows
 		if rd.Owner {
-			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
+			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state, NULL::boolean, NULL::bigint FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
 		} else {
-			rows, err = tx.Query(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state FROM feed f JOIN entries e ON e.rid = f.entry
+			rows, err = tx.Query(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
+				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
 				WHERE f.reader = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3`, rd.ID, cursor, size+1)
 		}
 		if err != nil {
@@ -61,8 +62,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				reason  int32
 				id      []byte
 				state   []byte
+				read    *bool
+				clock   *int64
 			)
-			if err := rows.Scan(&seq, &visible, &reason, &id, &state); err != nil {
+			if err := rows.Scan(&seq, &visible, &reason, &id, &state, &read, &clock); err != nil {
 				return fmt.Errorf("cannot read changes: %w", err)
 			}
 			n++
@@ -82,6 +85,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			bytes += len(state)
 			v, _ := rdc.RedactEntry(e.View(rd.Audience))
 			page.Entries = append(page.Entries, v)
+			if clock != nil && read != nil {
+				page.Reads = append(page.Reads, study.ReadState{Entry: syncengine.EntryID(id), Read: *read, Clock: syncengine.Timestamp(*clock)})
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

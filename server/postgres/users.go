@@ -174,6 +174,13 @@ func (db *DB) ResetUser(ctx context.Context, code string, ttl time.Duration) (*s
 		if !u.Active {
 			return syncengine.Errorf(syncengine.ECONFLICT, "user %s is deactivated: reactivating an account is not a reset", u.StudyCode)
 		}
+		// The reset ends the person's web console access too: their
+		// browser sessions are devices, and the new code sets a new
+		// passphrase.
+		hadPassphrase, err := endConsoleAccess(ctx, t, u.ID)
+		if err != nil {
+			return err
+		}
 		var n int
 		if n, erased, err = db.revokeDevices(ctx, t, `user_id = $1`, []any{u.ID}, study.RevokedByReset); err != nil {
 			return err
@@ -182,7 +189,11 @@ func (db *DB) ResetUser(ctx context.Context, code string, ttl time.Duration) (*s
 		if _, err := t.Exec(ctx, `UPDATE enrollment_codes SET expires_at = least(expires_at, $1) WHERE user_id = $2 AND used_at IS NULL`, now, u.ID); err != nil {
 			return fmt.Errorf("cannot withdraw enrolment codes: %w", err)
 		}
-		if err := db.audit(ctx, t, "user.reset", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(n)}, u.ID); err != nil {
+		details := map[string]string{"devices_revoked": fmt.Sprint(n)}
+		if hadPassphrase {
+			details["console_passphrase"] = "cleared"
+		}
+		if err := db.audit(ctx, t, "user.reset", u.StudyCode, details, u.ID); err != nil {
 			return err
 		}
 		c, expires, err := db.issueCode(ctx, t, u, ttl, true)

@@ -101,3 +101,10 @@ func scanAudit(rows *sql.Rows, err error, n int) ([]*study.AuditEvent, string, e
 	}
 	return out, next, nil
 }
+
+// listAudit reads up to n events that pass where, newest first, and the
+// token of the next page.
+func (db *DB) listAudit(ctx context.Context, where string, args []any, n int) ([]*study.AuditEvent, string, error) {
+	rows, err := db.read.QueryContext(ctx, `SELECT id, at, actor, action, subject, details FROM audit WHERE `+where+` ORDER BY id DESC LIMIT ?`, append(args, n+1)...)
+	return scanAudit(rows, err, n)
+}

@@ -68,14 +68,14 @@ func (db *DB) FlushSyncTimes(ctx context.Context) error {
 	return err
 }
 
-const deviceColumns = `d.id, d.public_id, d.user_id, u.study_code, d.name, d.enrolled_at, d.issued_by, d.approved_at, d.approved_by, d.last_sync_at, ` + deviceRecordColumns
+const deviceColumns = `d.id, d.public_id, d.user_id, u.study_code, d.name, d.kind, d.enrolled_at, d.issued_by, d.approved_at, d.approved_by, d.last_sync_at, ` + deviceRecordColumns
 
 func (db *DB) scanDevice(row interface{ Scan(...any) error }) (*study.Device, error) {
 	var d study.Device
 	var enrolled int64
 	var approved, last sql.NullInt64
 	var rec deviceRecord
-	if err := row.Scan(append([]any{&d.ID, &d.PublicID, &d.UserID, &d.StudyCode, &d.Name, &enrolled, &d.IssuedBy, &approved, &d.ApprovedBy, &last}, rec.dest()...)...); err != nil {
+	if err := row.Scan(append([]any{&d.ID, &d.PublicID, &d.UserID, &d.StudyCode, &d.Name, &d.Kind, &enrolled, &d.IssuedBy, &approved, &d.ApprovedBy, &last}, rec.dest()...)...); err != nil {
 		return nil, err
 	}
 	d.Enrolled = time.UnixMilli(enrolled).UTC()

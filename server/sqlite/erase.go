@@ -119,6 +119,9 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeup
 		if _, err := tx.ExecContext(ctx, `DELETE FROM history WHERE entry = ?`, rid); err != nil {
 			return fmt.Errorf("cannot erase history: %w", err)
 		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM read_marks WHERE entry = ?`, rid); err != nil {
+			return fmt.Errorf("cannot erase read marks: %w", err)
+		}
 		// Earlier exports keep the id, so that a later one can say the
 		// entry was erased, but not the hash of its text.
 		if _, err := tx.ExecContext(ctx, `UPDATE export_entries SET text_sha256 = NULL WHERE entry_id = (SELECT id FROM entries WHERE rid = ?)`, rid); err != nil {

@@ -27,10 +27,12 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 		replica []byte
 		rec     deviceRecord
 	)
+	// A console session's token is a cookie, not a bearer token: the
+	// API answers it as it answers an unknown one.
 	err := db.read.QueryRowContext(ctx, `
 		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, u.id, u.study_code, u.role, `+deviceRecordColumns+`
 		FROM devices d JOIN users u ON u.id = d.user_id
-		WHERE d.public_id = ?`, device).
+		WHERE d.public_id = ? AND d.kind = ?`, device, study.KindApp).
 		Scan(append([]any{&id.DeviceID, &id.Device, &replica, &hash, &id.UserID, &id.StudyCode, &id.Role}, rec.dest()...)...)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -155,76 +157,111 @@ func (db *DB) Enroll(ctx context.Context, req study.EnrollRequest) (*study.Enrol
 	if err := study.CheckCodeForm(req.Code); err != nil {
 		return nil, err
 	}
-	hash := study.CodeHash(req.Code)
 	var out *study.Enrollment
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
-		var (
-			userID           int64
-			expiresAt        int64
-			usedAt           sql.NullInt64
-			role             study.Role
-			studyCode, dname string
-			issued           study.IssuedCode
-			hadDevice        bool
-		)
-		err := tx.QueryRowContext(ctx, `
-			SELECT c.user_id, c.expires_at, c.used_at, c.issued_by, c.approved, u.role, u.study_code, u.display_name, u.active,
-				EXISTS (SELECT 1 FROM devices d WHERE d.user_id = c.user_id)
-			FROM enrollment_codes c JOIN users u ON u.id = c.user_id
-			WHERE c.code_hash = ?`, hash).
-			Scan(&userID, &expiresAt, &usedAt, &issued.IssuedBy, &issued.Approved, &role, &studyCode, &dname, &issued.UserActive, &hadDevice)
-		if errors.Is(err, sql.ErrNoRows) {
-			return study.ErrBadCode
-		}
-		if err != nil {
-			return fmt.Errorf("cannot look up enrolment code: %w", err)
-		}
-		now := db.now()
-		issued.Expires, issued.Used = time.UnixMilli(expiresAt), usedAt.Valid
-		if err := study.CheckCodeUsable(issued, now); err != nil {
-			return err
-		}
-		if err := study.CheckCodeFor(studyCode, req.ForUser); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now.UnixMilli(), hash); err != nil {
-			return fmt.Errorf("cannot mark enrolment code used: %w", err)
-		}
-		secret, secretHash, err := study.NewSecret(db.rand)
+		c, err := db.usableCode(ctx, tx, req.Code)
 		if err != nil {
 			return err
 		}
-		publicID, err := uuid.NewRandomFromReader(db.rand)
-		if err != nil {
-			return fmt.Errorf("cannot make a device id: %w", err)
+		if err := study.CheckCodeFor(c.StudyCode, req.ForUser); err != nil {
+			return err
 		}
-		replicaID, err := uuid.NewRandomFromReader(db.rand)
-		if err != nil {
-			return fmt.Errorf("cannot make a replica id: %w", err)
+		if err := spendCode(ctx, tx, req.Code, db.nowMillis()); err != nil {
+			return err
 		}
-		public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
-		state := study.NewDeviceState(hadDevice, issued.Approved)
-		issuer := issued.IssuedBy
-		if issuer == "" {
-			issuer = "system"
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, pending, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			public, userID, replica[:], deviceName, secretHash, now.UnixMilli(), state == study.DevicePending, issuer); err != nil {
-			return fmt.Errorf("cannot store device: %w", err)
-		}
-		out = &study.Enrollment{
-			Token:       study.MakeToken(public, secret),
-			Device:      public,
-			Replica:     replica,
-			Role:        role,
-			StudyCode:   studyCode,
-			DisplayName: dname,
-			State:       state,
+		state := study.NewDeviceState(c.HadDevice, c.Approved)
+		if out, err = db.newDevice(ctx, tx, &c.User, deviceName, study.KindApp, state, c.issuer()); err != nil {
+			return err
 		}
 		// Whoever issued the code could have used it themselves: the log
 		// names them as the actor, and the user among its subjects.
-		return db.auditAs(ctx, tx, issuer, "device.enrol", public,
-			map[string]string{"user": studyCode, "name": deviceName, "role": role.String(), "state": state.String()}, userID)
+		return db.auditAs(ctx, tx, c.issuer(), "device.enrol", out.Device,
+			map[string]string{"user": c.StudyCode, "name": deviceName, "role": c.Role.String(), "state": state.String()}, c.ID)
 	})
 	return out, err
+}
+
+// issuedCode is an enrolment code as looked up, with its user.
+type issuedCode struct {
+	study.User
+	study.IssuedCode
+	// HadDevice says the user has had a device before (of any kind), so
+	// that a new one waits for approval unless the code lets it through.
+	HadDevice bool
+}
+
+// issuer is who issued the code, the actor of what it enrols.
+func (c *issuedCode) issuer() string {
+	if c.IssuedBy == "" {
+		return "system"
+	}
+	return c.IssuedBy
+}
+
+// usableCode looks up an enrolment code and returns it with its user if
+// it may enrol a device now.
+func (db *DB) usableCode(ctx context.Context, q querier, code string) (*issuedCode, error) {
+	var (
+		c         issuedCode
+		expiresAt int64
+		usedAt    sql.NullInt64
+		created   int64
+	)
+	err := q.QueryRowContext(ctx, `
+		SELECT c.expires_at, c.used_at, c.issued_by, c.approved, u.id, u.role, u.study_code, u.display_name, u.active, u.created_at,
+			EXISTS (SELECT 1 FROM devices d WHERE d.user_id = c.user_id)
+		FROM enrollment_codes c JOIN users u ON u.id = c.user_id
+		WHERE c.code_hash = ?`, study.CodeHash(code)).
+		Scan(&expiresAt, &usedAt, &c.IssuedBy, &c.Approved, &c.ID, &c.Role, &c.StudyCode, &c.DisplayName, &c.Active, &created, &c.HadDevice)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, study.ErrBadCode
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up enrolment code: %w", err)
+	}
+	c.CreatedAt = time.UnixMilli(created).UTC()
+	c.Expires, c.Used, c.UserActive = time.UnixMilli(expiresAt), usedAt.Valid, c.Active
+	if err := study.CheckCodeUsable(c.IssuedCode, db.now()); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func spendCode(ctx context.Context, tx *sql.Tx, code string, now int64) error {
+	if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET used_at = ? WHERE code_hash = ?`, now, study.CodeHash(code)); err != nil {
+		return fmt.Errorf("cannot mark enrolment code used: %w", err)
+	}
+	return nil
+}
+
+// newDevice stores a new device of the given kind and state for u, with
+// a fresh public id, replica id and secret, recorded as issued by issuer,
+// and returns its enrolment.
+func (db *DB) newDevice(ctx context.Context, tx *sql.Tx, u *study.User, name string, kind study.DeviceKind, state study.DeviceState, issuer string) (*study.Enrollment, error) {
+	secret, hash, err := study.NewSecret(db.rand)
+	if err != nil {
+		return nil, err
+	}
+	publicID, err := uuid.NewRandomFromReader(db.rand)
+	if err != nil {
+		return nil, fmt.Errorf("cannot make a device id: %w", err)
+	}
+	replicaID, err := uuid.NewRandomFromReader(db.rand)
+	if err != nil {
+		return nil, fmt.Errorf("cannot make a replica id: %w", err)
+	}
+	public, replica := publicID.String(), syncengine.ReplicaID(replicaID)
+	if _, err := tx.ExecContext(ctx, `INSERT INTO devices (public_id, user_id, replica_id, name, secret_hash, enrolled_at, kind, pending, issued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		public, u.ID, replica[:], name, hash, db.nowMillis(), kind, state == study.DevicePending, issuer); err != nil {
+		return nil, fmt.Errorf("cannot store device: %w", err)
+	}
+	return &study.Enrollment{
+		Token:       study.MakeToken(public, secret),
+		Device:      public,
+		Replica:     replica,
+		Role:        u.Role,
+		StudyCode:   u.StudyCode,
+		DisplayName: u.DisplayName,
+		State:       state,
+	}, nil
 }

@@ -36,9 +36,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows *sql.Rows
 		if rd.Owner {
-			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
+			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state, NULL, NULL FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
 		} else {
-			rows, err = tx.QueryContext(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state FROM feed f JOIN entries e ON e.rid = f.entry
+			rows, err = tx.QueryContext(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
+				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
 				WHERE f.reader = ? AND f.seq > ? ORDER BY f.seq LIMIT ?`, rd.ID, cursor, size+1)
 		}
 		if err != nil {
@@ -57,8 +58,10 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				reason  study.RemovalReason
 				id      []byte
 				state   []byte
+				read    sql.NullBool
+				clock   sql.NullInt64
 			)
-			if err := rows.Scan(&seq, &visible, &reason, &id, &state); err != nil {
+			if err := rows.Scan(&seq, &visible, &reason, &id, &state, &read, &clock); err != nil {
 				return fmt.Errorf("cannot read changes: %w", err)
 			}
 			n++
@@ -78,6 +81,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			bytes += len(state)
 			v, _ := rdc.RedactEntry(e.View(rd.Audience))
 			page.Entries = append(page.Entries, v)
+			if clock.Valid {
+				page.Reads = append(page.Reads, study.ReadState{Entry: syncengine.EntryID(id), Read: read.Bool, Clock: syncengine.Timestamp(clock.Int64)})
+			}
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("cannot read changes: %w", err)

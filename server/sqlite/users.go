@@ -165,6 +165,13 @@ func (db *DB) ResetUser(ctx context.Context, code string, ttl time.Duration) (*s
 		if !u.Active {
 			return syncengine.Errorf(syncengine.ECONFLICT, "user %s is deactivated: reactivating an account is not a reset", u.StudyCode)
 		}
+		// The reset ends the person's web console access too: their
+		// browser sessions are devices, and the new code sets a new
+		// passphrase.
+		hadPassphrase, err := endConsoleAccess(ctx, tx, u.ID)
+		if err != nil {
+			return err
+		}
 		n, err := db.revokeDevices(ctx, tx, `user_id = ?`, []any{u.ID}, study.RevokedByReset)
 		if err != nil {
 			return err
@@ -173,7 +180,11 @@ func (db *DB) ResetUser(ctx context.Context, code string, ttl time.Duration) (*s
 		if _, err := tx.ExecContext(ctx, `UPDATE enrollment_codes SET expires_at = min(expires_at, ?) WHERE user_id = ? AND used_at IS NULL`, now, u.ID); err != nil {
 			return fmt.Errorf("cannot withdraw enrolment codes: %w", err)
 		}
-		if err := db.audit(ctx, tx, "user.reset", u.StudyCode, map[string]string{"devices_revoked": fmt.Sprint(n)}, u.ID); err != nil {
+		details := map[string]string{"devices_revoked": fmt.Sprint(n)}
+		if hadPassphrase {
+			details["console_passphrase"] = "cleared"
+		}
+		if err := db.audit(ctx, tx, "user.reset", u.StudyCode, details, u.ID); err != nil {
 			return err
 		}
 		c, expires, err := db.issueCode(ctx, tx, u, ttl, true)

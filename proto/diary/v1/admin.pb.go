@@ -23,6 +23,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// DeviceKind says what a device is.
+type DeviceKind int32
+
+const (
+	// Not given.
+	DeviceKind_DEVICE_KIND_UNSPECIFIED DeviceKind = 0
+	// A phone app or the command line, with a device token and a replica
+	// of its own.
+	DeviceKind_DEVICE_KIND_APP DeviceKind = 1
+	// A browser signed in to the web console with a passphrase: it holds no
+	// replica and ends when its session does (sign-out, idle timeout,
+	// lifetime) or when it is revoked.
+	DeviceKind_DEVICE_KIND_BROWSER DeviceKind = 2
+)
+
+// Enum value maps for DeviceKind.
+var (
+	DeviceKind_name = map[int32]string{
+		0: "DEVICE_KIND_UNSPECIFIED",
+		1: "DEVICE_KIND_APP",
+		2: "DEVICE_KIND_BROWSER",
+	}
+	DeviceKind_value = map[string]int32{
+		"DEVICE_KIND_UNSPECIFIED": 0,
+		"DEVICE_KIND_APP":         1,
+		"DEVICE_KIND_BROWSER":     2,
+	}
+)
+
+func (x DeviceKind) Enum() *DeviceKind {
+	p := new(DeviceKind)
+	*p = x
+	return p
+}
+
+func (x DeviceKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DeviceKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_diary_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (DeviceKind) Type() protoreflect.EnumType {
+	return &file_diary_v1_admin_proto_enumTypes[0]
+}
+
+func (x DeviceKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DeviceKind.Descriptor instead.
+func (DeviceKind) EnumDescriptor() ([]byte, []int) {
+	return file_diary_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 // User is a person in the study.
 type User struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -955,7 +1011,10 @@ type Device struct {
 	// Study code of whoever revoked it.
 	RevokedBy string `protobuf:"bytes,12,opt,name=revoked_by,json=revokedBy,proto3" json:"revoked_by,omitempty"`
 	// In ListMyDevices, true for the calling device.
-	Current       bool `protobuf:"varint,13,opt,name=current,proto3" json:"current,omitempty"`
+	Current bool `protobuf:"varint,13,opt,name=current,proto3" json:"current,omitempty"`
+	// What kind of device it is: an app, or a browser signed in to the web
+	// console. Unset (unspecified) from servers older than the console.
+	Kind          DeviceKind `protobuf:"varint,14,opt,name=kind,proto3,enum=diary.v1.DeviceKind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1079,6 +1138,13 @@ func (x *Device) GetCurrent() bool {
 		return x.Current
 	}
 	return false
+}
+
+func (x *Device) GetKind() DeviceKind {
+	if x != nil {
+		return x.Kind
+	}
+	return DeviceKind_DEVICE_KIND_UNSPECIFIED
 }
 
 // ListDevicesRequest asks for one page of devices.
@@ -2938,7 +3004,7 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"\x1bIssueEnrollmentCodeResponse\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xab\x04\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xd5\x04\n" +
 	"\x06Device\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x1d\n" +
 	"\n" +
@@ -2962,7 +3028,8 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"revocation\x12\x1d\n" +
 	"\n" +
 	"revoked_by\x18\f \x01(\tR\trevokedBy\x12\x18\n" +
-	"\acurrent\x18\r \x01(\bR\acurrent\"o\n" +
+	"\acurrent\x18\r \x01(\bR\acurrent\x12(\n" +
+	"\x04kind\x18\x0e \x01(\x0e2\x14.diary.v1.DeviceKindR\x04kind\"o\n" +
 	"\x12ListDevicesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\rR\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -3068,7 +3135,12 @@ const file_diary_v1_admin_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"s\n" +
 	"\x1aListRedactionTermsResponse\x12-\n" +
 	"\x05terms\x18\x01 \x03(\v2\x17.diary.v1.RedactionTermR\x05terms\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xd5\x0e\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*W\n" +
+	"\n" +
+	"DeviceKind\x12\x1b\n" +
+	"\x17DEVICE_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fDEVICE_KIND_APP\x10\x01\x12\x17\n" +
+	"\x13DEVICE_KIND_BROWSER\x10\x022\xd5\x0e\n" +
 	"\fAdminService\x12G\n" +
 	"\n" +
 	"CreateUser\x12\x1b.diary.v1.CreateUserRequest\x1a\x1c.diary.v1.CreateUserResponse\x12I\n" +
@@ -3111,153 +3183,156 @@ func file_diary_v1_admin_proto_rawDescGZIP() []byte {
 	return file_diary_v1_admin_proto_rawDescData
 }
 
+var file_diary_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_diary_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_diary_v1_admin_proto_goTypes = []any{
-	(*User)(nil),                        // 0: diary.v1.User
-	(*CreateUserRequest)(nil),           // 1: diary.v1.CreateUserRequest
-	(*CreateUserResponse)(nil),          // 2: diary.v1.CreateUserResponse
-	(*ListUsersRequest)(nil),            // 3: diary.v1.ListUsersRequest
-	(*ListUsersResponse)(nil),           // 4: diary.v1.ListUsersResponse
-	(*DeactivateUserRequest)(nil),       // 5: diary.v1.DeactivateUserRequest
-	(*DeactivateUserResponse)(nil),      // 6: diary.v1.DeactivateUserResponse
-	(*AssignNavigatorRequest)(nil),      // 7: diary.v1.AssignNavigatorRequest
-	(*AssignNavigatorResponse)(nil),     // 8: diary.v1.AssignNavigatorResponse
-	(*UnassignNavigatorRequest)(nil),    // 9: diary.v1.UnassignNavigatorRequest
-	(*UnassignNavigatorResponse)(nil),   // 10: diary.v1.UnassignNavigatorResponse
-	(*Assignment)(nil),                  // 11: diary.v1.Assignment
-	(*ListAssignmentsRequest)(nil),      // 12: diary.v1.ListAssignmentsRequest
-	(*ListAssignmentsResponse)(nil),     // 13: diary.v1.ListAssignmentsResponse
-	(*IssueEnrollmentCodeRequest)(nil),  // 14: diary.v1.IssueEnrollmentCodeRequest
-	(*IssueEnrollmentCodeResponse)(nil), // 15: diary.v1.IssueEnrollmentCodeResponse
-	(*Device)(nil),                      // 16: diary.v1.Device
-	(*ListDevicesRequest)(nil),          // 17: diary.v1.ListDevicesRequest
-	(*ListDevicesResponse)(nil),         // 18: diary.v1.ListDevicesResponse
-	(*RevokeDeviceRequest)(nil),         // 19: diary.v1.RevokeDeviceRequest
-	(*RevokeDeviceResponse)(nil),        // 20: diary.v1.RevokeDeviceResponse
-	(*CreateWaveRequest)(nil),           // 21: diary.v1.CreateWaveRequest
-	(*CreateWaveResponse)(nil),          // 22: diary.v1.CreateWaveResponse
-	(*UpdateWaveRequest)(nil),           // 23: diary.v1.UpdateWaveRequest
-	(*UpdateWaveResponse)(nil),          // 24: diary.v1.UpdateWaveResponse
-	(*ListWavesRequest)(nil),            // 25: diary.v1.ListWavesRequest
-	(*ListWavesResponse)(nil),           // 26: diary.v1.ListWavesResponse
-	(*EraseEntryRequest)(nil),           // 27: diary.v1.EraseEntryRequest
-	(*EraseEntryResponse)(nil),          // 28: diary.v1.EraseEntryResponse
-	(*EraseNavigatorRequest)(nil),       // 29: diary.v1.EraseNavigatorRequest
-	(*EraseNavigatorResponse)(nil),      // 30: diary.v1.EraseNavigatorResponse
-	(*AuditEvent)(nil),                  // 31: diary.v1.AuditEvent
-	(*ListAuditEventsRequest)(nil),      // 32: diary.v1.ListAuditEventsRequest
-	(*ListAuditEventsResponse)(nil),     // 33: diary.v1.ListAuditEventsResponse
-	(*ResetUserRequest)(nil),            // 34: diary.v1.ResetUserRequest
-	(*ResetUserResponse)(nil),           // 35: diary.v1.ResetUserResponse
-	(*DeleteWaveDatesRequest)(nil),      // 36: diary.v1.DeleteWaveDatesRequest
-	(*DeleteWaveDatesResponse)(nil),     // 37: diary.v1.DeleteWaveDatesResponse
-	(*RedactionPattern)(nil),            // 38: diary.v1.RedactionPattern
-	(*Redaction)(nil),                   // 39: diary.v1.Redaction
-	(*GetRedactionRequest)(nil),         // 40: diary.v1.GetRedactionRequest
-	(*GetRedactionResponse)(nil),        // 41: diary.v1.GetRedactionResponse
-	(*UpdateRedactionRequest)(nil),      // 42: diary.v1.UpdateRedactionRequest
-	(*UpdateRedactionResponse)(nil),     // 43: diary.v1.UpdateRedactionResponse
-	(*RedactionTerm)(nil),               // 44: diary.v1.RedactionTerm
-	(*AddRedactionTermRequest)(nil),     // 45: diary.v1.AddRedactionTermRequest
-	(*AddRedactionTermResponse)(nil),    // 46: diary.v1.AddRedactionTermResponse
-	(*RemoveRedactionTermRequest)(nil),  // 47: diary.v1.RemoveRedactionTermRequest
-	(*RemoveRedactionTermResponse)(nil), // 48: diary.v1.RemoveRedactionTermResponse
-	(*ListRedactionTermsRequest)(nil),   // 49: diary.v1.ListRedactionTermsRequest
-	(*ListRedactionTermsResponse)(nil),  // 50: diary.v1.ListRedactionTermsResponse
-	nil,                                 // 51: diary.v1.AuditEvent.DetailsEntry
-	(Role)(0),                           // 52: diary.v1.Role
-	(*timestamppb.Timestamp)(nil),       // 53: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),         // 54: google.protobuf.Duration
-	(DeviceState)(0),                    // 55: diary.v1.DeviceState
-	(RevocationReason)(0),               // 56: diary.v1.RevocationReason
-	(*Wave)(nil),                        // 57: diary.v1.Wave
+	(DeviceKind)(0),                     // 0: diary.v1.DeviceKind
+	(*User)(nil),                        // 1: diary.v1.User
+	(*CreateUserRequest)(nil),           // 2: diary.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),          // 3: diary.v1.CreateUserResponse
+	(*ListUsersRequest)(nil),            // 4: diary.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),           // 5: diary.v1.ListUsersResponse
+	(*DeactivateUserRequest)(nil),       // 6: diary.v1.DeactivateUserRequest
+	(*DeactivateUserResponse)(nil),      // 7: diary.v1.DeactivateUserResponse
+	(*AssignNavigatorRequest)(nil),      // 8: diary.v1.AssignNavigatorRequest
+	(*AssignNavigatorResponse)(nil),     // 9: diary.v1.AssignNavigatorResponse
+	(*UnassignNavigatorRequest)(nil),    // 10: diary.v1.UnassignNavigatorRequest
+	(*UnassignNavigatorResponse)(nil),   // 11: diary.v1.UnassignNavigatorResponse
+	(*Assignment)(nil),                  // 12: diary.v1.Assignment
+	(*ListAssignmentsRequest)(nil),      // 13: diary.v1.ListAssignmentsRequest
+	(*ListAssignmentsResponse)(nil),     // 14: diary.v1.ListAssignmentsResponse
+	(*IssueEnrollmentCodeRequest)(nil),  // 15: diary.v1.IssueEnrollmentCodeRequest
+	(*IssueEnrollmentCodeResponse)(nil), // 16: diary.v1.IssueEnrollmentCodeResponse
+	(*Device)(nil),                      // 17: diary.v1.Device
+	(*ListDevicesRequest)(nil),          // 18: diary.v1.ListDevicesRequest
+	(*ListDevicesResponse)(nil),         // 19: diary.v1.ListDevicesResponse
+	(*RevokeDeviceRequest)(nil),         // 20: diary.v1.RevokeDeviceRequest
+	(*RevokeDeviceResponse)(nil),        // 21: diary.v1.RevokeDeviceResponse
+	(*CreateWaveRequest)(nil),           // 22: diary.v1.CreateWaveRequest
+	(*CreateWaveResponse)(nil),          // 23: diary.v1.CreateWaveResponse
+	(*UpdateWaveRequest)(nil),           // 24: diary.v1.UpdateWaveRequest
+	(*UpdateWaveResponse)(nil),          // 25: diary.v1.UpdateWaveResponse
+	(*ListWavesRequest)(nil),            // 26: diary.v1.ListWavesRequest
+	(*ListWavesResponse)(nil),           // 27: diary.v1.ListWavesResponse
+	(*EraseEntryRequest)(nil),           // 28: diary.v1.EraseEntryRequest
+	(*EraseEntryResponse)(nil),          // 29: diary.v1.EraseEntryResponse
+	(*EraseNavigatorRequest)(nil),       // 30: diary.v1.EraseNavigatorRequest
+	(*EraseNavigatorResponse)(nil),      // 31: diary.v1.EraseNavigatorResponse
+	(*AuditEvent)(nil),                  // 32: diary.v1.AuditEvent
+	(*ListAuditEventsRequest)(nil),      // 33: diary.v1.ListAuditEventsRequest
+	(*ListAuditEventsResponse)(nil),     // 34: diary.v1.ListAuditEventsResponse
+	(*ResetUserRequest)(nil),            // 35: diary.v1.ResetUserRequest
+	(*ResetUserResponse)(nil),           // 36: diary.v1.ResetUserResponse
+	(*DeleteWaveDatesRequest)(nil),      // 37: diary.v1.DeleteWaveDatesRequest
+	(*DeleteWaveDatesResponse)(nil),     // 38: diary.v1.DeleteWaveDatesResponse
+	(*RedactionPattern)(nil),            // 39: diary.v1.RedactionPattern
+	(*Redaction)(nil),                   // 40: diary.v1.Redaction
+	(*GetRedactionRequest)(nil),         // 41: diary.v1.GetRedactionRequest
+	(*GetRedactionResponse)(nil),        // 42: diary.v1.GetRedactionResponse
+	(*UpdateRedactionRequest)(nil),      // 43: diary.v1.UpdateRedactionRequest
+	(*UpdateRedactionResponse)(nil),     // 44: diary.v1.UpdateRedactionResponse
+	(*RedactionTerm)(nil),               // 45: diary.v1.RedactionTerm
+	(*AddRedactionTermRequest)(nil),     // 46: diary.v1.AddRedactionTermRequest
+	(*AddRedactionTermResponse)(nil),    // 47: diary.v1.AddRedactionTermResponse
+	(*RemoveRedactionTermRequest)(nil),  // 48: diary.v1.RemoveRedactionTermRequest
+	(*RemoveRedactionTermResponse)(nil), // 49: diary.v1.RemoveRedactionTermResponse
+	(*ListRedactionTermsRequest)(nil),   // 50: diary.v1.ListRedactionTermsRequest
+	(*ListRedactionTermsResponse)(nil),  // 51: diary.v1.ListRedactionTermsResponse
+	nil,                                 // 52: diary.v1.AuditEvent.DetailsEntry
+	(Role)(0),                           // 53: diary.v1.Role
+	(*timestamppb.Timestamp)(nil),       // 54: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),         // 55: google.protobuf.Duration
+	(DeviceState)(0),                    // 56: diary.v1.DeviceState
+	(RevocationReason)(0),               // 57: diary.v1.RevocationReason
+	(*Wave)(nil),                        // 58: diary.v1.Wave
 }
 var file_diary_v1_admin_proto_depIdxs = []int32{
-	52, // 0: diary.v1.User.role:type_name -> diary.v1.Role
-	53, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
-	52, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
-	0,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
-	0,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
-	0,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
-	53, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
-	11, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
-	54, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
-	53, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	53, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
-	53, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
-	53, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
-	55, // 13: diary.v1.Device.state:type_name -> diary.v1.DeviceState
-	53, // 14: diary.v1.Device.approved_at:type_name -> google.protobuf.Timestamp
-	56, // 15: diary.v1.Device.revocation:type_name -> diary.v1.RevocationReason
-	16, // 16: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
-	16, // 17: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
-	57, // 18: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
-	57, // 19: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
-	57, // 20: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
-	57, // 21: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
-	57, // 22: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
-	53, // 23: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
-	51, // 24: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
-	31, // 25: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
-	54, // 26: diary.v1.ResetUserRequest.ttl:type_name -> google.protobuf.Duration
-	0,  // 27: diary.v1.ResetUserResponse.user:type_name -> diary.v1.User
-	53, // 28: diary.v1.ResetUserResponse.expires_at:type_name -> google.protobuf.Timestamp
-	38, // 29: diary.v1.Redaction.patterns:type_name -> diary.v1.RedactionPattern
-	39, // 30: diary.v1.GetRedactionResponse.redaction:type_name -> diary.v1.Redaction
-	38, // 31: diary.v1.GetRedactionResponse.default_patterns:type_name -> diary.v1.RedactionPattern
-	38, // 32: diary.v1.UpdateRedactionRequest.patterns:type_name -> diary.v1.RedactionPattern
-	39, // 33: diary.v1.UpdateRedactionResponse.redaction:type_name -> diary.v1.Redaction
-	44, // 34: diary.v1.AddRedactionTermRequest.term:type_name -> diary.v1.RedactionTerm
-	44, // 35: diary.v1.ListRedactionTermsResponse.terms:type_name -> diary.v1.RedactionTerm
-	1,  // 36: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
-	3,  // 37: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
-	5,  // 38: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
-	7,  // 39: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
-	9,  // 40: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
-	12, // 41: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
-	14, // 42: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
-	17, // 43: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
-	19, // 44: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
-	21, // 45: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
-	23, // 46: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
-	36, // 47: diary.v1.AdminService.DeleteWaveDates:input_type -> diary.v1.DeleteWaveDatesRequest
-	40, // 48: diary.v1.AdminService.GetRedaction:input_type -> diary.v1.GetRedactionRequest
-	42, // 49: diary.v1.AdminService.UpdateRedaction:input_type -> diary.v1.UpdateRedactionRequest
-	45, // 50: diary.v1.AdminService.AddRedactionTerm:input_type -> diary.v1.AddRedactionTermRequest
-	47, // 51: diary.v1.AdminService.RemoveRedactionTerm:input_type -> diary.v1.RemoveRedactionTermRequest
-	49, // 52: diary.v1.AdminService.ListRedactionTerms:input_type -> diary.v1.ListRedactionTermsRequest
-	25, // 53: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
-	27, // 54: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
-	29, // 55: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
-	34, // 56: diary.v1.AdminService.ResetUser:input_type -> diary.v1.ResetUserRequest
-	32, // 57: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
-	2,  // 58: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
-	4,  // 59: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
-	6,  // 60: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
-	8,  // 61: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
-	10, // 62: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
-	13, // 63: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
-	15, // 64: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
-	18, // 65: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
-	20, // 66: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
-	22, // 67: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
-	24, // 68: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
-	37, // 69: diary.v1.AdminService.DeleteWaveDates:output_type -> diary.v1.DeleteWaveDatesResponse
-	41, // 70: diary.v1.AdminService.GetRedaction:output_type -> diary.v1.GetRedactionResponse
-	43, // 71: diary.v1.AdminService.UpdateRedaction:output_type -> diary.v1.UpdateRedactionResponse
-	46, // 72: diary.v1.AdminService.AddRedactionTerm:output_type -> diary.v1.AddRedactionTermResponse
-	48, // 73: diary.v1.AdminService.RemoveRedactionTerm:output_type -> diary.v1.RemoveRedactionTermResponse
-	50, // 74: diary.v1.AdminService.ListRedactionTerms:output_type -> diary.v1.ListRedactionTermsResponse
-	26, // 75: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
-	28, // 76: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
-	30, // 77: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
-	35, // 78: diary.v1.AdminService.ResetUser:output_type -> diary.v1.ResetUserResponse
-	33, // 79: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
-	58, // [58:80] is the sub-list for method output_type
-	36, // [36:58] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	53, // 0: diary.v1.User.role:type_name -> diary.v1.Role
+	54, // 1: diary.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	53, // 2: diary.v1.CreateUserRequest.role:type_name -> diary.v1.Role
+	1,  // 3: diary.v1.CreateUserResponse.user:type_name -> diary.v1.User
+	1,  // 4: diary.v1.ListUsersResponse.users:type_name -> diary.v1.User
+	1,  // 5: diary.v1.DeactivateUserResponse.user:type_name -> diary.v1.User
+	54, // 6: diary.v1.Assignment.created_at:type_name -> google.protobuf.Timestamp
+	12, // 7: diary.v1.ListAssignmentsResponse.assignments:type_name -> diary.v1.Assignment
+	55, // 8: diary.v1.IssueEnrollmentCodeRequest.ttl:type_name -> google.protobuf.Duration
+	54, // 9: diary.v1.IssueEnrollmentCodeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	54, // 10: diary.v1.Device.enrolled_at:type_name -> google.protobuf.Timestamp
+	54, // 11: diary.v1.Device.last_sync_at:type_name -> google.protobuf.Timestamp
+	54, // 12: diary.v1.Device.revoked_at:type_name -> google.protobuf.Timestamp
+	56, // 13: diary.v1.Device.state:type_name -> diary.v1.DeviceState
+	54, // 14: diary.v1.Device.approved_at:type_name -> google.protobuf.Timestamp
+	57, // 15: diary.v1.Device.revocation:type_name -> diary.v1.RevocationReason
+	0,  // 16: diary.v1.Device.kind:type_name -> diary.v1.DeviceKind
+	17, // 17: diary.v1.ListDevicesResponse.devices:type_name -> diary.v1.Device
+	17, // 18: diary.v1.RevokeDeviceResponse.device:type_name -> diary.v1.Device
+	58, // 19: diary.v1.CreateWaveRequest.wave:type_name -> diary.v1.Wave
+	58, // 20: diary.v1.CreateWaveResponse.wave:type_name -> diary.v1.Wave
+	58, // 21: diary.v1.UpdateWaveRequest.wave:type_name -> diary.v1.Wave
+	58, // 22: diary.v1.UpdateWaveResponse.wave:type_name -> diary.v1.Wave
+	58, // 23: diary.v1.ListWavesResponse.waves:type_name -> diary.v1.Wave
+	54, // 24: diary.v1.AuditEvent.at:type_name -> google.protobuf.Timestamp
+	52, // 25: diary.v1.AuditEvent.details:type_name -> diary.v1.AuditEvent.DetailsEntry
+	32, // 26: diary.v1.ListAuditEventsResponse.events:type_name -> diary.v1.AuditEvent
+	55, // 27: diary.v1.ResetUserRequest.ttl:type_name -> google.protobuf.Duration
+	1,  // 28: diary.v1.ResetUserResponse.user:type_name -> diary.v1.User
+	54, // 29: diary.v1.ResetUserResponse.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 30: diary.v1.Redaction.patterns:type_name -> diary.v1.RedactionPattern
+	40, // 31: diary.v1.GetRedactionResponse.redaction:type_name -> diary.v1.Redaction
+	39, // 32: diary.v1.GetRedactionResponse.default_patterns:type_name -> diary.v1.RedactionPattern
+	39, // 33: diary.v1.UpdateRedactionRequest.patterns:type_name -> diary.v1.RedactionPattern
+	40, // 34: diary.v1.UpdateRedactionResponse.redaction:type_name -> diary.v1.Redaction
+	45, // 35: diary.v1.AddRedactionTermRequest.term:type_name -> diary.v1.RedactionTerm
+	45, // 36: diary.v1.ListRedactionTermsResponse.terms:type_name -> diary.v1.RedactionTerm
+	2,  // 37: diary.v1.AdminService.CreateUser:input_type -> diary.v1.CreateUserRequest
+	4,  // 38: diary.v1.AdminService.ListUsers:input_type -> diary.v1.ListUsersRequest
+	6,  // 39: diary.v1.AdminService.DeactivateUser:input_type -> diary.v1.DeactivateUserRequest
+	8,  // 40: diary.v1.AdminService.AssignNavigator:input_type -> diary.v1.AssignNavigatorRequest
+	10, // 41: diary.v1.AdminService.UnassignNavigator:input_type -> diary.v1.UnassignNavigatorRequest
+	13, // 42: diary.v1.AdminService.ListAssignments:input_type -> diary.v1.ListAssignmentsRequest
+	15, // 43: diary.v1.AdminService.IssueEnrollmentCode:input_type -> diary.v1.IssueEnrollmentCodeRequest
+	18, // 44: diary.v1.AdminService.ListDevices:input_type -> diary.v1.ListDevicesRequest
+	20, // 45: diary.v1.AdminService.RevokeDevice:input_type -> diary.v1.RevokeDeviceRequest
+	22, // 46: diary.v1.AdminService.CreateWave:input_type -> diary.v1.CreateWaveRequest
+	24, // 47: diary.v1.AdminService.UpdateWave:input_type -> diary.v1.UpdateWaveRequest
+	37, // 48: diary.v1.AdminService.DeleteWaveDates:input_type -> diary.v1.DeleteWaveDatesRequest
+	41, // 49: diary.v1.AdminService.GetRedaction:input_type -> diary.v1.GetRedactionRequest
+	43, // 50: diary.v1.AdminService.UpdateRedaction:input_type -> diary.v1.UpdateRedactionRequest
+	46, // 51: diary.v1.AdminService.AddRedactionTerm:input_type -> diary.v1.AddRedactionTermRequest
+	48, // 52: diary.v1.AdminService.RemoveRedactionTerm:input_type -> diary.v1.RemoveRedactionTermRequest
+	50, // 53: diary.v1.AdminService.ListRedactionTerms:input_type -> diary.v1.ListRedactionTermsRequest
+	26, // 54: diary.v1.AdminService.ListWaves:input_type -> diary.v1.ListWavesRequest
+	28, // 55: diary.v1.AdminService.EraseEntry:input_type -> diary.v1.EraseEntryRequest
+	30, // 56: diary.v1.AdminService.EraseNavigator:input_type -> diary.v1.EraseNavigatorRequest
+	35, // 57: diary.v1.AdminService.ResetUser:input_type -> diary.v1.ResetUserRequest
+	33, // 58: diary.v1.AdminService.ListAuditEvents:input_type -> diary.v1.ListAuditEventsRequest
+	3,  // 59: diary.v1.AdminService.CreateUser:output_type -> diary.v1.CreateUserResponse
+	5,  // 60: diary.v1.AdminService.ListUsers:output_type -> diary.v1.ListUsersResponse
+	7,  // 61: diary.v1.AdminService.DeactivateUser:output_type -> diary.v1.DeactivateUserResponse
+	9,  // 62: diary.v1.AdminService.AssignNavigator:output_type -> diary.v1.AssignNavigatorResponse
+	11, // 63: diary.v1.AdminService.UnassignNavigator:output_type -> diary.v1.UnassignNavigatorResponse
+	14, // 64: diary.v1.AdminService.ListAssignments:output_type -> diary.v1.ListAssignmentsResponse
+	16, // 65: diary.v1.AdminService.IssueEnrollmentCode:output_type -> diary.v1.IssueEnrollmentCodeResponse
+	19, // 66: diary.v1.AdminService.ListDevices:output_type -> diary.v1.ListDevicesResponse
+	21, // 67: diary.v1.AdminService.RevokeDevice:output_type -> diary.v1.RevokeDeviceResponse
+	23, // 68: diary.v1.AdminService.CreateWave:output_type -> diary.v1.CreateWaveResponse
+	25, // 69: diary.v1.AdminService.UpdateWave:output_type -> diary.v1.UpdateWaveResponse
+	38, // 70: diary.v1.AdminService.DeleteWaveDates:output_type -> diary.v1.DeleteWaveDatesResponse
+	42, // 71: diary.v1.AdminService.GetRedaction:output_type -> diary.v1.GetRedactionResponse
+	44, // 72: diary.v1.AdminService.UpdateRedaction:output_type -> diary.v1.UpdateRedactionResponse
+	47, // 73: diary.v1.AdminService.AddRedactionTerm:output_type -> diary.v1.AddRedactionTermResponse
+	49, // 74: diary.v1.AdminService.RemoveRedactionTerm:output_type -> diary.v1.RemoveRedactionTermResponse
+	51, // 75: diary.v1.AdminService.ListRedactionTerms:output_type -> diary.v1.ListRedactionTermsResponse
+	27, // 76: diary.v1.AdminService.ListWaves:output_type -> diary.v1.ListWavesResponse
+	29, // 77: diary.v1.AdminService.EraseEntry:output_type -> diary.v1.EraseEntryResponse
+	31, // 78: diary.v1.AdminService.EraseNavigator:output_type -> diary.v1.EraseNavigatorResponse
+	36, // 79: diary.v1.AdminService.ResetUser:output_type -> diary.v1.ResetUserResponse
+	34, // 80: diary.v1.AdminService.ListAuditEvents:output_type -> diary.v1.ListAuditEventsResponse
+	59, // [59:81] is the sub-list for method output_type
+	37, // [37:59] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_admin_proto_init() }
@@ -3271,13 +3346,14 @@ func file_diary_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_admin_proto_rawDesc), len(file_diary_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_diary_v1_admin_proto_goTypes,
 		DependencyIndexes: file_diary_v1_admin_proto_depIdxs,
+		EnumInfos:         file_diary_v1_admin_proto_enumTypes,
 		MessageInfos:      file_diary_v1_admin_proto_msgTypes,
 	}.Build()
 	File_diary_v1_admin_proto = out.File

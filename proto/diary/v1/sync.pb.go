@@ -543,8 +543,11 @@ type PullResponse struct {
 	// How many devices of the caller's account wait for approval, on the
 	// last page.
 	DevicesAwaitingApprovalCount uint32 `protobuf:"varint,9,opt,name=devices_awaiting_approval_count,json=devicesAwaitingApprovalCount,proto3" json:"devices_awaiting_approval_count,omitempty"`
-	unknownFields                protoimpl.UnknownFields
-	sizeCache                    protoimpl.SizeCache
+	// For a supervisor, the read state of each entry in the page that they
+	// ever marked (entries never marked are unread and not listed).
+	Reads         []*ReadState `protobuf:"bytes,11,rep,name=reads,proto3" json:"reads,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PullResponse) Reset() {
@@ -640,6 +643,246 @@ func (x *PullResponse) GetDevicesAwaitingApprovalCount() uint32 {
 	return 0
 }
 
+func (x *PullResponse) GetReads() []*ReadState {
+	if x != nil {
+		return x.Reads
+	}
+	return nil
+}
+
+// ReadState is a supervisor's read mark on an entry as the server holds
+// it.
+type ReadState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry.
+	EntryId string `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// Whether it is marked read.
+	Read bool `protobuf:"varint,2,opt,name=read,proto3" json:"read,omitempty"`
+	// The hybrid logical clock of the mark that won.
+	Clock         uint64 `protobuf:"varint,3,opt,name=clock,proto3" json:"clock,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadState) Reset() {
+	*x = ReadState{}
+	mi := &file_diary_v1_sync_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadState) ProtoMessage() {}
+
+func (x *ReadState) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_sync_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadState.ProtoReflect.Descriptor instead.
+func (*ReadState) Descriptor() ([]byte, []int) {
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ReadState) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *ReadState) GetRead() bool {
+	if x != nil {
+		return x.Read
+	}
+	return false
+}
+
+func (x *ReadState) GetClock() uint64 {
+	if x != nil {
+		return x.Clock
+	}
+	return 0
+}
+
+// ReadMark marks an entry read or unread.
+type ReadMark struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The entry, which must be shared with the caller now.
+	EntryId string `protobuf:"bytes,1,opt,name=entry_id,json=entryId,proto3" json:"entry_id,omitempty"`
+	// True to mark it read, false to show it as unread again.
+	Read bool `protobuf:"varint,2,opt,name=read,proto3" json:"read,omitempty"`
+	// The hybrid logical clock of the mark, from the marking device's
+	// clock (at most a minute ahead of the server's time).
+	Clock         uint64 `protobuf:"varint,3,opt,name=clock,proto3" json:"clock,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadMark) Reset() {
+	*x = ReadMark{}
+	mi := &file_diary_v1_sync_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadMark) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadMark) ProtoMessage() {}
+
+func (x *ReadMark) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_sync_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadMark.ProtoReflect.Descriptor instead.
+func (*ReadMark) Descriptor() ([]byte, []int) {
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ReadMark) GetEntryId() string {
+	if x != nil {
+		return x.EntryId
+	}
+	return ""
+}
+
+func (x *ReadMark) GetRead() bool {
+	if x != nil {
+		return x.Read
+	}
+	return false
+}
+
+func (x *ReadMark) GetClock() uint64 {
+	if x != nil {
+		return x.Clock
+	}
+	return 0
+}
+
+// MarkReadRequest carries read marks made on the calling device.
+type MarkReadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The marks, at most 1000.
+	Marks         []*ReadMark `protobuf:"bytes,1,rep,name=marks,proto3" json:"marks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadRequest) Reset() {
+	*x = MarkReadRequest{}
+	mi := &file_diary_v1_sync_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadRequest) ProtoMessage() {}
+
+func (x *MarkReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_sync_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadRequest.ProtoReflect.Descriptor instead.
+func (*MarkReadRequest) Descriptor() ([]byte, []int) {
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *MarkReadRequest) GetMarks() []*ReadMark {
+	if x != nil {
+		return x.Marks
+	}
+	return nil
+}
+
+// MarkReadResponse answers MarkReadRequest.
+type MarkReadResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One result per mark, in the order of the request: applied, duplicate
+	// (the server holds a newer or equal mark), or refused with the reason
+	// (not shared with the caller, clock ahead).
+	Results []*ChangeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// The server's time when it answered, for clock correction.
+	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkReadResponse) Reset() {
+	*x = MarkReadResponse{}
+	mi := &file_diary_v1_sync_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkReadResponse) ProtoMessage() {}
+
+func (x *MarkReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_diary_v1_sync_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkReadResponse.ProtoReflect.Descriptor instead.
+func (*MarkReadResponse) Descriptor() ([]byte, []int) {
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *MarkReadResponse) GetResults() []*ChangeResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *MarkReadResponse) GetServerTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ServerTime
+	}
+	return nil
+}
+
 // SubscribeRequest opens a stream of wake-ups.
 type SubscribeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -652,7 +895,7 @@ type SubscribeRequest struct {
 
 func (x *SubscribeRequest) Reset() {
 	*x = SubscribeRequest{}
-	mi := &file_diary_v1_sync_proto_msgTypes[6]
+	mi := &file_diary_v1_sync_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +907,7 @@ func (x *SubscribeRequest) String() string {
 func (*SubscribeRequest) ProtoMessage() {}
 
 func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_sync_proto_msgTypes[6]
+	mi := &file_diary_v1_sync_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +920,7 @@ func (x *SubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeRequest.ProtoReflect.Descriptor instead.
 func (*SubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_sync_proto_rawDescGZIP(), []int{6}
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SubscribeRequest) GetCursor() uint64 {
@@ -703,7 +946,7 @@ type SubscribeResponse struct {
 
 func (x *SubscribeResponse) Reset() {
 	*x = SubscribeResponse{}
-	mi := &file_diary_v1_sync_proto_msgTypes[7]
+	mi := &file_diary_v1_sync_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -715,7 +958,7 @@ func (x *SubscribeResponse) String() string {
 func (*SubscribeResponse) ProtoMessage() {}
 
 func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_sync_proto_msgTypes[7]
+	mi := &file_diary_v1_sync_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -728,7 +971,7 @@ func (x *SubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SubscribeResponse.ProtoReflect.Descriptor instead.
 func (*SubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_sync_proto_rawDescGZIP(), []int{7}
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SubscribeResponse) GetCursor() uint64 {
@@ -761,7 +1004,7 @@ type GetStateHashRequest struct {
 
 func (x *GetStateHashRequest) Reset() {
 	*x = GetStateHashRequest{}
-	mi := &file_diary_v1_sync_proto_msgTypes[8]
+	mi := &file_diary_v1_sync_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +1016,7 @@ func (x *GetStateHashRequest) String() string {
 func (*GetStateHashRequest) ProtoMessage() {}
 
 func (x *GetStateHashRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_sync_proto_msgTypes[8]
+	mi := &file_diary_v1_sync_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +1029,7 @@ func (x *GetStateHashRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStateHashRequest.ProtoReflect.Descriptor instead.
 func (*GetStateHashRequest) Descriptor() ([]byte, []int) {
-	return file_diary_v1_sync_proto_rawDescGZIP(), []int{8}
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{12}
 }
 
 // GetStateHashResponse is the state hash of the caller's view.
@@ -805,7 +1048,7 @@ type GetStateHashResponse struct {
 
 func (x *GetStateHashResponse) Reset() {
 	*x = GetStateHashResponse{}
-	mi := &file_diary_v1_sync_proto_msgTypes[9]
+	mi := &file_diary_v1_sync_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +1060,7 @@ func (x *GetStateHashResponse) String() string {
 func (*GetStateHashResponse) ProtoMessage() {}
 
 func (x *GetStateHashResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_diary_v1_sync_proto_msgTypes[9]
+	mi := &file_diary_v1_sync_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +1073,7 @@ func (x *GetStateHashResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStateHashResponse.ProtoReflect.Descriptor instead.
 func (*GetStateHashResponse) Descriptor() ([]byte, []int) {
-	return file_diary_v1_sync_proto_rawDescGZIP(), []int{9}
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetStateHashResponse) GetStateHash() []byte {
@@ -875,7 +1118,7 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x0fcount_remaining\x18\x03 \x01(\bR\x0ecountRemaining\"U\n" +
 	"\aRemoval\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12/\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xb6\x03\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xe1\x03\n" +
 	"\fPullResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.diary.v1.EntryR\aentries\x12-\n" +
 	"\bremovals\x18\x02 \x03(\v2\x11.diary.v1.RemovalR\bremovals\x12\x1f\n" +
@@ -887,7 +1130,22 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"serverTime\x12'\n" +
 	"\x0fremaining_exact\x18\a \x01(\bR\x0eremainingExact\x12L\n" +
 	"\x19devices_awaiting_approval\x18\b \x03(\v2\x10.diary.v1.DeviceR\x17devicesAwaitingApproval\x12E\n" +
-	"\x1fdevices_awaiting_approval_count\x18\t \x01(\rR\x1cdevicesAwaitingApprovalCount\"*\n" +
+	"\x1fdevices_awaiting_approval_count\x18\t \x01(\rR\x1cdevicesAwaitingApprovalCount\x12)\n" +
+	"\x05reads\x18\v \x03(\v2\x13.diary.v1.ReadStateR\x05reads\"P\n" +
+	"\tReadState\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x12\n" +
+	"\x04read\x18\x02 \x01(\bR\x04read\x12\x14\n" +
+	"\x05clock\x18\x03 \x01(\x04R\x05clock\"O\n" +
+	"\bReadMark\x12\x19\n" +
+	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x12\n" +
+	"\x04read\x18\x02 \x01(\bR\x04read\x12\x14\n" +
+	"\x05clock\x18\x03 \x01(\x04R\x05clock\";\n" +
+	"\x0fMarkReadRequest\x12(\n" +
+	"\x05marks\x18\x01 \x03(\v2\x12.diary.v1.ReadMarkR\x05marks\"\x81\x01\n" +
+	"\x10MarkReadResponse\x120\n" +
+	"\aresults\x18\x01 \x03(\v2\x16.diary.v1.ChangeResultR\aresults\x12;\n" +
+	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"serverTime\"*\n" +
 	"\x10SubscribeRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\"\x86\x01\n" +
 	"\x11SubscribeResponse\x12\x16\n" +
@@ -921,12 +1179,13 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x19REMOVAL_REASON_NOT_SHARED\x10\x01\x12\x1d\n" +
 	"\x19REMOVAL_REASON_UNASSIGNED\x10\x02\x12\x1a\n" +
 	"\x16REMOVAL_REASON_DELETED\x10\x03\x12\x19\n" +
-	"\x15REMOVAL_REASON_ERASED\x10\x042\x9c\x02\n" +
+	"\x15REMOVAL_REASON_ERASED\x10\x042\xe4\x02\n" +
 	"\vSyncService\x125\n" +
 	"\x04Push\x12\x15.diary.v1.PushRequest\x1a\x16.diary.v1.PushResponse\x12:\n" +
 	"\x04Pull\x12\x15.diary.v1.PullRequest\x1a\x16.diary.v1.PullResponse\"\x03\x90\x02\x01\x12F\n" +
 	"\tSubscribe\x12\x1a.diary.v1.SubscribeRequest\x1a\x1b.diary.v1.SubscribeResponse0\x01\x12R\n" +
-	"\fGetStateHash\x12\x1d.diary.v1.GetStateHashRequest\x1a\x1e.diary.v1.GetStateHashResponse\"\x03\x90\x02\x01B\x91\x01\n" +
+	"\fGetStateHash\x12\x1d.diary.v1.GetStateHashRequest\x1a\x1e.diary.v1.GetStateHashResponse\"\x03\x90\x02\x01\x12F\n" +
+	"\bMarkRead\x12\x19.diary.v1.MarkReadRequest\x1a\x1a.diary.v1.MarkReadResponse\"\x03\x90\x02\x02B\x91\x01\n" +
 	"\fcom.diary.v1B\tSyncProtoP\x01Z5github.com/diarysync/diarysync/proto/diary/v1;diaryv1\xa2\x02\x03DXX\xaa\x02\bDiary.V1\xca\x02\bDiary\\V1\xe2\x02\x14Diary\\V1\\GPBMetadata\xea\x02\tDiary::V1b\x06proto3"
 
 var (
@@ -942,7 +1201,7 @@ func file_diary_v1_sync_proto_rawDescGZIP() []byte {
 }
 
 var file_diary_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_diary_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_diary_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_diary_v1_sync_proto_goTypes = []any{
 	(ChangeOutcome)(0),            // 0: diary.v1.ChangeOutcome
 	(RefusalReason)(0),            // 1: diary.v1.RefusalReason
@@ -953,40 +1212,50 @@ var file_diary_v1_sync_proto_goTypes = []any{
 	(*PullRequest)(nil),           // 6: diary.v1.PullRequest
 	(*Removal)(nil),               // 7: diary.v1.Removal
 	(*PullResponse)(nil),          // 8: diary.v1.PullResponse
-	(*SubscribeRequest)(nil),      // 9: diary.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 10: diary.v1.SubscribeResponse
-	(*GetStateHashRequest)(nil),   // 11: diary.v1.GetStateHashRequest
-	(*GetStateHashResponse)(nil),  // 12: diary.v1.GetStateHashResponse
-	(*Change)(nil),                // 13: diary.v1.Change
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*Entry)(nil),                 // 15: diary.v1.Entry
-	(*Device)(nil),                // 16: diary.v1.Device
+	(*ReadState)(nil),             // 9: diary.v1.ReadState
+	(*ReadMark)(nil),              // 10: diary.v1.ReadMark
+	(*MarkReadRequest)(nil),       // 11: diary.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 12: diary.v1.MarkReadResponse
+	(*SubscribeRequest)(nil),      // 13: diary.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 14: diary.v1.SubscribeResponse
+	(*GetStateHashRequest)(nil),   // 15: diary.v1.GetStateHashRequest
+	(*GetStateHashResponse)(nil),  // 16: diary.v1.GetStateHashResponse
+	(*Change)(nil),                // 17: diary.v1.Change
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
+	(*Entry)(nil),                 // 19: diary.v1.Entry
+	(*Device)(nil),                // 20: diary.v1.Device
 }
 var file_diary_v1_sync_proto_depIdxs = []int32{
-	13, // 0: diary.v1.PushRequest.changes:type_name -> diary.v1.Change
+	17, // 0: diary.v1.PushRequest.changes:type_name -> diary.v1.Change
 	0,  // 1: diary.v1.ChangeResult.outcome:type_name -> diary.v1.ChangeOutcome
 	1,  // 2: diary.v1.ChangeResult.reason:type_name -> diary.v1.RefusalReason
 	4,  // 3: diary.v1.PushResponse.results:type_name -> diary.v1.ChangeResult
-	14, // 4: diary.v1.PushResponse.server_time:type_name -> google.protobuf.Timestamp
+	18, // 4: diary.v1.PushResponse.server_time:type_name -> google.protobuf.Timestamp
 	2,  // 5: diary.v1.Removal.reason:type_name -> diary.v1.RemovalReason
-	15, // 6: diary.v1.PullResponse.entries:type_name -> diary.v1.Entry
+	19, // 6: diary.v1.PullResponse.entries:type_name -> diary.v1.Entry
 	7,  // 7: diary.v1.PullResponse.removals:type_name -> diary.v1.Removal
-	14, // 8: diary.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	16, // 9: diary.v1.PullResponse.devices_awaiting_approval:type_name -> diary.v1.Device
-	14, // 10: diary.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
-	3,  // 11: diary.v1.SyncService.Push:input_type -> diary.v1.PushRequest
-	6,  // 12: diary.v1.SyncService.Pull:input_type -> diary.v1.PullRequest
-	9,  // 13: diary.v1.SyncService.Subscribe:input_type -> diary.v1.SubscribeRequest
-	11, // 14: diary.v1.SyncService.GetStateHash:input_type -> diary.v1.GetStateHashRequest
-	5,  // 15: diary.v1.SyncService.Push:output_type -> diary.v1.PushResponse
-	8,  // 16: diary.v1.SyncService.Pull:output_type -> diary.v1.PullResponse
-	10, // 17: diary.v1.SyncService.Subscribe:output_type -> diary.v1.SubscribeResponse
-	12, // 18: diary.v1.SyncService.GetStateHash:output_type -> diary.v1.GetStateHashResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	18, // 8: diary.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	20, // 9: diary.v1.PullResponse.devices_awaiting_approval:type_name -> diary.v1.Device
+	9,  // 10: diary.v1.PullResponse.reads:type_name -> diary.v1.ReadState
+	10, // 11: diary.v1.MarkReadRequest.marks:type_name -> diary.v1.ReadMark
+	4,  // 12: diary.v1.MarkReadResponse.results:type_name -> diary.v1.ChangeResult
+	18, // 13: diary.v1.MarkReadResponse.server_time:type_name -> google.protobuf.Timestamp
+	18, // 14: diary.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
+	3,  // 15: diary.v1.SyncService.Push:input_type -> diary.v1.PushRequest
+	6,  // 16: diary.v1.SyncService.Pull:input_type -> diary.v1.PullRequest
+	13, // 17: diary.v1.SyncService.Subscribe:input_type -> diary.v1.SubscribeRequest
+	15, // 18: diary.v1.SyncService.GetStateHash:input_type -> diary.v1.GetStateHashRequest
+	11, // 19: diary.v1.SyncService.MarkRead:input_type -> diary.v1.MarkReadRequest
+	5,  // 20: diary.v1.SyncService.Push:output_type -> diary.v1.PushResponse
+	8,  // 21: diary.v1.SyncService.Pull:output_type -> diary.v1.PullResponse
+	14, // 22: diary.v1.SyncService.Subscribe:output_type -> diary.v1.SubscribeResponse
+	16, // 23: diary.v1.SyncService.GetStateHash:output_type -> diary.v1.GetStateHashResponse
+	12, // 24: diary.v1.SyncService.MarkRead:output_type -> diary.v1.MarkReadResponse
+	20, // [20:25] is the sub-list for method output_type
+	15, // [15:20] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_sync_proto_init() }
@@ -1002,7 +1271,7 @@ func file_diary_v1_sync_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_sync_proto_rawDesc), len(file_diary_v1_sync_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,8 @@ const (
 	// SyncServiceGetStateHashProcedure is the fully-qualified name of the SyncService's GetStateHash
 	// RPC.
 	SyncServiceGetStateHashProcedure = "/diary.v1.SyncService/GetStateHash"
+	// SyncServiceMarkReadProcedure is the fully-qualified name of the SyncService's MarkRead RPC.
+	SyncServiceMarkReadProcedure = "/diary.v1.SyncService/MarkRead"
 )
 
 // SyncServiceClient is a client for the diary.v1.SyncService service.
@@ -63,6 +65,14 @@ type SyncServiceClient interface {
 	// so a device that has pulled up to the same cursor can check that it
 	// holds exactly that.
 	GetStateHash(context.Context, *v1.GetStateHashRequest) (*v1.GetStateHashResponse, error)
+	// MarkRead keeps a supervisor's read marks (at most 1000) on the
+	// server, so that an entry read on one of their devices, or in the web
+	// console, is read on all of them: each mark that changes what the
+	// server holds brings the entry, with its new read state, into the
+	// supervisor's next Pull on every device. A mark is a last-writer-wins
+	// register per (supervisor, entry) ordered by its clock; repeating a
+	// request changes nothing. Supervisors only.
+	MarkRead(context.Context, *v1.MarkReadRequest) (*v1.MarkReadResponse, error)
 }
 
 // NewSyncServiceClient constructs a client for the diary.v1.SyncService service. By default, it
@@ -102,6 +112,13 @@ func NewSyncServiceClient(httpClient connect.HTTPClient, baseURL string, opts ..
 			connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 			connect.WithClientOptions(opts...),
 		),
+		markRead: connect.NewClient[v1.MarkReadRequest, v1.MarkReadResponse](
+			httpClient,
+			baseURL+SyncServiceMarkReadProcedure,
+			connect.WithSchema(syncServiceMethods.ByName("MarkRead")),
+			connect.WithIdempotency(connect.IdempotencyIdempotent),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -111,6 +128,7 @@ type syncServiceClient struct {
 	pull         *connect.Client[v1.PullRequest, v1.PullResponse]
 	subscribe    *connect.Client[v1.SubscribeRequest, v1.SubscribeResponse]
 	getStateHash *connect.Client[v1.GetStateHashRequest, v1.GetStateHashResponse]
+	markRead     *connect.Client[v1.MarkReadRequest, v1.MarkReadResponse]
 }
 
 // Push calls diary.v1.SyncService.Push.
@@ -145,6 +163,15 @@ func (c *syncServiceClient) GetStateHash(ctx context.Context, req *v1.GetStateHa
 	return nil, err
 }
 
+// MarkRead calls diary.v1.SyncService.MarkRead.
+func (c *syncServiceClient) MarkRead(ctx context.Context, req *v1.MarkReadRequest) (*v1.MarkReadResponse, error) {
+	response, err := c.markRead.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
+}
+
 // SyncServiceHandler is an implementation of the diary.v1.SyncService service.
 type SyncServiceHandler interface {
 	// Push uploads a batch of changes (at most 1000) from the calling
@@ -164,6 +191,14 @@ type SyncServiceHandler interface {
 	// so a device that has pulled up to the same cursor can check that it
 	// holds exactly that.
 	GetStateHash(context.Context, *v1.GetStateHashRequest) (*v1.GetStateHashResponse, error)
+	// MarkRead keeps a supervisor's read marks (at most 1000) on the
+	// server, so that an entry read on one of their devices, or in the web
+	// console, is read on all of them: each mark that changes what the
+	// server holds brings the entry, with its new read state, into the
+	// supervisor's next Pull on every device. A mark is a last-writer-wins
+	// register per (supervisor, entry) ordered by its clock; repeating a
+	// request changes nothing. Supervisors only.
+	MarkRead(context.Context, *v1.MarkReadRequest) (*v1.MarkReadResponse, error)
 }
 
 // NewSyncServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -199,6 +234,13 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
+	syncServiceMarkReadHandler := connect.NewUnaryHandlerSimple(
+		SyncServiceMarkReadProcedure,
+		svc.MarkRead,
+		connect.WithSchema(syncServiceMethods.ByName("MarkRead")),
+		connect.WithIdempotency(connect.IdempotencyIdempotent),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/diary.v1.SyncService/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case SyncServicePushProcedure:
@@ -209,6 +251,8 @@ func NewSyncServiceHandler(svc SyncServiceHandler, opts ...connect.HandlerOption
 			syncServiceSubscribeHandler.ServeHTTP(w, r)
 		case SyncServiceGetStateHashProcedure:
 			syncServiceGetStateHashHandler.ServeHTTP(w, r)
+		case SyncServiceMarkReadProcedure:
+			syncServiceMarkReadHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -232,4 +276,8 @@ func (UnimplementedSyncServiceHandler) Subscribe(context.Context, *v1.SubscribeR
 
 func (UnimplementedSyncServiceHandler) GetStateHash(context.Context, *v1.GetStateHashRequest) (*v1.GetStateHashResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.SyncService.GetStateHash is not implemented"))
+}
+
+func (UnimplementedSyncServiceHandler) MarkRead(context.Context, *v1.MarkReadRequest) (*v1.MarkReadResponse, error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("diary.v1.SyncService.MarkRead is not implemented"))
 }

@@ -1,0 +1,374 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/diarysync/diarysync/study"
+	"github.com/diarysync/diarysync/syncengine"
+)
+
+// CodeUser returns the user a one-time code is for, if the code may
+// enrol now, without spending it.
+func (db *DB) CodeUser(ctx context.Context, code string) (*study.User, error) {
+	if err := study.CheckCodeForm(code); err != nil {
+		return nil, err
+	}
+	c, err := db.usableCode(ctx, db.read, code)
+	if err != nil {
+		return nil, err
+	}
+	return &c.User, nil
+}
+
+func checkLifetime(lifetime time.Duration) error {
+	if lifetime <= 0 || lifetime > study.MaxSessionLifetime {
+		return syncengine.Errorf(syncengine.EINVALID, "a console session lifetime must be more than 0 and at most %v", study.MaxSessionLifetime)
+	}
+	return nil
+}
+
+// EnrollBrowser exchanges a one-time code for a web console session and
+// sets the person's console passphrase.
+func (db *DB) EnrollBrowser(ctx context.Context, code, passphraseHash, name string, lifetime time.Duration) (*study.Enrollment, error) {
+	name, err := study.DeviceName(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLifetime(lifetime); err != nil {
+		return nil, err
+	}
+	if passphraseHash == "" {
+		return nil, syncengine.Errorf(syncengine.EINVALID, "a console session needs a passphrase")
+	}
+	if err := study.CheckCodeForm(code); err != nil {
+		return nil, err
+	}
+	var out *study.Enrollment
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		c, err := db.usableCode(ctx, tx, code)
+		if err != nil {
+			return err
+		}
+		// Refused before the code is spent: the navigator keeps it for
+		// their phone.
+		if !study.ConsoleRole(c.Role) {
+			return study.ErrNotConsoleRole
+		}
+		now := db.nowMillis()
+		if err := spendCode(ctx, tx, code, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO passphrases (user_id, hash, set_at) VALUES (?, ?, ?)
+			ON CONFLICT (user_id) DO UPDATE SET hash = excluded.hash, set_at = excluded.set_at`, c.ID, passphraseHash, now); err != nil {
+			return fmt.Errorf("cannot store passphrase: %w", err)
+		}
+		// A first console sign-in is a new device like any other: once the
+		// person has had a device, it waits for the approval of one of
+		// them, unless the code lets it through (study.NewDeviceState).
+		state := study.NewDeviceState(c.HadDevice, c.Approved)
+		if out, err = db.newSession(ctx, tx, &c.User, name, lifetime, state, c.issuer()); err != nil {
+			return err
+		}
+		// Whoever issued the code could have used it: the log names them
+		// as the actor, as for a phone's enrolment.
+		return db.auditAs(ctx, tx, c.issuer(), "console.enrol", out.Device,
+			map[string]string{"user": c.StudyCode, "name": name, "role": c.Role.String(), "state": state.String()}, c.ID)
+	})
+	return out, err
+}
+
+func (db *DB) newSession(ctx context.Context, tx *sql.Tx, u *study.User, name string, lifetime time.Duration, state study.DeviceState, issuer string) (*study.Enrollment, error) {
+	e, err := db.newDevice(ctx, tx, u, name, study.KindBrowser, state, issuer)
+	if err != nil {
+		return nil, err
+	}
+	now := db.now()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO console_sessions (device_id, expires_at, last_seen_at)
+		SELECT id, ?, ? FROM devices WHERE public_id = ?`, now.Add(lifetime).UnixMilli(), now.UnixMilli(), e.Device); err != nil {
+		return nil, fmt.Errorf("cannot store console session: %w", err)
+	}
+	return e, nil
+}
+
+// PassphraseHash returns the stored hash of the person's console
+// passphrase, or ErrBadLogin.
+func (db *DB) PassphraseHash(ctx context.Context, studyCode string) (string, error) {
+	if syncengine.ValidateStudyCode(studyCode) != nil {
+		return "", study.ErrBadLogin
+	}
+	var (
+		hash   string
+		active bool
+		role   study.Role
+	)
+	err := db.read.QueryRowContext(ctx, `SELECT p.hash, u.active, u.role FROM users u JOIN passphrases p ON p.user_id = u.id WHERE u.study_code = ?`, studyCode).
+		Scan(&hash, &active, &role)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", study.ErrBadLogin
+	}
+	if err != nil {
+		return "", fmt.Errorf("cannot look up passphrase: %w", err)
+	}
+	if !active || !study.ConsoleRole(role) {
+		return "", study.ErrBadLogin
+	}
+	return hash, nil
+}
+
+// StartSession starts a web console session for a person who proved
+// their passphrase against hash.
+func (db *DB) StartSession(ctx context.Context, studyCode, passphraseHash, name string, lifetime time.Duration) (*study.Enrollment, error) {
+	name, err := study.DeviceName(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkLifetime(lifetime); err != nil {
+		return nil, err
+	}
+	if syncengine.ValidateStudyCode(studyCode) != nil {
+		return nil, study.ErrBadLogin
+	}
+	var out *study.Enrollment
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		u, err := userByCode(ctx, tx, studyCode)
+		if syncengine.ErrorCode(err) == syncengine.ENOTFOUND {
+			return study.ErrBadLogin
+		}
+		if err != nil {
+			return err
+		}
+		var stored string
+		err = tx.QueryRowContext(ctx, `SELECT hash FROM passphrases WHERE user_id = ?`, u.ID).Scan(&stored)
+		if errors.Is(err, sql.ErrNoRows) {
+			return study.ErrBadLogin
+		}
+		if err != nil {
+			return fmt.Errorf("cannot look up passphrase: %w", err)
+		}
+		if subtle.ConstantTimeCompare([]byte(stored), []byte(passphraseHash)) != 1 || !u.Active || !study.ConsoleRole(u.Role) {
+			return study.ErrBadLogin
+		}
+		// The passphrase proves the person, who chose it in a session
+		// that was approved or needed no approval: this one is active.
+		if out, err = db.newSession(ctx, tx, u, name, lifetime, study.DeviceActive, u.StudyCode); err != nil {
+			return err
+		}
+		return db.auditAs(ctx, tx, u.StudyCode, "console.signin", out.Device, map[string]string{"name": name}, u.ID)
+	})
+	return out, err
+}
+
+// Session returns the web console session a token belongs to.
+func (db *DB) Session(ctx context.Context, token string) (*study.Session, error) {
+	device, secret, ok := study.ParseToken(token)
+	if !ok {
+		return nil, study.ErrBadToken
+	}
+	var (
+		s                           study.Session
+		hash, replica               []byte
+		revoked                     sql.NullInt64
+		enrolled, expires, lastSeen int64
+		reason                      string
+	)
+	err := db.read.QueryRowContext(ctx, `
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, d.revoked_at, d.pending, d.enrolled_at,
+			u.id, u.study_code, u.role, u.active, s.expires_at, s.last_seen_at, s.end_reason
+		FROM devices d JOIN users u ON u.id = d.user_id JOIN console_sessions s ON s.device_id = d.id
+		WHERE d.public_id = ? AND d.kind = ?`, device, study.KindBrowser).
+		Scan(&s.DeviceID, &s.Device, &replica, &hash, &revoked, &s.Pending, &enrolled, &s.UserID, &s.StudyCode, &s.Role, &s.UserActive, &expires, &lastSeen, &reason)
+	sum := study.SecretHash(secret)
+	if errors.Is(err, sql.ErrNoRows) {
+		subtle.ConstantTimeCompare(sum, make([]byte, len(sum)))
+		return nil, study.ErrBadToken
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot look up console session: %w", err)
+	}
+	if subtle.ConstantTimeCompare(sum, hash) != 1 {
+		return nil, study.ErrBadToken
+	}
+	copy(s.Replica[:], replica)
+	s.Started = time.UnixMilli(enrolled).UTC()
+	s.Expires = time.UnixMilli(expires).UTC()
+	s.LastSeen = time.UnixMilli(lastSeen).UTC()
+	if revoked.Valid {
+		s.Ended = time.UnixMilli(revoked.Int64).UTC()
+		s.EndReason = study.SessionEnd(reason)
+	}
+	return &s, nil
+}
+
+// TouchSession records that the session was used now.
+func (db *DB) TouchSession(ctx context.Context, device int64) error {
+	_, err := db.write.ExecContext(ctx, `UPDATE console_sessions SET last_seen_at = max(last_seen_at, ?) WHERE device_id = ?`, db.nowMillis(), device)
+	if err != nil {
+		return fmt.Errorf("cannot record console session use: %w", err)
+	}
+	return nil
+}
+
+// EndSession ends a session for reason.
+func (db *DB) EndSession(ctx context.Context, device int64, reason study.SessionEnd) error {
+	if !study.ValidSessionEnd(reason) {
+		return syncengine.Errorf(syncengine.EINVALID, "%q is not a reason to end a session", reason)
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		var public string
+		err := tx.QueryRowContext(ctx, `SELECT d.public_id FROM devices d JOIN console_sessions s ON s.device_id = d.id WHERE d.id = ?`, device).Scan(&public)
+		if errors.Is(err, sql.ErrNoRows) {
+			return syncengine.Errorf(syncengine.ENOTFOUND, "no console session %d", device)
+		}
+		if err != nil {
+			return fmt.Errorf("cannot look up console session: %w", err)
+		}
+		// The browser ended itself, as a signed-out device does.
+		res, err := tx.ExecContext(ctx, `UPDATE devices SET revoked_at = ?, revocation = ?, revoked_by = ?, pending = 0 WHERE id = ? AND revoked_at IS NULL`,
+			db.nowMillis(), study.RevokedSelf, study.ActorFrom(ctx), device)
+		if err != nil {
+			return fmt.Errorf("cannot end console session: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil // ended already, for the reason recorded then
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE console_sessions SET end_reason = ? WHERE device_id = ?`, string(reason), device); err != nil {
+			return fmt.Errorf("cannot end console session: %w", err)
+		}
+		return db.audit(ctx, tx, "console.end", public, map[string]string{"reason": string(reason)})
+	})
+}
+
+// endConsoleAccess, in a reset of the user's account, clears their
+// console passphrase and marks the console sessions it is about to
+// revoke as ended by the reset, so that the browser says so. It returns
+// whether a passphrase was set.
+func endConsoleAccess(ctx context.Context, tx *sql.Tx, userID int64) (bool, error) {
+	res, err := tx.ExecContext(ctx, `DELETE FROM passphrases WHERE user_id = ?`, userID)
+	if err != nil {
+		return false, fmt.Errorf("cannot clear passphrase: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE console_sessions SET end_reason = ? WHERE device_id IN (
+		SELECT id FROM devices WHERE user_id = ? AND kind = ? AND revoked_at IS NULL)`, string(study.EndReset), userID, study.KindBrowser); err != nil {
+		return false, fmt.Errorf("cannot end console sessions: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return n > 0, nil
+}
+
+// maxLoginKeyBytes bounds a login key.
+const maxLoginKeyBytes = 128
+
+// SpendLoginAttempt counts one attempt against each key as a failure,
+// unless one of them must wait.
+func (db *DB) SpendLoginAttempt(ctx context.Context, keys []study.LoginKey) error {
+	for _, k := range keys {
+		if k.Key == "" || len(k.Key) > maxLoginKeyBytes {
+			return syncengine.Errorf(syncengine.EINVALID, "a sign-in key must be 1 to %d bytes", maxLoginKeyBytes)
+		}
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		now := db.now()
+		var wait time.Duration
+		for _, k := range keys {
+			var f study.LoginFailures
+			var last int64
+			err := tx.QueryRowContext(ctx, `SELECT count, last_at FROM login_failures WHERE key = ?`, k.Key).Scan(&f.Count, &last)
+			if errors.Is(err, sql.ErrNoRows) {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("cannot read sign-in failures: %w", err)
+			}
+			f.Last = time.UnixMilli(last)
+			wait = max(wait, study.LoginWait(f, k.Free, now))
+		}
+		if wait > 0 {
+			return study.ErrLoginWait(wait)
+		}
+		forget := now.Add(-study.LoginForgetAfter).UnixMilli()
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO login_failures (key, count, last_at) VALUES (?, 1, ?)
+				ON CONFLICT (key) DO UPDATE SET count = CASE WHEN last_at <= ? THEN 1 ELSE count + 1 END, last_at = excluded.last_at`,
+				k.Key, now.UnixMilli(), forget); err != nil {
+				return fmt.Errorf("cannot count sign-in attempt: %w", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM login_failures WHERE last_at <= ?`, forget); err != nil {
+			return fmt.Errorf("cannot forget old sign-in failures: %w", err)
+		}
+		return nil
+	})
+}
+
+// RefundLoginAttempt takes back one counted attempt of each key, or with
+// reset forgets their failures.
+func (db *DB) RefundLoginAttempt(ctx context.Context, keys []string, reset bool) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		for _, k := range keys {
+			q := `UPDATE login_failures SET count = max(count - 1, 0) WHERE key = ?`
+			if reset {
+				q = `DELETE FROM login_failures WHERE key = ?`
+			}
+			if _, err := tx.ExecContext(ctx, q, k); err != nil {
+				return fmt.Errorf("cannot take back sign-in attempt: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// DeviceClock returns the greatest clock among the changes kept from the
+// device.
+func (db *DB) DeviceClock(ctx context.Context, device int64) (syncengine.Timestamp, error) {
+	var c int64
+	err := db.read.QueryRowContext(ctx, `SELECT max(coalesce((SELECT max(clock) FROM history WHERE device_id = ?), 0),
+		coalesce((SELECT max(clock) FROM refusals WHERE device_id = ?), 0))`, device, device).Scan(&c)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the device's clock: %w", err)
+	}
+	return syncengine.Timestamp(c), nil
+}
+
+// QueryAudit returns a page of the audit log, newest first, filtered.
+func (db *DB) QueryAudit(ctx context.Context, q study.AuditQuery) ([]*study.AuditEvent, string, error) {
+	if err := study.CheckAuditQuery(&q); err != nil {
+		return nil, "", err
+	}
+	before, err := study.DecodeIntPageToken(q.PageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	where := `(? = 0 OR id < ?)`
+	args := []any{before, before}
+	if q.Actor != "" {
+		where += ` AND actor = ?`
+		args = append(args, q.Actor)
+	}
+	if q.Action != "" {
+		if q.Action[len(q.Action)-1] == '.' {
+			where += ` AND substr(action, 1, ?) = ?`
+			args = append(args, len(q.Action), q.Action)
+		} else {
+			where += ` AND action = ?`
+			args = append(args, q.Action)
+		}
+	}
+	if q.Subject != "" {
+		where += ` AND subject = ?`
+		args = append(args, q.Subject)
+	}
+	if !q.Since.IsZero() {
+		where += ` AND at >= ?`
+		args = append(args, q.Since.UnixMilli())
+	}
+	if !q.Until.IsZero() {
+		where += ` AND at < ?`
+		args = append(args, q.Until.UnixMilli())
+	}
+	return db.listAudit(ctx, where, args, study.ListPageSize(q.PageSize))
+}
