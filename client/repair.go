@@ -69,6 +69,9 @@ type RepairReport struct {
 	// RefusedKept is how many refused changes (kept for the person to
 	// see) it read and kept.
 	RefusedKept int
+	// ReadsKept is how many of a supervisor's read marks not yet on the
+	// server it read and kept.
+	ReadsKept int
 	// DamagedCopy is where the damaged file was moved. It still holds
 	// diary text: delete it once nothing more is wanted from it.
 	DamagedCopy string
@@ -94,7 +97,7 @@ func Repair(ctx context.Context, path string, opts Options) (*RepairReport, erro
 		os.Remove(fresh)
 		return nil, err
 	}
-	report := &RepairReport{Kept: len(s.outbox), Unreadable: s.unreadable, RefusedKept: len(s.refused)}
+	report := &RepairReport{Kept: len(s.outbox), Unreadable: s.unreadable, RefusedKept: len(s.refused), ReadsKept: len(s.reads)}
 	report.DamagedCopy = fmt.Sprintf("%s.damaged-%s", path, time.Now().UTC().Format("20060102T150405"))
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		if err := os.Rename(path+suffix, report.DamagedCopy+suffix); err != nil && !os.IsNotExist(err) {
@@ -116,6 +119,14 @@ type salvaged struct {
 	outbox     []salvagedChange
 	unreadable int
 	refused    [][]any // refusedColumns
+	reads      []salvagedRead
+}
+
+// salvagedRead is a read mark made on the device and not yet sent.
+type salvagedRead struct {
+	entry []byte
+	read  bool
+	clock int64
 }
 
 type salvagedChange struct {
@@ -131,8 +142,9 @@ const (
 )
 
 // salvage reads what it can of a damaged replica, row by row where a
-// whole table cannot be read. Read marks of a supervisor's inbox are not
-// kept: the entries they are on come back with the next pull, unread.
+// whole table cannot be read. A supervisor's read marks not yet sent are
+// kept like unsynced changes: they are sent before the next pull, which
+// then brings the entries back with the marks the server now holds.
 func salvage(ctx context.Context, path string) (*salvaged, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("cannot repair %s: %w", path, err)
@@ -160,6 +172,7 @@ func salvage(ctx context.Context, path string) (*salvaged, error) {
 	}
 	s.readOutbox(ctx, db)
 	s.readRefused(ctx, db)
+	s.readMarks(ctx, db)
 	// The clock must never go back below a clock this device used: the
 	// server knows its changes by (device, clock).
 	floor := max(s.last, s.known)
@@ -168,6 +181,9 @@ func salvage(ctx context.Context, path string) (*salvaged, error) {
 	}
 	for _, c := range s.outbox {
 		floor = max(floor, c.clock)
+	}
+	for _, r := range s.reads {
+		floor = max(floor, r.clock)
 	}
 	if s.last == 0 {
 		// The clock row was lost: nothing says which clocks the server
@@ -236,6 +252,27 @@ func (s *salvaged) readOutbox(ctx context.Context, db *sql.DB) {
 	}
 }
 
+// readMarks reads the read marks not yet sent; a mark that cannot be
+// read is lost (the entry shows as the server last knew it).
+func (s *salvaged) readMarks(ctx context.Context, db *sql.DB) {
+	rows, err := db.QueryContext(ctx, `SELECT entry, read, clock FROM read_outbox ORDER BY clock`)
+	if err != nil {
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r salvagedRead
+		if rows.Scan(&r.entry, &r.read, &r.clock) != nil {
+			s.unreadable++
+			continue
+		}
+		s.reads = append(s.reads, r)
+	}
+	if rows.Err() != nil {
+		s.unreadable++
+	}
+}
+
 // readRefused reads the refused changes, row by row if it must.
 func (s *salvaged) readRefused(ctx context.Context, db *sql.DB) {
 	row := func() ([]any, []any) {
@@ -288,6 +325,11 @@ func (s *salvaged) write(ctx context.Context, path string, opts Options) error {
 		for _, r := range s.refused {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO refused (`+refusedColumns+`) VALUES (?, ?, ?, ?, ?, ?)`, r...); err != nil {
 				return fmt.Errorf("cannot restore a refused change: %w", err)
+			}
+		}
+		for _, r := range s.reads {
+			if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO read_outbox (entry, read, clock) VALUES (?, ?, ?)`, r.entry, r.read, r.clock); err != nil {
+				return fmt.Errorf("cannot restore a read mark: %w", err)
 			}
 		}
 		return nil

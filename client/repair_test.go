@@ -240,3 +240,66 @@ func TestDeviceFull(t *testing.T) {
 		break
 	}
 }
+
+// TestRepair_ReadMarks: a supervisor's read mark made offline is an
+// unsynced change like any other: Repair keeps it, the next sync sends it
+// before pulling, and the entry comes back read, on the server too.
+func TestRepair_ReadMarks(t *testing.T) {
+	ts := startServer(t)
+	ctx := context.Background()
+	opts := Options{Synchronous: "NORMAL"}
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	ts.assign(t, "SUP-1", "PN-A")
+	var first syncengine.EntryID
+	for i := range 300 {
+		id := mustCreate(t, nav, Draft{Title: "shared", Body: strings.Repeat("a long day of work ", 50+i%7), ShareSupervisor: true})
+		if i == 0 {
+			first = id
+		}
+	}
+	mustSync(t, nav)
+
+	path := t.TempDir() + "/replica.db"
+	sup, err := Open(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sup.Enroll(ctx, ts.URL, ts.code(t, study.RoleSupervisor, "SUP-1"), "laptop"); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, sup)
+	if err := sup.MarkRead(ctx, first, true); err != nil {
+		t.Fatal(err)
+	}
+	sup.Close()
+	damagePages(t, path, "entries")
+
+	report, err := Repair(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if report.ReadsKept != 1 {
+		t.Fatalf("repair kept %d read marks, want 1", report.ReadsKept)
+	}
+	fixed, err := Open(ctx, path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fixed.Close()
+	if st, _ := fixed.Status(ctx); st.ReadsQueued != 1 {
+		t.Fatalf("read marks queued after repair: %d, want 1", st.ReadsQueued)
+	}
+	mustSync(t, fixed)
+	if !mustRead(t, fixed, first) {
+		t.Fatal("the entry marked read before the damage is unread after repair and sync")
+	}
+	u, err := ts.DB.UserByCode(ctx, "SUP-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := ts.DB.InboxEntry(ctx, &study.Identity{UserID: u.ID, StudyCode: "SUP-1", Role: study.RoleSupervisor}, first)
+	if err != nil || !it.Read {
+		t.Fatalf("the server holds read=%v (%v), want the mark made before the damage", it != nil && it.Read, err)
+	}
+}

@@ -379,6 +379,9 @@ func cmdRepair(e *env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "Rebuilt the replica: kept %d unsynced change(s) and %d refused one(s)", report.Kept, report.RefusedKept)
+	if report.ReadsKept > 0 {
+		fmt.Fprintf(e.stderr, ", and %d read mark(s) not yet sent", report.ReadsKept)
+	}
 	if report.Unreadable > 0 {
 		fmt.Fprintf(e.stderr, "; %d unsynced change(s) could not be read and are lost", report.Unreadable)
 	}
