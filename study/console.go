@@ -166,6 +166,35 @@ func SessionTouchDue(lastSeen, now time.Time, idle time.Duration) bool {
 	return now.Sub(lastSeen) >= every
 }
 
+// CheckSessionLifetime refuses a session lifetime a store must not give:
+// none, or more than MaxSessionLifetime.
+func CheckSessionLifetime(lifetime time.Duration) error {
+	if lifetime <= 0 || lifetime > MaxSessionLifetime {
+		return syncengine.Errorf(syncengine.EINVALID, "a console session lifetime must be more than 0 and at most %v", MaxSessionLifetime)
+	}
+	return nil
+}
+
+// CheckBrowserEnrollment checks what a store's EnrollBrowser is given
+// before it reads anything: the session's name (returned as DeviceName
+// makes it), its lifetime, a passphrase hash, and the code's form.
+func CheckBrowserEnrollment(code, passphraseHash, name string, lifetime time.Duration) (string, error) {
+	name, err := DeviceName(name)
+	if err != nil {
+		return "", err
+	}
+	if err := CheckSessionLifetime(lifetime); err != nil {
+		return "", err
+	}
+	if passphraseHash == "" {
+		return "", syncengine.Errorf(syncengine.EINVALID, "a console session needs a passphrase")
+	}
+	if err := CheckCodeForm(code); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
 // CheckSessionLimits refuses an idle timeout or lifetime out of range.
 func CheckSessionLimits(idle, lifetime time.Duration) error {
 	if idle < time.Second || idle > lifetime {

@@ -132,3 +132,36 @@ func TestLoginWait(t *testing.T) {
 		t.Fatalf("ErrLoginWait = %v", err)
 	}
 }
+
+// TestCheckBrowserEnrollment: every store refuses the same inputs to
+// EnrollBrowser, before it reads anything.
+func TestCheckBrowserEnrollment(t *testing.T) {
+	code, err := NewCode(strings.NewReader(strings.Repeat("x", 64)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		what             string
+		code, hash, name string
+		lifetime         time.Duration
+		ok               bool
+	}{
+		{"valid", code, "hash", "laptop", time.Hour, true},
+		{"no lifetime", code, "hash", "laptop", 0, false},
+		{"lifetime too long", code, "hash", "laptop", MaxSessionLifetime + time.Second, false},
+		{"no passphrase", code, "", "laptop", time.Hour, false},
+		{"malformed code", "not a code", "hash", "laptop", time.Hour, false},
+		{"name too long", code, "hash", strings.Repeat("n", 1000), time.Hour, false},
+	} {
+		name, err := CheckBrowserEnrollment(tc.code, tc.hash, tc.name, tc.lifetime)
+		if tc.ok != (err == nil) {
+			t.Errorf("%s: err = %v, want ok=%v", tc.what, err, tc.ok)
+		}
+		if err == nil && name != tc.name {
+			t.Errorf("%s: name %q, want %q", tc.what, name, tc.name)
+		}
+		if err != nil && syncengine.ErrorCode(err) == syncengine.EINTERNAL {
+			t.Errorf("%s: %v is not an application error", tc.what, err)
+		}
+	}
+}

@@ -26,29 +26,13 @@ func (db *DB) CodeUser(ctx context.Context, code string) (*study.User, error) {
 	return &c.User, nil
 }
 
-func checkLifetime(lifetime time.Duration) error {
-	if lifetime <= 0 || lifetime > study.MaxSessionLifetime {
-		return syncengine.Errorf(syncengine.EINVALID, "a console session lifetime must be more than 0 and at most %v", study.MaxSessionLifetime)
-	}
-	return nil
-}
-
 // EnrollBrowser exchanges a one-time code for a web console session and
 // sets the person's console passphrase. The code's row is locked while
 // it is checked and spent, as in Enroll, so a code sent to two processes
 // at once starts one session.
 func (db *DB) EnrollBrowser(ctx context.Context, code, passphraseHash, name string, lifetime time.Duration) (*study.Enrollment, error) {
-	name, err := study.DeviceName(name)
+	name, err := study.CheckBrowserEnrollment(code, passphraseHash, name, lifetime)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkLifetime(lifetime); err != nil {
-		return nil, err
-	}
-	if passphraseHash == "" {
-		return nil, syncengine.Errorf(syncengine.EINVALID, "a console session needs a passphrase")
-	}
-	if err := study.CheckCodeForm(code); err != nil {
 		return nil, err
 	}
 	var out *study.Enrollment
@@ -133,7 +117,7 @@ func (db *DB) StartSession(ctx context.Context, studyCode, passphraseHash, name 
 	if err != nil {
 		return nil, err
 	}
-	if err := checkLifetime(lifetime); err != nil {
+	if err := study.CheckSessionLifetime(lifetime); err != nil {
 		return nil, err
 	}
 	if syncengine.ValidateStudyCode(studyCode) != nil {
