@@ -385,12 +385,16 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 						continue // the text is already as asked
 					}
 				} else {
+					cur := textOf(le.state, keyOf(ch))
 					if edit != nil {
-						text, err := spliceString(textOf(le.state, keyOf(ch)), edit.pos, edit.del, edit.text, edit.units16)
+						text, err := spliceString(cur, edit.pos, edit.del, edit.text, edit.units16)
 						if err != nil {
 							return err
 						}
 						ch.Text = text
+					}
+					if ch.Text == cur && (!create || cur != "") {
+						continue // the text is already as asked
 					}
 					le.whole[keyOf(ch)] = true
 				}

@@ -448,6 +448,25 @@ func TestServerThatDoesNotMergeText(t *testing.T) {
 	}
 	assertConverged(t, a, b)
 
+	// A body set to the text it has queues nothing, with a whole text
+	// still waiting too.
+	if err := a.Update(ctx, id, Edit{Body: ptr("Written on an old server, twice")}); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := a.Status(ctx)
+	if err := a.Update(ctx, id, Edit{Body: ptr("Written on an old server, twice"), Mood: ptr(4)}); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := a.Status(ctx); after.Pending != before.Pending+1 {
+		t.Fatalf("setting the body it has queued %d changes, want 1 (the mood)", after.Pending-before.Pending)
+	}
+	if err := a.Update(ctx, id, Edit{Body: ptr("Written on an old server")}); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, a)
+	mustSync(t, b)
+	assertConverged(t, a, b)
+
 	// Upgraded: the next answer says the server merges text.
 	old.old.Store(false)
 	mustSync(t, a)

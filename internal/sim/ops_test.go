@@ -149,7 +149,7 @@ func (w *world) write(ctx context.Context, d *device, what string, do func() ([]
 		return err
 	}
 	if after-before != len(changes) {
-		return fmt.Errorf("%s on %s queued %d changes; the simulation expected %d", what, d.name, after-before, len(changes))
+		return fmt.Errorf("%s on %s queued %d changes; the simulation expected %d: %+v", what, d.name, after-before, len(changes), changes)
 	}
 	for i := range changes {
 		if !isText(changes[i].Field) {
