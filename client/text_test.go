@@ -175,6 +175,52 @@ func TestFeedbackMerges(t *testing.T) {
 	assertConverged(t, nav)
 }
 
+// TestFeedbackEditedWhileDeleted: a supervisor edits a note on one
+// device while their other device deletes it. The note stays deleted,
+// and the device that edited it holds no copy of it after its sync.
+func TestFeedbackEditedWhileDeleted(t *testing.T) {
+	ts := startServer(t)
+	ctx := context.Background()
+	ts.code(t, study.RoleSupervisor, "SUP-1")
+	ts.code(t, study.RoleNavigator, "PN-A")
+	ts.assign(t, "SUP-1", "PN-A")
+	nav := ts.device(t, study.RoleNavigator, "PN-A", Options{})
+	one := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
+	two := ts.device(t, study.RoleSupervisor, "SUP-1", Options{})
+	id := mustCreate(t, nav, Draft{Title: "t", Body: "b", ShareSupervisor: true})
+	mustSync(t, nav)
+	mustSync(t, one)
+	fb, err := one.WriteFeedback(ctx, id, "A first thought.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, one)
+	mustSync(t, two)
+	if err := two.EditFeedback(ctx, id, fb, "A first thought, and a second."); err != nil {
+		t.Fatal(err)
+	}
+	if err := one.DeleteFeedback(ctx, id, fb); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, one)
+	mustSync(t, two)
+	mustSync(t, one)
+	mustSync(t, nav)
+	for name, c := range map[string]*Client{"one": one, "two": two, "navigator": nav} {
+		e, err := c.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(e.Feedback) != 0 {
+			t.Fatalf("%s holds %+v; the note was deleted", name, e.Feedback)
+		}
+		if st, _ := c.Status(ctx); st.Pending != 0 || st.Refused != 0 {
+			t.Fatalf("%s: %d pending, %d refused", name, st.Pending, st.Refused)
+		}
+	}
+	assertConverged(t, one, two)
+}
+
 // TestTextEditAheadOfTheServer: text edits stamped by a clock the server
 // refuses are not stamped again; the whole text is queued and made an
 // edit of the server's text after the pull, in the same sync, and nothing

@@ -77,19 +77,35 @@ func FeedChanges(old, new *syncengine.Entry) []FeedChange {
 // feedbackTextChanged reports whether the merged text of some feedback
 // note changed from old to new: its author's view holds it, so their
 // devices must pull it even when its text, which is all the other
-// readers see, stayed the same.
+// readers see, stayed the same. An edit of a note deleted meanwhile (on
+// the author's other device) counts too: no view holds the note, and the
+// device that made the edit must pull a view without it, or it keeps
+// the note its edit made again.
 func feedbackTextChanged(old, new *syncengine.Entry) bool {
 	for i := range new.Feedback {
 		f := &new.Feedback[i]
-		if f.BodyText == nil || f.Deleted.Value {
+		o := old.FindFeedback(f.ID)
+		if f.Deleted.Value {
+			if o != nil && o.Deleted.Value && (o.Body != f.Body || !sameText(o.BodyText, f.BodyText)) {
+				return true
+			}
 			continue
 		}
-		o := old.FindFeedback(f.ID)
+		if f.BodyText == nil {
+			continue
+		}
 		if o == nil || o.BodyText == nil || !bytes.Equal(o.BodyText.Encoding(), f.BodyText.Encoding()) {
 			return true
 		}
 	}
 	return false
+}
+
+func sameText(a, b *syncengine.TextState) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return bytes.Equal(a.Encoding(), b.Encoding())
 }
 
 // Reader says which entries a caller pulls and how they see them: a
