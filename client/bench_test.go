@@ -145,7 +145,8 @@ func (s *benchServer) code(b *testing.B) string {
 	if _, err := admin.Enroll(ctx, s.url, strings.TrimSpace(string(out)), "bench admin"); err != nil {
 		b.Fatal(err)
 	}
-	svc, _ := admin.Admin()
+	r, _, _ := admin.rpcs()
+	svc := r.admin
 	resp, err := svc.IssueEnrollmentCode(ctx, &diaryv1.IssueEnrollmentCodeRequest{StudyCode: "PN-A"})
 	if err != nil {
 		b.Fatal(err)

@@ -10,13 +10,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/diarysync/diarysync/client/internal/services"
 	"github.com/diarysync/diarysync/internal/litedb"
+	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
@@ -97,11 +100,17 @@ type Client struct {
 	stampMu sync.Mutex                    // guards retired
 	retired map[syncengine.Timestamp]bool // clocks never to be given again
 
+	merged    atomic.Bool // the server merges text (profile.merged_text)
+	confirmed atomic.Bool // an answer of the server in this sync said whether it does
+
 	syncMu   sync.Mutex // one Sync at a time
 	status   statusTracker
 	watchers watchers
 	kick     chan struct{} // a local write happened: Run should push
 
+	lives   sync.WaitGroup               // goroutines of live queries (see WatchList)
+	conn    connTracker                  // what Connectivity reports
+	network netSignal                    // fired by NetworkChanged
 	damaged atomic.Pointer[DamagedError] // set once the file was found damaged
 	offline atomic.Pointer[string]       // why the server cannot be reached, as the last sync or stream found; nil when it can
 
@@ -145,6 +154,9 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		Dir:          "migrations",
 		Now:          func() int64 { return opts.Now().UnixMilli() },
 		MaxPageCount: opts.MaxPageCount,
+		// Entries that left the replica leave the search index before
+		// the transaction that removed them commits.
+		BeforeCommit: forgetDeleted,
 	})
 	if errors.Is(err, litedb.ErrCorrupt) {
 		return nil, &DamagedError{Path: path, Problem: err.Error()}
@@ -161,6 +173,10 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		}
 		return nil, err
 	}
+	if err := backfillSearch(ctx, db); err != nil {
+		db.Close()
+		return nil, err
+	}
 	c := &Client{
 		db:    db,
 		clock: syncengine.NewClock(opts.Now),
@@ -169,6 +185,7 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 		http:  opts.HTTPClient,
 		kick:  make(chan struct{}, 1),
 	}
+	c.conn.now, c.conn.notify = opts.Now, func() { c.watchers.notify(EventStatus) }
 	if c.http == nil {
 		c.ownHTTP = true
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -195,10 +212,12 @@ func Open(ctx context.Context, path string, opts Options) (*Client, error) {
 	}
 	c.revoked = revoked
 	if p != nil {
-		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset FROM profile WHERE id = 1`).Scan(&offset); err != nil {
+		var merged bool
+		if err := db.Read.QueryRowContext(ctx, `SELECT clock_offset, merged_text FROM profile WHERE id = 1`).Scan(&offset, &merged); err != nil {
 			db.Close()
 			return nil, fmt.Errorf("cannot read clock offset: %w", err)
 		}
+		c.merged.Store(merged)
 		c.clock.SetOffset(time.Duration(offset) * time.Millisecond)
 		c.setProfile(p, token)
 	}
@@ -222,6 +241,7 @@ func (c *Client) Close() error {
 	// device was revoked: the replica is wiped before it is closed.
 	c.wipeIfRevoked()
 	c.watchers.closeAll()
+	c.lives.Wait() // closing the watchers ends every live query
 	if c.ownHTTP {
 		c.http.CloseIdleConnections()
 	}
@@ -341,24 +361,16 @@ func (c *Client) profileOf() *Profile {
 	return c.profile
 }
 
-// Admin returns a client of the admin service that sends this device's
-// token; the server refuses it unless the user is an administrator.
-func (c *Client) Admin() (diaryv1connect.AdminServiceClient, error) {
-	r, _, err := c.rpcs()
-	if err != nil {
-		return nil, err
+func init() {
+	// Administration and research go through client/operator, not this
+	// package's API (see client/internal/services).
+	services.Of = func(v any) (diaryv1connect.AdminServiceClient, diaryv1connect.ResearchServiceClient, error) {
+		r, _, err := v.(*Client).rpcs()
+		if err != nil {
+			return nil, nil, err
+		}
+		return r.admin, r.research, nil
 	}
-	return r.admin, nil
-}
-
-// Research returns a client of the research service that sends this
-// device's token; the server refuses it unless the user is a researcher.
-func (c *Client) Research() (diaryv1connect.ResearchServiceClient, error) {
-	r, _, err := c.rpcs()
-	if err != nil {
-		return nil, err
-	}
-	return r.research, nil
 }
 
 // Enroll exchanges a one-time enrolment code for this device's
@@ -445,17 +457,25 @@ func (c *Client) storeEnrollment(ctx context.Context, serverURL string, resp *di
 		if old != nil && !strings.EqualFold(old.StudyCode, p.StudyCode) {
 			return syncengine.Errorf(syncengine.ECONFLICT, "this replica belongs to %s; enrol %s in a new profile", old.StudyCode, p.StudyCode)
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state)
-			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		merged := slices.Contains(resp.GetCapabilities(), diaryv1.Capability_CAPABILITY_MERGED_TEXT)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state, merged_text)
+			VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (id) DO UPDATE SET server_url = excluded.server_url, token = excluded.token, device_id = excluded.device_id,
 				replica_id = excluded.replica_id, role = excluded.role, study_code = excluded.study_code,
 				display_name = excluded.display_name, enrolled_at = excluded.enrolled_at, clock_offset = excluded.clock_offset,
 				device_state = excluded.device_state, revocation = 0, revoked_by = '', revoked_at = NULL, revoked_message = '',
-				last_error = ''`,
-			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds(), state); err != nil {
+				last_error = '', merged_text = excluded.merged_text`,
+			p.ServerURL, resp.GetToken(), p.DeviceID, replica[:], p.Role, p.StudyCode, p.DisplayName, p.EnrolledAt.UnixMilli(), offset.Milliseconds(), state, merged); err != nil {
 			return fmt.Errorf("cannot store profile: %w", err)
 		}
 		c.clock.SetOffset(offset)
+		wasMerged := c.merged.Load()
+		c.merged.Store(merged)
+		if wasMerged && !merged {
+			if err := c.flattenOutbox(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if old != nil {
 			// Changes not yet accepted carry the old replica id, which the
 			// server does not accept from this device.
@@ -490,23 +510,65 @@ func clockOffset(sent, received, serverTime time.Time) time.Duration {
 func rpcError(action string, err error) error {
 	var ce *connect.Error
 	if errors.As(err, &ce) {
+		// A call this device cancelled is neither the server's error nor
+		// the network's.
+		if !connect.IsWireError(err) && errors.Is(err, context.Canceled) {
+			return fmt.Errorf("cannot %s: stopped before it finished: %w", action, context.Canceled)
+		}
 		// An error the server did not send is the network's: a refused,
 		// reset or cut connection (which connect reports as Canceled), a
 		// truncated answer, a timeout. Its text comes from the transport
-		// and is shown only in brackets. A cancelled call is not one.
-		if !connect.IsWireError(err) && !errors.Is(err, context.Canceled) {
+		// and is shown only in brackets.
+		if !connect.IsWireError(err) {
 			return &NetworkError{Action: action, Err: err}
 		}
-		return &ServerError{Action: action, Code: ce.Code(), Message: ce.Message()}
+		return &ServerError{Action: action, Code: serverCode(ce), Message: ce.Message(), cursorAhead: ce.Meta().Get(wire.ErrorReasonHeader) == wire.ReasonCursorAhead}
 	}
 	return &NetworkError{Action: action, Err: err}
 }
 
-// ServerError is an error the server answered with.
+// fromConnect is what a Connect code means when the server did not say
+// the application's code (a server before it did, or a proxy's answer).
+var fromConnect = map[connect.Code]syncengine.Code{
+	connect.CodeInvalidArgument:    syncengine.EINVALID,
+	connect.CodeOutOfRange:         syncengine.EINVALID,
+	connect.CodeResourceExhausted:  syncengine.ETOOLARGE,
+	connect.CodeNotFound:           syncengine.ENOTFOUND,
+	connect.CodeAlreadyExists:      syncengine.EEXISTS,
+	connect.CodeFailedPrecondition: syncengine.ECONFLICT,
+	connect.CodeAborted:            syncengine.ECONFLICT,
+	connect.CodePermissionDenied:   syncengine.EPERMISSION,
+	connect.CodeUnauthenticated:    syncengine.EUNAUTHENTICATED,
+	connect.CodeUnavailable:        syncengine.EUNAVAILABLE,
+	connect.CodeDeadlineExceeded:   syncengine.EUNAVAILABLE,
+	connect.CodeCanceled:           syncengine.EUNAVAILABLE,
+}
+
+// serverCode is the application's code of an error the server sent.
+func serverCode(ce *connect.Error) syncengine.Code {
+	if c := syncengine.Code(ce.Meta().Get(wire.ErrorCodeHeader)); c != "" {
+		switch c {
+		case syncengine.EINVALID, syncengine.ETOOLARGE, syncengine.ENOTFOUND, syncengine.EEXISTS, syncengine.ECONFLICT,
+			syncengine.EPERMISSION, syncengine.EUNAUTHENTICATED, syncengine.ERATELIMIT, syncengine.EUNAVAILABLE,
+			syncengine.ENOSPACE, syncengine.EINTERNAL:
+			return c
+		}
+	}
+	if c, ok := fromConnect[ce.Code()]; ok {
+		return c
+	}
+	return syncengine.EINTERNAL
+}
+
+// ServerError is an error the server answered with. Code is the
+// application's error code (the server sends it beside the transport's;
+// from a server that does not, it is read from the transport's code).
 type ServerError struct {
 	Action  string
-	Code    connect.Code
+	Code    syncengine.Code
 	Message string
+
+	cursorAhead bool // the pull's cursor is beyond the server's position
 }
 
 func (e *ServerError) Error() string {
@@ -534,7 +596,7 @@ func (c *Client) ServerStateHash(ctx context.Context) (sum [32]byte, entries int
 	if err != nil {
 		return sum, 0, 0, err
 	}
-	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{})
+	resp, err := rpc.sync.GetStateHash(ctx, &diaryv1.GetStateHashRequest{MergedText: true})
 	if err != nil {
 		return sum, 0, 0, rpcError("get the server's state hash", err)
 	}

@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"connectrpc.com/connect"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
@@ -430,7 +429,7 @@ func TestRefusedDoesNotBlock(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range refused {
-		if r.Reason != diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE || !strings.Contains(r.Message, "limit is 50") || r.Change.Tag == "" {
+		if r.Reason != study.RefusedTooLarge || !strings.Contains(r.Message, "limit is 50") || r.Change.Tag == "" {
 			t.Fatalf("refused %+v", r)
 		}
 	}
@@ -470,7 +469,7 @@ func TestFeedbackAfterUnshareIsRefused(t *testing.T) {
 	mustSync(t, nav)
 	mustSync(t, sup)
 	refused, _ := sup.Refused(ctx, 0, 10)
-	if len(refused) != 1 || refused[0].Reason != diaryv1.RefusalReason_REFUSAL_REASON_NOT_PERMITTED || refused[0].Change.Text != "Well noticed." {
+	if len(refused) != 1 || refused[0].Reason != study.RefusedNotPermitted || refused[0].Change.Text != "Well noticed." {
 		t.Fatalf("refused %+v", refused)
 	}
 	if _, err := sup.Get(ctx, id); syncengine.ErrorCode(err) != syncengine.ENOTFOUND {
@@ -563,7 +562,7 @@ func TestRevokeAndReenrol(t *testing.T) {
 
 	// A code for someone else is refused, and still works for them.
 	otherCode := ts.code(t, study.RoleNavigator, "PN-B")
-	if _, err := nav.Enroll(ctx, ts.URL, otherCode, "x"); !isServerCode(err, connect.CodeFailedPrecondition) {
+	if _, err := nav.Enroll(ctx, ts.URL, otherCode, "x"); !isServerCode(err, syncengine.ECONFLICT) {
 		t.Fatalf("enrolling PN-A's replica as PN-B: %v", err)
 	}
 	if _, err := MustOpen(t, Options{}).Enroll(ctx, ts.URL, otherCode, "x"); err != nil {
@@ -585,7 +584,7 @@ func TestRevokeAndReenrol(t *testing.T) {
 	assertConverged(t, nav)
 }
 
-func isServerCode(err error, code connect.Code) bool {
+func isServerCode(err error, code syncengine.Code) bool {
 	var se *ServerError
 	return errors.As(err, &se) && se.Code == code
 }

@@ -27,10 +27,20 @@ func TestApproval(t *testing.T) {
 	if st.DeviceState != study.DevicePending {
 		t.Fatalf("the tablet is %s, want pending", st.DeviceState)
 	}
-	written := mustCreate(t, tablet, Draft{Title: "on the tablet, waiting"})
+	// Its body is queued as a text edit, but a pending device cannot
+	// pull to hear whether the server merges text: it sends the whole
+	// text, of an entry nobody else sees yet.
+	written := mustCreate(t, tablet, Draft{Title: "on the tablet, waiting", Body: "Met J. at the hostel."})
 	r, err := tablet.SyncReport(ctx)
 	if err != nil || !r.AwaitingApproval || r.Accepted == 0 || r.Received != 0 || r.Pending != 0 {
 		t.Fatalf("the pending tablet's sync: %+v, %v", r, err)
+	}
+	edited := "Met J. at the hostel. Bring the form."
+	if err := tablet.Update(ctx, written, Edit{Body: &edited}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := tablet.SyncReport(ctx); err != nil || !r.AwaitingApproval || r.Accepted != 1 || r.Pending != 0 {
+		t.Fatalf("the pending tablet's sync of a body edit: %+v, %v", r, err)
 	}
 	if _, err := tablet.Get(ctx, mine); err == nil {
 		t.Fatal("the pending tablet holds the phone's entry")
@@ -64,8 +74,8 @@ func TestApproval(t *testing.T) {
 	if st, _ = tablet.Status(ctx); st.DeviceState != study.DeviceActive {
 		t.Fatalf("the approved tablet is %s", st.DeviceState)
 	}
-	if _, err := phone.Get(ctx, written); err != nil {
-		t.Fatalf("the phone does not have the tablet's entry after approval: %v", err)
+	if e, err := phone.Get(ctx, written); err != nil || e.Body != edited {
+		t.Fatalf("the phone does not have the tablet's entry after approval: %+v, %v", e, err)
 	}
 	assertConverged(t, phone, tablet)
 

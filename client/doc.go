@@ -11,5 +11,8 @@
 //
 // The entry an app sees is the last state pulled from the server merged
 // with the changes still in the outbox, through the same merge rules the
-// server uses (package syncengine).
+// server uses (package syncengine). Bodies and feedback notes are merged
+// text: an app hands over the whole text (or splices, in code points or
+// UTF-16 code units) and the client queues the edit, which merges with
+// edits made on other devices character by character (see text.go).
 package client

@@ -32,7 +32,11 @@ type Entry struct {
 	Pending         int       // local changes the server has not accepted yet
 	ReceivedAt      time.Time // when this replica first got it
 	ReadAt          time.Time // when it was marked read (zero: unread)
-	Feedback        []Feedback
+	// BodyConcurrent says the body holds edits made on two or more
+	// devices that had not seen each other's, merged, and nobody has
+	// edited it since: what an app shows as "edited on two devices".
+	BodyConcurrent bool
+	Feedback       []Feedback
 
 	// State is the merged state with every register's clock, for apps
 	// that need it.
@@ -46,6 +50,9 @@ type Feedback struct {
 	Body      string
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// BodyConcurrent is Entry.BodyConcurrent for the note, on the
+	// devices of the supervisor who wrote it.
+	BodyConcurrent bool
 }
 
 func entryFromState(e *syncengine.Entry) *Entry {
@@ -60,6 +67,7 @@ func entryFromState(e *syncengine.Entry) *Entry {
 		ShareSupervisor: e.ShareSupervisor.Value,
 		ShareResearch:   e.ShareResearch.Value,
 		Deleted:         e.Deleted.Value,
+		BodyConcurrent:  e.BodyText != nil && e.BodyText.Concurrent(),
 		State:           e,
 	}
 	if e.Created != 0 {
@@ -72,7 +80,8 @@ func entryFromState(e *syncengine.Entry) *Entry {
 		if f.Deleted.Value {
 			continue
 		}
-		out.Feedback = append(out.Feedback, Feedback{ID: f.ID, Author: f.Author, Body: f.Body.Value, CreatedAt: f.Created.Time(), UpdatedAt: f.Body.Clock.Time()})
+		out.Feedback = append(out.Feedback, Feedback{ID: f.ID, Author: f.Author, Body: f.Body.Value, CreatedAt: f.Created.Time(), UpdatedAt: f.Body.Clock.Time(),
+			BodyConcurrent: f.BodyText != nil && f.BodyText.Concurrent()})
 	}
 	return out
 }
@@ -89,9 +98,18 @@ type Draft struct {
 }
 
 // Edit changes some fields of an entry; nil fields stay as they are.
+// Body is the whole new text, as a text field hands it over: the client
+// sends the edit from the text the replica holds to it, which merges with
+// edits made meanwhile on other devices.
 type Edit struct {
-	Title           *string
-	Body            *string
+	Title *string
+	Body  *string
+	// BodyBase, when set with Body, is the text the app showed when the
+	// person began to edit (the Body that Get returned then). If the
+	// body has changed since (a sync merged in an edit made on another
+	// device), the edit from BodyBase to Body is made on the body as it is
+	// now (syncengine.Rebase), so that the other edit stays.
+	BodyBase        *string
 	Date            *string
 	Mood            *int
 	AddTags         []string
@@ -124,12 +142,21 @@ func (c *Client) Update(ctx context.Context, id syncengine.EntryID, e Edit) erro
 	if len(changes) == 0 {
 		return syncengine.Errorf(syncengine.EINVALID, "nothing to change")
 	}
+	if e.Body != nil && e.BodyBase != nil {
+		for i := range changes {
+			if changes[i].Field == syncengine.FieldBody {
+				return c.write(ctx, changes, false, &splice{index: i, base: e.BodyBase})
+			}
+		}
+	}
 	return c.write(ctx, changes, false)
 }
 
 // Changes returns the field-level changes that create entry id from the
 // draft, not yet stamped: title, body and date always, the rest when set.
-// Create fills in an empty Date with today first.
+// Create fills in an empty Date with today first. With a server that
+// merges text, Create queues the body as a text edit, and none for an
+// empty body.
 func (d Draft) Changes(id syncengine.EntryID) []syncengine.Change {
 	changes := []syncengine.Change{
 		{Entry: id, Field: syncengine.FieldTitle, Text: d.Title},
@@ -152,7 +179,9 @@ func (d Draft) Changes(id syncengine.EntryID) []syncengine.Change {
 }
 
 // Changes returns the field-level changes the edit makes to entry id, not
-// yet stamped, one per field set and per tag added or removed.
+// yet stamped, one per field set and per tag added or removed. With a
+// server that merges text, Update queues the body as a text edit, and
+// none when it is the text the entry already has.
 func (e Edit) Changes(id syncengine.EntryID) []syncengine.Change {
 	var changes []syncengine.Change
 	add := func(ch syncengine.Change) {
@@ -223,8 +252,9 @@ func (c *Client) WriteFeedback(ctx context.Context, entry syncengine.EntryID, bo
 	return id, err
 }
 
-// EditFeedback replaces the text of one of this supervisor's feedback
-// notes.
+// EditFeedback sets the text of one of this supervisor's feedback notes,
+// which merges, as an entry's body does, with edits made meanwhile on
+// their other devices.
 func (c *Client) EditFeedback(ctx context.Context, entry syncengine.EntryID, id syncengine.FeedbackID, body string) error {
 	return c.write(ctx, []syncengine.Change{{Entry: entry, Field: syncengine.FieldFeedbackBody, Feedback: id, Text: body}}, false)
 }
@@ -238,10 +268,46 @@ var errNotFound = func(id syncengine.EntryID) error {
 	return syncengine.Errorf(syncengine.ENOTFOUND, "no entry %s on this device", id)
 }
 
-// write stamps, validates and applies changes locally, and queues them in
+// SpliceBody replaces del characters of an entry's body at pos with
+// text, as an edit made on this device: positions count Unicode code
+// points. It merges, as every body edit does, with edits made meanwhile
+// on other devices. A position outside the body is EINVALID.
+func (c *Client) SpliceBody(ctx context.Context, id syncengine.EntryID, pos, del int, text string) error {
+	return c.write(ctx, []syncengine.Change{{Entry: id, Field: syncengine.FieldBody}}, false, &splice{pos: pos, del: del, text: text})
+}
+
+// SpliceBodyUTF16 is SpliceBody with pos and del counted in UTF-16 code
+// units, as phone text views count them. A position between the two
+// halves of a surrogate pair is EINVALID.
+func (c *Client) SpliceBodyUTF16(ctx context.Context, id syncengine.EntryID, pos16, del16 int, text string) error {
+	return c.write(ctx, []syncengine.Change{{Entry: id, Field: syncengine.FieldBody}}, false, &splice{pos: pos16, del: del16, text: text, units16: true})
+}
+
+// splice is an edit an app makes to a body directly, instead of handing
+// over the whole text; or, with base, the text a whole-text edit was
+// made on. It applies to the index-th change of a write.
+type splice struct {
+	index    int
+	pos, del int
+	text     string
+	units16  bool
+	base     *string
+}
+
+func (sp *splice) edit(d *syncengine.TextDoc, s syncengine.Stamp) (*syncengine.TextChange, error) {
+	if sp.units16 {
+		return d.SpliceUTF16(s, sp.pos, sp.del, sp.text)
+	}
+	return d.Splice(s, sp.pos, sp.del, sp.text)
+}
+
+// writeChecked stamps, validates and applies changes locally, and queues them in
 // the outbox, all in one durable transaction: either every change is
-// written or none is.
-func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, create bool) error {
+// written or none is. A body (or feedback body) is queued as the text
+// edit from the text the replica holds (or as sp, for the one change of
+// a splice), when the server merges text; a body set to the text it has
+// queues nothing.
+func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, create bool, sp ...*splice) error {
 	_, p, err := c.rpcs()
 	if err != nil {
 		return err
@@ -255,6 +321,7 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 	case p.Role != study.RoleNavigator && p.Role != study.RoleSupervisor:
 		return syncengine.Errorf(syncengine.EPERMISSION, "a %s cannot write entries or feedback", p.Role)
 	}
+	queued := 0
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		states := map[syncengine.EntryID]*localEntry{}
 		for i := range changes {
@@ -287,14 +354,62 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 			}
 			ch.Stamp = syncengine.Stamp{Clock: c.stamp(), Replica: p.Replica}
 			ch.Author = p.StudyCode
-			if err := syncengine.ValidateChange(ch); err != nil {
-				return err
+			var edit *splice
+			if len(sp) > 0 && i == sp[0].index {
+				edit = sp[0]
 			}
-			if err := le.state.Admits(ch); err != nil {
-				return err
+			if edit != nil && edit.base != nil {
+				// A whole text made on an older text: the edit, made on
+				// the text as it is now.
+				if cur := textOf(le.state, keyOf(ch)); cur != *edit.base {
+					ch.Text = syncengine.Rebase(*edit.base, ch.Text, cur)
+				}
+				edit = nil
 			}
-			le.state.Apply(ch)
+			if isText(ch.Field) {
+				if le.whole == nil {
+					le.whole = map[docKey]bool{}
+					if le.before > 0 { // only an entry with changes queued can have whole texts queued
+						rows, err := entryOutbox(ctx, tx, ch.Entry)
+						if err != nil {
+							return err
+						}
+						le.whole = wholePending(rows)
+					}
+				}
+				if c.mergedText() && !le.whole[keyOf(ch)] {
+					if err := c.editText(le, ch, edit); err != nil {
+						return err
+					}
+					if ch.TextEdit == nil {
+						continue // the text is already as asked
+					}
+				} else {
+					cur := textOf(le.state, keyOf(ch))
+					if edit != nil {
+						text, err := spliceString(cur, edit.pos, edit.del, edit.text, edit.units16)
+						if err != nil {
+							return err
+						}
+						ch.Text = text
+					}
+					if ch.Text == cur && (!create || cur != "") {
+						continue // the text is already as asked
+					}
+					le.whole[keyOf(ch)] = true
+				}
+			}
+			if ch.TextEdit == nil {
+				if err := syncengine.ValidateChange(ch); err != nil {
+					return err
+				}
+				if err := le.state.Admits(ch); err != nil {
+					return err
+				}
+				le.state.Apply(ch)
+			}
 			le.pending++
+			queued++
 			// Every change of this save names it by the clock of its
 			// first change, so that the server counts one revision.
 			pc := wire.ChangeToProto(ch)
@@ -303,7 +418,7 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 			if err != nil {
 				return fmt.Errorf("cannot encode change: %w", err)
 			}
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (entry, clock, change) VALUES (?, ?, ?)`, ch.Entry[:], int64(ch.Clock), b); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (entry, clock, change, text) VALUES (?, ?, ?, ?)`, ch.Entry[:], int64(ch.Clock), b, ch.TextEdit != nil); err != nil {
 				return fmt.Errorf("cannot queue change: %w", err)
 			}
 		}
@@ -313,6 +428,9 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 		}
 		defer w.close()
 		for _, le := range states {
+			if le.exists && le.pending == le.before {
+				continue // nothing queued for it
+			}
 			if err := w.store(ctx, le, c.opts.Now(), !le.exists); err != nil {
 				return err
 			}
@@ -322,6 +440,9 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 	if err != nil {
 		return err
 	}
+	if queued == 0 {
+		return nil
+	}
 	c.watchers.notify(EventEntries)
 	c.watchers.notify(EventStatus)
 	select {
@@ -329,6 +450,43 @@ func (c *Client) writeChecked(ctx context.Context, changes []syncengine.Change, 
 	default:
 	}
 	return nil
+}
+
+// editText makes ch (a body or feedback body set to ch.Text, or edited by
+// sp) a text edit of le's state, merging it into the state; it leaves
+// ch.TextEdit nil when the text is already as asked.
+func (c *Client) editText(le *localEntry, ch *syncengine.Change, sp *splice) error {
+	if sp == nil {
+		// The whole text is checked as a whole value would be, so that
+		// an app gets the same errors either way.
+		if err := syncengine.ValidateChange(ch); err != nil {
+			return err
+		}
+	} else if err := syncengine.ValidateText("text", sp.text, syncengine.MaxBodyBytes, true); err != nil {
+		return err
+	}
+	if err := le.state.Admits(ch); err != nil {
+		return err
+	}
+	text := ch.Text
+	ch.Text = ""
+	err := le.state.EditText(ch, func(d *syncengine.TextDoc) (*syncengine.TextChange, error) {
+		if sp != nil {
+			return sp.edit(d, ch.Stamp)
+		}
+		return d.SetText(ch.Stamp, text)
+	})
+	if err != nil {
+		ch.Text = text
+		if syncengine.ErrorCode(err) == syncengine.EINTERNAL {
+			return fmt.Errorf("entry %s: stored state: %w", ch.Entry, err)
+		}
+		return err
+	}
+	if ch.TextEdit == nil {
+		return nil
+	}
+	return syncengine.ValidateChange(ch)
 }
 
 func saveClock(ctx context.Context, tx *sql.Tx, last syncengine.Timestamp) error {
@@ -344,23 +502,26 @@ type localEntry struct {
 	base    *syncengine.Entry // nil: the server has not sent it
 	state   *syncengine.Entry
 	pending int
+	before  int             // pending when loaded
+	whole   map[docKey]bool // texts with whole-text writes queued (see wholePending)
 }
 
 func loadLocal(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) (*localEntry, error) {
 	var base, state []byte
 	le := &localEntry{exists: true}
 	err := tx.QueryRowContext(ctx, `SELECT base, state, pending FROM entries WHERE id = ?`, id[:]).Scan(&base, &state, &le.pending)
+	le.before = le.pending
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("cannot read entry: %w", err)
 	}
-	if le.state, err = syncengine.DecodeEntry(state); err != nil {
+	if le.state, err = syncengine.DecodeEntryLazy(state); err != nil {
 		return nil, fmt.Errorf("entry %s: stored state: %w", id, err)
 	}
 	if base != nil {
-		if le.base, err = syncengine.DecodeEntry(base); err != nil {
+		if le.base, err = syncengine.DecodeEntryLazy(base); err != nil {
 			return nil, fmt.Errorf("entry %s: stored base: %w", id, err)
 		}
 	}
@@ -373,6 +534,7 @@ func loadLocal(ctx context.Context, tx *sql.Tx, id syncengine.EntryID) (*localEn
 type entryWriter struct {
 	tx                      *sql.Tx
 	upsert, delTags, insTag *sql.Stmt
+	search                  *searchWriter
 }
 
 func newEntryWriter(ctx context.Context, tx *sql.Tx) (*entryWriter, error) {
@@ -390,6 +552,10 @@ func newEntryWriter(ctx context.Context, tx *sql.Tx) (*entryWriter, error) {
 	}
 	if w.insTag, err = tx.PrepareContext(ctx, `INSERT INTO entry_tags (tag, entry) VALUES (?, ?)`); err != nil {
 		return nil, fmt.Errorf("cannot prepare entry write: %w", err)
+	}
+	if w.search, err = newSearchWriter(ctx, tx); err != nil {
+		w.close()
+		return nil, err
 	}
 	return w, nil
 }
@@ -422,7 +588,7 @@ func (w *entryWriter) store(ctx context.Context, le *localEntry, now time.Time, 
 			}
 		}
 	}
-	return nil
+	return w.search.index(ctx, e)
 }
 
 func (w *entryWriter) close() {
@@ -430,6 +596,9 @@ func (w *entryWriter) close() {
 		if s != nil {
 			s.Close()
 		}
+	}
+	if w.search != nil {
+		w.search.close()
 	}
 }
 
@@ -452,7 +621,7 @@ func scanEntry(row interface{ Scan(...any) error }, extra ...any) (*Entry, error
 	if err := row.Scan(append([]any{&state, &pending, &received, &read}, extra...)...); err != nil {
 		return nil, err
 	}
-	s, err := syncengine.DecodeEntry(state)
+	s, err := syncengine.DecodeEntryLazy(state)
 	if err != nil {
 		return nil, fmt.Errorf("stored state: %w", err)
 	}
@@ -527,48 +696,9 @@ func (c *Client) listChecked(ctx context.Context, o ListOptions) (*ListPage, err
 	case limit > 1000:
 		limit = 1000
 	}
-	var where []string
-	var args []any
-	if o.From != "" {
-		if err := syncengine.ValidateDate(o.From); err != nil {
-			return nil, err
-		}
-		where, args = append(where, "date >= ?"), append(args, o.From)
-	}
-	if o.To != "" {
-		if err := syncengine.ValidateDate(o.To); err != nil {
-			return nil, err
-		}
-		where, args = append(where, "date <= ?"), append(args, o.To)
-	}
-	if o.Tag != "" {
-		where, args = append(where, "id IN (SELECT entry FROM entry_tags WHERE tag = ?)"), append(args, o.Tag)
-	}
-	switch o.Sharing {
-	case SharedSupervisor:
-		where = append(where, "share_supervisor = 1")
-	case SharedResearch:
-		where = append(where, "share_research = 1")
-	case SharedWithAnyone:
-		where = append(where, "(share_supervisor = 1 OR share_research = 1)")
-	case SharedWithNoone:
-		where = append(where, "share_supervisor = 0 AND share_research = 0")
-	}
-	switch o.Deleted {
-	case HideDeleted:
-		where = append(where, "deleted = 0")
-	case OnlyDeleted:
-		where = append(where, "deleted = 1")
-	}
-	if o.Unread {
-		where = append(where, "read_at IS NULL")
-	}
-	if o.PageToken != "" {
-		date, id, err := decodeListToken(o.PageToken)
-		if err != nil {
-			return nil, err
-		}
-		where, args = append(where, "(date, id) < (?, ?)"), append(args, date, id)
+	where, args, err := listFilter(o)
+	if err != nil {
+		return nil, err
 	}
 	q := `SELECT ` + entryColumns + `, date, id FROM entries`
 	if len(where) > 0 {
@@ -672,7 +802,7 @@ func (c *Client) stateHashChecked(ctx context.Context) ([32]byte, int, error) {
 			if err := rows.Scan(&b); err != nil {
 				return err
 			}
-			e, err := syncengine.DecodeEntry(b)
+			e, err := syncengine.DecodeEntryLazy(b)
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
@@ -789,9 +919,9 @@ func (c *Client) FindID(ctx context.Context, s string) (syncengine.EntryID, erro
 
 // write applies local changes (see writeChecked), unless the replica is
 // known to be damaged.
-func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool) error {
+func (c *Client) write(ctx context.Context, changes []syncengine.Change, create bool, sp ...*splice) error {
 	if err := c.checkDamaged(); err != nil {
 		return err
 	}
-	return c.damage(c.writeChecked(ctx, changes, create))
+	return c.damage(c.writeChecked(ctx, changes, create, sp...))
 }

@@ -134,11 +134,16 @@ type salvagedChange struct {
 	entry      []byte
 	change     []byte
 	uncertain  bool
+	// The merged-text columns (migration 0004): a text edit must not be
+	// stamped again, and a held text keeps the text it was made on.
+	text, hold bool
+	base       sql.NullString
+	rebuilds   int64
 }
 
 const (
-	profileColumns = `server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state, revocation, revoked_by, revoked_at, revoked_message, lost_changes`
-	refusedColumns = `seq, entry, change, reason, message, refused_at`
+	profileColumns = `server_url, token, device_id, replica_id, role, study_code, display_name, enrolled_at, clock_offset, device_state, revocation, revoked_by, revoked_at, revoked_message, lost_changes, merged_text`
+	refusedColumns = `seq, entry, change, reason, message, refused_at, text`
 )
 
 // salvage reads what it can of a damaged replica, row by row where a
@@ -156,7 +161,7 @@ func salvage(ctx context.Context, path string) (*salvaged, error) {
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 	s := &salvaged{}
-	s.profile = make([]any, 15)
+	s.profile = make([]any, 16)
 	ptrs := make([]any, len(s.profile))
 	for i := range s.profile {
 		ptrs[i] = &s.profile[i]
@@ -214,10 +219,10 @@ func readAll(ctx context.Context, db *sql.DB, query string) ([]int64, error) {
 // readOutbox reads the outbox in order; when the scan breaks on a damaged
 // page, it goes on row by row up to the last sequence number handed out.
 func (s *salvaged) readOutbox(ctx context.Context, db *sql.DB) {
-	const cols = `seq, entry, clock, change, uncertain`
+	const cols = `seq, entry, clock, change, uncertain, text, hold, base, rebuilds`
 	scan := func(row interface{ Scan(...any) error }) (salvagedChange, error) {
 		var c salvagedChange
-		err := row.Scan(&c.seq, &c.entry, &c.clock, &c.change, &c.uncertain)
+		err := row.Scan(&c.seq, &c.entry, &c.clock, &c.change, &c.uncertain, &c.text, &c.hold, &c.base, &c.rebuilds)
 		return c, err
 	}
 	last := int64(0)
@@ -276,8 +281,8 @@ func (s *salvaged) readMarks(ctx context.Context, db *sql.DB) {
 // readRefused reads the refused changes, row by row if it must.
 func (s *salvaged) readRefused(ctx context.Context, db *sql.DB) {
 	row := func() ([]any, []any) {
-		v := make([]any, 6)
-		p := make([]any, 6)
+		v := make([]any, 7)
+		p := make([]any, 7)
 		for i := range v {
 			p[i] = &v[i]
 		}
@@ -306,7 +311,7 @@ func (s *salvaged) write(ctx context.Context, path string, opts Options) error {
 		return err
 	}
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, `+profileColumns+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, s.profile...); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO profile (id, `+profileColumns+`) VALUES (1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, s.profile...); err != nil {
 			return fmt.Errorf("cannot restore the profile: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE clock SET last = ?, known = ? WHERE id = 1`, s.last, s.known); err != nil {
@@ -318,12 +323,13 @@ func (s *salvaged) write(ctx context.Context, path string, opts Options) error {
 			}
 		}
 		for _, o := range s.outbox {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (seq, entry, clock, change, uncertain) VALUES (?, ?, ?, ?, ?)`, o.seq, o.entry, o.clock, o.change, o.uncertain); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO outbox (seq, entry, clock, change, uncertain, text, hold, base, rebuilds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				o.seq, o.entry, o.clock, o.change, o.uncertain, o.text, o.hold, o.base, o.rebuilds); err != nil {
 				return fmt.Errorf("cannot restore an unsynced change: %w", err)
 			}
 		}
 		for _, r := range s.refused {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO refused (`+refusedColumns+`) VALUES (?, ?, ?, ?, ?, ?)`, r...); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO refused (`+refusedColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)`, r...); err != nil {
 				return fmt.Errorf("cannot restore a refused change: %w", err)
 			}
 		}

@@ -75,6 +75,9 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 		close(done)
 	}()
 
+	c.conn.setRunning(true)
+	defer c.conn.setRunning(false)
+
 	remote := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -84,6 +87,9 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 	backoff := time.Duration(0)
 	timer := time.NewTimer(0) // sync at once on start
 	defer timer.Stop()
+	// Taken before each sync, so that a NetworkChanged during it is seen
+	// after it.
+	changed := c.network.wait()
 	for {
 		fromTimer := false
 		select {
@@ -91,6 +97,10 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 			return nil
 		case <-timer.C:
 			fromTimer = true
+		case <-changed:
+			// A new network: what failed on the old one may work now.
+			changed = c.network.wait()
+			backoff, fromTimer = 0, true
 		case <-remote:
 		case <-c.kick:
 			if backoff == 0 {
@@ -107,18 +117,23 @@ func (c *Client) Run(ctx context.Context, o RunOptions) error {
 			// since 1.23 need no draining; it stays armed).
 			continue
 		}
-		err := c.Sync(ctx)
+		// The wait after a failure is chosen before the sync, so that its
+		// status can say when the retry comes as soon as it fails.
+		next := nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+		err := c.Sync(context.WithValue(ctx, retryKey{}, next))
 		if ctx.Err() != nil {
 			return nil
 		}
 		if err != nil {
-			backoff = nextBackoff(backoff, o.MinBackoff, o.MaxBackoff)
+			backoff = next
 			c.log.Info("sync failed; backing off", "wait", backoff, "err", err)
 			timer.Reset(backoff)
+			c.conn.scheduled(c.opts.Now().Add(backoff))
 			continue
 		}
 		backoff = 0
 		timer.Reset(o.Interval)
+		c.conn.scheduled(c.opts.Now().Add(o.Interval))
 	}
 }
 
@@ -148,7 +163,8 @@ const refusedStreamBackoff = 30 * time.Second
 func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- struct{}) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
-		ok, err := c.subscribeOnce(ctx, o.StreamTimeout, remote)
+		changed := c.network.wait()
+		ok, err := c.subscribeOnce(ctx, o.StreamTimeout, remote, changed)
 		if ctx.Err() != nil {
 			return
 		}
@@ -174,17 +190,23 @@ func (c *Client) subscribeLoop(ctx context.Context, o RunOptions, remote chan<- 
 		case c.revocationNoted():
 			return // Run's next sync wipes the replica
 		}
+		if !ok && err != nil {
+			c.conn.streamFailed(rpcError("listen for changes", err), c.opts.Now().Add(backoff))
+		}
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
+			backoff = 0
 		case <-time.After(backoff):
 		}
 	}
 }
 
 // subscribeOnce runs one Subscribe stream until it ends; it reports
-// whether the stream was established, and why it ended.
-func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}) (bool, error) {
+// whether the stream was established, and why it ended. NetworkChanged
+// ends it: it was opened on the old network.
+func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remote chan<- struct{}, changed <-chan struct{}) (bool, error) {
 	rpc, _, err := c.rpcs()
 	if err != nil {
 		return false, err
@@ -195,6 +217,13 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	stream, err := rpc.sync.Subscribe(ctx, &diaryv1.SubscribeRequest{Cursor: uint64(cursor)})
 	if err != nil {
 		return false, err
@@ -206,11 +235,14 @@ func (c *Client) subscribeOnce(ctx context.Context, silence time.Duration, remot
 	defer watchdog.Stop()
 	established := false
 	for stream.Receive() {
-		if !established && c.offline.Load() != nil {
-			// Back: a sync says so (and catches up).
-			select {
-			case remote <- struct{}{}:
-			default:
+		if !established {
+			c.conn.streamOpened()
+			if c.conn.needsContact() || c.offline.Load() != nil {
+				// The server is back: a sync says so, and catches up.
+				select {
+				case remote <- struct{}{}:
+				default:
+				}
 			}
 		}
 		established = true

@@ -23,9 +23,15 @@ const (
 	EventStatus                   // pending count, progress, last sync or last error changed
 )
 
+// eventKinds is how many kinds of Event there are: a Watch channel has
+// room for one of each.
+const eventKinds = 2
+
 // watchers fans events out to Watch channels. Each channel holds at most
 // one event of each kind waiting, so a slow UI sees the latest state, not
-// a backlog.
+// a backlog, and never loses the last event of a kind: an event that
+// finds its channel full joins the ones waiting unless one of its kind is
+// among them already.
 type watchers struct {
 	mu   sync.Mutex
 	subs map[chan Event]struct{}
@@ -37,7 +43,34 @@ func (w *watchers) notify(e Event) {
 	for ch := range w.subs {
 		select {
 		case ch <- e:
+			continue
 		default:
+		}
+		// Full: take back what waits (the watcher may take some
+		// meanwhile), keep one event of each kind in the order they came,
+		// and put them back. Only notify sends, under w.mu, and there are
+		// no more kinds than places, so they fit.
+		var waiting [eventKinds + 1]Event
+		n := 0
+		seen := map[Event]bool{}
+		for drained := false; !drained; {
+			select {
+			case old := <-ch:
+				if !seen[old] {
+					seen[old] = true
+					waiting[n] = old
+					n++
+				}
+			default:
+				drained = true
+			}
+		}
+		if !seen[e] {
+			waiting[n] = e
+			n++
+		}
+		for _, ev := range waiting[:n] {
+			ch <- ev
 		}
 	}
 }
@@ -53,9 +86,10 @@ func (w *watchers) closeAll() {
 
 // Watch returns a channel that receives an Event after entries or the
 // status change, and a function to stop watching. The channel is closed
-// when the client closes.
+// when the client closes. Events of one kind that come while the watcher
+// is busy wait as one, and the last event of each kind always arrives.
 func (c *Client) Watch() (<-chan Event, func()) {
-	ch := make(chan Event, 2)
+	ch := make(chan Event, eventKinds)
 	c.watchers.mu.Lock()
 	if c.watchers.subs == nil {
 		c.watchers.subs = map[chan Event]struct{}{}
@@ -134,6 +168,8 @@ type Status struct {
 	OfflineReason string
 	ClockOffset   time.Duration // correction applied to this device's clock
 	Progress      Progress
+	// Connectivity says whether the server can be reached now.
+	Connectivity Connectivity
 }
 
 // statusChecked is Status without the check for a damaged replica.
@@ -188,6 +224,7 @@ func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 		return nil
 	})
 	s.Progress = c.status.get()
+	s.Connectivity = c.conn.get()
 	if why := c.offline.Load(); why != nil {
 		s.Offline, s.OfflineReason = true, *why
 	}
@@ -201,11 +238,15 @@ func (c *Client) statusChecked(ctx context.Context) (Status, error) {
 }
 
 // RefusedChange is a change the server refused, kept so that the person
-// who made it can see it, and what they wrote.
+// who made it can see it, and what they wrote. For a text edit of a body
+// or feedback note, Change.Text holds the whole text it had on this
+// device when the edit was refused, beside the edit (Change.TextEdit):
+// the edits made on the refused one could not be sent either, and their
+// words are in that text too.
 type RefusedChange struct {
 	Seq       int64
 	Change    syncengine.Change
-	Reason    diaryv1.RefusalReason
+	Reason    study.Refusal
 	Message   string
 	RefusedAt time.Time
 }
@@ -215,7 +256,7 @@ func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, change, reason, message, refused_at, text FROM refused WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("cannot list refused changes: %w", err)
 	}
@@ -223,11 +264,12 @@ func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]
 	var out []RefusedChange
 	for rows.Next() {
 		var (
-			r  RefusedChange
-			b  []byte
-			at int64
+			r    RefusedChange
+			b    []byte
+			at   int64
+			text sql.NullString
 		)
-		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at); err != nil {
+		if err := rows.Scan(&r.Seq, &b, &r.Reason, &r.Message, &at, &text); err != nil {
 			return nil, fmt.Errorf("cannot list refused changes: %w", err)
 		}
 		var p diaryv1.Change
@@ -236,6 +278,9 @@ func (c *Client) refusedChecked(ctx context.Context, after int64, limit int) ([]
 		}
 		if r.Change, err = wire.ChangeFromProto(&p); err != nil {
 			return nil, fmt.Errorf("stored refused change: %w", err)
+		}
+		if text.Valid {
+			r.Change.Text = text.String
 		}
 		r.RefusedAt = time.UnixMilli(at).UTC()
 		out = append(out, r)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"testing"
 
-	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -40,7 +39,7 @@ func TestErasureWithOfflineDevice(t *testing.T) {
 		t.Fatalf("the erased entry is still on the tablet: %v", err)
 	}
 	refused, _ := tablet.Refused(ctx, 0, 10)
-	if len(refused) != 1 || refused[0].Reason != diaryv1.RefusalReason_REFUSAL_REASON_ERASED || refused[0].Change.Text != "edited offline" {
+	if len(refused) != 1 || refused[0].Reason != study.RefusedErased || refused[0].Change.Text != "edited offline" {
 		t.Fatalf("refused on the tablet: %+v", refused)
 	}
 	for _, c := range []*Client{phone, sup} {

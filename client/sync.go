@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -53,7 +55,11 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 		return Report{}, err
 	}
 	c.status.set(func(pr *Progress) { *pr = Progress{Running: true, Phase: "push"} })
+	c.conn.syncStarted()
 	c.watchers.notify(EventStatus)
+	// Text edits go only to a server whose answer in this sync said it
+	// merges text (see push).
+	c.confirmed.Store(false)
 	err = c.push(ctx, rpc, p)
 	waiting := false
 	if err == nil {
@@ -66,15 +72,49 @@ func (c *Client) syncReportChecked(ctx context.Context) (Report, error) {
 			waiting, err = true, c.setDeviceState(study.DevicePending)
 		}
 	}
-	c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" })
+	if err == nil {
+		// Texts whose edits the server could not take are edits of the
+		// text just pulled now; send them in this sync. An edit made
+		// again can meet the same refusal once more; after two
+		// rebuilds a text goes whole, which the server always merges,
+		// so three rounds leave nothing held.
+		for round := 0; round < 3 && err == nil; round++ {
+			var released bool
+			if released, err = c.rederive(ctx); err != nil || !released {
+				break
+			}
+			c.status.set(func(pr *Progress) { pr.Phase = "push" })
+			if err = c.push(ctx, rpc, p); err != nil {
+				break
+			}
+			if waiting {
+				// A device waiting for approval pulls nothing: its texts
+				// are made again on what it holds, and go whole by the
+				// last round (only it writes the entries it may write).
+				continue
+			}
+			c.status.set(func(pr *Progress) { pr.Phase = "pull" })
+			err = c.pull(ctx, rpc)
+			if awaitingApproval(err) {
+				waiting, err = true, c.setDeviceState(study.DevicePending)
+			}
+		}
+	}
+	// The sync ends, for anyone reading the status, only once its result
+	// is recorded: a status that says not syncing says how the last sync
+	// ended.
+	ended := func() { c.status.set(func(pr *Progress) { pr.Running = false; pr.Phase = "" }) }
 	c.noteReachable(err)
 	if rerr := c.wipeIfRevoked(); rerr != nil {
+		ended()
 		c.watchers.notify(EventStatus)
 		return Report{}, rerr
 	}
 	if rerr := c.recordResult(err); rerr != nil && err == nil {
 		err = rerr
 	}
+	ended()
+	c.conn.syncEnded(ctx, err)
 	c.watchers.notify(EventStatus)
 	pr := c.status.get()
 	r := Report{Sent: pr.Pushed, Accepted: pr.Accepted, Refused: pr.Refused, Received: pr.PulledEntries, Removed: pr.PulledRemovals, AwaitingApproval: waiting}
@@ -117,11 +157,13 @@ type outboxRow struct {
 	seq    int64
 	entry  syncengine.EntryID
 	change *diaryv1.Change
+	text   bool // a text edit
 }
 
-// nextPushPage reads the oldest outbox rows that fit in one push.
+// nextPushPage reads the oldest outbox rows that fit in one push, leaving
+// out those held until the next pull.
 func (c *Client) nextPushPage(ctx context.Context) ([]outboxRow, error) {
-	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, entry, change FROM outbox ORDER BY seq LIMIT ?`, c.opts.PushChanges)
+	rows, err := c.db.Read.QueryContext(ctx, `SELECT seq, entry, change, text FROM outbox WHERE hold = 0 ORDER BY seq LIMIT ?`, c.opts.PushChanges)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read outbox: %w", err)
 	}
@@ -131,7 +173,7 @@ func (c *Client) nextPushPage(ctx context.Context) ([]outboxRow, error) {
 	for rows.Next() {
 		var r outboxRow
 		var id, b []byte
-		if err := rows.Scan(&r.seq, &id, &b); err != nil {
+		if err := rows.Scan(&r.seq, &id, &b, &r.text); err != nil {
 			return nil, fmt.Errorf("cannot read outbox: %w", err)
 		}
 		if len(page) > 0 && size+len(b) > maxPushBytes {
@@ -159,6 +201,41 @@ func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
 		if len(page) == 0 {
 			return nil
 		}
+		if !c.confirmed.Load() && slices.ContainsFunc(page, func(r outboxRow) bool { return r.text }) {
+			// Only a server that still says it merges text may get text
+			// edits: a server put back to an older version would read
+			// one as an empty body. Its answer to a pull says so, and a
+			// server that no longer merges text gets whole texts
+			// instead (noteCapabilities).
+			c.status.set(func(pr *Progress) { pr.Phase = "pull" })
+			if err := c.pull(ctx, rpc); err != nil {
+				if !awaitingApproval(err) {
+					return err
+				}
+				// A device waiting for approval pulls nothing, so it
+				// cannot hear whether the server merges text.
+				var sent bool
+				if err := c.db.Read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE text = 1 AND uncertain = 1)`).Scan(&sent); err != nil {
+					return fmt.Errorf("cannot read outbox: %w", err)
+				}
+				if sent {
+					// A text edit went out, unanswered, after an answer
+					// of this server said it merges text (a push's, in
+					// an earlier sync); the server may hold it, so it
+					// goes again as it is, with the edits after it.
+					c.confirmed.Store(true)
+				} else {
+					// None went out: all it may write is new entries
+					// that no other device sees until it is approved,
+					// so their whole texts lose nothing.
+					if err := c.db.WriteTx(ctx, func(tx *sql.Tx) error { return c.flattenOutbox(ctx, tx) }); err != nil {
+						return err
+					}
+				}
+			}
+			c.status.set(func(pr *Progress) { pr.Phase = "push" })
+			continue
+		}
 		// Before sending, mark the page uncertain: if no answer comes
 		// back, the server may hold these changes, and a clock
 		// correction must not reuse their clocks.
@@ -180,7 +257,7 @@ func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
 			return fmt.Errorf("cannot push changes: the server answered %d results for %d changes", len(resp.GetResults()), len(page))
 		}
 		offset := clockOffset(t0, t1, resp.GetServerTime().AsTime())
-		ahead, err := c.applyPushResults(ctx, p, page, resp.GetResults(), offset)
+		ahead, err := c.applyPushResults(ctx, p, page, resp, offset)
 		if err != nil {
 			return err
 		}
@@ -219,13 +296,27 @@ func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
 // applyPushResults records the server's answer for one page in one
 // transaction: accepted changes leave the outbox and join the entry's
 // base; refused ones move to the refused list; changes refused for a
-// clock ahead of the server's are stamped again.
-func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outboxRow, results []*diaryv1.ChangeResult, offset time.Duration) (ahead bool, err error) {
+// clock ahead of the server's are stamped again. Text edits are never
+// stamped again: a text whose edit was refused for a reason that can pass
+// (the clock, or an edit refused before it) is queued whole, to be made
+// an edit of the server's text after the next pull; one refused for good
+// is listed with the whole text (see text.go).
+func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outboxRow, resp *diaryv1.PushResponse, offset time.Duration) (ahead bool, err error) {
+	results := resp.GetResults()
 	now := c.opts.Now().UnixMilli()
 	err = c.db.WriteTx(ctx, func(tx *sql.Tx) error {
 		touched := map[syncengine.EntryID]bool{}
 		acked := map[syncengine.EntryID][]syncengine.Change{}
+		// Texts whose edits were refused: for good (with the first such
+		// refusal) or for now.
+		type broken struct {
+			change *diaryv1.Change
+			result *diaryv1.ChangeResult
+		}
+		brokenFor := map[docKey]*broken{}
+		var brokenOrder []docKey
 		var known syncengine.Timestamp
+		var refusedAhead []int64 // outbox rows refused as ahead, whatever the floor
 		for i, r := range results {
 			row := page[i]
 			touched[row.entry] = true
@@ -242,8 +333,30 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 				ch.Author = p.StudyCode
 				acked[row.entry] = append(acked[row.entry], ch)
 			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_REFUSED:
-				if r.GetReason() == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
+				reason := r.GetReason()
+				if reason == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
 					ahead = true
+					refusedAhead = append(refusedAhead, row.seq)
+				}
+				if row.text {
+					ch, err := wire.ChangeFromProto(row.change)
+					if err != nil {
+						return fmt.Errorf("outbox row %d: %w", row.seq, err)
+					}
+					k := keyOf(&ch)
+					b := brokenFor[k]
+					if b == nil {
+						b = &broken{}
+						brokenFor[k] = b
+						brokenOrder = append(brokenOrder, k)
+					}
+					if b.result == nil && reason != diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD && reason != diaryv1.RefusalReason_REFUSAL_REASON_TEXT_HISTORY {
+						b.change, b.result = row.change, r
+					}
+					c.log.Warn("text edit refused", "entry", row.entry.String(), "reason", reason.String(), "message", r.GetMessage())
+					continue
+				}
+				if reason == diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD {
 					continue
 				}
 				b, err := proto.Marshal(row.change)
@@ -271,6 +384,28 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 		if err := c.saveOffset(ctx, tx, offset); err != nil {
 			return err
 		}
+		// The refused texts first: for good, or queued whole until the
+		// next pull. A clock correction below stamps those whole texts
+		// again if they need it, and queues whole the texts of the other
+		// edits stamped by the clock it corrects.
+		for _, k := range brokenOrder {
+			if b := brokenFor[k]; b.result != nil {
+				if err := c.refuseText(ctx, tx, k, b.change, b.result, now); err != nil {
+					return err
+				}
+				continue
+			}
+			ok, err := c.replaceText(ctx, tx, k, p.Replica, true)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				if err := c.refuseText(ctx, tx, k, nil, &diaryv1.ChangeResult{Reason: diaryv1.RefusalReason_REFUSAL_REASON_TEXT_HISTORY,
+					Message: "the server could not take this edit, and this device no longer holds the entry to make it again"}, now); err != nil {
+					return err
+				}
+			}
+		}
 		if ahead {
 			var floor int64
 			if err := tx.QueryRowContext(ctx, `SELECT max((SELECT known FROM clock WHERE id = 1), coalesce((SELECT max(clock) FROM outbox WHERE uncertain = 1), 0))`).Scan(&floor); err != nil {
@@ -279,13 +414,16 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 			c.clock.SetOffset(offset)
 			c.clock.Rewind(syncengine.Timestamp(floor))
 			c.log.Warn("device clock ahead of the server's; changes stamped again", "offset_ms", offset.Milliseconds())
-			restamped, err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor))
+			restamped, err := c.restampOutbox(ctx, tx, p.Replica, syncengine.Timestamp(floor), refusedAhead...)
 			if err != nil {
 				return err
 			}
 			for id := range restamped {
 				touched[id] = true
 			}
+		}
+		if _, err := c.noteCapabilities(ctx, tx, resp.GetCapabilities()); err != nil {
+			return err
 		}
 		w, err := newEntryWriter(ctx, tx)
 		if err != nil {
@@ -421,12 +559,22 @@ func (c *Client) saveOffset(ctx context.Context, tx *sql.Tx, offset time.Duratio
 	return nil
 }
 
-// restampOutbox gives every outbox change with a clock above floor a new
-// clock from the (corrected) clock and the given replica id, in outbox
-// order, so the device's own order of edits is kept. It returns the
-// entries whose changes it stamped again; the caller rebuilds them.
-func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp) (map[syncengine.EntryID]bool, error) {
-	rows, err := tx.QueryContext(ctx, `SELECT seq, entry, change FROM outbox WHERE clock > ? ORDER BY seq`, int64(floor))
+// restampOutbox gives every outbox change with a clock above floor, and
+// the changes refused with the outbox sequence numbers given (a clock the
+// server refused as ahead is dead, even below the floor that another
+// unanswered change set), a new clock from the (corrected) clock and the
+// given replica id, in outbox order, so the device's own order of edits
+// is kept. It returns the entries whose changes it stamped again; the
+// caller rebuilds them.
+func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengine.ReplicaID, floor syncengine.Timestamp, refused ...int64) (map[syncengine.EntryID]bool, error) {
+	query, args := `SELECT seq, entry, change, text FROM outbox WHERE clock > ?`, []any{int64(floor)}
+	if len(refused) > 0 {
+		query += ` OR seq IN (` + strings.TrimSuffix(strings.Repeat("?,", len(refused)), ",") + `)`
+		for _, seq := range refused {
+			args = append(args, seq)
+		}
+	}
+	rows, err := tx.QueryContext(ctx, query+` ORDER BY seq`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read outbox: %w", err)
 	}
@@ -434,12 +582,13 @@ func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengi
 		seq   int64
 		entry []byte
 		ch    *diaryv1.Change
+		text  bool
 	}
 	var todo []restamp
 	for rows.Next() {
 		var r restamp
 		var b []byte
-		if err := rows.Scan(&r.seq, &r.entry, &b); err != nil {
+		if err := rows.Scan(&r.seq, &r.entry, &b, &r.text); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("cannot read outbox: %w", err)
 		}
@@ -455,7 +604,20 @@ func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengi
 		return nil, err
 	}
 	touched := map[syncengine.EntryID]bool{}
+	var texts []docKey
 	for _, r := range todo {
+		if r.text {
+			// A text edit's ids carry its clock: the text is queued
+			// whole instead, and made an edit again after the next pull.
+			ch, err := wire.ChangeFromProto(r.ch)
+			if err != nil {
+				return nil, fmt.Errorf("outbox row %d: %w", r.seq, err)
+			}
+			if k := keyOf(&ch); !slices.Contains(texts, k) {
+				texts = append(texts, k)
+			}
+			continue
+		}
 		// The server keeps its refusal of the old clock: never use it
 		// again, or a new change would inherit that refusal.
 		if err := c.retire(ctx, tx, syncengine.Timestamp(r.ch.Clock)); err != nil {
@@ -471,6 +633,19 @@ func (c *Client) restampOutbox(ctx context.Context, tx *sql.Tx, replica syncengi
 			return nil, fmt.Errorf("cannot update outbox: %w", err)
 		}
 		touched[syncengine.EntryID(r.entry)] = true
+	}
+	for _, k := range texts {
+		ok, err := c.replaceText(ctx, tx, k, replica, true)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			if err := c.refuseText(ctx, tx, k, nil, &diaryv1.ChangeResult{Reason: diaryv1.RefusalReason_REFUSAL_REASON_CLOCK_AHEAD,
+				Message: "this edit was stamped with a clock the server refuses, and this device no longer holds the entry to make it again"}, c.opts.Now().UnixMilli()); err != nil {
+				return nil, err
+			}
+		}
+		touched[k.entry] = true
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE clock SET last = ? WHERE id = 1`, int64(c.clock.Last())); err != nil {
 		return nil, fmt.Errorf("cannot save clock: %w", err)
@@ -537,7 +712,7 @@ func (c *Client) rebuild(ctx context.Context, tx *sql.Tx, w *entryWriter, id syn
 			// view: a change that leaves the view as it was (feedback
 			// written and deleted before a sync) brings no new view in
 			// the next pull to replace a raw merge.
-			base = base.View(syncengine.AudienceSupervisor)
+			base = base.ViewFor(syncengine.AudienceSupervisor, p.StudyCode, true)
 		}
 	}
 	return c.materialize(ctx, tx, w, id, base, true)
@@ -588,8 +763,34 @@ func (c *Client) materialize(ctx context.Context, tx *sql.Tx, w *entryWriter, id
 	if base != nil {
 		state = base.Clone()
 	}
+	var broken []docKey
 	for i := range pending {
-		state.Apply(&pending[i])
+		ch := &pending[i]
+		if ch.TextEdit == nil {
+			state.Apply(ch)
+			continue
+		}
+		if st, err := state.ApplyText(ch); (err != nil || st == syncengine.TextHeld) && !slices.Contains(broken, keyOf(ch)) {
+			broken = append(broken, keyOf(ch))
+		}
+	}
+	if len(broken) > 0 && exists {
+		// The text the server sent is not the one these edits were made
+		// on (it came from another seed, or the server's data was
+		// replaced): the text this replica showed is queued whole, to be
+		// made an edit of the server's text after the pull (see
+		// text.go), and shown meanwhile.
+		old, err := loadLocal(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		for _, k := range broken {
+			c.log.Warn("text edits do not fit the server's text; queued whole", "entry", id.String())
+			if err := c.replaceTextOf(ctx, tx, k, old, p.Replica, true); err != nil {
+				return err
+			}
+		}
+		return c.materialize(ctx, tx, w, id, base, exists)
 	}
 	return w.store(ctx, &localEntry{base: base, state: state, pending: len(pending)}, c.opts.Now(), !exists)
 }
@@ -625,7 +826,9 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 		count := !counted
 		counted = true
 		go func() {
-			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize, CountRemaining: count})
+			// Asking for merged text costs nothing with a server that
+			// does not merge text: it ignores the field.
+			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize, CountRemaining: count, MergedText: true})
 			ch <- pullResult{resp, err}
 		}()
 		return ch
@@ -644,7 +847,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 			if awaitingApproval(err) {
 				return err
 			}
-			if connect.CodeOf(err) == connect.CodeFailedPrecondition && !resetOnce && cursor > 0 {
+			if cursorAhead(err) && !resetOnce && cursor > 0 {
 				// The server no longer knows our position: its data was
 				// replaced. Start over, keeping what is still pending.
 				resetOnce = true
@@ -664,6 +867,22 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 		}
 		if resp.GetMore() {
 			inflight = fetch(resp.GetNextCursor())
+		}
+		upgraded, err := c.noteCapabilities(ctx, nil, resp.GetCapabilities())
+		if err != nil {
+			return err
+		}
+		if upgraded {
+			// The page came as text only; start again from 0 (where the
+			// stored cursor is now), with merged text.
+			if inflight != nil {
+				<-inflight // a page of text only; not applied
+				inflight = nil
+			}
+			cursor = 0
+			counted = false
+			inflight = fetch(0)
+			continue
 		}
 		if err := c.applyPullPage(ctx, resp); err != nil {
 			return err
@@ -941,4 +1160,22 @@ func remainingAfter(before, page uint64, resp *diaryv1.PullResponse) uint64 {
 		est = before - page
 	}
 	return max(est, resp.GetRemaining())
+}
+
+// cursorAhead says whether a pull failed because its cursor is beyond the
+// server's position (the server's data was replaced): the one error after
+// which the replica forgets what it pulled and pulls everything again.
+// Any other conflict leaves the replica alone.
+func cursorAhead(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeFailedPrecondition {
+		return false
+	}
+	if ce.Meta().Get(wire.ErrorCodeHeader) != "" {
+		// A server that sends the application's codes names this reason.
+		return ce.Meta().Get(wire.ErrorReasonHeader) == wire.ReasonCursorAhead
+	}
+	// A server from before error codes: a pull's only FailedPrecondition
+	// was this one.
+	return true
 }

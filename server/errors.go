@@ -57,6 +57,15 @@ func connectError(ctx context.Context, log *slog.Logger, err error) error {
 		log.ErrorContext(ctx, string(code)+" error", "procedure", procedure, "err", err)
 	}
 	ce = connect.NewError(connectCodes[code], errors.New(syncengine.ErrorMessage(err)))
+	// Connect codes are coarser than the application's (a size limit, a
+	// rate limit and a full disk are all ResourceExhausted): the
+	// application's code travels beside it, and so does the one reason a
+	// device acts on by itself.
+	ce.Meta().Set(wire.ErrorCodeHeader, string(code))
+	var ahead *study.CursorAheadError
+	if errors.As(err, &ahead) {
+		ce.Meta().Set(wire.ErrorReasonHeader, wire.ReasonCursorAhead)
+	}
 	var de *study.DeviceError
 	if errors.As(err, &de) {
 		// The device learns its own state in a form a program reads: a

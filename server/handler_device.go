@@ -55,14 +55,15 @@ func (h *deviceHandler) Enroll(ctx context.Context, req *diaryv1.EnrollRequest) 
 	}
 	h.log.InfoContext(ctx, "device enrolled", "device", enr.Device, "study_code", enr.StudyCode, "role", enr.Role.String(), "state", enr.State.String())
 	return &diaryv1.EnrollResponse{
-		DeviceId:    enr.Device,
-		Token:       enr.Token,
-		ReplicaId:   enr.Replica.String(),
-		Role:        diaryv1.Role(enr.Role),
-		StudyCode:   enr.StudyCode,
-		DisplayName: enr.DisplayName,
-		ServerTime:  timestamppb.New(h.db.Now()),
-		State:       diaryv1.DeviceState(enr.State),
+		DeviceId:     enr.Device,
+		Token:        enr.Token,
+		ReplicaId:    enr.Replica.String(),
+		Role:         diaryv1.Role(enr.Role),
+		StudyCode:    enr.StudyCode,
+		DisplayName:  enr.DisplayName,
+		ServerTime:   timestamppb.New(h.db.Now()),
+		State:        diaryv1.DeviceState(enr.State),
+		Capabilities: capabilities,
 	}, nil
 }
 

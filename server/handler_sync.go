@@ -19,6 +19,11 @@ import (
 // heartbeat.
 const DefaultHeartbeat = 15 * time.Second
 
+// capabilities is what this server understands beyond the first version
+// of the API; every Enroll, Push and Pull answer says so, and devices send
+// what needs a capability only to a server whose latest answer named it.
+var capabilities = []diaryv1.Capability{diaryv1.Capability_CAPABILITY_MERGED_TEXT}
+
 type syncHandler struct {
 	db        study.Store
 	hub       *hub
@@ -47,7 +52,7 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 		return nil, connectError(ctx, h.log, err)
 	}
 	h.hub.notify(wake)
-	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.Now())}
+	resp := &diaryv1.PushResponse{Results: make([]*diaryv1.ChangeResult, len(results)), ServerTime: timestamppb.New(h.db.Now()), Capabilities: capabilities}
 	for i, r := range results {
 		resp.Results[i] = &diaryv1.ChangeResult{Outcome: diaryv1.ChangeOutcome(r.Outcome), Reason: diaryv1.RefusalReason(r.Reason), Message: r.Message}
 		switch r.Outcome {
@@ -67,7 +72,7 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	if req.GetCursor() > 1<<62 {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
 	}
-	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining()})
+	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining(), MergedText: req.GetMergedText()})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
@@ -78,6 +83,7 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 		Remaining:      uint64(page.Remaining),
 		RemainingExact: page.RemainingExact,
 		ServerTime:     timestamppb.New(h.db.Now()),
+		Capabilities:   capabilities,
 	}
 	for i, e := range page.Entries {
 		resp.Entries[i] = wire.EntryToProto(e)
@@ -205,8 +211,8 @@ func (h *syncHandler) Subscribe(ctx context.Context, req *diaryv1.SubscribeReque
 	}
 }
 
-func (h *syncHandler) GetStateHash(ctx context.Context, _ *diaryv1.GetStateHashRequest) (*diaryv1.GetStateHashResponse, error) {
-	sh, err := h.db.StateHash(ctx, study.IdentityFrom(ctx))
+func (h *syncHandler) GetStateHash(ctx context.Context, req *diaryv1.GetStateHashRequest) (*diaryv1.GetStateHashResponse, error) {
+	sh, err := h.db.StateHash(ctx, study.IdentityFrom(ctx), study.StateHashRequest{MergedText: req.GetMergedText()})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}

@@ -90,6 +90,25 @@ func FuzzPush(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(b, false, true, true)
+	// Text edits of the shared entry's body: two in order, and the second
+	// alone (made on one the store does not hold), with their own stamps.
+	shared := mustEntryID(f, fuzzShared)
+	doc := &syncengine.Entry{ID: shared}
+	var edits []*diaryv1.Change
+	for _, text := range []string{"Met J.", "Met J. at the hostel 🙂"} {
+		c := syncengine.Change{Entry: shared, Field: syncengine.FieldBody, Stamp: syncengine.Stamp{Clock: stamp.Now(), Replica: nav.Replica}}
+		if err := doc.EditText(&c, func(d *syncengine.TextDoc) (*syncengine.TextChange, error) { return d.SetText(c.Stamp, text) }); err != nil {
+			f.Fatal(err)
+		}
+		edits = append(edits, wire.ChangeToProto(&c))
+	}
+	for _, req := range []*diaryv1.PushRequest{{Changes: edits}, {Changes: edits[1:]}} {
+		b, err := proto.Marshal(req)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b, false, false, false)
+	}
 
 	f.Fuzz(func(t *testing.T, b []byte, asSupervisor, fixReplica, fixClock bool) {
 		var req diaryv1.PushRequest
@@ -144,7 +163,7 @@ func FuzzPush(f *testing.F) {
 					appliedClocks[first[i].Change.Clock] = true
 				}
 			case r.Outcome == study.OutcomeRefused:
-				if r.Reason < study.RefusedInvalid || r.Reason > study.RefusedWrongReplica || r.Message == "" {
+				if r.Reason < study.RefusedInvalid || r.Reason > study.RefusedTextHistory || r.Message == "" {
 					t.Fatalf("change %d refused with reason %d and message %q", i, r.Reason, r.Message)
 				}
 			default:

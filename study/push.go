@@ -55,7 +55,29 @@ const (
 	// RefusedAwaitingApproval: a device waiting for approval wrote an
 	// entry that existed before it (see Decide).
 	RefusedAwaitingApproval Refusal = 8
+	RefusedTextHistory      Refusal = 9
 )
+
+var refusalNames = map[Refusal]string{
+	RefusedInvalid:          "invalid",
+	RefusedTooLarge:         "too_large",
+	RefusedNotAuthor:        "not_author",
+	RefusedNotPermitted:     "not_permitted",
+	RefusedErased:           "erased",
+	RefusedClockAhead:       "clock_ahead",
+	RefusedWrongReplica:     "wrong_replica",
+	RefusedAwaitingApproval: "awaiting_approval",
+	RefusedTextHistory:      "text_history",
+}
+
+// String returns the reason's stable lowercase name ("too_large"), or
+// "refusal(N)" for a number this version does not know.
+func (r Refusal) String() string {
+	if n, ok := refusalNames[r]; ok {
+		return n
+	}
+	return fmt.Sprintf("refusal(%d)", int(r))
+}
 
 // ChangeResult is the outcome of one pushed change.
 type ChangeResult struct {

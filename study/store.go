@@ -207,15 +207,16 @@ type Store interface {
 
 	// Push applies a batch of changes from the calling device in one
 	// transaction and returns one result per change, and whom to wake.
-	// Each change passes CheckIncoming and Decide; an entry Decide holds
-	// back reaches no reader (no feed row, not in Pull, Head, StateHash
-	// or exports) until its device is approved. It returns an error
+	// Each change passes CheckIncoming and Decide, and is merged with
+	// ApplyChange, whose returned change goes to the history; an entry
+	// Decide holds back reaches no reader (no feed row, not in Pull, Head,
+	// StateHash or exports) until its device is approved. It returns an error
 	// only when the batch could not be committed at all, and then
 	// nothing was written: ETOOLARGE for more than MaxPushChanges
 	// changes.
 	Push(ctx context.Context, who *Identity, in []Incoming) ([]ChangeResult, *Wakeups, error)
 	// Pull returns the page after req.Cursor for the caller, read in one
-	// snapshot. Memory and time are bounded by the page, whatever the
+	// snapshot, each entry as Reader.View shows it with req.MergedText. Memory and time are bounded by the page, whatever the
 	// size of the store, except that req.CountRemaining asks for an exact
 	// count of what waits (see PullRequest). EPERMISSION for a role that
 	// has no entries to sync, EINVALID for a negative cursor, ECONFLICT
@@ -225,8 +226,9 @@ type Store interface {
 	// sequence number among the rows they pull. EPERMISSION as for Pull.
 	Head(ctx context.Context, who *Identity) (int64, error)
 	// StateHash computes, in one snapshot, the state hash of every entry
-	// the caller may see. EPERMISSION as for Pull.
-	StateHash(ctx context.Context, who *Identity) (*StateHash, error)
+	// the caller may see, as Reader.View shows it with req.MergedText.
+	// EPERMISSION as for Pull.
+	StateHash(ctx context.Context, who *Identity, req StateHashRequest) (*StateHash, error)
 
 	// Export reads one snapshot of what the research team may export
 	// under req, de-identified with the study's redaction setting, and

@@ -60,7 +60,8 @@ func FeedChanges(old, new *syncengine.Entry) []FeedChange {
 	} {
 		was, is := aud.visible(old), aud.visible(new)
 		switch {
-		case is && (!was || !bytes.Equal(syncengine.EncodeEntry(old.View(aud.audience)), syncengine.EncodeEntry(new.View(aud.audience)))):
+		case is && (!was || !bytes.Equal(syncengine.EncodeEntry(old.View(aud.audience)), syncengine.EncodeEntry(new.View(aud.audience))) ||
+			aud.audience == syncengine.AudienceSupervisor && feedbackTextChanged(old, new)):
 			out = append(out, FeedChange{Audience: aud.audience, Visible: true})
 		case was && !is:
 			reason := ReasonNotShared
@@ -73,6 +74,40 @@ func FeedChanges(old, new *syncengine.Entry) []FeedChange {
 	return out
 }
 
+// feedbackTextChanged reports whether the merged text of some feedback
+// note changed from old to new: its author's view holds it, so their
+// devices must pull it even when its text, which is all the other
+// readers see, stayed the same. An edit of a note deleted meanwhile (on
+// the author's other device) counts too: no view holds the note, and the
+// device that made the edit must pull a view without it, or it keeps
+// the note its edit made again.
+func feedbackTextChanged(old, new *syncengine.Entry) bool {
+	for i := range new.Feedback {
+		f := &new.Feedback[i]
+		o := old.FindFeedback(f.ID)
+		if f.Deleted.Value {
+			if o != nil && o.Deleted.Value && (o.Body != f.Body || !sameText(o.BodyText, f.BodyText)) {
+				return true
+			}
+			continue
+		}
+		if f.BodyText == nil {
+			continue
+		}
+		if o == nil || o.BodyText == nil || !bytes.Equal(o.BodyText.Encoding(), f.BodyText.Encoding()) {
+			return true
+		}
+	}
+	return false
+}
+
+func sameText(a, b *syncengine.TextState) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return bytes.Equal(a.Encoding(), b.Encoding())
+}
+
 // Reader says which entries a caller pulls and how they see them: a
 // navigator reads their own entries, a supervisor their feed, the
 // research team theirs.
@@ -80,15 +115,25 @@ type Reader struct {
 	Owner    bool  // a navigator reading their own entries
 	ID       int64 // the owner's user id, or the feed reader id
 	Audience syncengine.Audience
+	Code     string // the reader's study code (supervisors: whose feedback is theirs)
+}
+
+// View returns the view of e that the reader holds. With mergedText (the
+// reader's device merges text, see PullRequest.MergedText) it carries the
+// merged text the reader may hold: the body's for the owner, their own
+// feedback's for a supervisor; without it every merged text is its text
+// alone, as devices that predate merged text hold it.
+func (r Reader) View(e *syncengine.Entry, mergedText bool) *syncengine.Entry {
+	return e.ViewFor(r.Audience, r.Code, mergedText)
 }
 
 // ReaderFor returns the reader a caller pulls as.
 func ReaderFor(who *Identity) (Reader, error) {
 	switch who.Role {
 	case RoleNavigator:
-		return Reader{Owner: true, ID: who.UserID, Audience: syncengine.AudienceOwner}, nil
+		return Reader{Owner: true, ID: who.UserID, Audience: syncengine.AudienceOwner, Code: who.StudyCode}, nil
 	case RoleSupervisor:
-		return Reader{ID: who.UserID, Audience: syncengine.AudienceSupervisor}, nil
+		return Reader{ID: who.UserID, Audience: syncengine.AudienceSupervisor, Code: who.StudyCode}, nil
 	case RoleResearcher:
 		return Reader{ID: ResearchReader, Audience: syncengine.AudienceResearch}, nil
 	}
@@ -126,10 +171,26 @@ func CheckCursor(cursor int64) error {
 
 // ErrCursorAhead is the error for a cursor beyond the store's position:
 // the store's data was replaced (restored from an older backup, or a new
-// study at the same address), and the reader must start again.
+// study at the same address), and the reader must start again. It is a
+// *CursorAheadError, an ECONFLICT.
 func ErrCursorAhead(cursor, head int64) error {
-	return syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)
+	return &CursorAheadError{Cursor: cursor, Head: head,
+		Err: syncengine.Errorf(syncengine.ECONFLICT, "cursor %d is ahead of this server's position %d: the server's data was replaced; sync again from the start", cursor, head)}
 }
+
+// CursorAheadError says that a reader's cursor is beyond the store's
+// position. It is the one error after which a device forgets what it
+// pulled and pulls everything again, so the transport tells it apart
+// from every other conflict.
+type CursorAheadError struct {
+	Cursor, Head int64
+	Err          error // the ECONFLICT a person reads
+}
+
+func (e *CursorAheadError) Error() string { return e.Err.Error() }
+
+// Unwrap returns the ECONFLICT.
+func (e *CursorAheadError) Unwrap() error { return e.Err }
 
 // MaxRemainingCount is how many waiting entries and removals past a page
 // a pull counts when it was not asked for an exact count: beyond it,
@@ -145,6 +206,16 @@ type PullRequest struct {
 	// page, which costs time in proportion to it: a client asks once per
 	// sync, on its first page.
 	CountRemaining bool
+	// MergedText says the reader's device merges text: the page's views
+	// carry merged text where the reader may hold it (see Reader.View).
+	MergedText bool
+}
+
+// StateHashRequest asks for the state hash of a reader's views.
+type StateHashRequest struct {
+	// MergedText hashes the views as a device that merges text holds
+	// them (see PullRequest.MergedText).
+	MergedText bool
 }
 
 // Removal tells a reader to drop an entry.

@@ -86,8 +86,8 @@ func TestReaderFor(t *testing.T) {
 		who  *Identity
 		want Reader
 	}{
-		{navigator, Reader{Owner: true, ID: navigator.UserID, Audience: syncengine.AudienceOwner}},
-		{supervisor, Reader{ID: supervisor.UserID, Audience: syncengine.AudienceSupervisor}},
+		{navigator, Reader{Owner: true, ID: navigator.UserID, Audience: syncengine.AudienceOwner, Code: "PN-A"}},
+		{supervisor, Reader{ID: supervisor.UserID, Audience: syncengine.AudienceSupervisor, Code: "SUP-1"}},
 		{researcher, Reader{ID: ResearchReader, Audience: syncengine.AudienceResearch}},
 	} {
 		got, err := ReaderFor(tc.who)

@@ -7,11 +7,21 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"slices"
 )
 
-// encodingVersion is the first byte of every canonical encoding. A later
+// The first byte of every canonical encoding names its layout. A later
 // layout gets a new number; decoders keep reading the old ones.
-const encodingVersion = 1
+const (
+	// encodingVersion is the layout of an entry whose bodies are all
+	// registers: every entry stored before merged text existed, and
+	// every view that carries merged text as text only. Such entries keep
+	// this layout, so their encodings and hashes are what they were.
+	encodingVersion = 1
+	// encodingVersionText is the layout of an entry with merged text in
+	// its body or a feedback body.
+	encodingVersionText = 2
+)
 
 // ErrCorrupt is returned (wrapped) by DecodeEntry for input that is not a
 // canonical encoding.
@@ -29,13 +39,26 @@ var ErrCorrupt = errors.New("not a canonical entry encoding")
 //	share_supervisor, share_research, deleted: clock(8) replica(16) 0|1
 //	count tags,     each: len name 0|1 clock(8) replica(16)
 //	count feedback, each: id(16) len author created(8) body-register deleted-register
+//
+// In layout 2, used exactly when some body is merged text, the body and
+// each feedback body are instead
+//
+//	0 clock(8) replica(16) len text   a register, as above
+//	1 len text-state                  merged text: AppendTextDoc's encoding
+//
+// and the register of a merged text is not written: it is derived from it.
 func AppendEntry(b []byte, e *Entry) []byte {
-	b = append(b, encodingVersion)
+	text := e.HasMergedText()
+	if text {
+		b = append(b, encodingVersionText)
+	} else {
+		b = append(b, encodingVersion)
+	}
 	b = append(b, e.ID[:]...)
 	b = appendString(b, e.Author)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Created))
 	b = appendText(b, &e.Title)
-	b = appendText(b, &e.Body)
+	b = appendBody(b, text, &e.Body, e.BodyText)
 	b = appendText(b, &e.Date)
 	b = appendStamp(b, e.Mood.Stamp)
 	b = binary.AppendVarint(b, e.Mood.Value)
@@ -55,17 +78,39 @@ func AppendEntry(b []byte, e *Entry) []byte {
 		b = append(b, f.ID[:]...)
 		b = appendString(b, f.Author)
 		b = binary.BigEndian.AppendUint64(b, uint64(f.Created))
-		b = appendText(b, &f.Body)
+		b = appendBody(b, text, &f.Body, f.BodyText)
 		b = appendFlag(b, &f.Deleted)
 	}
 	return b
+}
+
+func appendBody(b []byte, layout2 bool, r *Text, s *TextState) []byte {
+	switch {
+	case !layout2:
+		return appendText(b, r)
+	case s == nil:
+		return appendText(append(b, 0), r)
+	}
+	enc := s.Encoding()
+	b = append(b, 1)
+	b = binary.AppendUvarint(b, uint64(len(enc)))
+	return append(b, enc...)
 }
 
 // EncodeEntry returns the canonical encoding of e.
 func EncodeEntry(e *Entry) []byte {
 	// The fixed part (id, created, seven registers with their stamps) is
 	// about 210 bytes; reserving it all avoids growing the buffer.
-	return AppendEntry(make([]byte, 0, 256+len(e.Author)+len(e.Title.Value)+len(e.Body.Value)+len(e.Date.Value)+48*len(e.Tags)+96*len(e.Feedback)), e)
+	n := 256 + len(e.Author) + len(e.Title.Value) + len(e.Body.Value) + len(e.Date.Value) + 48*len(e.Tags) + 96*len(e.Feedback)
+	if e.BodyText != nil {
+		n += len(e.BodyText.Encoding()) - len(e.Body.Value)
+	}
+	for i := range e.Feedback {
+		if s := e.Feedback[i].BodyText; s != nil {
+			n += len(s.Encoding())
+		}
+	}
+	return AppendEntry(make([]byte, 0, n), e)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -98,19 +143,35 @@ func appendFlag(b []byte, r *Flag) []byte {
 // DecodeEntry decodes a canonical encoding. It accepts exactly the byte
 // strings AppendEntry produces: anything else (a truncation, trailing
 // bytes, an overlong varint, unsorted tags, a value in a register never
-// written) is an error wrapping ErrCorrupt, so that a decoded entry
-// re-encodes to the same bytes.
-func DecodeEntry(b []byte) (*Entry, error) {
-	d := decoder{b: b}
+// written, merged text that DecodeTextDoc refuses) is an error wrapping
+// ErrCorrupt, so that a decoded entry re-encodes to the same bytes. It
+// reads both layouts (see AppendEntry): entries stored before merged text
+// decode as they always did.
+func DecodeEntry(b []byte) (*Entry, error) { return decodeEntry(b, true) }
+
+// DecodeEntryLazy is DecodeEntry for encodings the caller stored itself
+// (a store's or a replica's own states): of merged text it reads only the
+// text, the newest change and the heads, and the document is rebuilt, and
+// checked, the first time an edit or a merge needs it (see TextState). A
+// merged text that then fails to decode is an error of that call, wrapping
+// ErrCorruptText.
+func DecodeEntryLazy(b []byte) (*Entry, error) { return decodeEntry(b, false) }
+
+func decodeEntry(b []byte, strict bool) (*Entry, error) {
+	d := decoder{b: b, strict: strict}
 	e := &Entry{}
-	if v := d.byte(); d.err == nil && v != encodingVersion {
+	switch v := d.byte(); {
+	case d.err != nil:
+	case v == encodingVersionText:
+		d.layout2 = true
+	case v != encodingVersion:
 		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, v)
 	}
 	d.read(e.ID[:])
 	e.Author = d.string()
 	e.Created = Timestamp(d.uint64())
 	d.text(&e.Title)
-	d.text(&e.Body)
+	d.body(&e.Body, &e.BodyText, MaxBodyBytes)
 	d.text(&e.Date)
 	e.Mood.Stamp = d.stamp()
 	e.Mood.Value = d.varint()
@@ -132,14 +193,18 @@ func DecodeEntry(b []byte) (*Entry, error) {
 			}
 		}
 	}
-	if n := d.count(16 + 1 + 8 + 25 + 25); n > 0 {
+	minFeedback := 16 + 1 + 8 + 25 + 25
+	if d.layout2 {
+		minFeedback = 16 + 1 + 8 + 8 + 25
+	}
+	if n := d.count(minFeedback); n > 0 {
 		e.Feedback = make([]Feedback, n)
 		for i := range e.Feedback {
 			f := &e.Feedback[i]
 			d.read(f.ID[:])
 			f.Author = d.string()
 			f.Created = Timestamp(d.uint64())
-			d.text(&f.Body)
+			d.body(&f.Body, &f.BodyText, MaxFeedbackBodyBytes)
 			d.flag(&f.Deleted)
 			if i > 0 && e.Feedback[i-1].ID.Compare(f.ID) >= 0 {
 				d.fail("feedback not in strictly increasing order")
@@ -149,6 +214,9 @@ func DecodeEntry(b []byte) (*Entry, error) {
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
 	}
+	if d.err == nil && d.layout2 && !e.HasMergedText() {
+		d.fail("an entry without merged text is written in layout 1")
+	}
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -156,8 +224,10 @@ func DecodeEntry(b []byte) (*Entry, error) {
 }
 
 type decoder struct {
-	b   []byte
-	err error
+	b       []byte
+	err     error
+	layout2 bool // bodies may be merged text
+	strict  bool // rebuild merged text at once (DecodeEntry)
 }
 
 func (d *decoder) fail(msg string) {
@@ -261,6 +331,43 @@ func (d *decoder) text(r *Text) {
 	if r.Stamp == (Stamp{}) && r.Value != "" {
 		d.fail("text has a value but was never written")
 	}
+}
+
+// body reads a body register, or in layout 2 a register or merged text.
+func (d *decoder) body(r *Text, s **TextState, limit int) {
+	if !d.layout2 {
+		d.text(r)
+		return
+	}
+	switch d.byte() {
+	case 0:
+		d.text(r)
+		return
+	case 1:
+	default:
+		d.fail("a body is neither a register nor merged text")
+		return
+	}
+	n := d.uvarint()
+	if d.err != nil {
+		return
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("truncated")
+		return
+	}
+	enc := slices.Clone(d.b[:n])
+	d.b = d.b[n:]
+	st, err := textStateOf(enc, limit, d.strict)
+	if err != nil {
+		d.fail("merged text: " + err.Error())
+		return
+	}
+	if d.strict && st.doc != nil && len(st.doc.version) == 0 && len(st.doc.pending) == 0 {
+		d.fail("merged text holds no change")
+		return
+	}
+	*s, *r = st, st.Register()
 }
 
 func (d *decoder) flag(r *Flag) {

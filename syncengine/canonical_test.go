@@ -104,6 +104,12 @@ func FuzzDecodeEntry(f *testing.F) {
 	f.Add(EncodeEntry(sampleEntry().View(AudienceSupervisor)))
 	f.Add(EncodeEntry(&Entry{}))
 	f.Add([]byte{1})
+	text := sampleEntry()
+	c := Change{Entry: text.ID, Field: FieldBody, Stamp: Stamp{Clock: text.Body.Clock + 100, Replica: ReplicaID{15: 7}}, Author: "PN-A"}
+	if err := text.EditText(&c, func(d *TextDoc) (*TextChange, error) { return d.Splice(c.Stamp, 3, 2, "ét 🙂") }); err != nil {
+		f.Fatal(err)
+	}
+	f.Add(EncodeEntry(text))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		e, err := DecodeEntry(b)
 		if err != nil {

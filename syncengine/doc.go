@@ -24,6 +24,12 @@
 // Feedback items, written by supervisors, live inside the entry they are
 // about, each with its own body and deleted registers.
 //
+// The body and feedback bodies are merged text instead (TextDoc, held in
+// an Entry as a TextState): concurrent edits merge character by
+// character, and the body's register is derived from the merged text.
+// See "Merged text" in text.go, and Entry.Apply for how bodies written
+// before merged text existed join it.
+//
 // Because every register is a join semilattice, applying a set of changes
 // gives the same entry in any order, with any duplication and in any
 // batching; Merge of two entries is commutative, associative and

@@ -126,7 +126,10 @@ type Feedback struct {
 	Author  string    // study code of the supervisor who wrote it
 	Created Timestamp // clock of the first write to this item
 	Body    Text
-	Deleted Flag
+	// BodyText is the body as merged text, or nil while it is a register
+	// (see Entry.BodyText).
+	BodyText *TextState
+	Deleted  Flag
 }
 
 // Entry is the merged state of one diary entry: the registers of its
@@ -138,8 +141,17 @@ type Entry struct {
 	Author  string    // study code of the navigator who owns it
 	Created Timestamp // clock of the first write to the entry's own fields
 
-	Title           Text
-	Body            Text
+	Title Text
+	// Body is the body's register. When BodyText is set it is derived
+	// from it: the merged text, stamped with its newest change; readers
+	// who get only the text (old devices, supervisors, research) hold
+	// just this register.
+	Body Text
+	// BodyText is the body as merged text, which concurrent edits merge
+	// into character by character, or nil while the body is a
+	// last-writer-wins register (an entry written only before merged
+	// text existed, or a view that carries only the text).
+	BodyText        *TextState
 	Date            Text
 	Mood            Number
 	ShareSupervisor Flag
@@ -161,6 +173,10 @@ type Change struct {
 	Text   string // value of a text field
 	Number int64  // value of a number field
 	Flag   bool   // value of a flag field
+	// TextEdit, for the body and feedback bodies only, is an edit of the
+	// merged text instead of a whole value (Text is then empty). Its
+	// Stamp is the change's.
+	TextEdit *TextChange
 	Stamp
 
 	Author string
@@ -200,11 +216,16 @@ func (e *Entry) HasTag(name string) bool {
 // an Entry holding only feedback does not exist yet for its owner.
 func (e *Entry) Exists() bool { return e.Created != 0 }
 
-// Clone returns a deep copy of e.
+// Clone returns a deep copy of e. Merged texts are shared until one of
+// the two entries changes them.
 func (e *Entry) Clone() *Entry {
 	c := *e
 	c.Tags = slices.Clone(e.Tags)
+	c.BodyText = e.BodyText.clone()
 	c.Feedback = slices.Clone(e.Feedback)
+	for i := range c.Feedback {
+		c.Feedback[i].BodyText = c.Feedback[i].BodyText.clone()
+	}
 	return &c
 }
 
@@ -284,8 +305,22 @@ func minAuthor(a, b string) string {
 
 // Apply merges one change into the entry and reports whether the entry
 // changed. A change for another entry is ignored. Apply does not validate:
-// callers run ValidateChange (and Admits, where limits matter) first.
+// callers run ValidateChange (and Admits, where limits matter) first. A
+// text edit that does not fit the text's history changes nothing (see
+// ApplyText, which says why).
+//
+// A text edit of a body that is still a register makes it merged text
+// seeded with the register's text (see SeedReplica). A whole-value write
+// of a body that is merged text is merged as LegacyEdit merges it: that
+// depends on the state, so whole-value writes and text edits of one body
+// commute only where the server orders them, which is why the server
+// turns every whole-value write into a text edit before anyone else sees
+// it.
 func (e *Entry) Apply(c *Change) bool {
+	if c.TextEdit != nil {
+		st, err := e.ApplyText(c)
+		return err == nil && st != TextDuplicate
+	}
 	if e.ID.IsZero() {
 		e.ID = c.Entry
 	} else if e.ID != c.Entry {
@@ -302,7 +337,12 @@ func (e *Entry) Apply(c *Change) bool {
 	case FieldTitle:
 		changed = setText(&e.Title, c.Text, c.Stamp) || changed
 	case FieldBody:
-		changed = setText(&e.Body, c.Text, c.Stamp) || changed
+		if e.BodyText != nil {
+			tc, err := legacyEdit(&e.Body, &e.BodyText, c.Stamp, c.Text, MaxBodyBytes)
+			changed = err == nil && tc != nil || changed
+		} else {
+			changed = setText(&e.Body, c.Text, c.Stamp) || changed
+		}
 	case FieldDate:
 		changed = setText(&e.Date, c.Text, c.Stamp) || changed
 	case FieldMood:
@@ -333,9 +373,13 @@ func (e *Entry) applyFeedback(c *Change) bool {
 	f.Created = minClock(f.Created, c.Clock)
 	f.Author = minAuthor(f.Author, c.Author)
 	changed := !ok || f.Created != oldCreated || f.Author != oldAuthor
-	if c.Field == FieldFeedbackBody {
+	switch {
+	case c.Field == FieldFeedbackBody && f.BodyText != nil:
+		tc, err := legacyEdit(&f.Body, &f.BodyText, c.Stamp, c.Text, MaxFeedbackBodyBytes)
+		changed = err == nil && tc != nil || changed
+	case c.Field == FieldFeedbackBody:
 		changed = setText(&f.Body, c.Text, c.Stamp) || changed
-	} else {
+	default:
 		changed = setFlag(&f.Deleted, c.Flag, c.Stamp) || changed
 	}
 	return changed
@@ -343,7 +387,10 @@ func (e *Entry) applyFeedback(c *Change) bool {
 
 // Merge merges the state of o into e (both must have the same id) and
 // reports whether e changed. Merge is commutative, associative and
-// idempotent.
+// idempotent. Merged texts merge as TextDoc.Merge does; a body that is
+// merged text on one side and a register on the other keeps the merged
+// text, as the server makes every body merged text at its first write
+// (see Apply).
 func (e *Entry) Merge(o *Entry) bool {
 	if e.ID.IsZero() {
 		e.ID = o.ID
@@ -355,7 +402,7 @@ func (e *Entry) Merge(o *Entry) bool {
 	e.Author = minAuthor(e.Author, o.Author)
 	changed := e.Created != oldCreated || e.Author != oldAuthor
 	changed = setText(&e.Title, o.Title.Value, o.Title.Stamp) || changed
-	changed = setText(&e.Body, o.Body.Value, o.Body.Stamp) || changed
+	changed = mergeText(&e.Body, &e.BodyText, &o.Body, o.BodyText) || changed
 	changed = setText(&e.Date, o.Date.Value, o.Date.Stamp) || changed
 	changed = setNumber(&e.Mood, o.Mood.Value, o.Mood.Stamp) || changed
 	changed = setFlag(&e.ShareSupervisor, o.ShareSupervisor.Value, o.ShareSupervisor.Stamp) || changed
@@ -378,7 +425,7 @@ func (e *Entry) Merge(o *Entry) bool {
 		f.Created = minClock(f.Created, of.Created)
 		f.Author = minAuthor(f.Author, of.Author)
 		changed = changed || !ok || f.Created != oc || f.Author != oa
-		changed = setText(&f.Body, of.Body.Value, of.Body.Stamp) || changed
+		changed = mergeText(&f.Body, &f.BodyText, &of.Body, of.BodyText) || changed
 		changed = setFlag(&f.Deleted, of.Deleted.Value, of.Deleted.Stamp) || changed
 	}
 	return changed
@@ -405,13 +452,29 @@ const (
 // View returns the state of e that the audience may hold. A view is what
 // the server sends and what a reader's replica stores; readers that do not
 // own an entry never merge into it, they replace their copy with each view
-// they pull, so the parts left out cannot come back.
-func (e *Entry) View(a Audience) *Entry {
+// they pull, so the parts left out cannot come back. The owner's view
+// keeps the body's merged text, which carries device ids and the ids of
+// deleted words; every other part of a view carries merged text as its
+// text only. View is ViewFor with no reader and merged text.
+func (e *Entry) View(a Audience) *Entry { return e.ViewFor(a, "", true) }
+
+// ViewFor returns the view of e for one reader of the audience, whose
+// study code is reader: as View, and a supervisor's view keeps the merged
+// text of the feedback that reader wrote, so that their devices can merge
+// their edits of it. With merged false it is the view for a device that
+// predates merged text: every merged text as a plain register (see Flat).
+func (e *Entry) ViewFor(a Audience, reader string, merged bool) *Entry {
 	v := *e
 	v.Tags, v.Feedback = nil, nil
 	if a == AudienceOwner {
 		v.Tags = slices.Clone(e.Tags)
+		if merged {
+			v.BodyText = e.BodyText.clone()
+		} else {
+			v.BodyText = nil
+		}
 	} else {
+		v.BodyText = nil
 		for _, r := range []*Stamp{&v.Title.Stamp, &v.Body.Stamp, &v.Date.Stamp, &v.Mood.Stamp, &v.ShareSupervisor.Stamp, &v.ShareResearch.Stamp, &v.Deleted.Stamp} {
 			r.Replica = ReplicaID{}
 		}
@@ -427,11 +490,49 @@ func (e *Entry) View(a Audience) *Entry {
 			if f.Deleted.Value {
 				continue
 			}
-			f.Body.Replica, f.Deleted.Replica = ReplicaID{}, ReplicaID{}
+			if merged && a == AudienceSupervisor && reader != "" && f.Author == reader && f.BodyText != nil {
+				f.BodyText = f.BodyText.clone()
+			} else {
+				f.BodyText = nil
+				f.Body.Replica = ReplicaID{}
+			}
+			f.Deleted.Replica = ReplicaID{}
 			v.Feedback = append(v.Feedback, f)
 		}
 	}
 	return &v
+}
+
+// Flat returns e with every merged text as a plain register holding its
+// text, stamped with its newest change: what a device that predates
+// merged text holds of a view. Feedback registers hide their replica, as
+// in every view.
+func (e *Entry) Flat() *Entry {
+	v := *e
+	v.BodyText = nil
+	if len(e.Feedback) > 0 {
+		v.Feedback = slices.Clone(e.Feedback)
+		for i := range v.Feedback {
+			if f := &v.Feedback[i]; f.BodyText != nil {
+				f.BodyText = nil
+				f.Body.Replica = ReplicaID{}
+			}
+		}
+	}
+	return &v
+}
+
+// HasMergedText reports whether any body of e is merged text.
+func (e *Entry) HasMergedText() bool {
+	if e.BodyText != nil {
+		return true
+	}
+	for i := range e.Feedback {
+		if e.Feedback[i].BodyText != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func slicesSortByID(entries []*Entry) {

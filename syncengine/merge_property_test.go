@@ -209,3 +209,137 @@ func ExampleEntry_Apply() {
 	fmt.Println(a.Title.Value, a.TagNames(), a.Hash() == b.Hash())
 	// Output: Tuesday outreach, hostel [housing] true
 }
+
+// textEntryFeedback is the feedback item whose body the text property
+// tests edit as merged text.
+var textEntryFeedback = FeedbackID{0x01, 0x93, 6: 0x70, 8: 0x80, 15: 9}
+
+// genTextEntryChanges returns the changes of a random history of one
+// entry on 2 to 4 replicas: whole-value writes of the plain fields, and
+// text edits of the body and of one feedback body that each replica makes
+// on the entry as it holds it (splices and whole-text writes), with
+// replicas now and then receiving each other's changes, in random order.
+func genTextEntryChanges(t *rapid.T) []Change {
+	n := rapid.IntRange(2, 4).Draw(t, "replicas")
+	replicas := make([]*Entry, n)
+	ids := make([]ReplicaID, n)
+	got := make([]map[int]bool, n) // indexes of changes each replica applied
+	for i := range replicas {
+		replicas[i] = &Entry{ID: testEntryID}
+		ids[i] = ReplicaID{0: byte(0x10 * (n - i)), 15: byte(i + 1)}
+		got[i] = map[int]bool{}
+	}
+	clock := NewTimestamp(MinValidMillis, 0)
+	var all []Change
+	steps := rapid.IntRange(1, 24).Draw(t, "steps")
+	for range steps {
+		r := rapid.IntRange(0, n-1).Draw(t, "who")
+		e := replicas[r]
+		clock++
+		s := Stamp{Clock: clock, Replica: ids[r]}
+		switch rapid.IntRange(0, 3).Draw(t, "step") {
+		case 0: // a plain field
+			c := genChange().Draw(t, "plain")
+			if c.Field == FieldBody || c.Field == FieldFeedbackBody {
+				c.Field, c.Text = FieldTitle, "title"
+			}
+			c.Stamp = s
+			all = append(all, c)
+			got[r][len(all)-1] = true
+			e.Apply(&all[len(all)-1])
+		case 1, 2: // an edit of the body or the feedback body
+			c := Change{Entry: testEntryID, Field: FieldBody, Stamp: s, Author: "PN-A"}
+			if rapid.IntRange(0, 3).Draw(t, "feedback") == 0 {
+				c.Field, c.Feedback, c.Author = FieldFeedbackBody, textEntryFeedback, "SUP-1"
+			}
+			err := e.EditText(&c, func(d *TextDoc) (*TextChange, error) {
+				if rapid.Bool().Draw(t, "whole") {
+					return d.SetText(s, mutate(t, d.Text()))
+				}
+				pos := rapid.IntRange(0, d.Len()).Draw(t, "pos")
+				del := rapid.IntRange(0, d.Len()-pos).Draw(t, "del")
+				return d.Splice(s, pos, del, genText(4).Draw(t, "ins"))
+			})
+			if err != nil {
+				t.Fatalf("local edit: %v", err)
+			}
+			if c.TextEdit == nil {
+				continue
+			}
+			all = append(all, c)
+			got[r][len(all)-1] = true
+		case 3: // receive what another replica has, in random order
+			from := rapid.IntRange(0, n-1).Draw(t, "from")
+			var missing []int
+			for i := range all {
+				if got[from][i] && !got[r][i] {
+					missing = append(missing, i)
+				}
+			}
+			for _, i := range rapid.Permutation(missing).Draw(t, "delivery") {
+				e.Apply(&all[i])
+				got[r][i] = true
+			}
+		}
+	}
+	return all
+}
+
+// TestApplyOrderIndependentWithText is TestApplyOrderIndependent for
+// entries whose body and feedback body are merged text: any order, any
+// duplication and any batching of the same text edits and writes give
+// byte-identical entries, with each replica's edits held until what they
+// were made on arrives.
+func TestApplyOrderIndependentWithText(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		changes := genTextEntryChanges(t)
+		want := EncodeEntry(applyAll(changes))
+		if got := EncodeEntry(applyAll(shuffled(t, changes, "order"))); !bytes.Equal(got, want) {
+			t.Fatalf("reordered changes gave a different entry:\n got %x\nwant %x", got, want)
+		}
+		order := shuffled(t, changes, "batch")
+		var parts []*Entry
+		for len(order) > 0 {
+			n := rapid.IntRange(1, len(order)).Draw(t, "batch-size")
+			parts = append(parts, applyAll(order[:n]))
+			order = order[n:]
+		}
+		merged := &Entry{}
+		for _, i := range rapid.Permutation(indexes(len(parts))).Draw(t, "merge-order") {
+			merged.Merge(parts[i])
+		}
+		if got := EncodeEntry(merged); !bytes.Equal(got, want) {
+			t.Fatalf("batched and merged changes gave a different entry:\n got %x\nwant %x", got, want)
+		}
+		// The encoding is canonical, read strictly or lazily.
+		e := applyAll(changes)
+		for _, decode := range []func([]byte) (*Entry, error){DecodeEntry, DecodeEntryLazy} {
+			d, err := decode(want)
+			if err != nil {
+				t.Fatalf("the merged entry does not decode: %v", err)
+			}
+			if !bytes.Equal(EncodeEntry(d), want) || d.Body != e.Body {
+				t.Fatal("the merged entry does not round-trip")
+			}
+		}
+		// Every view's body is the merged text, and only the owner's
+		// carries the operations.
+		for _, a := range []Audience{AudienceOwner, AudienceSupervisor, AudienceResearch} {
+			v := e.View(a)
+			if v.Body.Value != e.Body.Value {
+				t.Fatalf("%v view holds body %q, not the merged %q", a, v.Body.Value, e.Body.Value)
+			}
+			if (v.BodyText != nil) != (a == AudienceOwner && e.BodyText != nil) {
+				t.Fatalf("%v view carries merged text: %v", a, v.BodyText != nil)
+			}
+			for _, f := range v.Feedback {
+				if f.BodyText != nil {
+					t.Fatalf("%v view carries a feedback note's operations", a)
+				}
+			}
+			if v.Flat().HasMergedText() {
+				t.Fatalf("flat %v view still carries merged text", a)
+			}
+		}
+	})
+}

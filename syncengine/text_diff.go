@@ -27,8 +27,14 @@ const (
 // letters that happen to match. It is deterministic: replicas that diff
 // the same texts get the same splices.
 func Diff(old, new string) []Splice {
-	if old == new {
+	switch {
+	case old == new:
 		return nil
+	case old == "":
+		// Nothing to align with: the whole text is the one insert.
+		return []Splice{{Text: new}}
+	case new == "":
+		return []Splice{{Del: runeCount(old)}}
 	}
 	p := commonPrefix(old, new)
 	s := commonSuffix(old[p:], new[p:])
@@ -59,7 +65,55 @@ func Diff(old, new string) []Splice {
 	for i := range out {
 		out[i].Pos += base - len(left)
 	}
-	return out
+	return wholeWords([]rune(old), out)
+}
+
+// wholeWords widens each replacement (a splice that deletes and
+// inserts) that starts or ends inside a word to the whole word, taking in
+// the unchanged letters around it and merging with a splice it meets:
+// "w45q" → "w61q" is one word for another, not two digits between letters
+// that a concurrent deletion of the word would leave stranded. Pure
+// inserts and deletes (typing, backspacing) stay as they are.
+func wholeWords(o []rune, out []Splice) []Splice {
+	if len(out) == 0 {
+		return out
+	}
+	merged := out[:0:0]
+	for i := 0; i < len(out); i++ {
+		sp := out[i]
+		if sp.Del > 0 && sp.Text != "" {
+			first, _ := utf8.DecodeRuneInString(sp.Text)
+			last, _ := utf8.DecodeLastRuneInString(sp.Text)
+			floor := 0
+			if len(merged) > 0 {
+				floor = merged[len(merged)-1].Pos + merged[len(merged)-1].Del
+			}
+			for sp.Pos > floor && wordRune(o[sp.Pos-1]) && (wordRune(o[sp.Pos]) || wordRune(first)) {
+				sp.Pos, sp.Del, sp.Text = sp.Pos-1, sp.Del+1, string(o[sp.Pos-1])+sp.Text
+			}
+			for {
+				end := sp.Pos + sp.Del
+				if end >= len(o) || !wordRune(o[end]) || !(wordRune(o[end-1]) || wordRune(last)) {
+					break
+				}
+				if i+1 < len(out) && out[i+1].Pos == end {
+					// The next splice starts here: take it in.
+					nx := out[i+1]
+					sp.Del, sp.Text = sp.Del+nx.Del, sp.Text+nx.Text
+					i++
+					continue
+				}
+				sp.Del, sp.Text = sp.Del+1, sp.Text+string(o[end])
+			}
+			if len(merged) > 0 && floor == sp.Pos {
+				prev := &merged[len(merged)-1]
+				prev.Del, prev.Text = prev.Del+sp.Del, prev.Text+sp.Text
+				continue
+			}
+		}
+		merged = append(merged, sp)
+	}
+	return merged
 }
 
 // alignReach bounds how far align slides an edit, and so the context it
@@ -188,6 +242,11 @@ func boundaryPair(x, y rune) int {
 		return 1
 	}
 	return 0
+}
+
+// wordRune reports whether r is part of a word.
+func wordRune(r rune) bool {
+	return unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)
 }
 
 // commonPrefix returns the length in bytes of the longest common prefix of
@@ -419,4 +478,69 @@ func (m *differ) segments() []diffSeg {
 		}
 	}
 	return out
+}
+
+// Rebase returns current with the edit from base to edited made on it: a
+// three-way merge of plain texts, for an edit made on a text (base) that
+// has changed since (current) where the edit's history is not at hand, as
+// when an app hands over a text field's content long after it showed the
+// field, or an edit has to be made again on a server's text. Characters
+// the edit deleted are deleted where they still are; what it inserted goes
+// where its neighbours went, after what current inserted at the same
+// place; what current changed stays. It is deterministic.
+func Rebase(base, edited, current string) string {
+	if edited == base {
+		return current
+	}
+	if current == base {
+		return edited
+	}
+	n := runeCount(base)
+	cur := []rune(current)
+	// alive[i] is the position in current of base's i-th character, or -1
+	// if current deleted it; gap[i] is where an insertion made before
+	// base's i-th character (gap[n]: at the end) goes in current.
+	alive := make([]int, n)
+	gap := make([]int, n+1)
+	i, j := 0, 0
+	for _, a := range Diff(base, current) {
+		for ; i < a.Pos; i, j = i+1, j+1 {
+			alive[i], gap[i] = j, j
+		}
+		j += runeCount(a.Text)
+		gap[i] = j
+		for ; i < a.Pos+a.Del; i++ {
+			alive[i], gap[i] = -1, j
+		}
+	}
+	for ; i < n; i, j = i+1, j+1 {
+		alive[i], gap[i] = j, j
+	}
+	gap[n] = j
+	deleted := make([]bool, len(cur))
+	inserts := make([][]string, len(cur)+1)
+	for _, e := range Diff(base, edited) {
+		for k := e.Pos; k < e.Pos+e.Del; k++ {
+			if alive[k] >= 0 {
+				deleted[alive[k]] = true
+			}
+		}
+		if e.Text != "" {
+			at := gap[e.Pos]
+			if e.Del > 0 && alive[e.Pos] >= 0 {
+				at = alive[e.Pos]
+			}
+			inserts[at] = append(inserts[at], e.Text)
+		}
+	}
+	out := make([]byte, 0, max(len(current)+len(edited)-len(base), 0)+16)
+	for j := 0; j <= len(cur); j++ {
+		for _, s := range inserts[j] {
+			out = append(out, s...)
+		}
+		if j < len(cur) && !deleted[j] {
+			out = utf8.AppendRune(out, cur[j])
+		}
+	}
+	return string(out)
 }

@@ -1,6 +1,7 @@
 package syncengine
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -143,4 +144,92 @@ func FuzzDiff(f *testing.F) {
 			t.Fatalf("Diff(%q, %q) gives %q", old, new, got)
 		}
 	})
+}
+
+func TestRebase(t *testing.T) {
+	for _, tc := range []struct {
+		name                        string
+		base, edited, current, want string
+	}{
+		{"Unchanged", "a b c", "a b c", "a x b c", "a x b c"},
+		{"OnlyTheEdit", "a b c", "a B c", "a b c", "a B c"},
+		{"Disjoint", "Went to the hostel.\n", "Went to the day centre.\n", "Went to the hostel.\nJ. was there.\n", "Went to the day centre.\nJ. was there.\n"},
+		{"BothAppend", "one", "one two", "one three", "one three two"},
+		{"DeleteWhatIsThere", "keep drop keep", "keep keep", "keep drop keep and more", "keep keep and more"},
+		{"DeleteWhatWentAlready", "a drop b", "a b", "a b", "a b"},
+		{"InsertIntoAStretchCurrentReplaced", "one two three", "one two and a half three", "one 2 three", "one 2 and a half three"},
+		{"Emoji", "🙂 ok", "🙂🙂 ok", "🙂 ok!", "🙂🙂 ok!"},
+		{"EditOfEmpty", "", "new", "other", "othernew"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Rebase(tc.base, tc.edited, tc.current); got != tc.want {
+				t.Fatalf("Rebase(%q, %q, %q) = %q, want %q", tc.base, tc.edited, tc.current, got, tc.want)
+			}
+		})
+	}
+}
+
+// FuzzRebase: whatever the texts, Rebase keeps every character that
+// current inserted and base did not have, keeps every character of
+// edited that base did not have, and gives edited when nothing changed
+// meanwhile and current when the edit changed nothing.
+func FuzzRebase(f *testing.F) {
+	f.Add("Went to the hostel.", "Went to the day centre.", "Went to the hostel. J. too.")
+	f.Add("", "a", "b")
+	f.Fuzz(func(t *testing.T, base, edited, current string) {
+		if !utf8.ValidString(base) || !utf8.ValidString(edited) || !utf8.ValidString(current) || len(base)+len(edited)+len(current) > 3000 {
+			return
+		}
+		got := Rebase(base, edited, current)
+		if !utf8.ValidString(got) {
+			t.Fatal("Rebase made invalid UTF-8")
+		}
+		if Rebase(base, edited, base) != edited || Rebase(base, base, current) != current {
+			t.Fatal("Rebase is not the identity where nothing changed")
+		}
+		count := func(s string) map[rune]int {
+			m := map[rune]int{}
+			for _, r := range s {
+				m[r]++
+			}
+			return m
+		}
+		b, e, c, g := count(base), count(edited), count(current), count(got)
+		for r, n := range c {
+			if added := n - b[r]; added > 0 && g[r] < added {
+				t.Fatalf("Rebase lost %q that current added: %q", r, got)
+			}
+		}
+		for r, n := range e {
+			if added := n - b[r]; added > 0 && g[r] < added {
+				t.Fatalf("Rebase lost %q that the edit added: %q", r, got)
+			}
+		}
+	})
+}
+
+// TestDiffReplacesWholeWords: a change inside a word replaces the word,
+// so a concurrent deletion of the old word cannot strand the new letters;
+// typing and backspacing stay the small edits they are.
+func TestDiffReplacesWholeWords(t *testing.T) {
+	for _, tc := range []struct {
+		old, new string
+		want     []Splice
+	}{
+		{"a w45q b", "a w61q b", []Splice{{Pos: 2, Del: 4, Text: "w61q"}}},
+		{"I like teh cat", "I like the cat", []Splice{{Pos: 7, Del: 3, Text: "the"}}},
+		{"hel", "hell", []Splice{{Pos: 3, Text: "l"}}},
+		{"hello", "helo", []Splice{{Pos: 3, Del: 1}}},
+		{"one two", "one twenty", []Splice{{Pos: 4, Del: 3, Text: "twenty"}}},
+	} {
+		got := Diff(tc.old, tc.new)
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Errorf("Diff(%q, %q) = %v, want %v", tc.old, tc.new, got, tc.want)
+		}
+		d := NewTextDoc(0)
+		mustSplice(t, d, at(phone, 1), 0, 0, tc.old)
+		if _, err := d.Edit(at(phone, 2), got...); err != nil || d.Text() != tc.new {
+			t.Errorf("the splices of Diff(%q, %q) give %q (%v)", tc.old, tc.new, d.Text(), err)
+		}
+	}
 }

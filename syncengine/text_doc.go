@@ -77,6 +77,7 @@ type TextDoc struct {
 	waiting  map[ReplicaID]*waitHeap // held changes by the replica and clock they wait for
 	woken    []ReplicaID             // replicas that advanced while changes were waiting
 	bytes    int                     // visible text in bytes
+	items    int                     // items in the tree
 	text     string
 	textOK   bool
 
@@ -144,6 +145,17 @@ func (d *TextDoc) LenUTF16() int { return d.root.vis16 }
 
 // Bytes returns the length of the text in bytes.
 func (d *TextDoc) Bytes() int { return d.bytes }
+
+// Runs returns how many runs of characters the document holds, deleted
+// ones included: what its size beyond the text grows with. A run costs a
+// few bytes in the canonical encoding (at most about 20) and about a
+// hundred in memory, so a cap on runs bounds both without encoding the
+// document.
+func (d *TextDoc) Runs() int { return d.items }
+
+// Chars returns how many characters the document has ever held, deleted
+// ones included (at most MaxTextChars).
+func (d *TextDoc) Chars() int { return d.root.len }
 
 // Version returns, for every replica whose changes the document holds, the
 // stamp of its newest change, sorted by replica. A change is part of the
@@ -425,11 +437,38 @@ func (d *TextDoc) Apply(c *TextChange) (TextStatus, error) {
 	if err := ValidateTextChange(c, max(d.limit, MaxBodyBytes)); err != nil {
 		return 0, err
 	}
+	return d.applyValid(c)
+}
+
+// applyValid is Apply for a change that passed ValidateTextChange.
+func (d *TextDoc) applyValid(c *TextChange) (TextStatus, error) {
 	st, err := d.offer(c)
 	if err != nil || st != TextApplied {
 		return st, err
 	}
 	d.drain()
+	return TextApplied, nil
+}
+
+// Ready reports what Apply would do with c now, without doing it:
+// TextApplied when c is ready to apply, TextDuplicate when the document
+// already holds it, TextHeld when the version it was made on is not
+// complete yet; and the error Apply would give for a change that skipped
+// one of its own replica's changes. It does not check that c's ids are in
+// the document, which Apply does (and then changes nothing).
+func (d *TextDoc) Ready(c *TextChange) (TextStatus, error) {
+	if d.pending[c.Stamp] != nil {
+		return TextDuplicate, nil
+	}
+	ready, dup, _, err := d.readiness(c)
+	switch {
+	case err != nil:
+		return 0, err
+	case dup:
+		return TextDuplicate, nil
+	case !ready:
+		return TextHeld, nil
+	}
 	return TextApplied, nil
 }
 

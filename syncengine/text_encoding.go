@@ -856,3 +856,104 @@ func (d *textDecoder) bytesField() []byte {
 }
 
 func (d *textDecoder) string() string { return string(d.bytesField()) }
+
+// textSummary reads from an encoded TextDoc what readers of an entry need
+// without rebuilding the document: the text, the stamp of the newest
+// change applied (zero for none), and how many heads it has (see
+// TextDoc.Heads). It checks only what it reads; DecodeTextDoc checks the
+// rest.
+func textSummary(b []byte) (text string, newest Stamp, heads int, err error) {
+	d := textDecoder{b: b}
+	if v := d.byte(); d.err == nil && v != textDocVersion {
+		return "", Stamp{}, 0, fmt.Errorf("%w: unknown version %d", ErrCorruptText, v)
+	}
+	text = d.string()
+	nrep := d.count(16+8+1, MaxTextReplicas)
+	version := make([]Stamp, nrep)
+	seenBy := make([]Timestamp, nrep) // the newest clock of replica i that another replica's newest change had seen
+	for i := 0; i < nrep && d.err == nil; i++ {
+		d.read(version[i].Replica[:])
+		version[i].Clock = Timestamp(d.uint64())
+		ndeps := d.count(1+8, nrep)
+		for range ndeps {
+			j := d.uvarint()
+			clock := Timestamp(d.uint64())
+			if d.err != nil {
+				break
+			}
+			if j >= uint64(nrep) {
+				d.fail("a dependency names no replica")
+				break
+			}
+			seenBy[j] = max(seenBy[j], clock)
+		}
+	}
+	if d.err != nil {
+		return "", Stamp{}, 0, d.err
+	}
+	if !utf8.ValidString(text) {
+		return "", Stamp{}, 0, fmt.Errorf("%w: text is not valid UTF-8", ErrCorruptText)
+	}
+	for i, v := range version {
+		if newest.Replica.IsZero() || v.Compare(newest) > 0 {
+			newest = v
+		}
+		if seenBy[i] < v.Clock {
+			heads++
+		}
+	}
+	return text, newest, heads, nil
+}
+
+// simpleText recognises the canonical encoding of the commonest merged
+// text, one typed by one replica from start to end with nothing deleted
+// (an entry written once), without rebuilding the document: it accepts
+// only encodings that DecodeTextDoc accepts, with exactly its checks, and
+// returns the text and the newest change. FuzzDecodeTextDoc checks that
+// it never accepts what DecodeTextDoc refuses.
+func simpleText(b []byte) (string, Stamp, bool) {
+	d := textDecoder{b: b}
+	if d.byte() != textDocVersion {
+		return "", Stamp{}, false
+	}
+	text := d.string()
+	if d.err != nil || ValidateText("text", text, len(text), true) != nil {
+		return "", Stamp{}, false
+	}
+	n := uint64(runeCount(text))
+	var rep ReplicaID
+	if d.uvarint() != 1 { // replicas
+		return "", Stamp{}, false
+	}
+	d.read(rep[:])
+	latest := Timestamp(d.uint64())
+	if d.uvarint() != 0 || rep.IsZero() || ValidateClock(latest) != nil { // its dependencies
+		return "", Stamp{}, false
+	}
+	if d.uvarint() != 1 || d.uvarint() != 0 { // one sequence, of that replica
+		return "", Stamp{}, false
+	}
+	anchor := Timestamp(d.uint64())
+	end := d.uvarint()
+	if d.err != nil || ValidateClock(anchor) != nil || anchor > latest || end == 0 || end != n || end > maxOffset || end > MaxTextChars {
+		return "", Stamp{}, false
+	}
+	nmarks := d.count(2, MaxTextChars)
+	off, clock := uint64(0), uint64(anchor)
+	for range nmarks {
+		doff, dclock := d.uvarint(), d.uvarint()
+		last := Timestamp(clock)
+		off, clock = off+doff, clock+dclock
+		if d.err != nil || doff == 0 || off >= end || clock > uint64(latest) || Timestamp(clock).Millis()-last.Millis() < markInterval {
+			return "", Stamp{}, false
+		}
+	}
+	// One run: the whole sequence, visible, from the start to the end.
+	if d.uvarint() != 1 || d.byte() != runNewKey || d.uvarint() != 0 || d.varint() != 0 || d.uvarint() != end || d.uvarint() != 0 {
+		return "", Stamp{}, false
+	}
+	if d.err != nil || len(d.b) != 0 {
+		return "", Stamp{}, false
+	}
+	return text, Stamp{Clock: latest, Replica: rep}, true
+}

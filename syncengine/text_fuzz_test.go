@@ -45,13 +45,35 @@ func FuzzDecodeTextDoc(f *testing.F) {
 		f.Add(EncodeTextDoc(d))
 	}
 	f.Add([]byte{textDocVersion})
+	for _, text := range []string{"Met J. at the hostel 🙂", "a"} {
+		d := NewTextDoc(0)
+		if _, err := d.SetText(Stamp{Clock: NewTimestamp(MinValidMillis, 0), Replica: ReplicaID{15: 1}}, text); err != nil {
+			f.Fatal(err)
+		}
+		for i := range 3 { // typed on over minutes: clock marks
+			if _, err := d.Splice(Stamp{Clock: NewTimestamp(MinValidMillis+int64(i+1)*90_000, 0), Replica: ReplicaID{15: 1}}, d.Len(), 0, "x"); err != nil {
+				f.Fatal(err)
+			}
+		}
+		f.Add(EncodeTextDoc(d))
+	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := DecodeTextDoc(b, 0)
+		simple, newest, ok := simpleText(b)
 		if err != nil {
+			if ok {
+				t.Fatalf("simpleText accepts what DecodeTextDoc refuses (%v)", err)
+			}
 			if !errors.Is(err, ErrCorruptText) {
 				t.Fatalf("error %v does not wrap ErrCorruptText", err)
 			}
 			return
+		}
+		if ok {
+			st := NewTextState(d)
+			if simple != d.Text() || newest != st.Newest() || st.Concurrent() {
+				t.Fatalf("simpleText reads %q %v from a text of %q %v", simple, newest, d.Text(), st.Newest())
+			}
 		}
 		// Canonical: whatever decodes re-encodes to exactly the input,
 		// and behaves: it merges with itself and with an empty document.

@@ -538,3 +538,42 @@ func ExampleTextDoc() {
 	// Met J. at the shelter. She asked about housing.
 	// true true
 }
+
+// TestTextRunsCountsItems: Runs follows the items of the tree through
+// inserts, splits, deletions that fold items together, merges, clones and
+// decoding.
+func TestTextRunsCountsItems(t *testing.T) {
+	count := func(d *TextDoc) int {
+		n := 0
+		for l := d.head; l != nil; l = l.next {
+			n += len(l.items)
+		}
+		return n
+	}
+	a, b := NewTextDoc(0), NewTextDoc(0)
+	mustSplice(t, a, at(phone, 1), 0, 0, "hello world, again and again")
+	mustApply(t, b, mustSplice(t, a, at(phone, 2), 5, 1, "_"), TextHeld)
+	for i := 3; i < 40; i++ {
+		pos := (i * 7) % (a.Len() + 1)
+		del := min(i%3, a.Len()-pos)
+		mustSplice(t, a, at(phone, i), pos, del, string(rune('a'+i%26)))
+		mustSplice(t, b, at(tablet, i), 0, min(1, b.Len()), "x")
+	}
+	if err := a.Merge(b); err != nil {
+		t.Fatal(err)
+	}
+	for name, d := range map[string]*TextDoc{"edited": a, "clone": a.Clone(), "decoded": func() *TextDoc {
+		d, err := DecodeTextDoc(EncodeTextDoc(a), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}()} {
+		if d.Runs() != count(d) {
+			t.Fatalf("%s: Runs = %d, the tree holds %d items", name, d.Runs(), count(d))
+		}
+	}
+	if n := len(EncodeTextDoc(a)); n > a.Bytes()+20*a.Runs()+64*len(a.Version())+64 {
+		t.Fatalf("the encoding is %d bytes, more than the bound of %d runs", n, a.Runs())
+	}
+}

@@ -426,6 +426,7 @@ func (d *TextDoc) insertAfter(prev, x *item) {
 		i = leaf.indexOf(prev) + 1
 	}
 	leaf.items = slices.Insert(leaf.items, i, x)
+	d.items++
 	x.leaf = leaf
 	leaf.add(x.n, x.vis(), x.vis16())
 	d.keys[x.id.key].index.insert(x)
@@ -518,6 +519,7 @@ func (d *TextDoc) split(it *item, j int) *item {
 	leaf := it.leaf
 	i := leaf.indexOf(it) + 1
 	leaf.items = slices.Insert(leaf.items, i, r)
+	d.items++
 	r.leaf = leaf
 	d.keys[r.id.key].index.insert(r)
 	if len(leaf.items) > treeLeafMax {
@@ -568,6 +570,7 @@ func (d *TextDoc) markDeleted(it *item) (int, *item) {
 			it.n += nx.n
 			d.keys[nx.id.key].index.remove(nx)
 			leaf.items = slices.Delete(leaf.items, i+1, i+2)
+			d.items--
 		}
 	}
 	if i > 0 {
@@ -575,6 +578,7 @@ func (d *TextDoc) markDeleted(it *item) (int, *item) {
 			pv.n += it.n
 			d.keys[it.id.key].index.remove(it)
 			leaf.items = slices.Delete(leaf.items, i, i+1)
+			d.items--
 			return b, pv
 		}
 	}

@@ -47,6 +47,17 @@ func ValidateChange(c *Change) error {
 	} else if !c.Feedback.IsZero() {
 		return invalid("feedback id", ErrInvalidValue, fmt.Sprintf("a %s change must not name a feedback item", c.Field))
 	}
+	if c.TextEdit != nil {
+		switch {
+		case c.Field != FieldBody && c.Field != FieldFeedbackBody:
+			return invalid(c.Field.String(), ErrInvalidValue, fmt.Sprintf("%s takes a whole value, not a text edit: only the body and feedback bodies are merged text", c.Field))
+		case c.Text != "" || c.Number != 0 || c.Flag:
+			return invalid(c.Field.String(), ErrInvalidValue, "a text edit carries no whole value")
+		case c.TextEdit.Stamp != c.Stamp:
+			return invalid(c.Field.String(), ErrInvalidValue, "a text edit must carry its change's clock and replica")
+		}
+		return ValidateTextChange(c.TextEdit, textLimit(c.Field))
+	}
 	switch c.Field.Kind() {
 	case KindText:
 		if c.Number != 0 || c.Flag {

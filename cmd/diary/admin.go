@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/client/operator"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
@@ -21,7 +22,7 @@ import (
 // administrator.
 func (e *env) withAdmin(fn func(svc diaryv1connect.AdminServiceClient) error) error {
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Admin()
+		svc, err := operator.Admin(c)
 		if err != nil {
 			return err
 		}

@@ -317,7 +317,9 @@ func cmdEdit(e *env, args []string) error {
 			if err != nil {
 				return err
 			}
-			ed.Body = &b
+			// The edit is made from the text the editor started with,
+			// so that what syncs meanwhile stays.
+			ed.Body, ed.BodyBase = &b, &cur.Body
 		}
 		return c.Update(e.ctx, id, ed)
 	})
@@ -356,6 +358,7 @@ type entryJSON struct {
 	CreatedAt       time.Time      `json:"created_at"`
 	UpdatedAt       time.Time      `json:"updated_at"`
 	Pending         int            `json:"pending"`
+	BodyConcurrent  bool           `json:"body_edited_on_devices,omitempty"`
 	Read            *bool          `json:"read,omitempty"`
 	Feedback        []feedbackJSON `json:"feedback"`
 }
@@ -372,7 +375,7 @@ func toJSON(en *client.Entry, withRead bool) entryJSON {
 	j := entryJSON{
 		ID: en.ID.String(), Author: en.Author, Title: en.Title, Body: en.Body, Date: en.Date, Mood: en.Mood,
 		Tags: en.Tags, ShareSupervisor: en.ShareSupervisor, ShareResearch: en.ShareResearch, Deleted: en.Deleted,
-		CreatedAt: en.CreatedAt, UpdatedAt: en.UpdatedAt, Pending: en.Pending, Feedback: []feedbackJSON{},
+		CreatedAt: en.CreatedAt, UpdatedAt: en.UpdatedAt, Pending: en.Pending, BodyConcurrent: en.BodyConcurrent, Feedback: []feedbackJSON{},
 	}
 	if j.Tags == nil {
 		j.Tags = []string{}
@@ -558,6 +561,9 @@ func cmdShow(e *env, args []string) error {
 		}
 		if en.Pending > 0 {
 			fmt.Fprintf(&b, "pending: %d change(s) not yet synced\n", en.Pending)
+		}
+		if en.BodyConcurrent {
+			b.WriteString("body:    edited on two devices; both edits are in it\n")
 		}
 		fmt.Fprintf(&b, "\n%s\n", en.Body)
 		for _, f := range en.Feedback {

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/client/operator"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -68,18 +69,15 @@ func cmdExport(e *env, args []string) error {
 		dictPath = *out + ".dictionary.md"
 	}
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Research()
+		svc, err := operator.Research(c)
 		if err != nil {
 			return err
 		}
-		stream, err := svc.ExportWave(e.ctx, req)
-		if err != nil {
-			return rpcErr("export", err)
-		}
-		defer stream.Close()
 		// Every file goes to a temporary file beside its target and is
 		// renamed at the end, so an interrupted export never leaves half a
-		// file or a manifest that does not match its export.
+		// file or a manifest that does not match its export. The files
+		// are made before the export is asked for: a file that cannot be
+		// made must not leave an export the server made and kept.
 		var files []*pending
 		defer func() {
 			for _, p := range files {
@@ -116,6 +114,11 @@ func cmdExport(e *env, args []string) error {
 			}
 			dictOut = p
 		}
+		stream, err := svc.ExportWave(e.ctx, req)
+		if err != nil {
+			return rpcErr("export", err)
+		}
+		defer stream.Close()
 		var manifest *diaryv1.ExportManifest
 		written := int64(0)
 		progress := isTerminal(e.stderr) && !toStdout
@@ -251,7 +254,7 @@ func cmdExportList(e *env, args []string) error {
 		return usagef("export list takes --json and --limit N")
 	}
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Research()
+		svc, err := operator.Research(c)
 		if err != nil {
 			return err
 		}
@@ -326,7 +329,7 @@ func cmdExportPreview(e *env, args []string) error {
 		return err
 	}
 	return e.withClient(func(c *client.Client) error {
-		svc, err := c.Research()
+		svc, err := operator.Research(c)
 		if err != nil {
 			return err
 		}

@@ -119,22 +119,23 @@ var copyTables = []copyTable{
 	{name: "feed", columns: []string{"reader", "entry", "seq", "visible", "reason"},
 		convert: func(r []any) []any { r[3] = asBool(r[3]); return r }},
 	// SQLite keeps a change's value in one untyped column; PostgreSQL in
-	// text_value or int_value.
+	// text_value, int_value or, for a text edit (which SQLite holds as a
+	// blob, its canonical encoding), text_change.
 	{name: "history", columns: []string{"id", "entry", "field", "tag", "feedback", "value", "clock", "device_id", "user_id", "received_at", "write_clock"},
-		to: []string{"id", "entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"},
+		to: []string{"id", "entry", "field", "tag", "feedback", "text_value", "int_value", "text_change", "clock", "device_id", "user_id", "received_at", "write_clock"},
 		convert: func(r []any) []any {
-			var text, number any
+			var text, number, edit any
 			switch v := r[5].(type) {
 			case string:
 				text = v
 			case []byte:
-				text = string(v)
+				edit = v
 			case int64:
 				number = v
 			case bool:
 				number = map[bool]int64{false: 0, true: 1}[v]
 			}
-			return append(r[:5:5], append([]any{text, number}, r[6:]...)...)
+			return append(r[:5:5], append([]any{text, number, edit}, r[6:]...)...)
 		}},
 	{name: "waves", columns: []string{"number", "label", "start_date", "end_date"}},
 	{name: "wave_dates", columns: []string{"number", "navigator_id", "start_date", "end_date"}},

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/internal/storetest"
+	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/server/sqlite"
@@ -97,6 +99,7 @@ func TestDiaryd_Migrate(t *testing.T) {
 		t.Fatal(err)
 	}
 	var erased, marked string
+	var privateID syncengine.EntryID // an entry no reader sees, edited after the move
 	for i := range 50 {
 		id, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("before %d", i), Body: "Met J.", ShareSupervisor: i%5 != 0, ShareResearch: i%2 == 0})
 		if err != nil {
@@ -107,6 +110,9 @@ func TestDiaryd_Migrate(t *testing.T) {
 			erased = id.String()
 		case 2:
 			marked = id.String()
+		}
+		if i == 5 {
+			privateID = id
 		}
 	}
 	if err := phone.Sync(ctx); err != nil {
@@ -209,6 +215,23 @@ func TestDiaryd_Migrate(t *testing.T) {
 		if err != nil || !strings.Contains(out, "Copied") {
 			t.Fatalf("migrate: %v\n%s", err, out)
 		}
+		// The bodies were written as text edits, which SQLite keeps as
+		// blobs in history.value and PostgreSQL in history.text_change.
+		lite, err := sql.Open("sqlite", dbFile(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer lite.Close()
+		var edits, copied int
+		if err := lite.QueryRow(`SELECT count(*) FROM history WHERE typeof(value) = 'blob'`).Scan(&edits); err != nil {
+			t.Fatal(err)
+		}
+		if err := openRaw(t, url).QueryRow(`SELECT count(*) FROM history WHERE text_change IS NOT NULL AND text_value IS NULL AND int_value IS NULL`).Scan(&copied); err != nil {
+			t.Fatal(err)
+		}
+		if edits == 0 || copied != edits {
+			t.Fatalf("%d text edits in the SQLite history, %d copied as text edits", edits, copied)
+		}
 	})
 	t.Run("ErrNotEmpty", func(t *testing.T) {
 		out, err := diaryd(t, "migrate", "--from", data, "--database", url)
@@ -226,6 +249,11 @@ func TestDiaryd_Migrate(t *testing.T) {
 	}
 	front.point(pg.url)
 	t.Run("OKCarriesOn", func(t *testing.T) {
+		// A body moved from SQLite takes a text edit on PostgreSQL.
+		body := "Met J. at the day centre."
+		if err := phone.Update(ctx, privateID, client.Edit{Body: &body}); err != nil {
+			t.Fatal(err)
+		}
 		for i := range 5 {
 			if _, err := phone.Create(ctx, client.Draft{Title: fmt.Sprintf("after %d", i), Body: "Met K.", ShareSupervisor: true, ShareResearch: true}); err != nil {
 				t.Fatal(err)
@@ -236,6 +264,9 @@ func TestDiaryd_Migrate(t *testing.T) {
 		}
 		if st, err := phone.Status(ctx); err != nil || st.Pending != 0 || st.Refused != 0 {
 			t.Fatalf("after the move: %+v %v", st, err)
+		}
+		if e, err := phone.Get(ctx, privateID); err != nil || e.Body != body {
+			t.Fatalf("the body edited after the move: %+v %v", e, err)
 		}
 		local, n, err := phone.StateHash(ctx)
 		if err != nil {
@@ -560,6 +591,12 @@ func TestDiaryd_Backup(t *testing.T) {
 		_, err := sync.Pull(ctx, &diaryv1.PullRequest{Cursor: ahead.cursor})
 		if connect.CodeOf(err) != connect.CodeFailedPrecondition || !strings.Contains(err.Error(), "sync again from the start") {
 			t.Fatalf("a cursor past the restored study: %v", err)
+		}
+		// The one conflict after which a device pulls everything again
+		// is named as such.
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Meta().Get(wire.ErrorCodeHeader) != "conflict" || ce.Meta().Get(wire.ErrorReasonHeader) != wire.ReasonCursorAhead {
+			t.Fatalf("a cursor past the restored study: headers %v", ce.Meta())
 		}
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/client/operator"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 )
@@ -306,7 +307,7 @@ func withAdmin(t *testing.T, home string, fn func(admin diaryv1connect.AdminServ
 		t.Fatal(err)
 	}
 	defer c.Close()
-	admin, err := c.Admin()
+	admin, err := operator.Admin(c)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/client"
+	"github.com/diarysync/diarysync/client/operator"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
@@ -124,7 +125,7 @@ func (t *target) openProfile(ctx context.Context, cfg *config) error {
 	case !sameServer(p.ServerURL, cfg.server):
 		return fmt.Errorf("the diary profile in %s is enrolled with %s, not with --server %s", cfg.adminHome, p.ServerURL, cfg.server)
 	}
-	if t.admin, err = c.Admin(); err != nil {
+	if t.admin, err = operator.Admin(c); err != nil {
 		return err
 	}
 	t.url = cfg.server

@@ -27,6 +27,8 @@ type DB struct {
 	Path  string
 	Write *sql.DB
 	Read  *sql.DB
+
+	beforeCommit func(ctx context.Context, tx *sql.Tx) error
 }
 
 // Options tunes Open.
@@ -48,6 +50,11 @@ type Options struct {
 	// MaxPageCount, if not 0, caps the file at that many pages (SQLite's
 	// max_page_count), so that tests can fill "the disk".
 	MaxPageCount int
+	// BeforeCommit, if set, runs at the end of every WriteTx after the
+	// migrations, in its transaction, before it commits; an error rolls
+	// the transaction back. It finishes work that triggers left for the
+	// transaction.
+	BeforeCommit func(ctx context.Context, tx *sql.Tx) error
 }
 
 // Errors SQLite reports that callers handle on their own, tested with
@@ -150,6 +157,8 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
+	// Only once the schema is complete: the hook may use its tables.
+	db.beforeCommit = opts.BeforeCommit
 	r, err := sql.Open("sqlite", dsn("_pragma", "query_only(1)"))
 	if err != nil {
 		w.Close()
@@ -230,6 +239,9 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 		return err
 	}
 	sort.Strings(names)
+	// Versions are recorded by number, so two files with one number
+	// would leave the second unapplied without a word.
+	seen := make(map[int]string, len(names))
 	for _, name := range names {
 		base := path.Base(name)
 		num, _, ok := strings.Cut(base, "_")
@@ -237,6 +249,15 @@ func (db *DB) migrate(ctx context.Context, opts Options) error {
 		if !ok || err != nil {
 			return fmt.Errorf("migration %q: name must start with a number and '_'", base)
 		}
+		if other, dup := seen[version]; dup {
+			return fmt.Errorf("migrations %q and %q have the same number", other, base)
+		}
+		seen[version] = base
+	}
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, _ := strings.Cut(base, "_")
+		version, _ := strconv.Atoi(num)
 		body, err := fs.ReadFile(opts.Migrations, name)
 		if err != nil {
 			return err
@@ -278,6 +299,11 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	defer tx.Rollback()
 	if err := fn(tx); err != nil {
 		return Classify(err)
+	}
+	if db.beforeCommit != nil {
+		if err := db.beforeCommit(ctx, tx); err != nil {
+			return Classify(err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit: %w", Classify(err))

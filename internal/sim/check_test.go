@@ -109,11 +109,11 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 	if !withHistory {
 		return s, nil
 	}
-	// SQLite keeps a change's value in one untyped column; PostgreSQL in
-	// text_value or int_value.
-	value := `h.value, NULL`
+	// SQLite keeps a change's value in one untyped column (a text edit
+	// as a blob); PostgreSQL in text_value, int_value or text_change.
+	value := `h.value, NULL, NULL`
 	if w.engine == storetest.Postgres {
-		value = `h.text_value, h.int_value`
+		value = `h.text_value, h.int_value, h.text_change`
 	}
 	rows, err = tx.QueryContext(ctx, `SELECT e.id, h.field, h.tag, h.feedback, `+value+`, h.clock, h.device_id, d.replica_id, u.study_code
 		FROM history h JOIN entries e ON e.rid = h.entry JOIN devices d ON d.id = h.device_id JOIN users u ON u.id = h.user_id ORDER BY h.id`)
@@ -126,27 +126,41 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 			id, feedback, replica []byte
 			field                 int
 			tag, author           string
-			value, number         any
+			value, number, edit   any
 			clock, device         int64
 		)
-		if err := rows.Scan(&id, &field, &tag, &feedback, &value, &number, &clock, &device, &replica, &author); err != nil {
+		if err := rows.Scan(&id, &field, &tag, &feedback, &value, &number, &edit, &clock, &device, &replica, &author); err != nil {
 			return nil, fmt.Errorf("cannot read history: %w", err)
 		}
-		if value == nil {
+		switch {
+		case edit != nil && (value != nil || number != nil):
+			return nil, fmt.Errorf("history of %x: a text edit beside a whole value", id)
+		case edit != nil:
+			value = edit
+		case value == nil:
 			value = number
 		}
 		c := syncengine.Change{Entry: syncengine.EntryID(id), Field: syncengine.Field(field), Tag: tag, Author: author}
 		c.Clock = syncengine.Timestamp(clock)
 		copy(c.Replica[:], replica)
 		copy(c.Feedback[:], feedback)
-		switch c.Field.Kind() {
-		case syncengine.KindText:
+		switch b, edit := value.([]byte); {
+		case edit && isText(c.Field):
+			// A text edit, kept as its encoding; it carries its own
+			// stamp, which for an old device's whole text is the
+			// device's legacy replica.
+			tc, err := syncengine.DecodeTextChange(b)
+			if err != nil {
+				return nil, fmt.Errorf("history of %x: %s holds no text change: %w", id, c.Field, err)
+			}
+			c.TextEdit, c.Stamp = tc, tc.Stamp
+		case c.Field.Kind() == syncengine.KindText:
 			v, ok := value.(string)
 			if !ok {
 				return nil, fmt.Errorf("history of %x: %s holds %T", id, c.Field, value)
 			}
 			c.Text = v
-		case syncengine.KindNumber:
+		case c.Field.Kind() == syncengine.KindNumber:
 			v, ok := value.(int64)
 			if !ok {
 				return nil, fmt.Errorf("history of %x: %s holds %T", id, c.Field, value)
@@ -163,9 +177,9 @@ func (w *world) load(ctx context.Context, withHistory bool) (*stored, error) {
 		if !ok {
 			return nil, fmt.Errorf("history of %x names device %d, which the simulation never enrolled", id, device)
 		}
-		k := ackKey{device: idx, clock: c.Clock}
+		k := ackKey{device: idx, clock: syncengine.Timestamp(clock)}
 		if _, dup := s.history[k]; dup {
-			return nil, fmt.Errorf("law 3: history holds two changes of %s with clock %s", w.devices[idx].name, c.Clock)
+			return nil, fmt.Errorf("law 3: history holds two changes of %s with clock %s", w.devices[idx].name, k.clock)
 		}
 		s.history[k] = &historyRow{entry: c.Entry, change: c}
 	}
@@ -218,7 +232,7 @@ func (s *stored) expected(d *device) map[syncengine.EntryID][]byte {
 			}
 			aud = syncengine.AudienceResearch
 		}
-		out[id] = syncengine.EncodeEntry(e.state.View(aud))
+		out[id] = syncengine.EncodeEntry(e.state.ViewFor(aud, d.user.code, true))
 	}
 	return out
 }
@@ -347,8 +361,11 @@ func (w *world) checkFinal(ctx context.Context) error {
 		}
 	}
 
-	// Every replica holds exactly its user's view, and replicas of one
-	// audience hold byte-identical entries.
+	// Every replica holds exactly its user's view; the devices of one
+	// user hold byte-identical entries, and so do the replicas of one
+	// audience as text (a supervisor's view keeps the merged text of
+	// their own feedback, which other supervisors see as text).
+	byUser := map[string]map[syncengine.EntryID][]byte{}
 	byAudience := map[study.Role]map[syncengine.EntryID][]byte{}
 	for _, d := range w.devices {
 		if err := w.checkDevice(ctx, d, s, true); err != nil {
@@ -358,16 +375,26 @@ func (w *world) checkFinal(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		seen := byAudience[d.user.role]
-		if seen == nil {
-			seen = map[syncengine.EntryID][]byte{}
-			byAudience[d.user.role] = seen
+		if byUser[d.user.code] == nil {
+			byUser[d.user.code] = map[syncengine.EntryID][]byte{}
+		}
+		if byAudience[d.user.role] == nil {
+			byAudience[d.user.role] = map[syncengine.EntryID][]byte{}
 		}
 		for id, b := range got {
-			if prev, ok := seen[id]; ok && !bytes.Equal(prev, b) {
+			if prev, ok := byUser[d.user.code][id]; ok && !bytes.Equal(prev, b) {
+				return fmt.Errorf("law 2: entry %s differs between two replicas of %s", id, d.user.code)
+			}
+			byUser[d.user.code][id] = b
+			e, err := syncengine.DecodeEntry(b)
+			if err != nil {
+				return err
+			}
+			flat := syncengine.EncodeEntry(e.Flat())
+			if prev, ok := byAudience[d.user.role][id]; ok && !bytes.Equal(prev, flat) {
 				return fmt.Errorf("law 2: entry %s differs between two %s replicas", id, d.user.role)
 			}
-			seen[id] = b
+			byAudience[d.user.role][id] = flat
 			w.count("check.entry_compared")
 		}
 	}
@@ -389,7 +416,7 @@ func (w *world) checkFinal(ctx context.Context) error {
 		if h == nil {
 			return fmt.Errorf("law 1: acknowledged change %s of %s (clock %s) is not in the history", a.key, w.devices[a.device].name, a.clock)
 		}
-		if got := changeKey(&h.change); got != a.key {
+		if got := changeKey(&h.change); got != a.key && !(isText(h.change.Field) && strings.HasPrefix(a.key, textKey(&h.change))) {
 			return fmt.Errorf("history of %s at clock %s holds %s; the device was told %s was accepted", w.devices[a.device].name, a.clock, got, a.key)
 		}
 		if acked[a.device] == nil {
@@ -413,6 +440,10 @@ func (w *world) checkFinal(ctx context.Context) error {
 		}
 	}
 
+	if err := w.checkWords(ctx, s); err != nil {
+		return err
+	}
+
 	// Merging is order-free: the history of each entry, applied in
 	// shuffled orders, rebuilds the entry the server stored.
 	byEntry := map[syncengine.EntryID][]syncengine.Change{}
@@ -433,6 +464,11 @@ func (w *world) checkFinal(ctx context.Context) error {
 			w.rng.Shuffle(len(changes), func(i, j int) { changes[i], changes[j] = changes[j], changes[i] })
 			r := &syncengine.Entry{ID: id}
 			for i := range changes {
+				// A whole text kept as it came changed no merged text
+				// (the server records the edit it became otherwise).
+				if c := &changes[i]; isText(c.Field) && c.TextEdit == nil && e.state.MergedText(c.Field, c.Feedback) != nil {
+					continue
+				}
 				r.Apply(&changes[i])
 			}
 			if !bytes.Equal(syncengine.EncodeEntry(r), e.raw) {
@@ -452,7 +488,7 @@ func (w *world) checkWrites(ctx context.Context, d *device, s *stored) error {
 		left[k]++
 	}
 	for _, a := range w.acks {
-		if a.device == d.idx {
+		if a.device == d.idx && !a.text {
 			left[a.key]--
 		}
 	}
@@ -466,6 +502,11 @@ func (w *world) checkWrites(ctx context.Context, d *device, s *stored) error {
 			break
 		}
 		for _, r := range page {
+			if isText(r.Change.Field) {
+				w.count("check.refused_text_listed")
+				after = r.Seq
+				continue
+			}
 			left[changeKey(&r.Change)]--
 			if _, held := s.history[ackKey{d.idx, r.Change.Clock}]; held {
 				return fmt.Errorf("law 6: %s lists %s as refused (%s), but the server holds it", d.name, changeKey(&r.Change), r.Reason)
@@ -506,4 +547,56 @@ func sortedIDs[V any](m map[syncengine.EntryID]V) []syncengine.EntryID {
 	}
 	slices.SortFunc(ids, func(a, b syncengine.EntryID) int { return a.Compare(b) })
 	return ids
+}
+
+// checkWords checks that no word is lost: every word a body edit typed
+// is in the body the server holds after the quiet phase, unless an edit
+// made on a text that held it removed it. (Words typed at one place on
+// two devices end up side by side, so they are looked for as they are
+// written, not between spaces.) Entries that were erased, and
+// bodies with an edit refused for good (its words are then on the
+// device's refused list, which checkWrites checks), are left out.
+func (w *world) checkWords(ctx context.Context, s *stored) error {
+	refused := map[syncengine.EntryID]bool{}
+	for _, d := range w.devices {
+		var after int64
+		for {
+			page, err := d.c.Refused(ctx, after, 1000)
+			if err != nil {
+				return fmt.Errorf("cannot list refused changes of %s: %w", d.name, err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, r := range page {
+				if r.Change.Field == syncengine.FieldBody {
+					refused[r.Change.Entry] = true
+				}
+				after = r.Seq
+			}
+		}
+	}
+	for _, id := range sortedIDs(w.bodyEdits) {
+		e := s.entries[id]
+		if e == nil || e.erased || refused[id] {
+			w.count("check.words_skipped")
+			continue
+		}
+		held := words(e.state.Body.Value)
+		removed := map[string]bool{}
+		for _, ed := range w.bodyEdits[id] {
+			for _, t := range ed.removed {
+				removed[t] = true
+			}
+		}
+		for _, ed := range w.bodyEdits[id] {
+			for _, t := range ed.added {
+				if !held[t] && !removed[t] {
+					return fmt.Errorf("no lost words: %q, typed on %s, is missing from the body of entry %s, and no edit made on a text holding it removed it", t, w.devices[ed.device].name, id)
+				}
+				w.count("check.word_kept")
+			}
+		}
+	}
+	return nil
 }

@@ -3,8 +3,11 @@ package sim
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf16"
 
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/study"
@@ -23,6 +26,7 @@ var ops = []op{
 	{"create", 10, opCreate},
 	{"edit", 12, opEdit},
 	{"edit_two_devices", 4, opEditTwoDevices},
+	{"edit_body", 10, opEditBody},
 	{"tag", 6, opTag},
 	{"share", 6, opShare},
 	{"delete_restore", 3, opDeleteRestore},
@@ -145,10 +149,12 @@ func (w *world) write(ctx context.Context, d *device, what string, do func() ([]
 		return err
 	}
 	if after-before != len(changes) {
-		return fmt.Errorf("%s on %s queued %d changes; the simulation expected %d", what, d.name, after-before, len(changes))
+		return fmt.Errorf("%s on %s queued %d changes; the simulation expected %d: %+v", what, d.name, after-before, len(changes), changes)
 	}
 	for i := range changes {
-		d.writes = append(d.writes, changeKey(&changes[i]))
+		if !isText(changes[i].Field) {
+			d.writes = append(d.writes, changeKey(&changes[i]))
+		}
 	}
 	w.count("write." + what)
 	w.stats["changes_written"] += len(changes)
@@ -156,10 +162,170 @@ func (w *world) write(ctx context.Context, d *device, what string, do func() ([]
 	return nil
 }
 
+// update runs Update on d. A body set to the text the entry has queues
+// no change (the body merges text).
 func (w *world) update(ctx context.Context, d *device, what string, id syncengine.EntryID, e client.Edit) error {
-	return w.write(ctx, d, what, func() ([]syncengine.Change, error) {
-		return e.Changes(id), d.c.Update(ctx, id, e)
-	})
+	before, err := d.c.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", what, d.name, err)
+	}
+	changes := e.Changes(id)
+	if e.Body != nil && *e.Body == before.Body {
+		changes = slices.DeleteFunc(changes, func(c syncengine.Change) bool { return c.Field == syncengine.FieldBody })
+	}
+	err = w.write(ctx, d, what, func() ([]syncengine.Change, error) { return changes, d.c.Update(ctx, id, e) })
+	if err != nil || e.Body == nil {
+		return err
+	}
+	return w.noteBody(ctx, d, id, before.Body)
+}
+
+// noteBody records what one edit on d did to the words of an entry's
+// body, for the no-lost-words check: the words it added, and the words
+// it removed, which d saw.
+func (w *world) noteBody(ctx context.Context, d *device, id syncengine.EntryID, before string) error {
+	after, err := d.c.Get(ctx, id)
+	if err != nil {
+		return fmt.Errorf("cannot read entry %s on %s: %w", id, d.name, err)
+	}
+	b, a := words(before), words(after.Body)
+	ed := bodyEdit{device: d.idx}
+	for t := range a {
+		if !b[t] {
+			ed.added = append(ed.added, t)
+		}
+	}
+	for t := range b {
+		if !a[t] {
+			ed.removed = append(ed.removed, t)
+		}
+	}
+	w.bodyEdits[id] = append(w.bodyEdits[id], ed)
+	return nil
+}
+
+// words returns the words of a text that body edits typed (see token).
+func words(s string) map[string]bool {
+	out := map[string]bool{}
+	for _, t := range wordPattern.FindAllString(s, -1) {
+		out[t] = true
+	}
+	return out
+}
+
+// wordPattern matches the words token makes. A number is never a prefix
+// of another followed by q, so one word never matches inside another.
+var wordPattern = regexp.MustCompile(`w[0-9]+q`)
+
+// token returns a word no edit typed before; some are followed by an
+// emoji, which takes two UTF-16 code units, so that positions in code
+// points and in UTF-16 differ.
+func (w *world) token() string {
+	w.counter++
+	if w.rng.IntN(3) == 0 {
+		return fmt.Sprintf("w%dq🙂", w.counter)
+	}
+	return fmt.Sprintf("w%dq", w.counter)
+}
+
+// opEditBody edits the body of an entry on one device of a navigator, or
+// on both before either syncs: a splice typing a word or deleting one (in
+// code points or UTF-16 code units), or a whole new text from a text
+// field, with a word changed or a paragraph added.
+func opEditBody(ctx context.Context, w *world) error {
+	u := pick(w, w.usersWith(study.RoleNavigator))
+	devices := []*device{pick(w, u.devices)}
+	if w.rng.IntN(2) == 0 {
+		devices = u.devices
+	}
+	var ids []syncengine.EntryID
+	es, err := entriesOn(ctx, devices[0])
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		ok := true
+		for _, d := range devices[1:] {
+			if _, err := d.c.Get(ctx, e.ID); err != nil {
+				ok = false
+			}
+		}
+		if ok {
+			ids = append(ids, e.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	id := pick(w, ids)
+	w.now = w.now.Add(time.Millisecond)
+	for _, d := range devices {
+		e, err := d.c.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := w.editBody(ctx, d, id, e.Body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *world) editBody(ctx context.Context, d *device, id syncengine.EntryID, text string) error {
+	// Word starts, in code points, and the text's words.
+	r := []rune(text)
+	var starts []int
+	for i := range r {
+		if r[i] != ' ' && r[i] != '\n' && (i == 0 || r[i-1] == ' ' || r[i-1] == '\n') {
+			starts = append(starts, i)
+		}
+	}
+	one := []syncengine.Change{{Entry: id, Field: syncengine.FieldBody}}
+	var err error
+	switch kind := w.rng.IntN(5); {
+	case kind == 0 || kind == 1 || len(starts) == 0 && kind < 4:
+		// Type a word at the start of a word, or at the end.
+		pos := len(r)
+		if len(starts) > 0 && w.rng.IntN(4) > 0 {
+			pos = pick(w, starts)
+		}
+		ins := w.token() + " "
+		if pos == len(r) {
+			ins = " " + strings.TrimSpace(ins)
+		}
+		if kind == 1 {
+			pos16 := len(utf16.Encode(r[:pos]))
+			err = w.write(ctx, d, "body_splice_utf16", func() ([]syncengine.Change, error) { return one, d.c.SpliceBodyUTF16(ctx, id, pos16, 0, ins) })
+		} else {
+			err = w.write(ctx, d, "body_splice", func() ([]syncengine.Change, error) { return one, d.c.SpliceBody(ctx, id, pos, 0, ins) })
+		}
+	case kind == 2:
+		// Delete a word and the space after it.
+		i := w.rng.IntN(len(starts))
+		end := len(r)
+		if i+1 < len(starts) {
+			end = starts[i+1]
+		}
+		pos := starts[i]
+		err = w.write(ctx, d, "body_delete_word", func() ([]syncengine.Change, error) { return one, d.c.SpliceBody(ctx, id, pos, end-pos, "") })
+	case kind == 3:
+		// A text field's whole text, with one word changed.
+		start := pick(w, starts)
+		end := start
+		for end < len(r) && r[end] != ' ' && r[end] != '\n' {
+			end++
+		}
+		next := string(r[:start]) + w.token() + string(r[end:])
+		return w.update(ctx, d, "body_word", id, client.Edit{Body: &next})
+	default:
+		// A text field's whole text, with a paragraph added.
+		next := text + "\n\n" + w.token() + " " + w.token() + "."
+		return w.update(ctx, d, "body_paragraph", id, client.Edit{Body: &next})
+	}
+	if err != nil {
+		return err
+	}
+	return w.noteBody(ctx, d, id, text)
 }
 
 func opCreate(ctx context.Context, w *world) error {
@@ -350,8 +516,16 @@ func opEditFeedback(ctx context.Context, w *world) error {
 		})
 	}
 	body := w.text("feedback")
+	changes := []syncengine.Change{{Entry: n.entry, Field: syncengine.FieldFeedbackBody, Feedback: n.id, Text: body}}
+	if e, err := d.c.Get(ctx, n.entry); err == nil {
+		for _, f := range e.Feedback {
+			if f.ID == n.id && f.Body == body {
+				changes = nil // the note has that text: nothing to merge
+			}
+		}
+	}
 	return w.write(ctx, d, "edit_feedback", func() ([]syncengine.Change, error) {
-		return []syncengine.Change{{Entry: n.entry, Field: syncengine.FieldFeedbackBody, Feedback: n.id, Text: body}}, d.c.EditFeedback(ctx, n.entry, n.id, body)
+		return changes, d.c.EditFeedback(ctx, n.entry, n.id, body)
 	})
 }
 

@@ -61,7 +61,10 @@ func TestRetryAfterUnshare(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	sup.script = []fault{lostResponse}
+	// The sync pulls first (to hear that the server merges text before
+	// it sends the note as a text edit), then pushes: the push's answer
+	// is lost.
+	sup.script = []fault{noFault, lostResponse}
 	w.mustSync(t, ctx, sup)
 	if w.stats["sync.failed_by_fault"] != 1 {
 		t.Fatalf("the supervisor's push should have lost its answer: %v", w.stats)

@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -196,7 +197,7 @@ func (w *world) recordAcks(d *device, header http.Header, body []byte, rec *http
 			return fmt.Errorf("the server accepted a change that does not decode: %w", err)
 		}
 		k := ackKey{device: d.idx, clock: ch.Clock}
-		a := ack{device: d.idx, clock: ch.Clock, entry: ch.Entry, key: changeKey(&ch)}
+		a := ack{device: d.idx, clock: ch.Clock, entry: ch.Entry, key: changeKey(&ch), text: isText(ch.Field)}
 		if old, ok := w.acks[k]; ok && old.key != a.key {
 			return fmt.Errorf("the server accepted two different changes with clock %s from %s: %s and %s", ch.Clock, d.name, old.key, a.key)
 		}
@@ -229,20 +230,37 @@ func decodeMessage(encoding string, body []byte, m proto.Message) error {
 // replace. Written values are made unique where they can be (see
 // world.text), and where they cannot (flags, moods) keys are counted.
 func changeKey(c *syncengine.Change) string {
-	fb := ""
-	if c.Field.IsFeedback() {
-		fb = c.Feedback.String()
-	}
 	var v string
-	switch c.Field.Kind() {
-	case syncengine.KindText:
+	switch {
+	case c.TextEdit != nil:
+		v = fmt.Sprintf("edit %x", sha256.Sum256(syncengine.EncodeTextChange(c.TextEdit)))
+	case c.Field.Kind() == syncengine.KindText:
 		v = fmt.Sprintf("%q", c.Text)
-	case syncengine.KindNumber:
+	case c.Field.Kind() == syncengine.KindNumber:
 		v = fmt.Sprint(c.Number)
 	default:
 		v = fmt.Sprint(c.Flag)
 	}
-	return fmt.Sprintf("%s %s[%s%s]=%s", c.Entry, c.Field, c.Tag, fb, v)
+	return textKey(c) + v
+}
+
+// textKey names what a change writes without its value: for the body and
+// feedback bodies, which merge, the text it edits. Writes to merged text
+// are accounted for by the no-lost-words check instead of one by one:
+// the client may replace several refused edits by one (see client's
+// text.go), and the server records an old device's whole text as the edit
+// it became.
+func textKey(c *syncengine.Change) string {
+	fb := ""
+	if c.Field.IsFeedback() {
+		fb = c.Feedback.String()
+	}
+	return fmt.Sprintf("%s %s[%s%s]=", c.Entry, c.Field, c.Tag, fb)
+}
+
+// isText reports whether f is merged text.
+func isText(f syncengine.Field) bool {
+	return f == syncengine.FieldBody || f == syncengine.FieldFeedbackBody
 }
 
 // corrupt rewrites a pull response so that its last entry or removal

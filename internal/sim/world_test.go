@@ -118,11 +118,19 @@ type ack struct {
 	clock  syncengine.Timestamp
 	entry  syncengine.EntryID
 	key    string
+	text   bool // a write to merged text (see textKey)
 }
 
 type ackKey struct {
 	device int
 	clock  syncengine.Timestamp
+}
+
+// bodyEdit is what one edit of a body, on one device, did to the words
+// the body edits type (see words).
+type bodyEdit struct {
+	device         int
+	added, removed []string
 }
 
 // world is one run of the simulation: a server store, the cast and their
@@ -151,12 +159,15 @@ type world struct {
 	byCode  map[string]*user
 	devices []*device
 
-	faults   bool // inject network faults
-	acks     map[ackKey]ack
-	refused  map[ackKey]bool // changes a device was told were refused
-	err      error           // first failure seen inside the transport
-	counter  int             // makes written values unique
-	withdraw int             // step at which a navigator withdraws (0: never)
+	faults bool // inject network faults
+	acks   map[ackKey]ack
+	// bodyEdits holds, for each entry, what every body edit did to its
+	// words, for the no-lost-words check.
+	bodyEdits map[syncengine.EntryID][]bodyEdit
+	refused   map[ackKey]bool // changes a device was told were refused
+	err       error           // first failure seen inside the transport
+	counter   int             // makes written values unique
+	withdraw  int             // step at which a navigator withdraws (0: never)
 
 	stats map[string]int
 	trace *trace
@@ -279,6 +290,7 @@ func newWorld(ctx context.Context, seed uint64, steps int, dir string, tmpl *tem
 		srvRand:    newPCGReader(seed, 1),
 		byCode:     map[string]*user{},
 		acks:       map[ackKey]ack{},
+		bodyEdits:  map[syncengine.EntryID][]bodyEdit{},
 		refused:    map[ackKey]bool{},
 		stats:      map[string]int{},
 		trace:      newTrace(verbose),

@@ -49,6 +49,13 @@ func ChangeFromProto(p *diaryv1.Change) (syncengine.Change, error) {
 			return c, kindError(c.Field, "a flag")
 		}
 		c.Flag = v.Flag
+	case *diaryv1.Change_TextChange:
+		if c.Field != syncengine.FieldBody && c.Field != syncengine.FieldFeedbackBody {
+			return c, kindError(c.Field, "a text change")
+		}
+		if c.TextEdit, err = syncengine.DecodeTextChange(v.TextChange); err != nil {
+			return c, &syncengine.ValidationError{Subject: c.Field.String(), Err: syncengine.ErrInvalidValue, Detail: fmt.Sprintf("the %s's text change is not valid: %v", c.Field, err)}
+		}
 	}
 	c.Clock = syncengine.Timestamp(p.GetClock())
 	if c.Replica, err = syncengine.ParseReplicaID(p.GetReplicaId()); err != nil {
@@ -76,6 +83,10 @@ func ChangeToProto(c *syncengine.Change) *diaryv1.Change {
 	}
 	switch c.Field.Kind() {
 	case syncengine.KindText:
+		if c.TextEdit != nil {
+			p.Value = &diaryv1.Change_TextChange{TextChange: syncengine.EncodeTextChange(c.TextEdit)}
+			break
+		}
 		p.Value = &diaryv1.Change_Text{Text: c.Text}
 	case syncengine.KindNumber:
 		p.Value = &diaryv1.Change_Number{Number: c.Number}
@@ -108,6 +119,10 @@ func flagToProto(r *syncengine.Flag) *diaryv1.FlagRegister {
 }
 
 // EntryToProto converts an entry (normally a view) to its wire form.
+// Merged text goes in body_text, which holds the text too, so body then
+// carries only its stamp; a view without merged text (see
+// syncengine.Entry.Flat) is exactly what the API carried before merged
+// text existed.
 func EntryToProto(e *syncengine.Entry) *diaryv1.Entry {
 	p := &diaryv1.Entry{
 		Id:              e.ID.String(),
@@ -121,6 +136,10 @@ func EntryToProto(e *syncengine.Entry) *diaryv1.Entry {
 		ShareResearch:   flagToProto(&e.ShareResearch),
 		Deleted:         flagToProto(&e.Deleted),
 	}
+	if e.BodyText != nil {
+		p.BodyText = e.BodyText.Encoding()
+		p.Body.Value = ""
+	}
 	if len(e.Tags) > 0 {
 		p.Tags = make([]*diaryv1.TagRegister, len(e.Tags))
 		for i, t := range e.Tags {
@@ -132,13 +151,18 @@ func EntryToProto(e *syncengine.Entry) *diaryv1.Entry {
 		for i := range e.Feedback {
 			f := &e.Feedback[i]
 			p.Feedback[i] = &diaryv1.Feedback{Id: f.ID.String(), Author: f.Author, CreatedClock: uint64(f.Created), Body: textToProto(&f.Body), Deleted: flagToProto(&f.Deleted)}
+			if f.BodyText != nil {
+				p.Feedback[i].BodyText = f.BodyText.Encoding()
+				p.Feedback[i].Body.Value = ""
+			}
 		}
 	}
 	return p
 }
 
 // EntryFromProto converts a wire entry to a syncengine entry. It checks
-// ids and that tags and feedback are sorted without duplicates, so that the
+// ids, that tags and feedback are sorted without duplicates, and that
+// merged text decodes and agrees with the text beside it, so that the
 // result is in canonical form.
 func EntryFromProto(p *diaryv1.Entry) (*syncengine.Entry, error) {
 	e := &syncengine.Entry{Author: p.GetAuthor(), Created: syncengine.Timestamp(p.GetCreatedClock())}
@@ -160,8 +184,23 @@ func EntryFromProto(p *diaryv1.Entry) (*syncengine.Entry, error) {
 		dst.Value, dst.Clock = r.GetValue(), syncengine.Timestamp(r.GetClock())
 		dst.Replica, err = parseReplica(r.GetReplicaId())
 	}
+	merged := func(reg *syncengine.Text, dst **syncengine.TextState, b []byte, f syncengine.Field) {
+		if err != nil || b == nil {
+			return
+		}
+		var st *syncengine.TextState
+		if st, err = syncengine.DecodeTextState(b, f); err != nil {
+			return
+		}
+		if want := st.Register(); reg.Stamp != want.Stamp || reg.Value != "" {
+			err = fmt.Errorf("the %s's register does not match its merged text", f)
+			return
+		}
+		*dst, *reg = st, st.Register()
+	}
 	text(&e.Title, p.GetTitle())
 	text(&e.Body, p.GetBody())
+	merged(&e.Body, &e.BodyText, p.GetBodyText(), syncengine.FieldBody)
 	text(&e.Date, p.GetDate())
 	if m := p.GetMood(); m != nil && err == nil {
 		e.Mood.Value, e.Mood.Clock = m.GetValue(), syncengine.Timestamp(m.GetClock())
@@ -188,6 +227,7 @@ func EntryFromProto(p *diaryv1.Entry) (*syncengine.Entry, error) {
 			break
 		}
 		text(&item.Body, f.GetBody())
+		merged(&item.Body, &item.BodyText, f.GetBodyText(), syncengine.FieldFeedbackBody)
 		flag(&item.Deleted, f.GetDeleted())
 		e.Feedback = append(e.Feedback, item)
 	}
@@ -207,8 +247,8 @@ func EntryFromProto(p *diaryv1.Entry) (*syncengine.Entry, error) {
 	// The rest of canonical form (no register holds a value it was never
 	// written with) is what the canonical decoder checks: an entry that
 	// fails it here would be stored and then fail to load from the
-	// replica, every time.
-	if _, err := syncengine.DecodeEntry(syncengine.EncodeEntry(e)); err != nil {
+	// replica, every time. Merged text was decoded in full above.
+	if _, err := syncengine.DecodeEntryLazy(syncengine.EncodeEntry(e)); err != nil {
 		return nil, fmt.Errorf("entry %s: %w", e.ID, err)
 	}
 	return e, nil
@@ -230,3 +270,16 @@ func TimeFromMillis(ms int64) *timestamppb.Timestamp {
 	}
 	return timestamppb.New(time.UnixMilli(ms))
 }
+
+// ErrorCodeHeader is the header (a trailer in gRPC) of every error the
+// server answers with that carries the application's error code
+// (syncengine.Code: "too_large", "rate_limited", "no_space", ...).
+const ErrorCodeHeader = "Diary-Error-Code"
+
+// ErrorReasonHeader names, when present, why an error happened in a form
+// a device acts on; ReasonCursorAhead is the only reason so far.
+const ErrorReasonHeader = "Diary-Error-Reason"
+
+// ReasonCursorAhead: the pull's cursor is beyond the server's position
+// (its data was replaced); the device pulls everything again.
+const ReasonCursorAhead = "cursor-ahead"

@@ -369,7 +369,7 @@ func (db *DB) releaseHeld(ctx context.Context, t *tx, device int64, wake *study.
 	var feed []feedRow
 	for i, h := range list {
 		seq := first + int64(i)
-		e, err := syncengine.DecodeEntry(h.state)
+		e, err := syncengine.DecodeEntryLazy(h.state)
 		if err != nil {
 			return 0, fmt.Errorf("held entry %d: stored state: %w", h.rid, err)
 		}

@@ -283,7 +283,7 @@ func exportRecords(ctx context.Context, rtx pgx.Tx, sc *exportScope, p study.Pas
 		if ex != study.Included || (p.Wave != 0 && w.Number != p.Wave) {
 			continue
 		}
-		e, err := syncengine.DecodeEntry(state)
+		e, err := syncengine.DecodeEntryLazy(state)
 		if err != nil {
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}

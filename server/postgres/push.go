@@ -116,7 +116,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 				return err
 			}
 		}
-		d := study.Decide(who, c, &tg, now)
+		d, record := study.ApplyDecision(study.Decide(who, c, &tg, now), l.entry, c)
 		results[i] = d.Result
 		if d.Remember {
 			remember = append(remember, i)
@@ -128,9 +128,8 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		if d.Hold {
 			l.heldBy = who.DeviceID
 		}
-		l.entry.Apply(c)
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
+		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, t, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -170,7 +169,7 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 			owners[l.owner] = true
 			old := (*syncengine.Entry)(nil)
 			if l.exists {
-				if old, err = syncengine.DecodeEntry(l.before); err != nil {
+				if old, err = syncengine.DecodeEntryLazy(l.before); err != nil {
 					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
 				}
 			}
@@ -231,7 +230,7 @@ func loadEntries(ctx context.Context, t *tx, ids [][]byte) (map[syncengine.Entry
 			return nil, fmt.Errorf("cannot read entries: %w", err)
 		}
 		if !l.erased {
-			if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+			if l.entry, err = syncengine.DecodeEntryLazy(state); err != nil {
 				return nil, fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			l.before = state
@@ -355,11 +354,12 @@ func removeFromFeed(ctx context.Context, t *tx, r feedRemoval) error {
 type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
-	change *syncengine.Change
-	write  uint64 // study.Incoming.Write
+	change *syncengine.Change   // what study.ApplyChange said to record
+	clock  syncengine.Timestamp // the pushed change's clock, which names it for the device
+	write  uint64               // study.Incoming.Write
 }
 
-var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "clock", "device_id", "user_id", "received_at", "write_clock"}
+var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "text_change", "clock", "device_id", "user_id", "received_at", "write_clock"}
 
 // insertHistory appends the accepted changes with COPY, the fastest way
 // PostgreSQL takes many rows.
@@ -369,10 +369,15 @@ func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Ide
 		c := r.change
 		var text *string
 		var number *int64
-		switch c.Field.Kind() {
-		case syncengine.KindText:
+		var edit []byte
+		switch {
+		case c.TextEdit != nil:
+			// A text edit is kept as its canonical encoding: a few bytes
+			// beside the text it inserts.
+			edit = syncengine.EncodeTextChange(c.TextEdit)
+		case c.Field.Kind() == syncengine.KindText:
 			text = &c.Text
-		case syncengine.KindNumber:
+		case c.Field.Kind() == syncengine.KindNumber:
 			number = &c.Number
 		default:
 			var v int64
@@ -385,7 +390,7 @@ func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Ide
 		if c.Field.IsFeedback() {
 			feedback = c.Feedback[:]
 		}
-		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
+		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, edit, int64(r.clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
 	}))
 	if err != nil {
 		return fmt.Errorf("cannot write history: %w", err)

@@ -346,7 +346,7 @@ func (db *DB) releaseHeld(ctx context.Context, tx *sql.Tx, device int64, wake *s
 	var feed []feedRow
 	for i, h := range list {
 		seq := first + int64(i)
-		e, err := syncengine.DecodeEntry(h.state)
+		e, err := syncengine.DecodeEntryLazy(h.state)
 		if err != nil {
 			return 0, fmt.Errorf("held entry %d: stored state: %w", h.rid, err)
 		}

@@ -260,7 +260,7 @@ func (db *DB) exportRecords(ctx context.Context, tx *sql.Tx, sc *exportScope, p 
 		if ex != study.Included || (p.Wave != 0 && w.Number != p.Wave) {
 			continue
 		}
-		e, err := syncengine.DecodeEntry(state)
+		e, err := syncengine.DecodeEntryLazy(state)
 		if err != nil {
 			return fmt.Errorf("entry %x: stored state: %w", id, err)
 		}

@@ -74,12 +74,12 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: reason})
 				continue
 			}
-			e, err := syncengine.DecodeEntry(state)
+			e, err := syncengine.DecodeEntryLazy(state)
 			if err != nil {
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			bytes += len(state)
-			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(rd.View(e, req.MergedText))
 			page.Entries = append(page.Entries, v)
 			if clock.Valid {
 				page.Reads = append(page.Reads, study.ReadState{Entry: syncengine.EntryID(id), Read: read.Bool, Clock: syncengine.Timestamp(clock.Int64)})
@@ -147,8 +147,8 @@ func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 }
 
 // StateHash computes, in one snapshot, the state hash of every entry the
-// caller may see.
-func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateHash, error) {
+// caller may see, as they hold it.
+func (db *DB) StateHash(ctx context.Context, who *study.Identity, req study.StateHashRequest) (*study.StateHash, error) {
 	rd, err := study.ReaderFor(who)
 	if err != nil {
 		return nil, err
@@ -179,11 +179,11 @@ func (db *DB) StateHash(ctx context.Context, who *study.Identity) (*study.StateH
 			if err := rows.Scan(&state); err != nil {
 				return err
 			}
-			e, err := syncengine.DecodeEntry(state)
+			e, err := syncengine.DecodeEntryLazy(state)
 			if err != nil {
 				return fmt.Errorf("stored state: %w", err)
 			}
-			v, _ := rdc.RedactEntry(e.View(rd.Audience))
+			v, _ := rdc.RedactEntry(rd.View(e, req.MergedText))
 			if err := h.Add(v); err != nil {
 				return err
 			}

@@ -114,7 +114,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 				return err
 			}
 		}
-		d := study.Decide(who, c, &t, now)
+		d, record := study.ApplyDecision(study.Decide(who, c, &t, now), l.entry, c)
 		results[i] = d.Result
 		if d.Remember {
 			remember = append(remember, i)
@@ -126,9 +126,8 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		if d.Hold {
 			l.heldBy = who.DeviceID
 		}
-		l.entry.Apply(c)
 		l.touched = true
-		history = append(history, historyRow{id: c.Entry, change: c, write: in[i].Write})
+		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
 		return err
@@ -168,7 +167,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 			owners[l.owner] = true
 			old := (*syncengine.Entry)(nil)
 			if l.exists {
-				if old, err = syncengine.DecodeEntry(l.before); err != nil {
+				if old, err = syncengine.DecodeEntryLazy(l.before); err != nil {
 					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
 				}
 			}
@@ -231,7 +230,7 @@ func (db *DB) loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.Entr
 		}
 		if !l.erased {
 			var err error
-			if l.entry, err = syncengine.DecodeEntry(state); err != nil {
+			if l.entry, err = syncengine.DecodeEntryLazy(state); err != nil {
 				return fmt.Errorf("entry %x: stored state: %w", id, err)
 			}
 			l.before = state
@@ -339,8 +338,9 @@ func removeFromFeed(ctx context.Context, tx *sql.Tx, r feedRemoval) error {
 type historyRow struct {
 	id     syncengine.EntryID
 	rid    int64
-	change *syncengine.Change
-	write  uint64 // study.Incoming.Write
+	change *syncengine.Change   // what study.ApplyChange said to record
+	clock  syncengine.Timestamp // the pushed change's clock, which names it for the device
+	write  uint64               // study.Incoming.Write
 }
 
 func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, who *study.Identity, received int64) error {
@@ -348,10 +348,14 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 		for _, r := range rows[from:to] {
 			c := r.change
 			var value any
-			switch c.Field.Kind() {
-			case syncengine.KindText:
+			switch {
+			case c.TextEdit != nil:
+				// A text edit is kept as its canonical encoding: a few
+				// bytes beside the text it inserts.
+				value = syncengine.EncodeTextChange(c.TextEdit)
+			case c.Field.Kind() == syncengine.KindText:
 				value = c.Text
-			case syncengine.KindNumber:
+			case c.Field.Kind() == syncengine.KindNumber:
 				value = c.Number
 			default:
 				value = c.Flag
@@ -360,7 +364,7 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 			if c.Field.IsFeedback() {
 				feedback = c.Feedback[:]
 			}
-			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(c.Clock), who.DeviceID, who.UserID, received, int64(r.write))
+			a = append(a, r.rid, int(c.Field), c.Tag, feedback, value, int64(r.clock), who.DeviceID, who.UserID, received, int64(r.write))
 		}
 		return a
 	}, nil)

@@ -110,7 +110,9 @@ type EnrollResponse struct {
 	ServerTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
 	// DEVICE_STATE_ACTIVE, or DEVICE_STATE_PENDING when the device waits
 	// for approval by another of the user's devices.
-	State         DeviceState `protobuf:"varint,8,opt,name=state,proto3,enum=diary.v1.DeviceState" json:"state,omitempty"`
+	State DeviceState `protobuf:"varint,8,opt,name=state,proto3,enum=diary.v1.DeviceState" json:"state,omitempty"`
+	// What the server understands (see Capability).
+	Capabilities  []Capability `protobuf:"varint,9,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +201,13 @@ func (x *EnrollResponse) GetState() DeviceState {
 		return x.State
 	}
 	return DeviceState_DEVICE_STATE_UNSPECIFIED
+}
+
+func (x *EnrollResponse) GetCapabilities() []Capability {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
 }
 
 // DeviceStatus is attached as a detail to the error a device gets because
@@ -786,13 +795,13 @@ var File_diary_v1_device_proto protoreflect.FileDescriptor
 
 const file_diary_v1_device_proto_rawDesc = "" +
 	"\n" +
-	"\x15diary/v1/device.proto\x12\bdiary.v1\x1a\x14diary/v1/admin.proto\x1a\x14diary/v1/study.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
+	"\x15diary/v1/device.proto\x12\bdiary.v1\x1a\x14diary/v1/admin.proto\x1a\x14diary/v1/study.proto\x1a\x13diary/v1/sync.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"c\n" +
 	"\rEnrollRequest\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x1f\n" +
 	"\vdevice_name\x18\x02 \x01(\tR\n" +
 	"deviceName\x12\x1d\n" +
 	"\n" +
-	"study_code\x18\x03 \x01(\tR\tstudyCode\"\xb2\x02\n" +
+	"study_code\x18\x03 \x01(\tR\tstudyCode\"\xec\x02\n" +
 	"\x0eEnrollResponse\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\tR\x05token\x12\x1d\n" +
@@ -804,7 +813,8 @@ const file_diary_v1_device_proto_rawDesc = "" +
 	"\fdisplay_name\x18\x06 \x01(\tR\vdisplayName\x12;\n" +
 	"\vserver_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x12+\n" +
-	"\x05state\x18\b \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\"\xee\x01\n" +
+	"\x05state\x18\b \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\x128\n" +
+	"\fcapabilities\x18\t \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"\xee\x01\n" +
 	"\fDeviceStatus\x12\x1b\n" +
 	"\tdevice_id\x18\x01 \x01(\tR\bdeviceId\x12+\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x15.diary.v1.DeviceStateR\x05state\x12:\n" +
@@ -881,39 +891,41 @@ var file_diary_v1_device_proto_goTypes = []any{
 	(Role)(0),                      // 13: diary.v1.Role
 	(*timestamppb.Timestamp)(nil),  // 14: google.protobuf.Timestamp
 	(DeviceState)(0),               // 15: diary.v1.DeviceState
-	(RevocationReason)(0),          // 16: diary.v1.RevocationReason
-	(*Device)(nil),                 // 17: diary.v1.Device
-	(*AuditEvent)(nil),             // 18: diary.v1.AuditEvent
+	(Capability)(0),                // 16: diary.v1.Capability
+	(RevocationReason)(0),          // 17: diary.v1.RevocationReason
+	(*Device)(nil),                 // 18: diary.v1.Device
+	(*AuditEvent)(nil),             // 19: diary.v1.AuditEvent
 }
 var file_diary_v1_device_proto_depIdxs = []int32{
 	13, // 0: diary.v1.EnrollResponse.role:type_name -> diary.v1.Role
 	14, // 1: diary.v1.EnrollResponse.server_time:type_name -> google.protobuf.Timestamp
 	15, // 2: diary.v1.EnrollResponse.state:type_name -> diary.v1.DeviceState
-	15, // 3: diary.v1.DeviceStatus.state:type_name -> diary.v1.DeviceState
-	16, // 4: diary.v1.DeviceStatus.revocation:type_name -> diary.v1.RevocationReason
-	14, // 5: diary.v1.DeviceStatus.revoked_at:type_name -> google.protobuf.Timestamp
-	17, // 6: diary.v1.ListMyDevicesResponse.devices:type_name -> diary.v1.Device
-	17, // 7: diary.v1.ApproveDeviceResponse.device:type_name -> diary.v1.Device
-	17, // 8: diary.v1.DenyDeviceResponse.device:type_name -> diary.v1.Device
-	17, // 9: diary.v1.RevokeMyDeviceResponse.device:type_name -> diary.v1.Device
-	18, // 10: diary.v1.ListMyActivityResponse.events:type_name -> diary.v1.AuditEvent
-	0,  // 11: diary.v1.DeviceService.Enroll:input_type -> diary.v1.EnrollRequest
-	3,  // 12: diary.v1.DeviceService.ListMyDevices:input_type -> diary.v1.ListMyDevicesRequest
-	5,  // 13: diary.v1.DeviceService.ApproveDevice:input_type -> diary.v1.ApproveDeviceRequest
-	7,  // 14: diary.v1.DeviceService.DenyDevice:input_type -> diary.v1.DenyDeviceRequest
-	9,  // 15: diary.v1.DeviceService.RevokeMyDevice:input_type -> diary.v1.RevokeMyDeviceRequest
-	11, // 16: diary.v1.DeviceService.ListMyActivity:input_type -> diary.v1.ListMyActivityRequest
-	1,  // 17: diary.v1.DeviceService.Enroll:output_type -> diary.v1.EnrollResponse
-	4,  // 18: diary.v1.DeviceService.ListMyDevices:output_type -> diary.v1.ListMyDevicesResponse
-	6,  // 19: diary.v1.DeviceService.ApproveDevice:output_type -> diary.v1.ApproveDeviceResponse
-	8,  // 20: diary.v1.DeviceService.DenyDevice:output_type -> diary.v1.DenyDeviceResponse
-	10, // 21: diary.v1.DeviceService.RevokeMyDevice:output_type -> diary.v1.RevokeMyDeviceResponse
-	12, // 22: diary.v1.DeviceService.ListMyActivity:output_type -> diary.v1.ListMyActivityResponse
-	17, // [17:23] is the sub-list for method output_type
-	11, // [11:17] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 3: diary.v1.EnrollResponse.capabilities:type_name -> diary.v1.Capability
+	15, // 4: diary.v1.DeviceStatus.state:type_name -> diary.v1.DeviceState
+	17, // 5: diary.v1.DeviceStatus.revocation:type_name -> diary.v1.RevocationReason
+	14, // 6: diary.v1.DeviceStatus.revoked_at:type_name -> google.protobuf.Timestamp
+	18, // 7: diary.v1.ListMyDevicesResponse.devices:type_name -> diary.v1.Device
+	18, // 8: diary.v1.ApproveDeviceResponse.device:type_name -> diary.v1.Device
+	18, // 9: diary.v1.DenyDeviceResponse.device:type_name -> diary.v1.Device
+	18, // 10: diary.v1.RevokeMyDeviceResponse.device:type_name -> diary.v1.Device
+	19, // 11: diary.v1.ListMyActivityResponse.events:type_name -> diary.v1.AuditEvent
+	0,  // 12: diary.v1.DeviceService.Enroll:input_type -> diary.v1.EnrollRequest
+	3,  // 13: diary.v1.DeviceService.ListMyDevices:input_type -> diary.v1.ListMyDevicesRequest
+	5,  // 14: diary.v1.DeviceService.ApproveDevice:input_type -> diary.v1.ApproveDeviceRequest
+	7,  // 15: diary.v1.DeviceService.DenyDevice:input_type -> diary.v1.DenyDeviceRequest
+	9,  // 16: diary.v1.DeviceService.RevokeMyDevice:input_type -> diary.v1.RevokeMyDeviceRequest
+	11, // 17: diary.v1.DeviceService.ListMyActivity:input_type -> diary.v1.ListMyActivityRequest
+	1,  // 18: diary.v1.DeviceService.Enroll:output_type -> diary.v1.EnrollResponse
+	4,  // 19: diary.v1.DeviceService.ListMyDevices:output_type -> diary.v1.ListMyDevicesResponse
+	6,  // 20: diary.v1.DeviceService.ApproveDevice:output_type -> diary.v1.ApproveDeviceResponse
+	8,  // 21: diary.v1.DeviceService.DenyDevice:output_type -> diary.v1.DenyDeviceResponse
+	10, // 22: diary.v1.DeviceService.RevokeMyDevice:output_type -> diary.v1.RevokeMyDeviceResponse
+	12, // 23: diary.v1.DeviceService.ListMyActivity:output_type -> diary.v1.ListMyActivityResponse
+	18, // [18:24] is the sub-list for method output_type
+	12, // [12:18] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_device_proto_init() }
@@ -923,6 +935,7 @@ func file_diary_v1_device_proto_init() {
 	}
 	file_diary_v1_admin_proto_init()
 	file_diary_v1_study_proto_init()
+	file_diary_v1_sync_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -124,14 +124,19 @@ type Change struct {
 	// otherwise.
 	FeedbackId string `protobuf:"bytes,4,opt,name=feedback_id,json=feedbackId,proto3" json:"feedback_id,omitempty"`
 	// The value written. Its kind must match the field: text for title,
-	// body, date and feedback body; number for mood; flag for the rest.
-	// Left unset, it is the zero value of the field's kind.
+	// body, date and feedback body (or, for the bodies, a text_change);
+	// number for mood; flag for the rest. Left unset, it is the zero value
+	// of the field's kind. A server that understands text changes merges a
+	// whole text written to a body as the edit from the text the device may
+	// have seen (the characters written before the change's clock) to the
+	// text it sent.
 	//
 	// Types that are valid to be assigned to Value:
 	//
 	//	*Change_Text
 	//	*Change_Number
 	//	*Change_Flag
+	//	*Change_TextChange
 	Value isChange_Value `protobuf_oneof:"value"`
 	// The hybrid logical clock of the write: Unix milliseconds in the high
 	// 48 bits, a logical counter in the low 16. Unique per replica.
@@ -241,6 +246,15 @@ func (x *Change) GetFlag() bool {
 	return false
 }
 
+func (x *Change) GetTextChange() []byte {
+	if x != nil {
+		if x, ok := x.Value.(*Change_TextChange); ok {
+			return x.TextChange
+		}
+	}
+	return nil
+}
+
 func (x *Change) GetClock() uint64 {
 	if x != nil {
 		return x.Clock
@@ -281,11 +295,23 @@ type Change_Flag struct {
 	Flag bool `protobuf:"varint,7,opt,name=flag,proto3,oneof"`
 }
 
+type Change_TextChange struct {
+	// For FIELD_BODY and FIELD_FEEDBACK_BODY: an edit of the merged text
+	// instead of a whole value, in syncengine's canonical encoding of a
+	// TextChange (at most about the field's size limit plus its parts).
+	// Its clock and replica are the change's. Send it only to a server
+	// that announces CAPABILITY_MERGED_TEXT; to others, send the whole
+	// text.
+	TextChange []byte `protobuf:"bytes,11,opt,name=text_change,json=textChange,proto3,oneof"`
+}
+
 func (*Change_Text) isChange_Value() {}
 
 func (*Change_Number) isChange_Value() {}
 
 func (*Change_Flag) isChange_Value() {}
+
+func (*Change_TextChange) isChange_Value() {}
 
 // TextRegister is a last-writer-wins register holding text.
 type TextRegister struct {
@@ -566,7 +592,12 @@ type Feedback struct {
 	// The text.
 	Body *TextRegister `protobuf:"bytes,4,opt,name=body,proto3" json:"body,omitempty"`
 	// Whether the item is deleted (deleted items are left out of views).
-	Deleted       *FlagRegister `protobuf:"bytes,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Deleted *FlagRegister `protobuf:"bytes,5,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	// The body as merged text (syncengine's canonical TextDoc encoding,
+	// which holds the text), only in the view of the supervisor who wrote
+	// it, when they asked for merged text (PullRequest.merged_text); body
+	// then holds the stamp of its newest change and no value.
+	BodyText      []byte `protobuf:"bytes,6,opt,name=body_text,json=bodyText,proto3" json:"body_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -636,6 +667,13 @@ func (x *Feedback) GetDeleted() *FlagRegister {
 	return nil
 }
 
+func (x *Feedback) GetBodyText() []byte {
+	if x != nil {
+		return x.BodyText
+	}
+	return nil
+}
+
 // Entry is the merged state of one diary entry as the reader may see it.
 // A replica that holds the same Entry messages as the server, converted to
 // syncengine entries, has the same state hash.
@@ -664,7 +702,14 @@ type Entry struct {
 	// The tag set, sorted by name.
 	Tags []*TagRegister `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty"`
 	// Feedback from supervisors, sorted by id.
-	Feedback      []*Feedback `protobuf:"bytes,12,rep,name=feedback,proto3" json:"feedback,omitempty"`
+	Feedback []*Feedback `protobuf:"bytes,12,rep,name=feedback,proto3" json:"feedback,omitempty"`
+	// The body as merged text (syncengine's canonical TextDoc encoding,
+	// which holds the text), in the owner's view only, when the device
+	// asked for merged text (PullRequest.merged_text): what its devices
+	// merge their edits into. body then holds the stamp of its newest
+	// change and no value; other readers and older devices get the text in
+	// body, stamped with that change, and no body_text.
+	BodyText      []byte `protobuf:"bytes,13,opt,name=body_text,json=bodyText,proto3" json:"body_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -783,11 +828,18 @@ func (x *Entry) GetFeedback() []*Feedback {
 	return nil
 }
 
+func (x *Entry) GetBodyText() []byte {
+	if x != nil {
+		return x.BodyText
+	}
+	return nil
+}
+
 var File_diary_v1_entry_proto protoreflect.FileDescriptor
 
 const file_diary_v1_entry_proto_rawDesc = "" +
 	"\n" +
-	"\x14diary/v1/entry.proto\x12\bdiary.v1\"\x97\x02\n" +
+	"\x14diary/v1/entry.proto\x12\bdiary.v1\"\xba\x02\n" +
 	"\x06Change\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12%\n" +
 	"\x05field\x18\x02 \x01(\x0e2\x0f.diary.v1.FieldR\x05field\x12\x10\n" +
@@ -796,7 +848,9 @@ const file_diary_v1_entry_proto_rawDesc = "" +
 	"feedbackId\x12\x14\n" +
 	"\x04text\x18\x05 \x01(\tH\x00R\x04text\x12\x18\n" +
 	"\x06number\x18\x06 \x01(\x03H\x00R\x06number\x12\x14\n" +
-	"\x04flag\x18\a \x01(\bH\x00R\x04flag\x12\x14\n" +
+	"\x04flag\x18\a \x01(\bH\x00R\x04flag\x12!\n" +
+	"\vtext_change\x18\v \x01(\fH\x00R\n" +
+	"textChange\x12\x14\n" +
 	"\x05clock\x18\b \x01(\x04R\x05clock\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\t \x01(\tR\treplicaId\x12\x14\n" +
@@ -823,13 +877,14 @@ const file_diary_v1_entry_proto_rawDesc = "" +
 	"\apresent\x18\x02 \x01(\bR\apresent\x12\x14\n" +
 	"\x05clock\x18\x03 \x01(\x04R\x05clock\x12\x1d\n" +
 	"\n" +
-	"replica_id\x18\x04 \x01(\tR\treplicaId\"\xb5\x01\n" +
+	"replica_id\x18\x04 \x01(\tR\treplicaId\"\xd2\x01\n" +
 	"\bFeedback\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06author\x18\x02 \x01(\tR\x06author\x12#\n" +
 	"\rcreated_clock\x18\x03 \x01(\x04R\fcreatedClock\x12*\n" +
 	"\x04body\x18\x04 \x01(\v2\x16.diary.v1.TextRegisterR\x04body\x120\n" +
-	"\adeleted\x18\x05 \x01(\v2\x16.diary.v1.FlagRegisterR\adeleted\"\x97\x04\n" +
+	"\adeleted\x18\x05 \x01(\v2\x16.diary.v1.FlagRegisterR\adeleted\x12\x1b\n" +
+	"\tbody_text\x18\x06 \x01(\fR\bbodyText\"\xb4\x04\n" +
 	"\x05Entry\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06author\x18\x02 \x01(\tR\x06author\x12#\n" +
@@ -843,7 +898,8 @@ const file_diary_v1_entry_proto_rawDesc = "" +
 	"\adeleted\x18\n" +
 	" \x01(\v2\x16.diary.v1.FlagRegisterR\adeleted\x12)\n" +
 	"\x04tags\x18\v \x03(\v2\x15.diary.v1.TagRegisterR\x04tags\x12.\n" +
-	"\bfeedback\x18\f \x03(\v2\x12.diary.v1.FeedbackR\bfeedback*\xec\x01\n" +
+	"\bfeedback\x18\f \x03(\v2\x12.diary.v1.FeedbackR\bfeedback\x12\x1b\n" +
+	"\tbody_text\x18\r \x01(\fR\bbodyText*\xec\x01\n" +
 	"\x05Field\x12\x15\n" +
 	"\x11FIELD_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vFIELD_TITLE\x10\x01\x12\x0e\n" +
@@ -916,6 +972,7 @@ func file_diary_v1_entry_proto_init() {
 		(*Change_Text)(nil),
 		(*Change_Number)(nil),
 		(*Change_Flag)(nil),
+		(*Change_TextChange)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -109,6 +109,11 @@ const (
 	// The pushing device waits for approval: it may write new entries, not
 	// entries that existed before it.
 	RefusalReason_REFUSAL_REASON_AWAITING_APPROVAL RefusalReason = 8
+	// A text change was made on a version of the text the server does not
+	// hold: an earlier change of this device that it builds on was refused
+	// or never arrived. The device should merge the server's text and make
+	// the edit again, with a new clock.
+	RefusalReason_REFUSAL_REASON_TEXT_HISTORY RefusalReason = 9
 )
 
 // Enum value maps for RefusalReason.
@@ -123,6 +128,7 @@ var (
 		6: "REFUSAL_REASON_CLOCK_AHEAD",
 		7: "REFUSAL_REASON_WRONG_REPLICA",
 		8: "REFUSAL_REASON_AWAITING_APPROVAL",
+		9: "REFUSAL_REASON_TEXT_HISTORY",
 	}
 	RefusalReason_value = map[string]int32{
 		"REFUSAL_REASON_UNSPECIFIED":       0,
@@ -134,6 +140,7 @@ var (
 		"REFUSAL_REASON_CLOCK_AHEAD":       6,
 		"REFUSAL_REASON_WRONG_REPLICA":     7,
 		"REFUSAL_REASON_AWAITING_APPROVAL": 8,
+		"REFUSAL_REASON_TEXT_HISTORY":      9,
 	}
 )
 
@@ -162,6 +169,59 @@ func (x RefusalReason) Number() protoreflect.EnumNumber {
 // Deprecated: Use RefusalReason.Descriptor instead.
 func (RefusalReason) EnumDescriptor() ([]byte, []int) {
 	return file_diary_v1_sync_proto_rawDescGZIP(), []int{1}
+}
+
+// Capability is something the server understands beyond the first
+// version of the API. A device sends what needs a capability only to a
+// server that announced it in its latest answer.
+type Capability int32
+
+const (
+	// Never sent.
+	Capability_CAPABILITY_UNSPECIFIED Capability = 0
+	// Text changes (Change.text_change) to bodies and feedback bodies,
+	// merged text in pulls (PullRequest.merged_text) and its state hash
+	// (GetStateHashRequest.merged_text).
+	Capability_CAPABILITY_MERGED_TEXT Capability = 1
+)
+
+// Enum value maps for Capability.
+var (
+	Capability_name = map[int32]string{
+		0: "CAPABILITY_UNSPECIFIED",
+		1: "CAPABILITY_MERGED_TEXT",
+	}
+	Capability_value = map[string]int32{
+		"CAPABILITY_UNSPECIFIED": 0,
+		"CAPABILITY_MERGED_TEXT": 1,
+	}
+)
+
+func (x Capability) Enum() *Capability {
+	p := new(Capability)
+	*p = x
+	return p
+}
+
+func (x Capability) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Capability) Descriptor() protoreflect.EnumDescriptor {
+	return file_diary_v1_sync_proto_enumTypes[2].Descriptor()
+}
+
+func (Capability) Type() protoreflect.EnumType {
+	return &file_diary_v1_sync_proto_enumTypes[2]
+}
+
+func (x Capability) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Capability.Descriptor instead.
+func (Capability) EnumDescriptor() ([]byte, []int) {
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{2}
 }
 
 // RemovalReason says why a reader may no longer see an entry.
@@ -209,11 +269,11 @@ func (x RemovalReason) String() string {
 }
 
 func (RemovalReason) Descriptor() protoreflect.EnumDescriptor {
-	return file_diary_v1_sync_proto_enumTypes[2].Descriptor()
+	return file_diary_v1_sync_proto_enumTypes[3].Descriptor()
 }
 
 func (RemovalReason) Type() protoreflect.EnumType {
-	return &file_diary_v1_sync_proto_enumTypes[2]
+	return &file_diary_v1_sync_proto_enumTypes[3]
 }
 
 func (x RemovalReason) Number() protoreflect.EnumNumber {
@@ -222,7 +282,7 @@ func (x RemovalReason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RemovalReason.Descriptor instead.
 func (RemovalReason) EnumDescriptor() ([]byte, []int) {
-	return file_diary_v1_sync_proto_rawDescGZIP(), []int{2}
+	return file_diary_v1_sync_proto_rawDescGZIP(), []int{3}
 }
 
 // PushRequest carries changes made on the calling device.
@@ -341,7 +401,9 @@ type PushResponse struct {
 	// One result per change, in the order of the request.
 	Results []*ChangeResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	// The server's time when it answered, for clock correction.
-	ServerTime    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	ServerTime *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=server_time,json=serverTime,proto3" json:"server_time,omitempty"`
+	// What the server understands (see Capability).
+	Capabilities  []Capability `protobuf:"varint,3,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -390,6 +452,13 @@ func (x *PushResponse) GetServerTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *PushResponse) GetCapabilities() []Capability {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
 // PullRequest asks for what changed after a cursor.
 type PullRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -403,8 +472,12 @@ type PullRequest struct {
 	// to what waits, so a client asks for it once per sync, on its first
 	// page, and counts down from there.
 	CountRemaining bool `protobuf:"varint,3,opt,name=count_remaining,json=countRemaining,proto3" json:"count_remaining,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The device merges text: send merged text (Entry.body_text,
+	// Feedback.body_text) where the caller may hold it. Without it every
+	// body comes as its text only, as to devices that predate merged text.
+	MergedText    bool `protobuf:"varint,4,opt,name=merged_text,json=mergedText,proto3" json:"merged_text,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PullRequest) Reset() {
@@ -454,6 +527,13 @@ func (x *PullRequest) GetPageSize() uint32 {
 func (x *PullRequest) GetCountRemaining() bool {
 	if x != nil {
 		return x.CountRemaining
+	}
+	return false
+}
+
+func (x *PullRequest) GetMergedText() bool {
+	if x != nil {
+		return x.MergedText
 	}
 	return false
 }
@@ -543,6 +623,8 @@ type PullResponse struct {
 	// How many devices of the caller's account wait for approval, on the
 	// last page.
 	DevicesAwaitingApprovalCount uint32 `protobuf:"varint,9,opt,name=devices_awaiting_approval_count,json=devicesAwaitingApprovalCount,proto3" json:"devices_awaiting_approval_count,omitempty"`
+	// What the server understands (see Capability).
+	Capabilities []Capability `protobuf:"varint,10,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	// For a supervisor, the read state of each entry in the page that they
 	// ever marked (entries never marked are unread and not listed).
 	Reads         []*ReadState `protobuf:"bytes,11,rep,name=reads,proto3" json:"reads,omitempty"`
@@ -641,6 +723,13 @@ func (x *PullResponse) GetDevicesAwaitingApprovalCount() uint32 {
 		return x.DevicesAwaitingApprovalCount
 	}
 	return 0
+}
+
+func (x *PullResponse) GetCapabilities() []Capability {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
 }
 
 func (x *PullResponse) GetReads() []*ReadState {
@@ -997,7 +1086,10 @@ func (x *SubscribeResponse) GetServerTime() *timestamppb.Timestamp {
 
 // GetStateHashRequest asks for the state hash of the caller's view.
 type GetStateHashRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Hash the views as a device that merges text holds them (see
+	// PullRequest.merged_text); without it, as older devices hold them.
+	MergedText    bool `protobuf:"varint,1,opt,name=merged_text,json=mergedText,proto3" json:"merged_text,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1030,6 +1122,13 @@ func (x *GetStateHashRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use GetStateHashRequest.ProtoReflect.Descriptor instead.
 func (*GetStateHashRequest) Descriptor() ([]byte, []int) {
 	return file_diary_v1_sync_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *GetStateHashRequest) GetMergedText() bool {
+	if x != nil {
+		return x.MergedText
+	}
+	return false
 }
 
 // GetStateHashResponse is the state hash of the caller's view.
@@ -1107,18 +1206,21 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\fChangeResult\x121\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x17.diary.v1.ChangeOutcomeR\aoutcome\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RefusalReasonR\x06reason\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"}\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xb7\x01\n" +
 	"\fPushResponse\x120\n" +
 	"\aresults\x18\x01 \x03(\v2\x16.diary.v1.ChangeResultR\aresults\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"k\n" +
+	"serverTime\x128\n" +
+	"\fcapabilities\x18\x03 \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"\x8c\x01\n" +
 	"\vPullRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12'\n" +
-	"\x0fcount_remaining\x18\x03 \x01(\bR\x0ecountRemaining\"U\n" +
+	"\x0fcount_remaining\x18\x03 \x01(\bR\x0ecountRemaining\x12\x1f\n" +
+	"\vmerged_text\x18\x04 \x01(\bR\n" +
+	"mergedText\"U\n" +
 	"\aRemoval\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12/\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xe1\x03\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\x9b\x04\n" +
 	"\fPullResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.diary.v1.EntryR\aentries\x12-\n" +
 	"\bremovals\x18\x02 \x03(\v2\x11.diary.v1.RemovalR\bremovals\x12\x1f\n" +
@@ -1130,7 +1232,9 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"serverTime\x12'\n" +
 	"\x0fremaining_exact\x18\a \x01(\bR\x0eremainingExact\x12L\n" +
 	"\x19devices_awaiting_approval\x18\b \x03(\v2\x10.diary.v1.DeviceR\x17devicesAwaitingApproval\x12E\n" +
-	"\x1fdevices_awaiting_approval_count\x18\t \x01(\rR\x1cdevicesAwaitingApprovalCount\x12)\n" +
+	"\x1fdevices_awaiting_approval_count\x18\t \x01(\rR\x1cdevicesAwaitingApprovalCount\x128\n" +
+	"\fcapabilities\x18\n" +
+	" \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\x12)\n" +
 	"\x05reads\x18\v \x03(\v2\x13.diary.v1.ReadStateR\x05reads\"P\n" +
 	"\tReadState\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x12\n" +
@@ -1152,8 +1256,10 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1c\n" +
 	"\theartbeat\x18\x02 \x01(\bR\theartbeat\x12;\n" +
 	"\vserver_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"serverTime\"\x15\n" +
-	"\x13GetStateHashRequest\"g\n" +
+	"serverTime\"6\n" +
+	"\x13GetStateHashRequest\x12\x1f\n" +
+	"\vmerged_text\x18\x01 \x01(\bR\n" +
+	"mergedText\"g\n" +
 	"\x14GetStateHashResponse\x12\x1d\n" +
 	"\n" +
 	"state_hash\x18\x01 \x01(\fR\tstateHash\x12\x18\n" +
@@ -1163,7 +1269,7 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x1aCHANGE_OUTCOME_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16CHANGE_OUTCOME_APPLIED\x10\x01\x12\x1c\n" +
 	"\x18CHANGE_OUTCOME_DUPLICATE\x10\x02\x12\x1a\n" +
-	"\x16CHANGE_OUTCOME_REFUSED\x10\x03*\xad\x02\n" +
+	"\x16CHANGE_OUTCOME_REFUSED\x10\x03*\xce\x02\n" +
 	"\rRefusalReason\x12\x1e\n" +
 	"\x1aREFUSAL_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16REFUSAL_REASON_INVALID\x10\x01\x12\x1c\n" +
@@ -1173,7 +1279,12 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x15REFUSAL_REASON_ERASED\x10\x05\x12\x1e\n" +
 	"\x1aREFUSAL_REASON_CLOCK_AHEAD\x10\x06\x12 \n" +
 	"\x1cREFUSAL_REASON_WRONG_REPLICA\x10\a\x12$\n" +
-	" REFUSAL_REASON_AWAITING_APPROVAL\x10\b*\xa4\x01\n" +
+	" REFUSAL_REASON_AWAITING_APPROVAL\x10\b\x12\x1f\n" +
+	"\x1bREFUSAL_REASON_TEXT_HISTORY\x10\t*D\n" +
+	"\n" +
+	"Capability\x12\x1a\n" +
+	"\x16CAPABILITY_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16CAPABILITY_MERGED_TEXT\x10\x01*\xa4\x01\n" +
 	"\rRemovalReason\x12\x1e\n" +
 	"\x1aREMOVAL_REASON_UNSPECIFIED\x10\x00\x12\x1d\n" +
 	"\x19REMOVAL_REASON_NOT_SHARED\x10\x01\x12\x1d\n" +
@@ -1200,62 +1311,65 @@ func file_diary_v1_sync_proto_rawDescGZIP() []byte {
 	return file_diary_v1_sync_proto_rawDescData
 }
 
-var file_diary_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_diary_v1_sync_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_diary_v1_sync_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_diary_v1_sync_proto_goTypes = []any{
 	(ChangeOutcome)(0),            // 0: diary.v1.ChangeOutcome
 	(RefusalReason)(0),            // 1: diary.v1.RefusalReason
-	(RemovalReason)(0),            // 2: diary.v1.RemovalReason
-	(*PushRequest)(nil),           // 3: diary.v1.PushRequest
-	(*ChangeResult)(nil),          // 4: diary.v1.ChangeResult
-	(*PushResponse)(nil),          // 5: diary.v1.PushResponse
-	(*PullRequest)(nil),           // 6: diary.v1.PullRequest
-	(*Removal)(nil),               // 7: diary.v1.Removal
-	(*PullResponse)(nil),          // 8: diary.v1.PullResponse
-	(*ReadState)(nil),             // 9: diary.v1.ReadState
-	(*ReadMark)(nil),              // 10: diary.v1.ReadMark
-	(*MarkReadRequest)(nil),       // 11: diary.v1.MarkReadRequest
-	(*MarkReadResponse)(nil),      // 12: diary.v1.MarkReadResponse
-	(*SubscribeRequest)(nil),      // 13: diary.v1.SubscribeRequest
-	(*SubscribeResponse)(nil),     // 14: diary.v1.SubscribeResponse
-	(*GetStateHashRequest)(nil),   // 15: diary.v1.GetStateHashRequest
-	(*GetStateHashResponse)(nil),  // 16: diary.v1.GetStateHashResponse
-	(*Change)(nil),                // 17: diary.v1.Change
-	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
-	(*Entry)(nil),                 // 19: diary.v1.Entry
-	(*Device)(nil),                // 20: diary.v1.Device
+	(Capability)(0),               // 2: diary.v1.Capability
+	(RemovalReason)(0),            // 3: diary.v1.RemovalReason
+	(*PushRequest)(nil),           // 4: diary.v1.PushRequest
+	(*ChangeResult)(nil),          // 5: diary.v1.ChangeResult
+	(*PushResponse)(nil),          // 6: diary.v1.PushResponse
+	(*PullRequest)(nil),           // 7: diary.v1.PullRequest
+	(*Removal)(nil),               // 8: diary.v1.Removal
+	(*PullResponse)(nil),          // 9: diary.v1.PullResponse
+	(*ReadState)(nil),             // 10: diary.v1.ReadState
+	(*ReadMark)(nil),              // 11: diary.v1.ReadMark
+	(*MarkReadRequest)(nil),       // 12: diary.v1.MarkReadRequest
+	(*MarkReadResponse)(nil),      // 13: diary.v1.MarkReadResponse
+	(*SubscribeRequest)(nil),      // 14: diary.v1.SubscribeRequest
+	(*SubscribeResponse)(nil),     // 15: diary.v1.SubscribeResponse
+	(*GetStateHashRequest)(nil),   // 16: diary.v1.GetStateHashRequest
+	(*GetStateHashResponse)(nil),  // 17: diary.v1.GetStateHashResponse
+	(*Change)(nil),                // 18: diary.v1.Change
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*Entry)(nil),                 // 20: diary.v1.Entry
+	(*Device)(nil),                // 21: diary.v1.Device
 }
 var file_diary_v1_sync_proto_depIdxs = []int32{
-	17, // 0: diary.v1.PushRequest.changes:type_name -> diary.v1.Change
+	18, // 0: diary.v1.PushRequest.changes:type_name -> diary.v1.Change
 	0,  // 1: diary.v1.ChangeResult.outcome:type_name -> diary.v1.ChangeOutcome
 	1,  // 2: diary.v1.ChangeResult.reason:type_name -> diary.v1.RefusalReason
-	4,  // 3: diary.v1.PushResponse.results:type_name -> diary.v1.ChangeResult
-	18, // 4: diary.v1.PushResponse.server_time:type_name -> google.protobuf.Timestamp
-	2,  // 5: diary.v1.Removal.reason:type_name -> diary.v1.RemovalReason
-	19, // 6: diary.v1.PullResponse.entries:type_name -> diary.v1.Entry
-	7,  // 7: diary.v1.PullResponse.removals:type_name -> diary.v1.Removal
-	18, // 8: diary.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
-	20, // 9: diary.v1.PullResponse.devices_awaiting_approval:type_name -> diary.v1.Device
-	9,  // 10: diary.v1.PullResponse.reads:type_name -> diary.v1.ReadState
-	10, // 11: diary.v1.MarkReadRequest.marks:type_name -> diary.v1.ReadMark
-	4,  // 12: diary.v1.MarkReadResponse.results:type_name -> diary.v1.ChangeResult
-	18, // 13: diary.v1.MarkReadResponse.server_time:type_name -> google.protobuf.Timestamp
-	18, // 14: diary.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
-	3,  // 15: diary.v1.SyncService.Push:input_type -> diary.v1.PushRequest
-	6,  // 16: diary.v1.SyncService.Pull:input_type -> diary.v1.PullRequest
-	13, // 17: diary.v1.SyncService.Subscribe:input_type -> diary.v1.SubscribeRequest
-	15, // 18: diary.v1.SyncService.GetStateHash:input_type -> diary.v1.GetStateHashRequest
-	11, // 19: diary.v1.SyncService.MarkRead:input_type -> diary.v1.MarkReadRequest
-	5,  // 20: diary.v1.SyncService.Push:output_type -> diary.v1.PushResponse
-	8,  // 21: diary.v1.SyncService.Pull:output_type -> diary.v1.PullResponse
-	14, // 22: diary.v1.SyncService.Subscribe:output_type -> diary.v1.SubscribeResponse
-	16, // 23: diary.v1.SyncService.GetStateHash:output_type -> diary.v1.GetStateHashResponse
-	12, // 24: diary.v1.SyncService.MarkRead:output_type -> diary.v1.MarkReadResponse
-	20, // [20:25] is the sub-list for method output_type
-	15, // [15:20] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 3: diary.v1.PushResponse.results:type_name -> diary.v1.ChangeResult
+	19, // 4: diary.v1.PushResponse.server_time:type_name -> google.protobuf.Timestamp
+	2,  // 5: diary.v1.PushResponse.capabilities:type_name -> diary.v1.Capability
+	3,  // 6: diary.v1.Removal.reason:type_name -> diary.v1.RemovalReason
+	20, // 7: diary.v1.PullResponse.entries:type_name -> diary.v1.Entry
+	8,  // 8: diary.v1.PullResponse.removals:type_name -> diary.v1.Removal
+	19, // 9: diary.v1.PullResponse.server_time:type_name -> google.protobuf.Timestamp
+	21, // 10: diary.v1.PullResponse.devices_awaiting_approval:type_name -> diary.v1.Device
+	2,  // 11: diary.v1.PullResponse.capabilities:type_name -> diary.v1.Capability
+	10, // 12: diary.v1.PullResponse.reads:type_name -> diary.v1.ReadState
+	11, // 13: diary.v1.MarkReadRequest.marks:type_name -> diary.v1.ReadMark
+	5,  // 14: diary.v1.MarkReadResponse.results:type_name -> diary.v1.ChangeResult
+	19, // 15: diary.v1.MarkReadResponse.server_time:type_name -> google.protobuf.Timestamp
+	19, // 16: diary.v1.SubscribeResponse.server_time:type_name -> google.protobuf.Timestamp
+	4,  // 17: diary.v1.SyncService.Push:input_type -> diary.v1.PushRequest
+	7,  // 18: diary.v1.SyncService.Pull:input_type -> diary.v1.PullRequest
+	14, // 19: diary.v1.SyncService.Subscribe:input_type -> diary.v1.SubscribeRequest
+	16, // 20: diary.v1.SyncService.GetStateHash:input_type -> diary.v1.GetStateHashRequest
+	12, // 21: diary.v1.SyncService.MarkRead:input_type -> diary.v1.MarkReadRequest
+	6,  // 22: diary.v1.SyncService.Push:output_type -> diary.v1.PushResponse
+	9,  // 23: diary.v1.SyncService.Pull:output_type -> diary.v1.PullResponse
+	15, // 24: diary.v1.SyncService.Subscribe:output_type -> diary.v1.SubscribeResponse
+	17, // 25: diary.v1.SyncService.GetStateHash:output_type -> diary.v1.GetStateHashResponse
+	13, // 26: diary.v1.SyncService.MarkRead:output_type -> diary.v1.MarkReadResponse
+	22, // [22:27] is the sub-list for method output_type
+	17, // [17:22] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_diary_v1_sync_proto_init() }
@@ -1270,7 +1384,7 @@ func file_diary_v1_sync_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_diary_v1_sync_proto_rawDesc), len(file_diary_v1_sync_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
