@@ -2,8 +2,11 @@ package server
 
 import (
 	"net/http"
+
 	"runtime/metrics"
 	"time"
+
+	"github.com/diarysync/diarysync/study"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -89,6 +92,20 @@ func NewMetrics() *Metrics {
 	)
 	m.handler = promhttp.HandlerFor(r, promhttp.HandlerOpts{ErrorLog: nil})
 	return m
+}
+
+// countGroups exports a store's group commit counters: how many
+// commits held pushes, and how many pushes they held (their ratio is the
+// mean group size).
+func (m *Metrics) countGroups(g study.GroupCounter) {
+	m.registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "diarysync_group_commits_total", Help: "Group commits that held pushes (one transaction and one disk flush each).",
+		}, func() float64 { return float64(g.GroupStats().Commits) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "diarysync_group_commit_pushes_total", Help: "Pushes committed in group commits.",
+		}, func() float64 { return float64(g.GroupStats().Pushes) }),
+	)
 }
 
 // Registry returns the registry the metrics are on, for collectors of

@@ -12,7 +12,7 @@ import (
 
 // TestMetrics_Standard checks that /metrics carries the standard Go and
 // process series beside the server's own, the refused-streams counter and
-// the pull feed's lag, and that with PrivateMetrics the public handler
+// the pull feed's lag, the group commit counters, and that with PrivateMetrics the public handler
 // does not serve them.
 func TestMetrics_Standard(t *testing.T) {
 	ts := newTestServer(t, Config{})
@@ -50,6 +50,8 @@ func TestMetrics_Standard(t *testing.T) {
 		`diarysync_pull_lag_entries_sum`:                            6,
 		`diarysync_pull_lag_entries_bucket{le="1"}`:                 1,
 		`diarysync_changes_total{outcome="applied"}`:                6,
+		`diarysync_group_commits_total`:                             3, // one push after another: a group each
+		`diarysync_group_commit_pushes_total`:                       3,
 	} {
 		if got, ok := values[name]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)

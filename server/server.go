@@ -103,6 +103,9 @@ func New(cfg Config) *Server {
 		cfg.BodyGrace = DefaultBodyGrace
 	}
 	s := &Server{db: cfg.Store, log: cfg.Logger, hub: newHub(), metrics: NewMetrics()}
+	if g, ok := cfg.Store.(study.GroupCounter); ok {
+		s.metrics.countGroups(g)
+	}
 	opts := []connect.HandlerOption{
 		connect.WithInterceptors(&observer{log: s.log, metrics: s.metrics}, &authenticator{db: s.db, log: s.log}),
 		connect.WithReadMaxBytes(MaxRequestBytes),

@@ -98,6 +98,18 @@ type Incoming struct {
 	Write uint64
 }
 
+// GroupStats says how many group commits a store made (transactions
+// holding the pushes that arrived together) and how many pushes they
+// held; stores that group their commits report it (GroupCounter).
+type GroupStats struct {
+	Commits, Pushes int64
+}
+
+// GroupCounter is a store that groups pushes into shared commits.
+type GroupCounter interface {
+	GroupStats() GroupStats
+}
+
 // Wakeups says whose Subscribe streams a commit concerns.
 type Wakeups struct {
 	Owners  []int64 // navigators whose own entries changed

@@ -1,6 +1,6 @@
 // Command diaryd is the diarysync server.
 //
-//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
+//	diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--metrics-addr HOST:PORT [--pprof]] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
 //	diaryd admin-code [--data DIR | --database postgres://...]
 //	diaryd migrate --from DIR --database postgres://...
 //	diaryd backup --to FILE [--data DIR]
@@ -71,7 +71,7 @@ func (e *usageError) Error() string { return e.msg }
 func usagef(format string, args ...any) error { return &usageError{fmt.Sprintf(format, args...)} }
 
 const usage = `usage:
-  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--metrics-addr HOST:PORT] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
+  diaryd serve [--data DIR | --database postgres://...] [--addr HOST:PORT] [--tls-cert FILE --tls-key FILE] [--public-url URL] [--metrics-addr HOST:PORT [--pprof]] [--trusted-proxy CIDR] [--log-level LEVEL] [--demo]
   diaryd admin-code [--data DIR | --database postgres://...]
   diaryd migrate --from DIR --database postgres://...
   diaryd backup --to FILE [--data DIR]
@@ -243,6 +243,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	idle := fs.Duration("console-idle-timeout", durationEnv("DIARYSYNC_CONSOLE_IDLE_TIMEOUT", study.DefaultSessionIdle), "sign a web console session out after this long unused (env DIARYSYNC_CONSOLE_IDLE_TIMEOUT)")
 	lifetime := fs.Duration("console-lifetime", durationEnv("DIARYSYNC_CONSOLE_LIFETIME", study.DefaultSessionLifetime), "sign a web console session out this long after it began (env DIARYSYNC_CONSOLE_LIFETIME)")
 	metricsAddr := fs.String("metrics-addr", env("DIARYSYNC_METRICS_ADDR", ""), "serve /metrics on this private address instead of on --addr (env DIARYSYNC_METRICS_ADDR)")
+	profiling := fs.Bool("pprof", env("DIARYSYNC_PPROF", "") == "1", "also serve Go's profiler (/debug/pprof/) on --metrics-addr, which it requires (env DIARYSYNC_PPROF=1)")
 	trusted := fs.String("trusted-proxy", env("DIARYSYNC_TRUSTED_PROXY", ""), "CIDR prefixes (comma-separated) of reverse proxies whose X-Forwarded-For gives the client's address (env DIARYSYNC_TRUSTED_PROXY)")
 	perDevice := fs.Int("max-streams-per-device", envInt("DIARYSYNC_MAX_STREAMS_PER_DEVICE", server.DefaultMaxStreamsPerDevice), "open Subscribe streams one device may hold (env DIARYSYNC_MAX_STREAMS_PER_DEVICE)")
 	maxStreams := fs.Int("max-streams", envInt("DIARYSYNC_MAX_STREAMS", server.DefaultMaxStreams), "open Subscribe streams the server holds in all (env DIARYSYNC_MAX_STREAMS)")
@@ -264,6 +265,9 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	proxies, err := server.ParseTrustedProxies(*trusted)
 	if err != nil {
 		return usagef("--trusted-proxy: %v", err)
+	}
+	if *profiling && *metricsAddr == "" {
+		return usagef("--pprof needs --metrics-addr: the profiler is served only on a private address")
 	}
 	if *perDevice < 1 || *maxStreams < 1 {
 		return usagef("--max-streams-per-device and --max-streams must be at least 1")
@@ -337,10 +341,14 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ln.Close()
 			return fmt.Errorf("cannot listen on %s for metrics: %w", *metricsAddr, err)
 		}
-		ms := &http.Server{Handler: srv.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+		var h http.Handler = srv.MetricsHandler()
+		if *profiling {
+			h = withProfiler(h)
+		}
+		ms := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 		go ms.Serve(mln)
 		defer ms.Close()
-		log.Info("serving metrics", "url", "http://"+mln.Addr().String()+"/metrics")
+		log.Info("serving metrics", "url", "http://"+mln.Addr().String()+"/metrics", "pprof", *profiling)
 	}
 	log.Info("serving", "url", url, "console", url+console.Prefix, "data", where)
 	return srv.Serve(ctx, ln, server.ServeOptions{TLSCert: *cert, TLSKey: *key})

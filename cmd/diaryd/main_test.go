@@ -514,6 +514,51 @@ func TestDiaryd_MetricsAddr(t *testing.T) {
 	}
 }
 
+// TestDiaryd_Pprof: --pprof serves Go's profiler on the private metrics
+// address only, and only when asked; it needs --metrics-addr.
+func TestDiaryd_Pprof(t *testing.T) {
+	get := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	metricsURL := func(p *process) string {
+		for _, line := range strings.Split(p.stderr.String(), "\n") {
+			var l struct{ Msg, URL string }
+			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "serving metrics" {
+				return strings.TrimSuffix(l.URL, "/metrics")
+			}
+		}
+		t.Fatalf("diaryd did not say where it serves metrics:\n%s", p.stderr.String())
+		return ""
+	}
+	p := startDiaryd(t, t.TempDir(), "--metrics-addr", "127.0.0.1:0", "--pprof")
+	private := metricsURL(p)
+	if code := get(private + "/debug/pprof/heap"); code != http.StatusOK {
+		t.Fatalf("the private address answers the heap profile with %d", code)
+	}
+	if code := get(private + "/metrics"); code != http.StatusOK {
+		t.Fatalf("with --pprof the private address answers /metrics with %d", code)
+	}
+	if code := get(p.url + "/debug/pprof/heap"); code != http.StatusNotFound {
+		t.Fatalf("the public address answers the heap profile with %d", code)
+	}
+	q := startDiaryd(t, t.TempDir(), "--metrics-addr", "127.0.0.1:0")
+	if code := get(metricsURL(q) + "/debug/pprof/heap"); code != http.StatusNotFound {
+		t.Fatalf("without --pprof the private address answers the heap profile with %d", code)
+	}
+	err := run(context.Background(), []string{"serve", "--data", t.TempDir(), "--pprof"}, io.Discard, io.Discard)
+	var ue *usageError
+	if !errors.As(err, &ue) {
+		t.Fatalf("--pprof without --metrics-addr: %v, want a usage error (exit status 2)", err)
+	}
+}
+
 // TestDiaryd_DataTightened: an existing data directory (and admin code)
 // left open to others is made private when the server starts.
 func TestDiaryd_DataTightened(t *testing.T) {

@@ -61,15 +61,9 @@ type groupCommitter struct {
 	pushes  atomic.Int64 // pushes committed in them
 }
 
-// GroupStats says how many group commits the store made and how many
-// pushes they held.
-type GroupStats struct {
-	Commits, Pushes int64
-}
-
 // GroupStats returns the group commit counters of this process.
-func (db *DB) GroupStats() GroupStats {
-	return GroupStats{Commits: db.group.commits.Load(), Pushes: db.group.pushes.Load()}
+func (db *DB) GroupStats() study.GroupStats {
+	return study.GroupStats{Commits: db.group.commits.Load(), Pushes: db.group.pushes.Load()}
 }
 
 // commitPush queues j and returns once the group holding it committed or

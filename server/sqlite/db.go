@@ -47,6 +47,7 @@ type DB struct {
 	limit     study.AttemptLimit
 	syncTimes syncTimes
 	bulk      bulkStmts
+	rq, wq    *stmtSet // hot queries, prepared (stmts.go)
 	group     groupCommitter
 	redactors redactorCache
 }
@@ -104,12 +105,22 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if db.rq, err = prepareStmts(ctx, db.read, readQueries); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if db.wq, err = prepareStmts(ctx, db.write, writeQueries); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
 }
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
 	db.closeBulk()
+	db.rq.close()
+	db.wq.close()
 	return db.lite.Close()
 }
 
@@ -178,9 +189,14 @@ func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]int6
 
 // nextSeqs reserves n sequence numbers in tx and returns the first; at
 // (Unix milliseconds) is when, as an export's snapshot time.
-func nextSeqs(ctx context.Context, tx *sql.Tx, n int, at int64) (int64, error) {
+var (
+	qNextSeqs   = writeQuery(`UPDATE sequence SET value = value + ?, changed_at = max(changed_at, ?) WHERE id = 1 RETURNING value`)
+	qCurrentSeq = readQuery(`SELECT value FROM sequence WHERE id = 1`)
+)
+
+func nextSeqs(ctx context.Context, tx querier, n int, at int64) (int64, error) {
 	var last int64
-	if err := tx.QueryRowContext(ctx, `UPDATE sequence SET value = value + ?, changed_at = max(changed_at, ?) WHERE id = 1 RETURNING value`, n, at).Scan(&last); err != nil {
+	if err := tx.QueryRowContext(ctx, qNextSeqs, n, at).Scan(&last); err != nil {
 		return 0, fmt.Errorf("cannot reserve sequence numbers: %w", err)
 	}
 	return last - int64(n) + 1, nil
@@ -189,7 +205,7 @@ func nextSeqs(ctx context.Context, tx *sql.Tx, n int, at int64) (int64, error) {
 // currentSeq returns the last sequence number handed out.
 func currentSeq(ctx context.Context, q querier) (int64, error) {
 	var v int64
-	if err := q.QueryRowContext(ctx, `SELECT value FROM sequence WHERE id = 1`).Scan(&v); err != nil {
+	if err := q.QueryRowContext(ctx, qCurrentSeq).Scan(&v); err != nil {
 		return 0, fmt.Errorf("cannot read sequence: %w", err)
 	}
 	return v, nil

@@ -135,20 +135,26 @@ func (db *DB) ListDevices(ctx context.Context, size uint32, token, studyCode str
 	return out, next, nil
 }
 
+var (
+	qAwaitingCount = readQuery(`SELECT count(*) FROM devices WHERE user_id = ? AND pending = 1 AND revoked_at IS NULL`)
+	qAwaitingList  = readQuery(`SELECT ` + deviceColumns + ` FROM devices d JOIN users u ON u.id = d.user_id
+			WHERE d.user_id = ? AND d.pending = 1 AND d.revoked_at IS NULL ORDER BY d.id DESC LIMIT ?`)
+)
+
 // DevicesAwaitingApproval returns up to max devices of the user that wait
 // for approval, newest first, and how many there are.
 func (db *DB) DevicesAwaitingApproval(ctx context.Context, userID int64, max int) ([]*study.Device, int, error) {
 	var out []*study.Device
 	var total int
-	err := db.readTx(ctx, func(tx *sql.Tx) error {
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM devices WHERE user_id = ? AND pending = 1 AND revoked_at IS NULL`, userID).Scan(&total); err != nil {
+	err := db.readTx(ctx, func(rtx *sql.Tx) error {
+		tx := db.rq.in(rtx)
+		if err := tx.QueryRowContext(ctx, qAwaitingCount, userID).Scan(&total); err != nil {
 			return fmt.Errorf("cannot count devices waiting for approval: %w", err)
 		}
 		if total == 0 || max <= 0 {
 			return nil
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT `+deviceColumns+` FROM devices d JOIN users u ON u.id = d.user_id
-			WHERE d.user_id = ? AND d.pending = 1 AND d.revoked_at IS NULL ORDER BY d.id DESC LIMIT ?`, userID, max)
+		rows, err := tx.QueryContext(ctx, qAwaitingList, userID, max)
 		if err != nil {
 			return fmt.Errorf("cannot list devices waiting for approval: %w", err)
 		}

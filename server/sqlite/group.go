@@ -62,15 +62,9 @@ type groupCommitter struct {
 	pushes  atomic.Int64 // pushes committed in them
 }
 
-// GroupStats says how many group commits the store made and how many
-// pushes they held.
-type GroupStats struct {
-	Commits, Pushes int64
-}
-
 // GroupStats returns the group commit counters.
-func (db *DB) GroupStats() GroupStats {
-	return GroupStats{Commits: db.group.commits.Load(), Pushes: db.group.pushes.Load()}
+func (db *DB) GroupStats() study.GroupStats {
+	return study.GroupStats{Commits: db.group.commits.Load(), Pushes: db.group.pushes.Load()}
 }
 
 // commitPush queues j and returns once the group holding it committed or
@@ -134,6 +128,12 @@ func (g *groupCommitter) take() []*pushJob {
 	return batch
 }
 
+var (
+	qSavepoint  = writeQuery(`SAVEPOINT push`)
+	qRollbackTo = writeQuery(`ROLLBACK TO push`)
+	qRelease    = writeQuery(`RELEASE push`)
+)
+
 // runGroup applies the pushes of batch in one transaction, each in a
 // savepoint of its own, commits, and tells each push its fate.
 func (db *DB) runGroup(batch []*pushJob) {
@@ -143,13 +143,14 @@ func (db *DB) runGroup(batch []*pushJob) {
 	ctx := context.Background()
 	applied := make([]*pushJob, 0, len(batch))
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		q := db.wq.in(tx)
 		applied = applied[:0]
 		for _, j := range batch {
 			if err := j.ctx.Err(); err != nil {
 				j.err = err
 				continue
 			}
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT push`); err != nil {
+			if _, err := q.ExecContext(ctx, qSavepoint); err != nil {
 				return fmt.Errorf("cannot begin push: %w", err)
 			}
 			*j.wake = study.Wakeups{}
@@ -157,7 +158,7 @@ func (db *DB) runGroup(batch []*pushJob) {
 				// Rolled back to its savepoint: nothing of this push is
 				// written, whatever the others in the group do.
 				j.err = storageFull(err)
-				if _, rerr := tx.ExecContext(ctx, `ROLLBACK TO push`); rerr != nil {
+				if _, rerr := q.ExecContext(ctx, qRollbackTo); rerr != nil {
 					if errors.Is(err, litedb.ErrFull) {
 						// SQLite may roll back the whole transaction on a
 						// full disk: then nothing of the group is written.
@@ -168,7 +169,7 @@ func (db *DB) runGroup(batch []*pushJob) {
 			} else {
 				applied = append(applied, j)
 			}
-			if _, err := tx.ExecContext(ctx, `RELEASE push`); err != nil {
+			if _, err := q.ExecContext(ctx, qRelease); err != nil {
 				return fmt.Errorf("cannot end push: %w", err)
 			}
 		}

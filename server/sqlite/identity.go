@@ -13,6 +13,11 @@ import (
 	"github.com/google/uuid"
 )
 
+var qAuthenticate = readQuery(`
+		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, u.id, u.study_code, u.role, ` + deviceRecordColumns + `
+		FROM devices d JOIN users u ON u.id = d.user_id
+		WHERE d.public_id = ? AND d.kind = ?`)
+
 // Authenticate returns the identity a bearer token belongs to. A
 // malformed, unknown or revoked token, or one whose user was deactivated,
 // is EUNAUTHENTICATED; a revoked device is told who revoked it.
@@ -29,10 +34,7 @@ func (db *DB) Authenticate(ctx context.Context, token string) (*study.Identity, 
 	)
 	// A console session's token is a cookie, not a bearer token: the
 	// API answers it as it answers an unknown one.
-	err := db.read.QueryRowContext(ctx, `
-		SELECT d.id, d.public_id, d.replica_id, d.secret_hash, u.id, u.study_code, u.role, `+deviceRecordColumns+`
-		FROM devices d JOIN users u ON u.id = d.user_id
-		WHERE d.public_id = ? AND d.kind = ?`, device, study.KindApp).
+	err := db.rq.QueryRowContext(ctx, qAuthenticate, device, study.KindApp).
 		Scan(append([]any{&id.DeviceID, &id.Device, &replica, &hash, &id.UserID, &id.StudyCode, &id.Role}, rec.dest()...)...)
 	sum := study.SecretHash(secret)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -83,6 +85,8 @@ func (r *deviceRecord) record(publicID string) study.DeviceRecord {
 	return out
 }
 
+var qDeviceActive = readQuery(`SELECT d.public_id, ` + deviceRecordColumns + ` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`)
+
 // DeviceActive returns nil if the device may still act (it is enrolled,
 // not revoked, and its user is active), and the error Authenticate would
 // give otherwise. Long-lived calls use it to notice a revocation made
@@ -92,7 +96,7 @@ func (db *DB) DeviceActive(ctx context.Context, device int64) error {
 		publicID string
 		rec      deviceRecord
 	)
-	err := db.read.QueryRowContext(ctx, `SELECT d.public_id, `+deviceRecordColumns+` FROM devices d JOIN users u ON u.id = d.user_id WHERE d.id = ?`, device).
+	err := db.rq.QueryRowContext(ctx, qDeviceActive, device).
 		Scan(append([]any{&publicID}, rec.dest()...)...)
 	if errors.Is(err, sql.ErrNoRows) {
 		return study.ErrBadToken

@@ -22,7 +22,8 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 	}
 	size := study.PullPageSize(req.PageSize)
 	page := &study.PullPage{Next: cursor}
-	err = db.readTx(ctx, func(tx *sql.Tx) error {
+	err = db.readTx(ctx, func(rtx *sql.Tx) error {
+		tx := db.rq.in(rtx)
 		head, err := currentSeq(ctx, tx)
 		if err != nil {
 			return err
@@ -30,17 +31,15 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		if cursor > head {
 			return study.ErrCursorAhead(cursor, head)
 		}
-		rdc, err := db.researchRedactor(ctx, tx, rd)
+		rdc, err := db.researchRedactor(ctx, rtx, rd)
 		if err != nil {
 			return err
 		}
 		var rows *sql.Rows
 		if rd.Owner {
-			rows, err = tx.QueryContext(ctx, `SELECT seq, 1, 0, id, state, NULL, NULL FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`, rd.ID, cursor, size+1)
+			rows, err = tx.QueryContext(ctx, qPullOwner, rd.ID, cursor, size+1)
 		} else {
-			rows, err = tx.QueryContext(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
-				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
-				WHERE f.reader = ? AND f.seq > ? ORDER BY f.seq LIMIT ?`, rd.ID, cursor, size+1)
+			rows, err = tx.QueryContext(ctx, qPullFeed, rd.ID, cursor, size+1)
 		}
 		if err != nil {
 			return fmt.Errorf("cannot read changes: %w", err)
@@ -106,15 +105,26 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 	return page, nil
 }
 
+var (
+	qPullOwner = readQuery(`SELECT seq, 1, 0, id, state, NULL, NULL FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`)
+	qPullFeed  = readQuery(`SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
+				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
+				WHERE f.reader = ? AND f.seq > ? ORDER BY f.seq LIMIT ?`)
+	qCountOwner = readQuery(`SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL LIMIT ?)`)
+	qCountFeed  = readQuery(`SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`)
+	qHeadOwner  = readQuery(`SELECT max(seq) FROM entries WHERE owner_id = ? AND held_by IS NULL`)
+	qHeadFeed   = readQuery(`SELECT max(seq) FROM feed WHERE reader = ?`)
+)
+
 // countAfter counts the reader's rows after cursor, at most limit of
 // them (-1: all).
-func countAfter(ctx context.Context, tx *sql.Tx, rd study.Reader, cursor, limit int64) (int64, error) {
+func countAfter(ctx context.Context, tx querier, rd study.Reader, cursor, limit int64) (int64, error) {
 	var n int64
 	var err error
 	if rd.Owner {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
+		err = tx.QueryRowContext(ctx, qCountOwner, rd.ID, cursor, limit).Scan(&n)
 	} else {
-		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`, rd.ID, cursor, limit).Scan(&n)
+		err = tx.QueryRowContext(ctx, qCountFeed, rd.ID, cursor, limit).Scan(&n)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot count waiting changes: %w", err)
@@ -129,16 +139,16 @@ func (db *DB) Head(ctx context.Context, who *study.Identity) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return headFor(ctx, db.read, rd)
+	return headFor(ctx, db.rq, rd)
 }
 
 func headFor(ctx context.Context, q querier, rd study.Reader) (int64, error) {
 	var head sql.NullInt64
 	var err error
 	if rd.Owner {
-		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM entries WHERE owner_id = ? AND held_by IS NULL`, rd.ID).Scan(&head)
+		err = q.QueryRowContext(ctx, qHeadOwner, rd.ID).Scan(&head)
 	} else {
-		err = q.QueryRowContext(ctx, `SELECT max(seq) FROM feed WHERE reader = ?`, rd.ID).Scan(&head)
+		err = q.QueryRowContext(ctx, qHeadFeed, rd.ID).Scan(&head)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("cannot read position: %w", err)

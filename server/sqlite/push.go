@@ -74,24 +74,25 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 	if err != nil {
 		return err
 	}
+	q := db.wq.in(tx)
 	supervisors := map[int64][]int64{} // owner → supervisor ids, read once per push
 	supervisorsFor := func(owner int64) ([]int64, error) {
 		if s, ok := supervisors[owner]; ok {
 			return s, nil
 		}
-		s, err := supervisorsOf(ctx, tx, owner)
+		s, err := supervisorsOf(ctx, q, owner)
 		supervisors[owner] = s
 		return s, err
 	}
 
 	withdrawn := false
 	if who.Role == study.RoleNavigator {
-		if err := tx.QueryRowContext(ctx, `SELECT withdrawn_at IS NOT NULL FROM users WHERE id = ?`, who.UserID).Scan(&withdrawn); err != nil {
+		if err := q.QueryRowContext(ctx, qWithdrawn, who.UserID).Scan(&withdrawn); err != nil {
 			return fmt.Errorf("cannot read user: %w", err)
 		}
 	}
 
-	remembered, err := rememberedRefusals(ctx, tx, who.DeviceID, clocks)
+	remembered, err := rememberedRefusals(ctx, q, who.DeviceID, clocks)
 	if err != nil {
 		return err
 	}
@@ -148,7 +149,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 	var feed []feedRow
 	var removals []feedRemoval
 	if len(changed) > 0 {
-		first, err := nextSeqs(ctx, tx, len(changed), now.UnixMilli())
+		first, err := nextSeqs(ctx, q, len(changed), now.UnixMilli())
 		if err != nil {
 			return err
 		}
@@ -203,7 +204,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		return err
 	}
 	for _, r := range removals {
-		if err := removeFromFeed(ctx, tx, r); err != nil {
+		if err := removeFromFeed(ctx, q, r); err != nil {
 			return err
 		}
 	}
@@ -324,12 +325,20 @@ type feedRemoval struct {
 	reason   study.RemovalReason
 }
 
-func removeFromFeed(ctx context.Context, tx *sql.Tx, r feedRemoval) error {
-	cond := `reader > 0`
+var (
+	qWithdrawn         = writeQuery(`SELECT withdrawn_at IS NOT NULL FROM users WHERE id = ?`)
+	qAnyRefusal        = writeQuery(`SELECT EXISTS (SELECT 1 FROM refusals WHERE device_id = ?)`)
+	qRemoveFromSupFeed = writeQuery(`UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 AND reader > 0`)
+	qRemoveFromResFeed = writeQuery(`UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 AND reader = 0`)
+	qSupervisorsOf     = writeQuery(readQuery(`SELECT supervisor_id FROM assignments WHERE navigator_id = ?`))
+)
+
+func removeFromFeed(ctx context.Context, tx querier, r feedRemoval) error {
+	query := qRemoveFromSupFeed
 	if r.research {
-		cond = `reader = 0`
+		query = qRemoveFromResFeed
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 AND `+cond, r.reason, r.seq, r.entry); err != nil {
+	if _, err := tx.ExecContext(ctx, query, r.reason, r.seq, r.entry); err != nil {
 		return fmt.Errorf("cannot write removal notices: %w", err)
 	}
 	return nil
@@ -372,9 +381,9 @@ func (db *DB) insertHistory(ctx context.Context, tx *sql.Tx, rows []historyRow, 
 
 // rememberedRefusals returns the refusals kept for the device's changes
 // with the given clocks.
-func rememberedRefusals(ctx context.Context, tx *sql.Tx, device int64, clocks []int64) (map[int64]study.ChangeResult, error) {
+func rememberedRefusals(ctx context.Context, tx querier, device int64, clocks []int64) (map[int64]study.ChangeResult, error) {
 	var some bool
-	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM refusals WHERE device_id = ?)`, device).Scan(&some); err != nil {
+	if err := tx.QueryRowContext(ctx, qAnyRefusal, device).Scan(&some); err != nil {
 		return nil, fmt.Errorf("cannot read refusals: %w", err)
 	}
 	if !some { // the common case: a device whose clock and writes were fine

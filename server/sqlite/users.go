@@ -362,7 +362,7 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 
 // supervisorsOf returns the ids of the supervisors assigned to navigator.
 func supervisorsOf(ctx context.Context, q querier, navigator int64) ([]int64, error) {
-	ids, err := queryIDs(ctx, q, `SELECT supervisor_id FROM assignments WHERE navigator_id = ?`, navigator)
+	ids, err := queryIDs(ctx, q, qSupervisorsOf, navigator)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read assignments: %w", err)
 	}
