@@ -824,18 +824,9 @@ func (c *Client) findIDChecked(ctx context.Context, s string) (syncengine.EntryI
 	if len(hex) < 4 || len(hex) > 32 || strings.Trim(hex, "0123456789ABCDEF") != "" {
 		return syncengine.EntryID{}, syncengine.Errorf(syncengine.EINVALID, "%q is not an entry id or part of one (at least 4 hex digits)", s)
 	}
-	rows, err := c.db.Read.QueryContext(ctx, `SELECT id FROM entries WHERE hex(id) LIKE ? OR hex(id) LIKE ? LIMIT 2`, hex+"%", "%"+hex)
+	found, err := queryEntryIDs(ctx, c.db.Read, `SELECT id FROM entries WHERE hex(id) LIKE ? OR hex(id) LIKE ? LIMIT 2`, hex+"%", "%"+hex)
 	if err != nil {
 		return syncengine.EntryID{}, fmt.Errorf("cannot look up entry: %w", err)
-	}
-	defer rows.Close()
-	var found []syncengine.EntryID
-	for rows.Next() {
-		var b []byte
-		if err := rows.Scan(&b); err != nil {
-			return syncengine.EntryID{}, err
-		}
-		found = append(found, syncengine.EntryID(b))
 	}
 	switch len(found) {
 	case 0:
@@ -924,4 +915,25 @@ func (c *Client) write(ctx context.Context, changes []syncengine.Change, create 
 		return err
 	}
 	return c.damage(c.writeChecked(ctx, changes, create, sp...))
+}
+
+// queryEntryIDs runs a query whose one column is an entry id and returns
+// the ids, in the order of the rows.
+func queryEntryIDs(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, args ...any) ([]syncengine.EntryID, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []syncengine.EntryID
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		ids = append(ids, syncengine.EntryID(b))
+	}
+	return ids, rows.Err()
 }

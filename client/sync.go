@@ -1076,20 +1076,10 @@ func (c *Client) resetReplica(ctx context.Context) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM entries WHERE pending = 0`); err != nil {
 			return fmt.Errorf("cannot reset replica: %w", err)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM entries`)
+		ids, err := queryEntryIDs(ctx, tx, `SELECT id FROM entries`)
 		if err != nil {
 			return fmt.Errorf("cannot reset replica: %w", err)
 		}
-		var ids []syncengine.EntryID
-		for rows.Next() {
-			var b []byte
-			if err := rows.Scan(&b); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, syncengine.EntryID(b))
-		}
-		rows.Close()
 		if _, err := tx.ExecContext(ctx, `UPDATE entries SET base = NULL`); err != nil {
 			return fmt.Errorf("cannot reset replica: %w", err)
 		}

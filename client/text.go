@@ -344,22 +344,9 @@ func (c *Client) refuseText(ctx context.Context, tx *sql.Tx, k docKey, refused *
 func (c *Client) rederive(ctx context.Context) (bool, error) {
 	released := false
 	err := c.db.WriteTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT DISTINCT entry FROM outbox WHERE hold = 1`)
+		ids, err := queryEntryIDs(ctx, tx, `SELECT DISTINCT entry FROM outbox WHERE hold = 1`)
 		if err != nil {
 			return fmt.Errorf("cannot read outbox: %w", err)
-		}
-		var ids []syncengine.EntryID
-		for rows.Next() {
-			var b []byte
-			if err := rows.Scan(&b); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, syncengine.EntryID(b))
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
 		}
 		w, err := newEntryWriter(ctx, tx)
 		if err != nil {
