@@ -175,6 +175,24 @@ func CheckSessionLifetime(lifetime time.Duration) error {
 	return nil
 }
 
+// CheckSessionStart checks what a store's StartSession is given before
+// it reads anything: the session's name (returned as DeviceName makes
+// it) and lifetime, and the study code's form (a malformed one is
+// ErrBadLogin, as an unknown one is).
+func CheckSessionStart(studyCode, name string, lifetime time.Duration) (string, error) {
+	name, err := DeviceName(name)
+	if err != nil {
+		return "", err
+	}
+	if err := CheckSessionLifetime(lifetime); err != nil {
+		return "", err
+	}
+	if syncengine.ValidateStudyCode(studyCode) != nil {
+		return "", ErrBadLogin
+	}
+	return name, nil
+}
+
 // CheckBrowserEnrollment checks what a store's EnrollBrowser is given
 // before it reads anything: the session's name (returned as DeviceName
 // makes it), its lifetime, a passphrase hash, and the code's form.

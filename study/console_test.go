@@ -165,3 +165,29 @@ func TestCheckBrowserEnrollment(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckSessionStart(t *testing.T) {
+	for _, tc := range []struct {
+		what, code, name string
+		lifetime         time.Duration
+		want             error // nil: ok
+		invalid          bool  // refused as bad input (not as a bad login)
+	}{
+		{what: "valid", code: "SUP-1", name: "laptop", lifetime: time.Hour},
+		{what: "malformed study code", code: "no such code!", name: "laptop", lifetime: time.Hour, want: ErrBadLogin},
+		{what: "no lifetime", code: "SUP-1", name: "laptop", invalid: true},
+		{what: "name too long", code: "SUP-1", name: strings.Repeat("n", 1000), lifetime: time.Hour, invalid: true},
+	} {
+		name, err := CheckSessionStart(tc.code, tc.name, tc.lifetime)
+		switch {
+		case tc.invalid:
+			if err == nil || err == ErrBadLogin || syncengine.ErrorCode(err) == syncengine.EINTERNAL {
+				t.Errorf("%s: err = %v, want an application error about the input", tc.what, err)
+			}
+		case err != tc.want:
+			t.Errorf("%s: err = %v, want %v", tc.what, err, tc.want)
+		case err == nil && name != tc.name:
+			t.Errorf("%s: name %q, want %q", tc.what, name, tc.name)
+		}
+	}
+}

@@ -171,6 +171,49 @@ type InboxPage struct {
 	Next string
 }
 
+// InboxPager fills one inbox page from the rows a store reads, in the
+// inbox's order and at most InboxScanLimit of them: it keeps the items
+// the query matches until the page is full, and says where the next page
+// starts, after the last item kept or, when the scan limit ended the
+// read first, after the last row read.
+type InboxPager struct {
+	q        *InboxQuery
+	size     int
+	page     InboxPage
+	scanned  int
+	lastDate string
+	lastID   syncengine.EntryID
+}
+
+// NewInboxPager starts a page of q (checked with CheckInboxQuery).
+func NewInboxPager(q *InboxQuery) *InboxPager {
+	return &InboxPager{q: q, size: InboxPageSize(q.PageSize)}
+}
+
+// Add takes the next row read: its item, date and id. It reports false
+// once the page is full, when the store stops reading.
+func (p *InboxPager) Add(it *InboxItem, date string, id syncengine.EntryID) bool {
+	p.scanned++
+	if p.q.Matches(it) {
+		if len(p.page.Items) == p.size {
+			last := p.page.Items[p.size-1].Entry
+			p.page.Next = EncodeInboxToken(last.Date.Value, last.ID)
+			return false
+		}
+		p.page.Items = append(p.page.Items, it)
+	}
+	p.lastDate, p.lastID = date, id
+	return true
+}
+
+// Page returns the page once the rows are read (or Add said stop).
+func (p *InboxPager) Page() *InboxPage {
+	if p.page.Next == "" && p.scanned == InboxScanLimit {
+		p.page.Next = EncodeInboxToken(p.lastDate, p.lastID)
+	}
+	return &p.page
+}
+
 // EncodeInboxToken makes the token of the inbox position after the entry
 // with the given date and id (pages are ordered by date, then id, both
 // descending).

@@ -113,15 +113,9 @@ func (db *DB) PassphraseHash(ctx context.Context, studyCode string) (string, err
 // either comes first (and the sign-in fails) or waits and ends the new
 // session too.
 func (db *DB) StartSession(ctx context.Context, studyCode, passphraseHash, name string, lifetime time.Duration) (*study.Enrollment, error) {
-	name, err := study.DeviceName(name)
+	name, err := study.CheckSessionStart(studyCode, name, lifetime)
 	if err != nil {
 		return nil, err
-	}
-	if err := study.CheckSessionLifetime(lifetime); err != nil {
-		return nil, err
-	}
-	if syncengine.ValidateStudyCode(studyCode) != nil {
-		return nil, study.ErrBadLogin
 	}
 	var out *study.Enrollment
 	err = db.plainTx(ctx, func(t *tx) error {

@@ -145,23 +145,19 @@ func (db *DB) Inbox(ctx context.Context, who *study.Identity, q study.InboxQuery
 	if q.Unread {
 		where = append(where, `NOT coalesce(rm.read, false)`)
 	}
-	size := study.InboxPageSize(q.PageSize)
-	page := &study.InboxPage{}
+	var pager *study.InboxPager
 	query := `SELECT e.id, e.date, e.state, rm.read, rm.clock
 		FROM feed f JOIN entries e ON e.rid = f.entry
 		LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
 		WHERE ` + strings.Join(where, " AND ") + `
 		ORDER BY e.date DESC, e.id DESC LIMIT ` + arg(study.InboxScanLimit)
 	err := db.readTx(ctx, func(tx pgx.Tx) error {
-		page.Items, page.Next = nil, ""
+		pager = study.NewInboxPager(&q) // afresh if the transaction is run again
 		rows, err := tx.Query(ctx, query, args...)
 		if err != nil {
 			return fmt.Errorf("cannot read the inbox: %w", err)
 		}
 		defer rows.Close()
-		scanned := 0
-		var lastDate string
-		var lastID syncengine.EntryID
 		for rows.Next() {
 			var (
 				id, state []byte
@@ -172,33 +168,23 @@ func (db *DB) Inbox(ctx context.Context, who *study.Identity, q study.InboxQuery
 			if err := rows.Scan(&id, &date, &state, &read, &clock); err != nil {
 				return fmt.Errorf("cannot read the inbox: %w", err)
 			}
-			scanned++
 			it, err := inboxItem(state, read, clock)
 			if err != nil {
 				return fmt.Errorf("entry %x: %w", id, err)
 			}
-			if q.Matches(it) {
-				if len(page.Items) == size {
-					last := page.Items[size-1].Entry
-					page.Next = study.EncodeInboxToken(last.Date.Value, last.ID)
-					return nil
-				}
-				page.Items = append(page.Items, it)
+			if !pager.Add(it, date, syncengine.EntryID(id)) {
+				return nil
 			}
-			lastDate, lastID = date, syncengine.EntryID(id)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("cannot read the inbox: %w", err)
-		}
-		if scanned == study.InboxScanLimit {
-			page.Next = study.EncodeInboxToken(lastDate, lastID)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return page, nil
+	return pager.Page(), nil
 }
 
 // InboxEntry returns one entry as the supervisor may see it now.

@@ -137,8 +137,7 @@ func (db *DB) Inbox(ctx context.Context, who *study.Identity, q study.InboxQuery
 	if q.Unread {
 		where = append(where, `coalesce(rm.read, 0) = 0`)
 	}
-	size := study.InboxPageSize(q.PageSize)
-	page := &study.InboxPage{}
+	pager := study.NewInboxPager(&q)
 	err := db.readTx(ctx, func(tx *sql.Tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT e.id, e.date, e.state, rm.read, rm.clock
 			FROM feed f JOIN entries e ON e.rid = f.entry
@@ -149,9 +148,6 @@ func (db *DB) Inbox(ctx context.Context, who *study.Identity, q study.InboxQuery
 			return fmt.Errorf("cannot read the inbox: %w", err)
 		}
 		defer rows.Close()
-		scanned := 0
-		var lastDate string
-		var lastID syncengine.EntryID
 		for rows.Next() {
 			var (
 				id, state []byte
@@ -162,33 +158,23 @@ func (db *DB) Inbox(ctx context.Context, who *study.Identity, q study.InboxQuery
 			if err := rows.Scan(&id, &date, &state, &read, &clock); err != nil {
 				return fmt.Errorf("cannot read the inbox: %w", err)
 			}
-			scanned++
 			it, err := inboxItem(state, read, clock)
 			if err != nil {
 				return fmt.Errorf("entry %x: %w", id, err)
 			}
-			if q.Matches(it) {
-				if len(page.Items) == size {
-					last := page.Items[size-1].Entry
-					page.Next = study.EncodeInboxToken(last.Date.Value, last.ID)
-					return nil
-				}
-				page.Items = append(page.Items, it)
+			if !pager.Add(it, date, syncengine.EntryID(id)) {
+				return nil
 			}
-			lastDate, lastID = date, syncengine.EntryID(id)
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("cannot read the inbox: %w", err)
-		}
-		if scanned == study.InboxScanLimit {
-			page.Next = study.EncodeInboxToken(lastDate, lastID)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return page, nil
+	return pager.Page(), nil
 }
 
 // InboxEntry returns one entry as the supervisor may see it now.
