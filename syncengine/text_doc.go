@@ -743,6 +743,26 @@ func (d *TextDoc) applyReady(c *TextChange) error {
 	if len(d.replicas)+1 > MaxTextReplicas && d.replicas[c.Replica] == nil {
 		return invalid("text", ErrTooLarge, fmt.Sprintf("text has been written by %d replicas; the limit is %d", len(d.replicas), MaxTextReplicas))
 	}
+	// An insert's origins were adjacent when it was typed, left before
+	// right, and characters never change places, so on every replica its
+	// left origin comes before its right one. A change that says
+	// otherwise was not made by a replica of this text, and integrating
+	// it would give an order that depends on when it arrived. Origins
+	// already in the document are checked here; an origin among the
+	// change's own inserts only once those are placed, with a copy to go
+	// back to (a change made locally that way is rare: two splices that
+	// touch).
+	var backup *TextDoc
+	for i := range plan {
+		p := &plan[i]
+		if d.has(p.left) && d.has(p.right) {
+			if !d.ordered(p.left, p.right) {
+				return misordered(c.Inserts[i].ID)
+			}
+		} else if backup == nil {
+			backup = d.Clone()
+		}
+	}
 
 	rs := d.replica(c.Replica)
 	for _, name := range opened {
@@ -754,6 +774,10 @@ func (d *TextDoc) applyReady(c *TextChange) error {
 		if got != p.id {
 			panic("syncengine: planned id out of step")
 		}
+		if backup != nil && !d.ordered(p.left, p.right) {
+			*d = *backup
+			return misordered(c.Inserts[i].ID)
+		}
 		d.integrate(p.id, p.n, c.Inserts[i].Text, p.n16, p.left, p.right, false)
 	}
 	for i, r := range c.Deletes {
@@ -762,6 +786,21 @@ func (d *TextDoc) applyReady(c *TextChange) error {
 	d.record(c.Replica, c.Clock, c.Deps)
 	d.touched()
 	return nil
+}
+
+// has reports whether the document holds the character c (or c names none).
+func (d *TextDoc) has(c cid) bool {
+	return c.none() || int(c.key) < len(d.keys) && c.off < d.keys[c.key].end
+}
+
+// ordered reports whether left comes before right in the document, where
+// none as left is the start and as right the end.
+func (d *TextDoc) ordered(left, right cid) bool {
+	return left.none() || right.none() || d.pos(left) < d.pos(right)
+}
+
+func misordered(id TextID) error {
+	return invalid("text change", ErrTextHistory, fmt.Sprintf("insert %s names a right origin that does not come after its left origin", id))
 }
 
 // Clone returns a deep copy of d.

@@ -134,6 +134,15 @@ func TestTextRefusesChangesThatDoNotFit(t *testing.T) {
 		{"UnsortedDeps", tweak(func(c *TextChange) { c.Deps = []Stamp{at(tablet, 1), at(phone, 1)} }), ErrInvalidValue},
 		{"ClockBeforePrevious", tweak(func(c *TextChange) { c.Clock = textT0 + 1 }), ErrInvalidClock},
 		{"NoReplica", tweak(func(c *TextChange) { c.Replica = ReplicaID{} }), ErrInvalidID},
+		// Origins out of order: no replica can type between a character
+		// and one before it.
+		{"OriginsReversed", tweak(func(c *TextChange) { c.Inserts[0].Right = c.Inserts[0].Left; c.Inserts[0].Right.Offset = 1 }), ErrTextHistory},
+		{"OriginsEqual", tweak(func(c *TextChange) { c.Inserts[0].Right = c.Inserts[0].Left }), ErrTextHistory},
+		{"OriginsReversedInOwnInsert", tweak(func(c *TextChange) {
+			in := c.Inserts[0]
+			w := func(off uint32) TextID { id := in.ID; id.Offset += off; return id }
+			c.Inserts = append(c.Inserts, TextInsert{ID: w(6), Left: w(4), Right: w(1), Text: "!"})
+		}), ErrTextHistory},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
