@@ -68,15 +68,36 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		}
 		clocks = append(clocks, int64(c.Clock))
 	}
-	loaded, err := loadEntries(ctx, t, ids)
-	if err != nil {
-		return err
-	}
-	known, err := knownClocks(ctx, t, who.DeviceID, clocks)
-	if err != nil {
-		return err
-	}
+	// Everything the decisions read goes to the server in one batch: a
+	// group's pushes run one after another, and each round trip here
+	// is one its whole group waits for.
+	b := &pgx.Batch{}
+	loaded := queueLoadEntries(b, ids)
+	known := queueKnownClocks(b, who.DeviceID, clocks)
+	remembered := queueRememberedRefusals(b, who.DeviceID, clocks)
 	supervisors := map[int64][]int64{} // owner → supervisor ids, read once per push
+	withdrawn := false
+	if who.Role == study.RoleNavigator {
+		b.Queue(`SELECT withdrawn_at IS NOT NULL FROM users WHERE id = $1`, who.UserID).QueryRow(func(row pgx.Row) error {
+			if err := row.Scan(&withdrawn); err != nil {
+				return fmt.Errorf("cannot read user: %w", err)
+			}
+			return nil
+		})
+		// A navigator writes only their own entries: the feed rows of
+		// what the push changes go to their supervisors.
+		b.Queue(supervisorsQuery, who.UserID).Query(func(rows pgx.Rows) error {
+			ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+			if err != nil {
+				return fmt.Errorf("cannot read assignments: %w", err)
+			}
+			supervisors[who.UserID] = ids
+			return nil
+		})
+	}
+	if err := t.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
 	supervisorsFor := func(owner int64) ([]int64, error) {
 		if s, ok := supervisors[owner]; ok {
 			return s, nil
@@ -85,18 +106,8 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		supervisors[owner] = s
 		return s, err
 	}
+	var err error
 
-	withdrawn := false
-	if who.Role == study.RoleNavigator {
-		if err := t.QueryRow(ctx, `SELECT withdrawn_at IS NOT NULL FROM users WHERE id = $1`, who.UserID).Scan(&withdrawn); err != nil {
-			return fmt.Errorf("cannot read user: %w", err)
-		}
-	}
-
-	remembered, err := rememberedRefusals(ctx, t, who.DeviceID, clocks)
-	if err != nil {
-		return err
-	}
 	var remember []int // changes whose refusal depends on time or state
 
 	var history []historyRow
@@ -215,46 +226,50 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 	return insertHistory(ctx, t, history, who, now.UnixMilli())
 }
 
-// loadEntries reads the stored state of the given entries.
-func loadEntries(ctx context.Context, t *tx, ids [][]byte) (map[syncengine.EntryID]*loadedEntry, error) {
+// queueLoadEntries queues the read of the stored state of the given
+// entries; the map it returns is filled in when the batch runs.
+func queueLoadEntries(b *pgx.Batch, ids [][]byte) map[syncengine.EntryID]*loadedEntry {
 	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
-	rows, err := t.Query(ctx, `SELECT rid, id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read entries: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		l := &loadedEntry{exists: true}
-		var id, state []byte
-		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
-			return nil, fmt.Errorf("cannot read entries: %w", err)
-		}
-		if !l.erased {
-			if l.entry, err = syncengine.DecodeEntryLazy(state); err != nil {
-				return nil, fmt.Errorf("entry %x: stored state: %w", id, err)
+	b.Queue(`SELECT rid, id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			l := &loadedEntry{exists: true}
+			var id, state []byte
+			if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
+				return fmt.Errorf("cannot read entries: %w", err)
 			}
-			l.before = state
+			if !l.erased {
+				var err error
+				if l.entry, err = syncengine.DecodeEntryLazy(state); err != nil {
+					return fmt.Errorf("entry %x: stored state: %w", id, err)
+				}
+				l.before = state
+			}
+			out[syncengine.EntryID(id)] = l
 		}
-		out[syncengine.EntryID(id)] = l
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("cannot read entries: %w", err)
-	}
-	return out, nil
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot read entries: %w", err)
+		}
+		return nil
+	})
+	return out
 }
 
-// knownClocks returns which of the clocks the device has already had
-// accepted: those changes are retries.
-func knownClocks(ctx context.Context, t *tx, device int64, clocks []int64) (map[int64]bool, error) {
+// queueKnownClocks queues the query for which of the clocks the device
+// has already had accepted (those changes are retries); the map it
+// returns is filled in when the batch runs.
+func queueKnownClocks(b *pgx.Batch, device int64, clocks []int64) map[int64]bool {
 	known := make(map[int64]bool, len(clocks))
-	got, err := queryIDs(ctx, t, `SELECT clock FROM history WHERE device_id = $1 AND clock = ANY($2)`, device, clocks)
-	if err != nil {
-		return nil, fmt.Errorf("cannot look for retried changes: %w", err)
-	}
-	for _, c := range got {
-		known[c] = true
-	}
-	return known, nil
+	b.Queue(`SELECT clock FROM history WHERE device_id = $1 AND clock = ANY($2)`, device, clocks).Query(func(rows pgx.Rows) error {
+		got, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return fmt.Errorf("cannot look for retried changes: %w", err)
+		}
+		for _, c := range got {
+			known[c] = true
+		}
+		return nil
+	})
+	return known
 }
 
 // upsertEntries writes the changed entries, the k-th at sequence number
@@ -398,29 +413,28 @@ func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Ide
 	return nil
 }
 
-// rememberedRefusals returns the refusals kept for the device's changes
-// with the given clocks.
-func rememberedRefusals(ctx context.Context, t *tx, device int64, clocks []int64) (map[int64]study.ChangeResult, error) {
-	rows, err := t.Query(ctx, `SELECT clock, reason, message FROM refusals WHERE device_id = $1 AND clock = ANY($2)`, device, clocks)
-	if err != nil {
-		return nil, fmt.Errorf("cannot read refusals: %w", err)
-	}
-	defer rows.Close()
-	var out map[int64]study.ChangeResult
-	for rows.Next() {
-		var clock int64
-		var reason int32
-		r := study.ChangeResult{Outcome: study.OutcomeRefused}
-		if err := rows.Scan(&clock, &reason, &r.Message); err != nil {
-			return nil, fmt.Errorf("cannot read refusals: %w", err)
+// queueRememberedRefusals queues the read of the refusals kept for the
+// device's changes with the given clocks; the map it returns is filled in
+// when the batch runs.
+func queueRememberedRefusals(b *pgx.Batch, device int64, clocks []int64) map[int64]study.ChangeResult {
+	out := map[int64]study.ChangeResult{}
+	b.Queue(`SELECT clock, reason, message FROM refusals WHERE device_id = $1 AND clock = ANY($2)`, device, clocks).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var clock int64
+			var reason int32
+			r := study.ChangeResult{Outcome: study.OutcomeRefused}
+			if err := rows.Scan(&clock, &reason, &r.Message); err != nil {
+				return fmt.Errorf("cannot read refusals: %w", err)
+			}
+			r.Reason = study.Refusal(reason)
+			out[clock] = r
 		}
-		r.Reason = study.Refusal(reason)
-		if out == nil {
-			out = map[int64]study.ChangeResult{}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("cannot read refusals: %w", err)
 		}
-		out[clock] = r
-	}
-	return out, rows.Err()
+		return nil
+	})
+	return out
 }
 
 // rememberRefusals keeps the refusals of the changes at the given

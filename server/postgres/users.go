@@ -370,8 +370,11 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 }
 
 // supervisorsOf returns the ids of the supervisors assigned to navigator.
+// supervisorsQuery reads a navigator's supervisors, in order.
+const supervisorsQuery = `SELECT supervisor_id FROM assignments WHERE navigator_id = $1 ORDER BY supervisor_id`
+
 func supervisorsOf(ctx context.Context, q querier, navigator int64) ([]int64, error) {
-	ids, err := queryIDs(ctx, q, `SELECT supervisor_id FROM assignments WHERE navigator_id = $1 ORDER BY supervisor_id`, navigator)
+	ids, err := queryIDs(ctx, q, supervisorsQuery, navigator)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read assignments: %w", err)
 	}
