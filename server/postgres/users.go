@@ -369,10 +369,10 @@ func (db *DB) ListAssignments(ctx context.Context, size uint32, token, supCode s
 	return out, next, nil
 }
 
-// supervisorsOf returns the ids of the supervisors assigned to navigator.
 // supervisorsQuery reads a navigator's supervisors, in order.
 const supervisorsQuery = `SELECT supervisor_id FROM assignments WHERE navigator_id = $1 ORDER BY supervisor_id`
 
+// supervisorsOf returns the ids of the supervisors assigned to navigator.
 func supervisorsOf(ctx context.Context, q querier, navigator int64) ([]int64, error) {
 	ids, err := queryIDs(ctx, q, supervisorsQuery, navigator)
 	if err != nil {
