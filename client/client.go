@@ -17,7 +17,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
 	"github.com/diarysync/diarysync/client/internal/services"
+	"github.com/diarysync/diarysync/internal/gzipmsg"
 	"github.com/diarysync/diarysync/internal/litedb"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
@@ -292,6 +294,7 @@ func (c *Client) setProfile(p *Profile, token string) {
 	})
 	opts := []connect.ClientOption{
 		connect.WithInterceptors(auth, streamAuth(token), revocationWatch{c}),
+		gzipmsg.ClientOption(),
 		connect.WithSendGzip(),
 		connect.WithCompressMinBytes(1 << 10),
 	}

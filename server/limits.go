@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/diarysync/diarysync/internal/gzipmsg"
 	"github.com/diarysync/diarysync/syncengine"
 )
 
@@ -118,15 +120,16 @@ func byteSize(n int64) string {
 	return fmt.Sprintf("%d bytes", n)
 }
 
-// gzipOption replaces connect's gzip with one that stops decompressing
-// as soon as a message is larger than MaxRequestBytes. connect limits
+// gzipOption replaces connect's gzip with one that compresses by the
+// message's size (see internal/gzipmsg) and stops decompressing as soon
+// as a message is larger than MaxRequestBytes. connect limits
 // how much of a decompressed message it keeps, but then decompresses the
 // rest to report its size: a 1 MB body that expands to 1 GiB cost seconds
 // of CPU before it was refused.
 func gzipOption(m *Metrics) connect.HandlerOption {
 	return connect.WithCompression("gzip",
 		func() connect.Decompressor { return &limitedGzip{max: MaxRequestBytes, m: m} },
-		func() connect.Compressor { return gzip.NewWriter(io.Discard) },
+		func() connect.Compressor { return gzipmsg.New() },
 	)
 }
 

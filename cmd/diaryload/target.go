@@ -12,8 +12,10 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/client/operator"
+	"github.com/diarysync/diarysync/internal/gzipmsg"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
@@ -269,6 +271,7 @@ func (t *target) enrol(ctx context.Context, code, name string) (*device, error) 
 	d.id, d.pending = resp.GetDeviceId(), resp.GetState() == diaryv1.DeviceState_DEVICE_STATE_PENDING
 	d.sync = diaryv1connect.NewSyncServiceClient(hc, t.url,
 		connect.WithInterceptors(bearer(resp.GetToken())),
+		gzipmsg.ClientOption(),
 		connect.WithSendGzip(),
 		connect.WithCompressMinBytes(1<<10),
 	)
