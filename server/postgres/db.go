@@ -405,6 +405,12 @@ func nextSeqs(ctx context.Context, t *tx, n int, at int64) (int64, error) {
 	return last - int64(n) + 1, nil
 }
 
+// queueNextSeqs queues taking n sequence numbers, as nextSeqs does, for
+// a batch whose later statements read the last of them as lastSeq.
+func queueNextSeqs(b *pgx.Batch, n int, at int64) {
+	b.Queue(`UPDATE sequence SET value = value + $1, changed_at = greatest(changed_at, $2) WHERE id = 1`, n, at)
+}
+
 // currentSeq returns the last sequence number committed.
 func currentSeq(ctx context.Context, q querier) (int64, error) {
 	var v int64

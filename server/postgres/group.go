@@ -150,22 +150,19 @@ func (db *DB) runGroup(batch []*pushJob) {
 			for _, i := range j.candidates {
 				j.results[i] = study.ChangeResult{}
 			}
-			if _, err := t.Exec(ctx, `SAVEPOINT push`); err != nil {
-				return fmt.Errorf("cannot begin push: %w", err)
-			}
+			// push opens a savepoint in its first batch and releases it
+			// at the end of its last, which it sends only when nothing
+			// failed before.
 			if err := db.push(ctx, t, j.who, j.in, j.candidates, j.results, j.wake, j.now); err != nil {
 				// Rolled back to its savepoint: nothing of this push is
 				// written, whatever the others in the group do.
 				j.err = storageFull(err)
-				if _, rerr := t.Exec(ctx, `ROLLBACK TO SAVEPOINT push`); rerr != nil {
+				if _, rerr := t.Exec(ctx, `ROLLBACK TO SAVEPOINT push; RELEASE SAVEPOINT push`); rerr != nil {
 					return fmt.Errorf("cannot roll back a failed push: %w", rerr)
 				}
 			} else {
 				applied = append(applied, j)
 				t.notify(j.wake)
-			}
-			if _, err := t.Exec(ctx, `RELEASE SAVEPOINT push`); err != nil {
-				return fmt.Errorf("cannot end push: %w", err)
 			}
 		}
 		return nil

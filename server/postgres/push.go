@@ -14,7 +14,6 @@ import (
 // loadedEntry is an entry read at the start of a push, and what the push
 // did to it.
 type loadedEntry struct {
-	rid     int64
 	owner   int64
 	exists  bool // a row exists
 	erased  bool
@@ -70,8 +69,11 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 	}
 	// Everything the decisions read goes to the server in one batch: a
 	// group's pushes run one after another, and each round trip here
-	// is one its whole group waits for.
+	// is one its whole group waits for. The push's savepoint opens the
+	// batch, so that a failed push rolls back alone (runGroup) without a
+	// round trip of its own.
 	b := &pgx.Batch{}
+	b.Queue(`SAVEPOINT push`)
 	loaded := queueLoadEntries(b, ids)
 	known := queueKnownClocks(b, who.DeviceID, clocks)
 	remembered := queueRememberedRefusals(b, who.DeviceID, clocks)
@@ -142,14 +144,29 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		l.touched = true
 		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
-	if err := rememberRefusals(ctx, t, who.DeviceID, in, results, remember); err != nil {
-		return err
+	// Everything the push writes goes in a second batch, which ends by
+	// releasing its savepoint. Its statements depend on one another only
+	// through rows written earlier in it (the sequence, a new entry's
+	// rid), which the later statements read in SQL: nothing waits for an
+	// answer, and the push costs two round trips whatever it holds.
+	w := &pgx.Batch{}
+	queueRefusals(w, who.DeviceID, in, results, remember)
+	if len(history) > 0 {
+		if err := queueWrites(w, loaded, order, history, who, wake, now, supervisorsFor); err != nil {
+			return err
+		}
 	}
-	if len(history) == 0 {
-		return nil
+	w.Queue(`RELEASE SAVEPOINT push`)
+	if err := t.SendBatch(ctx, w).Close(); err != nil {
+		return fmt.Errorf("cannot write the push: %w", err)
 	}
+	return nil
+}
 
-	// Write each entry whose encoding changed, at a new sequence number.
+// queueWrites queues the writes of the accepted changes: each entry whose
+// encoding changed, at a new sequence number; the feed rows and removal
+// notices for its readers; and the history.
+func queueWrites(w *pgx.Batch, loaded map[syncengine.EntryID]*loadedEntry, order []syncengine.EntryID, history []historyRow, who *study.Identity, wake *study.Wakeups, now time.Time, supervisorsFor func(int64) ([]int64, error)) error {
 	var changed []*loadedEntry
 	for _, id := range order {
 		if l := loaded[id]; l != nil && l.touched {
@@ -158,16 +175,15 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 			}
 		}
 	}
-	var feed []feedRow
-	var removals []feedRemoval
 	if len(changed) > 0 {
-		first, err := nextSeqs(ctx, t, len(changed), now.UnixMilli())
-		if err != nil {
-			return err
-		}
-		if err := upsertEntries(ctx, t, changed, first); err != nil {
-			return err
-		}
+		// The k-th changed entry takes the sequence number last-(n-1-k),
+		// where last is the sequence's value once queueNextSeqs has run:
+		// the statements below read it as (SELECT value FROM sequence).
+		n := len(changed)
+		queueNextSeqs(w, n, now.UnixMilli())
+		queueUpsertEntries(w, changed)
+		var feed []pushFeedRow
+		var removals []feedRemoval
 		owners := map[int64]bool{}
 		readers := map[int64]bool{}
 		for k, l := range changed {
@@ -176,10 +192,11 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 				// owner's other devices included, until it is approved.
 				continue
 			}
-			seq := first + int64(k)
+			back := int64(n - 1 - k)
 			owners[l.owner] = true
 			old := (*syncengine.Entry)(nil)
 			if l.exists {
+				var err error
 				if old, err = syncengine.DecodeEntryLazy(l.before); err != nil {
 					return fmt.Errorf("entry %s: stored state: %w", l.entry.ID, err)
 				}
@@ -195,10 +212,10 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 				}
 				if fc.Visible {
 					for _, r := range readerIDs {
-						feed = append(feed, feedRow{reader: r, entry: l.rid, seq: seq, visible: true})
+						feed = append(feed, pushFeedRow{reader: r, entry: l.entry.ID, back: back, visible: true})
 					}
 				} else {
-					removals = append(removals, feedRemoval{entry: l.rid, research: fc.Audience == syncengine.AudienceResearch, seq: seq, reason: fc.Reason})
+					removals = append(removals, feedRemoval{entry: l.entry.ID, research: fc.Audience == syncengine.AudienceResearch, back: back, reason: fc.Reason})
 				}
 				for _, r := range readerIDs {
 					readers[r] = true
@@ -211,30 +228,24 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		for r := range readers {
 			wake.Readers = append(wake.Readers, r)
 		}
-	}
-	if err := upsertFeed(ctx, t, feed); err != nil {
-		return err
-	}
-	for _, r := range removals {
-		if err := removeFromFeed(ctx, t, r); err != nil {
-			return err
+		queueFeed(w, feed)
+		for _, r := range removals {
+			queueRemoval(w, r)
 		}
 	}
-	for k := range history {
-		history[k].rid = loaded[history[k].id].rid
-	}
-	return insertHistory(ctx, t, history, who, now.UnixMilli())
+	queueHistory(w, history, who, now.UnixMilli())
+	return nil
 }
 
 // queueLoadEntries queues the read of the stored state of the given
 // entries; the map it returns is filled in when the batch runs.
 func queueLoadEntries(b *pgx.Batch, ids [][]byte) map[syncengine.EntryID]*loadedEntry {
 	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
-	b.Queue(`SELECT rid, id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			l := &loadedEntry{exists: true}
 			var id, state []byte
-			if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
+			if err := rows.Scan(&id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
 				return fmt.Errorf("cannot read entries: %w", err)
 			}
 			if !l.erased {
@@ -272,22 +283,25 @@ func queueKnownClocks(b *pgx.Batch, device int64, clocks []int64) map[int64]bool
 	return known
 }
 
-// upsertEntries writes the changed entries, the k-th at sequence number
-// first+k, and fills in the rid of new ones.
-func upsertEntries(ctx context.Context, t *tx, changed []*loadedEntry, first int64) error {
+// lastSeq is the sequence's value in SQL: once queueNextSeqs has run in
+// the transaction, the last of the numbers it took.
+const lastSeq = `(SELECT value FROM sequence WHERE id = 1)`
+
+// queueUpsertEntries queues the write of the changed entries, the k-th
+// (from 0) at sequence number last-(n-1-k). A new entry's rid is made
+// here; the statements after it find it by id.
+func queueUpsertEntries(w *pgx.Batch, changed []*loadedEntry) {
 	n := len(changed)
 	var (
 		ids, states       = make([][]byte, n), make([][]byte, n)
-		owners, seqs      = make([]int64, n), make([]int64, n)
+		owners            = make([]int64, n)
 		dates             = make([]string, n)
 		sup, res, deleted = make([]bool, n), make([]bool, n), make([]bool, n)
 		held              = make([]*int64, n)
-		byID              = make(map[syncengine.EntryID]*loadedEntry, n)
 	)
 	for k, l := range changed {
 		e := l.entry
-		byID[e.ID] = l
-		ids[k], owners[k], seqs[k], states[k], dates[k] = e.ID[:], l.owner, first+int64(k), l.after, e.Date.Value
+		ids[k], owners[k], states[k], dates[k] = e.ID[:], l.owner, l.after, e.Date.Value
 		visible := l.heldBy == 0 // a held entry reaches no reader
 		sup[k], res[k], deleted[k] = visible && study.SupervisorVisible(e), visible && study.ResearchVisible(e), e.Deleted.Value
 		if l.heldBy != 0 {
@@ -296,27 +310,47 @@ func upsertEntries(ctx context.Context, t *tx, changed []*loadedEntry, first int
 	}
 	// held_by is set when a pending device creates the entry and left as
 	// it is by later writes: only approval, denial or erasure clears it.
-	rows, err := t.Query(ctx, `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by)
-		SELECT * FROM unnest($1::bytea[], $2::bigint[], $3::bigint[], $4::bytea[], $5::text[], $6::boolean[], $7::boolean[], $8::boolean[], $9::bigint[])
+	// ord counts from 1, so the k-th entry's number is last-n+ord.
+	w.Queue(`INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by)
+		SELECT u.id, u.owner_id, `+lastSeq+` - $9 + u.ord, u.state, u.date, u.sup_visible, u.res_visible, u.deleted, u.held_by
+		FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::text[], $5::boolean[], $6::boolean[], $7::boolean[], $8::bigint[])
+			WITH ORDINALITY AS u(id, owner_id, state, date, sup_visible, res_visible, deleted, held_by, ord)
+		ORDER BY u.ord
 		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
-			sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted
-		RETURNING id, rid`, ids, owners, seqs, states, dates, sup, res, deleted, held)
-	if err != nil {
-		return fmt.Errorf("cannot write entries: %w", err)
+			sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted`,
+		ids, owners, states, dates, sup, res, deleted, held, n)
+}
+
+// pushFeedRow is a feed row of a push's batch: it names its entry by id
+// and its sequence number from the last taken.
+type pushFeedRow struct {
+	reader  int64
+	entry   syncengine.EntryID
+	back    int64 // the entry's sequence number is last-back
+	visible bool
+	reason  study.RemovalReason
+}
+
+// queueFeed queues the write of feed rows, replacing any row for the same
+// reader and entry.
+func queueFeed(w *pgx.Batch, rows []pushFeedRow) {
+	if len(rows) == 0 {
+		return
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var id []byte
-		var rid int64
-		if err := rows.Scan(&id, &rid); err != nil {
-			return fmt.Errorf("cannot write entries: %w", err)
-		}
-		byID[syncengine.EntryID(id)].rid = rid
+	n := len(rows)
+	readers, backs, reasons := make([]int64, n), make([]int64, n), make([]int32, n)
+	entries := make([][]byte, n)
+	visible := make([]bool, n)
+	for i := range rows {
+		r := &rows[i]
+		readers[i], entries[i], backs[i], visible[i], reasons[i] = r.reader, r.entry[:], r.back, r.visible, int32(r.reason)
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cannot write entries: %w", err)
-	}
-	return nil
+	w.Queue(`INSERT INTO feed (reader, entry, seq, visible, reason)
+		SELECT u.reader, e.rid, `+lastSeq+` - u.back, u.visible, u.reason
+		FROM unnest($1::bigint[], $2::bytea[], $3::bigint[], $4::boolean[], $5::integer[]) AS u(reader, id, back, visible, reason), entries e
+		WHERE e.id = u.id
+		ON CONFLICT (reader, entry) DO UPDATE SET seq = excluded.seq, visible = excluded.visible, reason = excluded.reason`,
+		readers, entries, backs, visible, reasons)
 }
 
 type feedRow struct {
@@ -349,68 +383,71 @@ func upsertFeed(ctx context.Context, t *tx, rows []feedRow) error {
 // feedRemoval turns the visible feed rows of one entry, for supervisors
 // or for research, into removal notices.
 type feedRemoval struct {
-	entry    int64
+	entry    syncengine.EntryID
 	research bool
-	seq      int64
+	back     int64 // the entry's sequence number is last-back
 	reason   study.RemovalReason
 }
 
-func removeFromFeed(ctx context.Context, t *tx, r feedRemoval) error {
+func queueRemoval(w *pgx.Batch, r feedRemoval) {
 	cond := `reader > 0`
 	if r.research {
 		cond = `reader = 0`
 	}
-	if _, err := t.Exec(ctx, `UPDATE feed SET visible = false, reason = $1, seq = $2 WHERE entry = $3 AND visible AND `+cond, int32(r.reason), r.seq, r.entry); err != nil {
-		return fmt.Errorf("cannot write removal notices: %w", err)
-	}
-	return nil
+	w.Queue(`UPDATE feed SET visible = false, reason = $1, seq = `+lastSeq+` - $2
+		WHERE entry = (SELECT rid FROM entries WHERE id = $3) AND visible AND `+cond, int32(r.reason), r.back, r.entry[:])
 }
 
 type historyRow struct {
 	id     syncengine.EntryID
-	rid    int64
 	change *syncengine.Change   // what study.ApplyChange said to record
 	clock  syncengine.Timestamp // the pushed change's clock, which names it for the device
 	write  uint64               // study.Incoming.Write
 }
 
-var historyColumns = []string{"entry", "field", "tag", "feedback", "text_value", "int_value", "text_change", "clock", "device_id", "user_id", "received_at", "write_clock"}
-
-// insertHistory appends the accepted changes with COPY, the fastest way
-// PostgreSQL takes many rows.
-func insertHistory(ctx context.Context, t *tx, rows []historyRow, who *study.Identity, received int64) error {
-	_, err := t.CopyFrom(ctx, pgx.Identifier{"history"}, historyColumns, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		r := rows[i]
+// queueHistory queues the append of the accepted changes, in the order
+// they were accepted, each naming its entry by the rid written before it
+// in the batch.
+func queueHistory(w *pgx.Batch, rows []historyRow, who *study.Identity, received int64) {
+	n := len(rows)
+	var (
+		ids, feedbacks, edits = make([][]byte, n), make([][]byte, n), make([][]byte, n)
+		fields                = make([]int32, n)
+		tags                  = make([]string, n)
+		texts                 = make([]*string, n)
+		numbers               = make([]*int64, n)
+		clocks, writes        = make([]int64, n), make([]int64, n)
+	)
+	for i := range rows {
+		r := &rows[i]
 		c := r.change
-		var text *string
-		var number *int64
-		var edit []byte
+		ids[i], fields[i], tags[i], clocks[i], writes[i] = r.id[:], int32(c.Field), c.Tag, int64(r.clock), int64(r.write)
 		switch {
 		case c.TextEdit != nil:
 			// A text edit is kept as its canonical encoding: a few bytes
 			// beside the text it inserts.
-			edit = syncengine.EncodeTextChange(c.TextEdit)
+			edits[i] = syncengine.EncodeTextChange(c.TextEdit)
 		case c.Field.Kind() == syncengine.KindText:
-			text = &c.Text
+			texts[i] = &c.Text
 		case c.Field.Kind() == syncengine.KindNumber:
-			number = &c.Number
+			numbers[i] = &c.Number
 		default:
 			var v int64
 			if c.Flag {
 				v = 1
 			}
-			number = &v
+			numbers[i] = &v
 		}
-		var feedback []byte
 		if c.Field.IsFeedback() {
-			feedback = c.Feedback[:]
+			feedbacks[i] = c.Feedback[:]
 		}
-		return []any{r.rid, int32(c.Field), c.Tag, feedback, text, number, edit, int64(r.clock), who.DeviceID, who.UserID, received, int64(r.write)}, nil
-	}))
-	if err != nil {
-		return fmt.Errorf("cannot write history: %w", err)
 	}
-	return nil
+	w.Queue(`INSERT INTO history (entry, field, tag, feedback, text_value, int_value, text_change, clock, device_id, user_id, received_at, write_clock)
+		SELECT (SELECT rid FROM entries WHERE id = u.id), u.field, u.tag, u.feedback, u.text_value, u.int_value, u.text_change, u.clock, $10, $11, $12, u.write_clock
+		FROM unnest($1::bytea[], $2::integer[], $3::text[], $4::bytea[], $5::text[], $6::bigint[], $7::bytea[], $8::bigint[], $9::bigint[])
+			WITH ORDINALITY AS u(id, field, tag, feedback, text_value, int_value, text_change, clock, write_clock, ord)
+		ORDER BY u.ord`,
+		ids, fields, tags, feedbacks, texts, numbers, edits, clocks, writes, who.DeviceID, who.UserID, received)
 }
 
 // queueRememberedRefusals queues the read of the refusals kept for the
@@ -437,19 +474,16 @@ func queueRememberedRefusals(b *pgx.Batch, device int64, clocks []int64) map[int
 	return out
 }
 
-// rememberRefusals keeps the refusals of the changes at the given
+// queueRefusals queues keeping the refusals of the changes at the given
 // indexes.
-func rememberRefusals(ctx context.Context, t *tx, device int64, in []study.Incoming, results []study.ChangeResult, idx []int) error {
+func queueRefusals(w *pgx.Batch, device int64, in []study.Incoming, results []study.ChangeResult, idx []int) {
 	if len(idx) == 0 {
-		return nil
+		return
 	}
 	clocks, reasons, messages := make([]int64, len(idx)), make([]int32, len(idx)), make([]string, len(idx))
 	for k, i := range idx {
 		clocks[k], reasons[k], messages[k] = int64(in[i].Change.Clock), int32(results[i].Reason), results[i].Message
 	}
-	if _, err := t.Exec(ctx, `INSERT INTO refusals (device_id, clock, reason, message)
-		SELECT $1, * FROM unnest($2::bigint[], $3::integer[], $4::text[]) ON CONFLICT DO NOTHING`, device, clocks, reasons, messages); err != nil {
-		return fmt.Errorf("cannot keep refusal: %w", err)
-	}
-	return nil
+	w.Queue(`INSERT INTO refusals (device_id, clock, reason, message)
+		SELECT $1, * FROM unnest($2::bigint[], $3::integer[], $4::text[]) ON CONFLICT DO NOTHING`, device, clocks, reasons, messages)
 }
