@@ -138,7 +138,11 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 			return nil, err
 		}
 	}
-	w, err := sql.Open("sqlite", dsn("_txlock", "immediate"))
+	// The writer keeps its savepoints' journal in memory: every push of
+	// a group commit is a savepoint, and a journal in a file costs a
+	// write call for each page a push first changes. It holds one push's
+	// pages at a time: SQLite empties it when the savepoint is released.
+	w, err := sql.Open("sqlite", dsn("_txlock", "immediate", "_pragma", "temp_store(MEMORY)"))
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %q: %w", file, err)
 	}
