@@ -29,6 +29,7 @@ type DB struct {
 	Read  *sql.DB
 
 	beforeCommit func(ctx context.Context, tx *sql.Tx) error
+	ckpt         *checkpointer
 }
 
 // Options tunes Open.
@@ -142,7 +143,8 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	// a group commit is a savepoint, and a journal in a file costs a
 	// write call for each page a push first changes. It holds one push's
 	// pages at a time: SQLite empties it when the savepoint is released.
-	w, err := sql.Open("sqlite", dsn("_txlock", "immediate", "_pragma", "temp_store(MEMORY)"))
+	w, err := sql.Open("sqlite", dsn("_txlock", "immediate", "_pragma", "temp_store(MEMORY)",
+		"_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages)))
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %q: %w", file, err)
 	}
@@ -171,6 +173,17 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	db.Read = r
+	c, err := sql.Open("sqlite", dsn())
+	if err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("cannot open database %q for checkpoints: %w", file, err)
+	}
+	c.SetMaxOpenConns(1)
+	c.SetMaxIdleConns(1)
+	c.SetConnMaxLifetime(0)
+	c.SetConnMaxIdleTime(0)
+	db.ckpt = startCheckpointer(c)
 	return db, nil
 }
 
@@ -225,9 +238,9 @@ func (db *DB) QuickCheck(ctx context.Context) error {
 	return nil
 }
 
-// Close closes both pools.
+// Close stops the background checkpoints and closes the connections.
 func (db *DB) Close() error {
-	return errors.Join(db.Read.Close(), db.Write.Close())
+	return errors.Join(db.ckpt.close(), db.Read.Close(), db.Write.Close())
 }
 
 func (db *DB) migrate(ctx context.Context, opts Options) error {
@@ -312,6 +325,7 @@ func (db *DB) WriteTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("cannot commit: %w", Classify(err))
 	}
+	db.ckpt.committed()
 	return nil
 }
 

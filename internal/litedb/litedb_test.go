@@ -2,10 +2,13 @@ package litedb
 
 import (
 	"context"
+	"database/sql"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 )
 
 // TestMigrate: migrations apply in the order of their numbers, whatever
@@ -69,4 +72,56 @@ func TestMigrate(t *testing.T) {
 			t.Fatalf("error %q does not name both migrations", err)
 		}
 	})
+}
+
+// TestCheckpointAfterCommits: a commit's pages reach the database file
+// soon after it without any caller checkpointing, though the log is far
+// below SQLite's own threshold; TruncateLog empties the log.
+func TestCheckpointAfterCommits(t *testing.T) {
+	ctx := context.Background()
+	file := filepath.Join(t.TempDir(), "db")
+	fsys := fstest.MapFS{"m/0001_a.sql": {Data: []byte(`CREATE TABLE a (x BLOB);`)}}
+	db, err := Open(ctx, file, Options{Migrations: fsys, Dir: "m", Now: func() int64 { return 1 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	size := func(f string) int64 {
+		t.Helper()
+		st, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Size()
+	}
+	before := size(file)
+	// 1 MiB: about 256 pages, a quarter of SQLite's default threshold.
+	err = db.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
+			INSERT INTO a (x) SELECT randomblob(4000) FROM n`)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for size(file) < before+1<<20 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the database file is %d bytes 30 s after the commit (%d before): not checkpointed", size(file), before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if size(file+"-wal") == 0 {
+		t.Fatal("the log is empty before TruncateLog")
+	}
+	if err := db.TruncateLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := size(file + "-wal"); n != 0 {
+		t.Fatalf("the log holds %d bytes after TruncateLog", n)
+	}
+	var n int
+	if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM a`).Scan(&n); err != nil || n != 256 {
+		t.Fatalf("read %d rows, %v", n, err)
+	}
 }

@@ -140,5 +140,5 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeup
 // a reader still holds an old snapshot the log cannot be truncated now;
 // the next checkpoint overwrites it.
 func (db *DB) scrubWAL(ctx context.Context) {
-	db.write.ExecContext(ctx, `PRAGMA wal_checkpoint(TRUNCATE)`)
+	db.lite.TruncateLog(ctx)
 }
