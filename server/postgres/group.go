@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"github.com/jackc/pgx/v5"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -142,28 +143,101 @@ func (db *DB) runGroup(batch []*pushJob) {
 		applied = applied[:0]
 		for _, j := range batch {
 			j.err = nil
-			if err := j.ctx.Err(); err != nil {
-				j.err = err
+		}
+		// A push is one round trip: the batch that carries its writes
+		// also carries the next push's savepoint and reads. Only the first
+		// push of the group, and a push after one that failed, send their
+		// reads alone.
+		var (
+			next     = 0        // the next push to start
+			prefetch *pushReads // batch[next]'s reads, when already answered
+		)
+		// start returns the index of the next push whose caller still
+		// waits, or len(batch).
+		start := func() int {
+			for next < len(batch) {
+				j := batch[next]
+				if err := j.ctx.Err(); err != nil {
+					j.err = err
+					next++
+					continue
+				}
+				*j.wake = study.Wakeups{}
+				for _, i := range j.candidates {
+					j.results[i] = study.ChangeResult{}
+				}
+				return next
+			}
+			return next
+		}
+		// fail rolls the push back to its savepoint: nothing of it is
+		// written, whatever the others in the group do. When its savepoint
+		// was never opened the transaction cannot go on.
+		fail := func(j *pushJob, err error) error {
+			j.err = storageFull(err)
+			if _, rerr := t.Exec(ctx, `ROLLBACK TO SAVEPOINT push; RELEASE SAVEPOINT push`); rerr != nil {
+				return fmt.Errorf("cannot roll back a failed push: %w", rerr)
+			}
+			return nil
+		}
+		for {
+			// A push whose reads were answered goes on even if its
+			// caller gives up now: its savepoint is open.
+			if prefetch == nil && start() == len(batch) {
+				break
+			}
+			j := batch[next]
+			next++
+			r := prefetch
+			prefetch = nil
+			if r == nil {
+				b := &pgx.Batch{}
+				r = queueReads(b, j.who, j.in, j.candidates)
+				if err := t.SendBatch(ctx, b).Close(); err != nil {
+					if err := fail(j, err); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			released := false
+			w := &pgx.Batch{}
+			if err := db.decide(ctx, t, j, r, w, func() { released = true }); err != nil {
+				if err := fail(j, err); err != nil {
+					return err
+				}
 				continue
 			}
-			*j.wake = study.Wakeups{}
-			for _, i := range j.candidates {
-				j.results[i] = study.ChangeResult{}
+			var nextReads *pushReads
+			if start() < len(batch) {
+				n := batch[next]
+				nextReads = queueReads(w, n.who, n.in, n.candidates)
 			}
-			// push opens a savepoint in its first batch and releases it
-			// at the end of its last, which it sends only when nothing
-			// failed before.
-			if err := db.push(ctx, t, j.who, j.in, j.candidates, j.results, j.wake, j.now); err != nil {
-				// Rolled back to its savepoint: nothing of this push is
-				// written, whatever the others in the group do.
-				j.err = storageFull(err)
-				if _, rerr := t.Exec(ctx, `ROLLBACK TO SAVEPOINT push; RELEASE SAVEPOINT push`); rerr != nil {
-					return fmt.Errorf("cannot roll back a failed push: %w", rerr)
+			err := t.SendBatch(ctx, w).Close()
+			if err != nil && !released {
+				// The push's own writes failed, and the database ran
+				// nothing after them: the next push's savepoint was not
+				// opened, and its reads go again on their own.
+				if err := fail(j, fmt.Errorf("cannot write the push: %w", err)); err != nil {
+					return err
 				}
-			} else {
-				applied = append(applied, j)
-				t.notify(j.wake)
+				continue
 			}
+			applied = append(applied, j)
+			t.notify(j.wake)
+			if err != nil {
+				// The push is written; the next one's reads failed.
+				if nextReads == nil {
+					return fmt.Errorf("cannot write the push: %w", err)
+				}
+				n := batch[next]
+				next++
+				if err := fail(n, err); err != nil {
+					return err
+				}
+				continue
+			}
+			prefetch = nextReads
 		}
 		return nil
 	})

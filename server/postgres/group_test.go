@@ -214,14 +214,17 @@ func TestGroupCommit(t *testing.T) {
 	// A push that fails in the database (here a constraint the test adds)
 	// leaves the transaction aborted until its savepoint is rolled back;
 	// one that fails in Go (a stored state that cannot be decoded) does
-	// not. Both fail alone, and the pushes beside them commit.
+	// not. Both fail alone, and the pushes beside them commit. A push's
+	// reads travel with the writes of the push before it: B's reads fail
+	// in the batch that writes D's push, and E's reads are in the batch
+	// whose writes (C's) fail, so they are sent again.
 	t.Run("ErrOneFailsAlone", func(t *testing.T) {
 		db := openTestDB(t)
 		ctx := context.Background()
 		if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
 			t.Fatal(err)
 		}
-		a, b, c, d := mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B"), mustEnroll(t, db, "PN-C"), mustEnroll(t, db, "PN-D")
+		a, b, c, d, e := mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B"), mustEnroll(t, db, "PN-C"), mustEnroll(t, db, "PN-D"), mustEnroll(t, db, "PN-E")
 		clockB := syncengine.NewClock(nil)
 		stored := newEntry(b.Replica, clockB, today)
 		if _, _, err := db.Push(ctx, b, stored); err != nil {
@@ -242,11 +245,12 @@ func TestGroupCommit(t *testing.T) {
 		edit := stored[0]
 		edit.Change.Clock, edit.Change.Text = clockB.Now(), "edited"
 		pushes := [][]study.Incoming{
+			newEntry(d.Replica, syncengine.NewClock(nil), today),        // D: fine
 			append(newEntry(b.Replica, clockB, today), edit),            // B: touches the damaged entry
 			newEntry(c.Replica, syncengine.NewClock(nil), "1999-09-09"), // C: breaks the constraint
-			newEntry(d.Replica, syncengine.NewClock(nil), today),        // D: fine
+			newEntry(e.Replica, syncengine.NewClock(nil), today),        // E: fine
 		}
-		who := []*study.Identity{b, c, d}
+		who := []*study.Identity{d, b, c, e}
 		out := make([]pushOutcome, len(pushes))
 		var wg sync.WaitGroup
 		for i := range pushes {
@@ -262,20 +266,27 @@ func TestGroupCommit(t *testing.T) {
 		if o := <-first; o.err != nil {
 			t.Fatalf("the leader's push: %v", o.err)
 		}
-		if syncengine.ErrorCode(out[0].err) != syncengine.EINTERNAL || syncengine.ErrorCode(out[1].err) != syncengine.EINTERNAL {
-			t.Fatalf("the failing pushes: %v and %v, want internal errors", out[0].err, out[1].err)
+		if syncengine.ErrorCode(out[1].err) != syncengine.EINTERNAL || syncengine.ErrorCode(out[2].err) != syncengine.EINTERNAL {
+			t.Fatalf("the failing pushes: %v and %v, want internal errors", out[1].err, out[2].err)
 		}
-		if out[2].err != nil {
-			t.Fatalf("the push queued beside them: %v", out[2].err)
+		for _, k := range []int{0, 3} {
+			if out[k].err != nil {
+				t.Fatalf("push %d, queued beside them: %v", k, out[k].err)
+			}
+			for _, r := range out[k].results {
+				if r.Outcome != study.OutcomeApplied {
+					t.Fatalf("push %d: %+v", k, r)
+				}
+			}
 		}
-		if got := db.GroupStats(); got.Commits-before.Commits != 2 || got.Pushes-before.Pushes != 2 {
-			t.Fatalf("%d pushes in %d commits, want 2 in 2: the failed pushes shared their group with D's", got.Pushes-before.Pushes, got.Commits-before.Commits)
+		if got := db.GroupStats(); got.Commits-before.Commits != 2 || got.Pushes-before.Pushes != 3 {
+			t.Fatalf("%d pushes in %d commits, want 3 in 2: the failed pushes shared their group with D's and E's", got.Pushes-before.Pushes, got.Commits-before.Commits)
 		}
-		if n := countRows(t, db, `SELECT count(*) FROM history`); n != rows+2+2 {
-			t.Fatalf("%d history rows after the group, want %d: a failed push left rows behind or a good one was lost", n, rows+4)
+		if n := countRows(t, db, `SELECT count(*) FROM history`); n != rows+2+2+2 {
+			t.Fatalf("%d history rows after the group, want %d: a failed push left rows behind or a good one was lost", n, rows+6)
 		}
-		for _, u := range []*study.Identity{b, c} {
-			want := map[*study.Identity]int{b: 1, c: 0}[u]
+		for _, u := range []*study.Identity{b, c, d, e} {
+			want := map[*study.Identity]int{b: 1, c: 0, d: 1, e: 1}[u]
 			if n := countRows(t, db, `SELECT count(*) FROM entries WHERE owner_id = $1`, u.UserID); n != want {
 				t.Fatalf("user %d has %d entries, want %d", u.UserID, n, want)
 			}

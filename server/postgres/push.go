@@ -9,6 +9,7 @@ import (
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // loadedEntry is an entry read at the start of a push, and what the push
@@ -53,35 +54,44 @@ func (db *DB) Push(ctx context.Context, who *study.Identity, in []study.Incoming
 	return results, wake, nil
 }
 
-func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.Incoming, candidates []int, results []study.ChangeResult, wake *study.Wakeups, now time.Time) error {
+// pushReads is what a push's decisions read. Its maps are filled in when
+// the batch that carries its reads is answered.
+type pushReads struct {
+	order       []syncengine.EntryID // the entries the push touches, in order
+	loaded      map[syncengine.EntryID]*loadedEntry
+	known       map[int64]bool // clocks already accepted: retries
+	remembered  map[int64]study.ChangeResult
+	supervisors map[int64][]int64 // owner → supervisor ids, read once per push
+	withdrawn   bool
+}
+
+// queueReads queues, in b, the opening of the push's savepoint (so that a
+// failed push rolls back alone, in runGroup, without a round trip of its
+// own) and everything its decisions read. A group's pushes run one after
+// another and each round trip is one its whole group waits for, so
+// runGroup sends these in the batch that carries the writes of the push
+// before.
+func queueReads(b *pgx.Batch, who *study.Identity, in []study.Incoming, candidates []int) *pushReads {
+	r := &pushReads{supervisors: map[int64][]int64{}}
 	var ids [][]byte
 	seenID := map[syncengine.EntryID]bool{}
-	var order []syncengine.EntryID
 	clocks := make([]int64, 0, len(candidates))
 	for _, i := range candidates {
 		c := &in[i].Change
 		if !seenID[c.Entry] {
 			seenID[c.Entry] = true
-			order = append(order, c.Entry)
+			r.order = append(r.order, c.Entry)
 			ids = append(ids, c.Entry[:])
 		}
 		clocks = append(clocks, int64(c.Clock))
 	}
-	// Everything the decisions read goes to the server in one batch: a
-	// group's pushes run one after another, and each round trip here
-	// is one its whole group waits for. The push's savepoint opens the
-	// batch, so that a failed push rolls back alone (runGroup) without a
-	// round trip of its own.
-	b := &pgx.Batch{}
 	b.Queue(`SAVEPOINT push`)
-	loaded := queueLoadEntries(b, ids)
-	known := queueKnownClocks(b, who.DeviceID, clocks)
-	remembered := queueRememberedRefusals(b, who.DeviceID, clocks)
-	supervisors := map[int64][]int64{} // owner → supervisor ids, read once per push
-	withdrawn := false
+	r.loaded = queueLoadEntries(b, ids)
+	r.known = queueKnownClocks(b, who.DeviceID, clocks)
+	r.remembered = queueRememberedRefusals(b, who.DeviceID, clocks)
 	if who.Role == study.RoleNavigator {
 		b.Queue(`SELECT withdrawn_at IS NOT NULL FROM users WHERE id = $1`, who.UserID).QueryRow(func(row pgx.Row) error {
-			if err := row.Scan(&withdrawn); err != nil {
+			if err := row.Scan(&r.withdrawn); err != nil {
 				return fmt.Errorf("cannot read user: %w", err)
 			}
 			return nil
@@ -93,19 +103,27 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 			if err != nil {
 				return fmt.Errorf("cannot read assignments: %w", err)
 			}
-			supervisors[who.UserID] = ids
+			r.supervisors[who.UserID] = ids
 			return nil
 		})
 	}
-	if err := t.SendBatch(ctx, b).Close(); err != nil {
-		return err
-	}
+	return r
+}
+
+// decide makes the push's decisions from what r read and queues, in w,
+// everything the push writes, ending with the release of its savepoint.
+// The statements depend on one another only through rows written earlier
+// in the batch (the sequence, a new entry's rid), which the later ones
+// read in SQL: nothing waits for an answer. released is called when the
+// release is answered: from then on the push is part of the transaction.
+func (db *DB) decide(ctx context.Context, t *tx, j *pushJob, r *pushReads, w *pgx.Batch, released func()) error {
+	who, in, results := j.who, j.in, j.results
 	supervisorsFor := func(owner int64) ([]int64, error) {
-		if s, ok := supervisors[owner]; ok {
+		if s, ok := r.supervisors[owner]; ok {
 			return s, nil
 		}
 		s, err := supervisorsOf(ctx, t, owner)
-		supervisors[owner] = s
+		r.supervisors[owner] = s
 		return s, err
 	}
 	var err error
@@ -113,23 +131,23 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 	var remember []int // changes whose refusal depends on time or state
 
 	var history []historyRow
-	for _, i := range candidates {
+	for _, i := range j.candidates {
 		c := &in[i].Change
-		l := loaded[c.Entry]
+		l := r.loaded[c.Entry]
 		if l == nil {
 			l = &loadedEntry{owner: who.UserID, entry: &syncengine.Entry{ID: c.Entry}}
-			loaded[c.Entry] = l
+			r.loaded[c.Entry] = l
 		}
-		tg := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: known[int64(c.Clock)], Withdrawn: withdrawn, HeldBy: l.heldBy}
-		if r, ok := remembered[int64(c.Clock)]; ok {
-			tg.Remembered = &r
+		tg := study.Target{Exists: l.exists, Erased: l.erased, Owner: l.owner, Entry: l.entry, Known: r.known[int64(c.Clock)], Withdrawn: r.withdrawn, HeldBy: l.heldBy}
+		if rr, ok := r.remembered[int64(c.Clock)]; ok {
+			tg.Remembered = &rr
 		}
 		if who.Role == study.RoleSupervisor && !l.erased {
 			if tg.Supervisors, err = supervisorsFor(l.owner); err != nil {
 				return err
 			}
 		}
-		d, record := study.ApplyDecision(study.Decide(who, c, &tg, now), l.entry, c)
+		d, record := study.ApplyDecision(study.Decide(who, c, &tg, j.now), l.entry, c)
 		results[i] = d.Result
 		if d.Remember {
 			remember = append(remember, i)
@@ -137,29 +155,23 @@ func (db *DB) push(ctx context.Context, t *tx, who *study.Identity, in []study.I
 		if !d.Apply {
 			continue
 		}
-		known[int64(c.Clock)] = true
+		r.known[int64(c.Clock)] = true
 		if d.Hold {
 			l.heldBy = who.DeviceID
 		}
 		l.touched = true
 		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
-	// Everything the push writes goes in a second batch, which ends by
-	// releasing its savepoint. Its statements depend on one another only
-	// through rows written earlier in it (the sequence, a new entry's
-	// rid), which the later statements read in SQL: nothing waits for an
-	// answer, and the push costs two round trips whatever it holds.
-	w := &pgx.Batch{}
 	queueRefusals(w, who.DeviceID, in, results, remember)
 	if len(history) > 0 {
-		if err := queueWrites(w, loaded, order, history, who, wake, now, supervisorsFor); err != nil {
+		if err := queueWrites(w, r.loaded, r.order, history, who, j.wake, j.now, supervisorsFor); err != nil {
 			return err
 		}
 	}
-	w.Queue(`RELEASE SAVEPOINT push`)
-	if err := t.SendBatch(ctx, w).Close(); err != nil {
-		return fmt.Errorf("cannot write the push: %w", err)
-	}
+	w.Queue(`RELEASE SAVEPOINT push`).Exec(func(pgconn.CommandTag) error {
+		released()
+		return nil
+	})
 	return nil
 }
 
