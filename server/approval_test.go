@@ -170,6 +170,17 @@ func TestApproval(t *testing.T) {
 			resp.GetDevicesAwaitingApproval()[0].GetDeviceId() != enr.GetDeviceId() || resp.GetDevicesAwaitingApproval()[0].GetIssuedBy() != "ADMIN" {
 			t.Fatalf("PN-A's pull does not show the device waiting: %v", resp.GetDevicesAwaitingApproval())
 		}
+		// Only the last page of a sync says so: PN-A has two entries.
+		first, err := phone.sync.Pull(ctx, &diaryv1.PullRequest{PageSize: 1})
+		wantCode(t, err, 0)
+		if !first.GetMore() || first.GetDevicesAwaitingApprovalCount() != 0 || len(first.GetDevicesAwaitingApproval()) != 0 {
+			t.Fatalf("a first page of one entry: more %v, %d devices waiting", first.GetMore(), first.GetDevicesAwaitingApprovalCount())
+		}
+		last, err := phone.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: first.GetNextCursor(), PageSize: 1})
+		wantCode(t, err, 0)
+		if last.GetMore() || last.GetDevicesAwaitingApprovalCount() != 1 || len(last.GetDevicesAwaitingApproval()) != 1 {
+			t.Fatalf("the last page: more %v, %d devices waiting", last.GetMore(), last.GetDevicesAwaitingApprovalCount())
+		}
 		list, err := phone.device.ListMyDevices(ctx, &diaryv1.ListMyDevicesRequest{})
 		wantCode(t, err, 0)
 		states := map[string]diaryv1.DeviceState{}

@@ -72,7 +72,7 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	if req.GetCursor() > 1<<62 {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
 	}
-	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining(), MergedText: req.GetMergedText()})
+	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining(), MergedText: req.GetMergedText(), AwaitingApproval: true})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
@@ -95,17 +95,11 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	for _, r := range page.Reads {
 		resp.Reads = append(resp.Reads, &diaryv1.ReadState{EntryId: r.Entry.String(), Read: r.Read, Clock: uint64(r.Clock)})
 	}
-	if !page.More {
-		// A sync ends with its last page: the person sees there that a
-		// new device asks to join their account.
-		waiting, n, err := h.db.DevicesAwaitingApproval(ctx, who.UserID, study.MaxAwaitingApproval)
-		if err != nil {
-			return nil, connectError(ctx, h.log, err)
-		}
-		resp.DevicesAwaitingApprovalCount = uint32(n)
-		for _, d := range waiting {
-			resp.DevicesAwaitingApproval = append(resp.DevicesAwaitingApproval, deviceToProto(d))
-		}
+	// A sync ends with its last page: the person sees there that a new
+	// device asks to join their account.
+	resp.DevicesAwaitingApprovalCount = uint32(page.AwaitingCount)
+	for _, d := range page.Awaiting {
+		resp.DevicesAwaitingApproval = append(resp.DevicesAwaitingApproval, deviceToProto(d))
 	}
 	return resp, nil
 }

@@ -209,6 +209,12 @@ type PullRequest struct {
 	// MergedText says the reader's device merges text: the page's views
 	// carry merged text where the reader may hold it (see Reader.View).
 	MergedText bool
+	// AwaitingApproval asks, when the page is the sync's last (More is
+	// false), for the user's devices that wait for approval (up to
+	// MaxAwaitingApproval, newest first) and how many there are, read in
+	// the page's snapshot: a person sees at the end of a sync that a new
+	// device asks to join their account.
+	AwaitingApproval bool
 }
 
 // StateHashRequest asks for the state hash of a reader's views.
@@ -237,6 +243,9 @@ type PullPage struct {
 	// when RemainingExact, else a lower bound of MaxRemainingCount.
 	Remaining      int64
 	RemainingExact bool
+	// Awaiting and AwaitingCount answer PullRequest.AwaitingApproval.
+	Awaiting      []*Device
+	AwaitingCount int
 }
 
 // StateHash is the state hash of what a reader may see, and the position

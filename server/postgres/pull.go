@@ -101,6 +101,8 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			}
 			page.Remaining, err = countAfter(ctx, tx, rd, page.Next, limit)
 			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
+		} else if req.AwaitingApproval {
+			page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)
 		}
 		return err
 	})

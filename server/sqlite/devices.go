@@ -147,28 +147,39 @@ func (db *DB) DevicesAwaitingApproval(ctx context.Context, userID int64, max int
 	var out []*study.Device
 	var total int
 	err := db.readTx(ctx, func(rtx *sql.Tx) error {
-		tx := db.rq.in(rtx)
-		if err := tx.QueryRowContext(ctx, qAwaitingCount, userID).Scan(&total); err != nil {
-			return fmt.Errorf("cannot count devices waiting for approval: %w", err)
-		}
-		if total == 0 || max <= 0 {
-			return nil
-		}
-		rows, err := tx.QueryContext(ctx, qAwaitingList, userID, max)
-		if err != nil {
-			return fmt.Errorf("cannot list devices waiting for approval: %w", err)
-		}
-		defer rows.Close()
-		for rows.Next() {
-			d, err := db.scanDevice(rows)
-			if err != nil {
-				return fmt.Errorf("cannot list devices waiting for approval: %w", err)
-			}
-			out = append(out, d)
-		}
-		return rows.Err()
+		var err error
+		out, total, err = db.awaitingApproval(ctx, db.rq.in(rtx), userID, max)
+		return err
 	})
 	return out, total, err
+}
+
+// awaitingApproval is DevicesAwaitingApproval in the transaction tx.
+func (db *DB) awaitingApproval(ctx context.Context, tx querier, userID int64, max int) ([]*study.Device, int, error) {
+	var total int
+	if err := tx.QueryRowContext(ctx, qAwaitingCount, userID).Scan(&total); err != nil {
+		return nil, 0, fmt.Errorf("cannot count devices waiting for approval: %w", err)
+	}
+	if total == 0 || max <= 0 {
+		return nil, total, nil
+	}
+	rows, err := tx.QueryContext(ctx, qAwaitingList, userID, max)
+	if err != nil {
+		return nil, 0, fmt.Errorf("cannot list devices waiting for approval: %w", err)
+	}
+	defer rows.Close()
+	var out []*study.Device
+	for rows.Next() {
+		d, err := db.scanDevice(rows)
+		if err != nil {
+			return nil, 0, fmt.Errorf("cannot list devices waiting for approval: %w", err)
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("cannot list devices waiting for approval: %w", err)
+	}
+	return out, total, nil
 }
 
 func (db *DB) deviceByPublicID(ctx context.Context, q querier, publicID string) (*study.Device, error) {
