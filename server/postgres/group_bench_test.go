@@ -3,10 +3,14 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/diarysync/diarysync/internal/faultproxy"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 )
@@ -27,8 +31,54 @@ func BenchmarkGroupCommit(b *testing.B) {
 	}
 }
 
+// BenchmarkGroupCommitOverNetwork is BenchmarkGroupCommit's group mode
+// with PostgreSQL on another machine: the store reaches the server
+// through a proxy that holds every chunk of bytes for 250 µs each way
+// (a round trip of at least half a millisecond, as within one data
+// centre). A group's pushes run one after another, so each round trip a
+// push makes is one that every push behind it in the group waits for.
+// It needs the server's TCP address in DIARYSYNC_BENCH_POSTGRES_ADDR
+// (host:port; the cluster of .ci/run has none) and skips without it.
+func BenchmarkGroupCommitOverNetwork(b *testing.B) {
+	addr := os.Getenv("DIARYSYNC_BENCH_POSTGRES_ADDR")
+	if addr == "" {
+		b.Skip("DIARYSYNC_BENCH_POSTGRES_ADDR is not set: no TCP address of the PostgreSQL server to put a delay in front of")
+	}
+	for _, devices := range []int{50, 200} {
+		b.Run(fmt.Sprintf("devices=%d", devices), func(b *testing.B) {
+			u, err := url.Parse(newTestDatabase(b))
+			if err != nil {
+				b.Fatal(err)
+			}
+			px, err := faultproxy.Start(addr, func(int) faultproxy.Fault { return faultproxy.Fault{Delay: 250 * time.Microsecond} })
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { px.Close() })
+			host, port, err := net.SplitHostPort(px.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			q := u.Query()
+			q.Set("host", host)
+			q.Set("port", port)
+			q.Set("sslmode", "disable")
+			u.RawQuery = q.Encode()
+			db, err := Open(context.Background(), u.String(), Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { db.Close() })
+			benchGroupCommitOn(b, db, devices, true)
+		})
+	}
+}
+
 func benchGroupCommit(b *testing.B, devices int, group bool) {
-	db := openTestDB(b)
+	benchGroupCommitOn(b, openTestDB(b), devices, group)
+}
+
+func benchGroupCommitOn(b *testing.B, db *DB, devices int, group bool) {
 	navs := make([]*study.Identity, devices)
 	clocks := make([]*syncengine.Clock, devices)
 	for i := range navs {
