@@ -8,7 +8,8 @@ import (
 	"time"
 )
 
-// Checkpoints. SQLite's own checkpoint runs inside the commit that takes
+// Checkpoints, with Options.BackgroundCheckpoints. SQLite's own
+// checkpoint runs inside the commit that takes
 // the log past its threshold: with synchronous=FULL it copies the log's
 // pages into the database file and syncs both while the writer, and
 // every push waiting for that commit's answer, waits. Instead, a
@@ -51,7 +52,7 @@ func startCheckpointer(conn *sql.DB) *checkpointer {
 }
 
 // committed tells the checkpointer a commit happened; it never blocks.
-// The migrations commit before it starts (c is nil).
+// c is nil without BackgroundCheckpoints, and while the migrations run.
 func (c *checkpointer) committed() {
 	if c == nil {
 		return
@@ -87,8 +88,10 @@ func (c *checkpointer) run() {
 
 // checkpoint runs one checkpoint of mode on conn, after any under way.
 func (c *checkpointer) checkpoint(ctx context.Context, conn *sql.DB, mode string) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c != nil {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+	}
 	if _, err := conn.ExecContext(ctx, "PRAGMA wal_checkpoint("+mode+")"); err != nil {
 		return fmt.Errorf("cannot checkpoint: %w", Classify(err))
 	}
@@ -98,6 +101,9 @@ func (c *checkpointer) checkpoint(ctx context.Context, conn *sql.DB, mode string
 // close stops the goroutine and closes its connection; a second call
 // does nothing more.
 func (c *checkpointer) close() error {
+	if c == nil {
+		return nil
+	}
 	c.stopOnce.Do(func() { close(c.stop) })
 	<-c.done
 	return c.conn.Close()

@@ -51,6 +51,12 @@ type Options struct {
 	// MaxPageCount, if not 0, caps the file at that many pages (SQLite's
 	// max_page_count), so that tests can fill "the disk".
 	MaxPageCount int
+	// BackgroundCheckpoints moves checkpoints out of the commits into a
+	// goroutine of their own (see checkpoint.go): for a server, whose
+	// commits answer many callers. Without it SQLite checkpoints as usual,
+	// inside the commit that takes the log past 1,000 pages, which on a
+	// phone means fewer syncs of the disk.
+	BackgroundCheckpoints bool
 	// BeforeCommit, if set, runs at the end of every WriteTx after the
 	// migrations, in its transaction, before it commits; an error rolls
 	// the transaction back. It finishes work that triggers left for the
@@ -143,8 +149,11 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	// a group commit is a savepoint, and a journal in a file costs a
 	// write call for each page a push first changes. It holds one push's
 	// pages at a time: SQLite empties it when the savepoint is released.
-	w, err := sql.Open("sqlite", dsn("_txlock", "immediate", "_pragma", "temp_store(MEMORY)",
-		"_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages)))
+	writer := []string{"_txlock", "immediate", "_pragma", "temp_store(MEMORY)"}
+	if opts.BackgroundCheckpoints {
+		writer = append(writer, "_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
+	}
+	w, err := sql.Open("sqlite", dsn(writer...))
 	if err != nil {
 		return nil, fmt.Errorf("cannot open database %q: %w", file, err)
 	}
@@ -173,17 +182,19 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
 	db.Read = r
-	c, err := sql.Open("sqlite", dsn())
-	if err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("cannot open database %q for checkpoints: %w", file, err)
+	if opts.BackgroundCheckpoints {
+		c, err := sql.Open("sqlite", dsn())
+		if err != nil {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("cannot open database %q for checkpoints: %w", file, err)
+		}
+		c.SetMaxOpenConns(1)
+		c.SetMaxIdleConns(1)
+		c.SetConnMaxLifetime(0)
+		c.SetConnMaxIdleTime(0)
+		db.ckpt = startCheckpointer(c)
 	}
-	c.SetMaxOpenConns(1)
-	c.SetMaxIdleConns(1)
-	c.SetConnMaxLifetime(0)
-	c.SetConnMaxIdleTime(0)
-	db.ckpt = startCheckpointer(c)
 	return db, nil
 }
 

@@ -74,14 +74,15 @@ func TestMigrate(t *testing.T) {
 	})
 }
 
-// TestCheckpointAfterCommits: a commit's pages reach the database file
-// soon after it without any caller checkpointing, though the log is far
-// below SQLite's own threshold; TruncateLog empties the log.
+// TestCheckpointAfterCommits: with BackgroundCheckpoints, a commit's
+// pages reach the database file soon after it without any caller
+// checkpointing, though the log is far below SQLite's own threshold;
+// TruncateLog empties the log, with background checkpoints or without.
 func TestCheckpointAfterCommits(t *testing.T) {
 	ctx := context.Background()
 	file := filepath.Join(t.TempDir(), "db")
 	fsys := fstest.MapFS{"m/0001_a.sql": {Data: []byte(`CREATE TABLE a (x BLOB);`)}}
-	db, err := Open(ctx, file, Options{Migrations: fsys, Dir: "m", Now: func() int64 { return 1 }})
+	db, err := Open(ctx, file, Options{Migrations: fsys, Dir: "m", Now: func() int64 { return 1 }, BackgroundCheckpoints: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,5 +124,26 @@ func TestCheckpointAfterCommits(t *testing.T) {
 	var n int
 	if err := db.Read.QueryRowContext(ctx, `SELECT count(*) FROM a`).Scan(&n); err != nil || n != 256 {
 		t.Fatalf("read %d rows, %v", n, err)
+	}
+
+	plain, err := Open(ctx, filepath.Join(t.TempDir(), "db"), Options{Migrations: fsys, Dir: "m", Now: func() int64 { return 1 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	if err := plain.WriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO a (x) VALUES (randomblob(4000))`)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if size(plain.Path+"-wal") == 0 {
+		t.Fatal("the log is empty after a commit without background checkpoints")
+	}
+	if err := plain.TruncateLog(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := size(plain.Path + "-wal"); n != 0 {
+		t.Fatalf("the log holds %d bytes after TruncateLog without background checkpoints", n)
 	}
 }

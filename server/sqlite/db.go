@@ -88,10 +88,13 @@ func Open(ctx context.Context, file string, opts Options) (*DB, error) {
 		Readers:     opts.Readers,
 		// Erasure must leave no copy of the text in the file.
 		SecureDelete: true,
-		Migrations:   migrationFS,
-		Dir:          "migrations",
-		Now:          func() int64 { return opts.Now().UnixMilli() },
-		MaxPageCount: opts.MaxPageCount,
+		// Its commits answer many pushes: none of them waits for a
+		// checkpoint.
+		BackgroundCheckpoints: true,
+		Migrations:            migrationFS,
+		Dir:                   "migrations",
+		Now:                   func() int64 { return opts.Now().UnixMilli() },
+		MaxPageCount:          opts.MaxPageCount,
 	})
 	if err != nil {
 		return nil, err
