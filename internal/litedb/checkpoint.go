@@ -9,15 +9,14 @@ import (
 )
 
 // Checkpoints, with Options.BackgroundCheckpoints. SQLite's own
-// checkpoint runs inside the commit that takes
-// the log past its threshold: with synchronous=FULL it copies the log's
-// pages into the database file and syncs both while the writer, and
-// every push waiting for that commit's answer, waits. Instead, a
-// goroutine with a connection of its own checkpoints a short while after
-// commits, in PASSIVE mode, which never waits for the writer or a reader
-// and copies what it can. The writer keeps SQLite's checkpoint at a much
-// higher threshold, so that the log stays bounded should this one fall
-// behind.
+// checkpoint runs inside the commit that takes the log past its
+// threshold: with synchronous=FULL it copies the log's pages into the
+// database file and syncs both while the writer, and every push waiting
+// for that commit's answer, waits. Instead, a goroutine with a connection
+// of its own checkpoints a short while after commits, in PASSIVE mode,
+// which never waits for the writer or a reader and copies what it can.
+// The writer keeps SQLite's checkpoint at a much higher threshold, so
+// that the log stays bounded should this one fall behind.
 const (
 	// checkpointAfter is how long after a commit the background
 	// checkpoint starts: a burst's commits are copied together, so a page
@@ -65,20 +64,16 @@ func (c *checkpointer) committed() {
 
 func (c *checkpointer) run() {
 	defer close(c.done)
-	t := time.NewTimer(0)
-	<-t.C
 	for {
 		select {
 		case <-c.stop:
 			return
 		case <-c.kick:
 		}
-		t.Reset(checkpointAfter)
 		select {
 		case <-c.stop:
-			t.Stop()
 			return
-		case <-t.C:
+		case <-time.After(checkpointAfter):
 		}
 		// An error (the database closing, a damaged file) leaves the log
 		// to the writer's own checkpoint; the next commit tries again.
@@ -110,8 +105,9 @@ func (c *checkpointer) close() error {
 }
 
 // TruncateLog checkpoints the whole log into the database file and
-// truncates it to nothing, after any checkpoint under way; it fails
-// when a reader still holds an older snapshot.
+// truncates it to nothing, after any checkpoint under way. While a reader
+// holds an older snapshot the log cannot be truncated and stays as it
+// is; a later checkpoint overwrites it.
 func (db *DB) TruncateLog(ctx context.Context) error {
 	return db.ckpt.checkpoint(ctx, db.Write, "TRUNCATE")
 }
