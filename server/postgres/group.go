@@ -3,12 +3,13 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"github.com/jackc/pgx/v5"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/diarysync/diarysync/study"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Group commit. Every push locks the sequence row for its whole
@@ -200,14 +201,20 @@ func (db *DB) runGroup(batch []*pushJob) {
 					continue
 				}
 			}
-			released := false
 			w := &pgx.Batch{}
-			if err := db.decide(ctx, t, j, r, w, func() { released = true }); err != nil {
+			if err := db.decide(ctx, t, j, r, w); err != nil {
 				if err := fail(j, err); err != nil {
 					return err
 				}
 				continue
 			}
+			// Once its release is answered the push is part of the
+			// transaction, whatever happens after it in the batch.
+			released := false
+			w.Queue(`RELEASE SAVEPOINT push`).Exec(func(pgconn.CommandTag) error {
+				released = true
+				return nil
+			})
 			var nextReads *pushReads
 			if start() < len(batch) {
 				n := batch[next]

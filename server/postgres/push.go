@@ -9,7 +9,6 @@ import (
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // loadedEntry is an entry read at the start of a push, and what the push
@@ -111,12 +110,10 @@ func queueReads(b *pgx.Batch, who *study.Identity, in []study.Incoming, candidat
 }
 
 // decide makes the push's decisions from what r read and queues, in w,
-// everything the push writes, ending with the release of its savepoint.
-// The statements depend on one another only through rows written earlier
-// in the batch (the sequence, a new entry's rid), which the later ones
-// read in SQL: nothing waits for an answer. released is called when the
-// release is answered: from then on the push is part of the transaction.
-func (db *DB) decide(ctx context.Context, t *tx, j *pushJob, r *pushReads, w *pgx.Batch, released func()) error {
+// everything the push writes. The statements depend on one another only
+// through rows written earlier in the batch (the sequence, a new entry's
+// rid), which the later ones read in SQL: nothing waits for an answer.
+func (db *DB) decide(ctx context.Context, t *tx, j *pushJob, r *pushReads, w *pgx.Batch) error {
 	who, in, results := j.who, j.in, j.results
 	supervisorsFor := func(owner int64) ([]int64, error) {
 		if s, ok := r.supervisors[owner]; ok {
@@ -168,10 +165,6 @@ func (db *DB) decide(ctx context.Context, t *tx, j *pushJob, r *pushReads, w *pg
 			return err
 		}
 	}
-	w.Queue(`RELEASE SAVEPOINT push`).Exec(func(pgconn.CommandTag) error {
-		released()
-		return nil
-	})
 	return nil
 }
 
