@@ -494,9 +494,11 @@ func TestStartStopCutsSyncInFlight(t *testing.T) {
 	assertNoGoroutines(t, ts, before)
 }
 
-// slowList is an EntriesListener whose first call blocks until release
-// is closed: a UI thread busy while a sync runs.
+// slowList is an EntriesListener whose first call closes entered and
+// then blocks until release is closed: a UI thread busy while a sync
+// runs.
 type slowList struct {
+	entered chan struct{}
 	release chan struct{}
 	first   bool
 	pages
@@ -505,6 +507,7 @@ type slowList struct {
 func (s *slowList) OnEntries(page *EntryPage, err *Error) {
 	if !s.first {
 		s.first = true
+		close(s.entered)
 		<-s.release
 	}
 	s.pages.OnEntries(page, err)
@@ -523,14 +526,21 @@ func TestSlowListenerSeesPulledEntry(t *testing.T) {
 	must(t, err)
 	must(t, laptop.SyncNow())
 
-	l := &slowList{release: make(chan struct{}), pages: pages{ch: make(chan *EntryPage, 10)}}
+	l := &slowList{entered: make(chan struct{}), release: make(chan struct{}), pages: pages{ch: make(chan *EntryPage, 10)}}
 	sub, err := phone.WatchEntries(nil, l)
 	must(t, err)
 	defer sub.Stop()
 	var once sync.Once
 	release := func() { once.Do(func() { close(l.release) }) }
-	t.Cleanup(release)       // before Close, which waits for the listener, even when the test fails
-	must(t, phone.SyncNow()) // the listener is still busy with the first result
+	t.Cleanup(release) // before Close, which waits for the listener, even when the test fails
+	// The first query runs in the background: the sync must come after
+	// it, while the listener is busy with its result.
+	select {
+	case <-l.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the watch never delivered its first result")
+	}
+	must(t, phone.SyncNow())
 	if n, err := phone.Count(nil); err != nil || n != 1 {
 		t.Fatalf("the phone pulled %d entries (%v)", n, err)
 	}
