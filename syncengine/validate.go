@@ -113,7 +113,17 @@ func ValidateText(subject, s string, limit int, multiline bool) error {
 	if !utf8.ValidString(s) {
 		return invalid(subject, ErrInvalidUTF8, fmt.Sprintf("%s is not valid UTF-8", subject))
 	}
-	for _, r := range s {
+	for i := 0; i < len(s); {
+		// Most text is ASCII: a byte is a character, and only those
+		// below a space and DEL are control characters.
+		r, size := rune(s[i]), 1
+		if r >= utf8.RuneSelf {
+			r, size = utf8.DecodeRuneInString(s[i:])
+		} else if r >= ' ' && r != 0x7f {
+			i++
+			continue
+		}
+		i += size
 		if r == '\n' || r == '\t' || r == '\r' {
 			if multiline {
 				continue

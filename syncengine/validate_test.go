@@ -3,9 +3,12 @@ package syncengine
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 )
@@ -188,5 +191,47 @@ func TestNewEntryIDFrom(t *testing.T) {
 	}
 	if _, err := NewEntryIDFrom(at, bytes.NewReader(nil)); err == nil {
 		t.Fatal("an empty random source gave an id")
+	}
+}
+
+// TestValidateTextEveryCharacter compares ValidateText with its
+// definition, character by character, on every code point of the Basic
+// Multilingual Plane and a few beyond, alone and between other text, on
+// one line and on several.
+func TestValidateTextEveryCharacter(t *testing.T) {
+	want := func(s string, multiline bool) string {
+		for _, r := range s {
+			if r == '\n' || r == '\t' || r == '\r' {
+				if !multiline {
+					return "body must be one line"
+				}
+				continue
+			}
+			if unicode.IsControl(r) {
+				return fmt.Sprintf("body contains the control character %U", r)
+			}
+		}
+		return ""
+	}
+	check := func(s string) {
+		t.Helper()
+		for _, multiline := range []bool{false, true} {
+			got := ""
+			if err := ValidateText("body", s, len(s), multiline); err != nil {
+				got = ErrorMessage(err)
+			}
+			if w := want(s, multiline); got != w {
+				t.Fatalf("ValidateText(%q, multiline %v) = %q, want %q", s, multiline, got, w)
+			}
+		}
+	}
+	for r := rune(0); r < 0x10000; r++ {
+		if utf8.ValidRune(r) {
+			check(string(r))
+			check("plain ascii " + string(r) + " and é after")
+		}
+	}
+	for _, r := range []rune{0x1F642, 0xE0001, 0x10FFFF} {
+		check("x" + string(r) + "\u0085")
 	}
 }
