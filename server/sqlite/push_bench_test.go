@@ -14,9 +14,10 @@ import (
 // BenchmarkPushSmall is the store's part of the load diaryload makes:
 // pushes of 10 new entries (title, body of about 400 bytes, shared with
 // supervisors) from 200 devices in turn, into a study that already holds
-// 20 such pushes from each. One push at a time and synchronous=NORMAL (no sync at a commit), so
-// that the time is the writer's CPU, not the disk's: what a group commit
-// spends on each push it holds, plus one commit.
+// 20 such pushes from each. One push at a time, and synchronous=NORMAL
+// (no sync at a commit), so that the time is the writer's CPU, not the
+// disk's: what a group commit spends on each push it holds, plus one
+// commit.
 func BenchmarkPushSmall(b *testing.B) {
 	const (
 		devices = 200
