@@ -212,25 +212,20 @@ func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
 				if !awaitingApproval(err) {
 					return err
 				}
-				// A device waiting for approval pulls nothing, so it
-				// cannot hear whether the server merges text.
-				var sent bool
-				if err := c.db.Read.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE text = 1 AND uncertain = 1)`).Scan(&sent); err != nil {
-					return fmt.Errorf("cannot read outbox: %w", err)
+				// A device waiting for approval pulls nothing; a push of
+				// no changes says what the server understands. Its text
+				// edits must not go as whole texts: once it is approved
+				// its entries reach the person's other devices, whose
+				// edits may reach the server first, and a whole text is
+				// merged as written after every character stamped
+				// before it, which a device whose clock runs behind
+				// stamps (TestPendingDeviceTextAfterApproval).
+				resp, err := rpc.sync.Push(ctx, &diaryv1.PushRequest{})
+				if err != nil {
+					return rpcError("push changes", err)
 				}
-				if sent {
-					// A text edit went out, unanswered, after an answer
-					// of this server said it merges text (a push's, in
-					// an earlier sync); the server may hold it, so it
-					// goes again as it is, with the edits after it.
-					c.confirmed.Store(true)
-				} else {
-					// None went out: all it may write is new entries
-					// that no other device sees until it is approved,
-					// so their whole texts lose nothing.
-					if err := c.db.WriteTx(ctx, func(tx *sql.Tx) error { return c.flattenOutbox(ctx, tx) }); err != nil {
-						return err
-					}
+				if _, err := c.noteCapabilities(ctx, nil, resp.GetCapabilities()); err != nil {
+					return err
 				}
 			}
 			c.status.set(func(pr *Progress) { pr.Phase = "push" })
