@@ -12,6 +12,7 @@ import (
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
 	"github.com/diarysync/diarysync/study"
 	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -42,10 +43,14 @@ func (h *syncHandler) Push(ctx context.Context, req *diaryv1.PushRequest) (*diar
 	if err := study.CheckPushSize(len(req.GetChanges())); err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
+	if req.GetCursor() > 1<<62 {
+		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
+	}
 	in := make([]study.Incoming, len(req.GetChanges()))
 	for i, p := range req.GetChanges() {
 		in[i].Change, in[i].Invalid = wire.ChangeFromProto(p)
 		in[i].Write = p.GetWrite()
+		in[i].Seen = int64(req.GetCursor())
 	}
 	results, wake, err := h.db.Push(ctx, who, in)
 	if err != nil {
@@ -72,7 +77,11 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 	if req.GetCursor() > 1<<62 {
 		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "cursor %d is not one this server issued", req.GetCursor()))
 	}
-	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining(), MergedText: req.GetMergedText(), AwaitingApproval: true})
+	if req.OwnChanges != nil && req.GetOwnChanges() > 1<<62 {
+		return nil, connectError(ctx, h.log, syncengine.Errorf(syncengine.EINVALID, "own_changes %d is not a count this server gave", req.GetOwnChanges()))
+	}
+	page, err := h.db.Pull(ctx, who, study.PullRequest{Cursor: int64(req.GetCursor()), PageSize: req.GetPageSize(), CountRemaining: req.GetCountRemaining(), MergedText: req.GetMergedText(), AwaitingApproval: true,
+		OwnChanges: int64(req.GetOwnChanges()), OwnChangesKnown: req.OwnChanges != nil})
 	if err != nil {
 		return nil, connectError(ctx, h.log, err)
 	}
@@ -84,6 +93,9 @@ func (h *syncHandler) Pull(ctx context.Context, req *diaryv1.PullRequest) (*diar
 		RemainingExact: page.RemainingExact,
 		ServerTime:     timestamppb.New(h.db.Now()),
 		Capabilities:   capabilities,
+	}
+	if page.OwnChangesSet {
+		resp.OwnChanges = proto.Uint64(uint64(page.OwnChanges))
 	}
 	for i, e := range page.Entries {
 		resp.Entries[i] = wire.EntryToProto(e)

@@ -455,7 +455,7 @@ func TestHostileInput(t *testing.T) {
 			return pushOutcome(nav.sync.Push(ctx, &diaryv1.PushRequest{Changes: changes}))
 		},
 		applied: 1 + syncengine.MaxTags, reason: diaryv1.RefusalReason_REFUSAL_REASON_TOO_LARGE, phrase: "the limit is 50",
-		stores: []string{"entries", "history", "sequence", "refusals"},
+		stores: []string{"devices", "entries", "history", "sequence", "refusals"},
 		readBack: func(t *testing.T) {
 			if n := len(pulled(t, nav, manyTags).GetTags()); n != syncengine.MaxTags {
 				t.Fatalf("the entry holds %d tags, want the first %d", n, syncengine.MaxTags)
@@ -701,7 +701,7 @@ func TestHostileInput(t *testing.T) {
 			if isNUL {
 				tc.reason, tc.phrase = diaryv1.RefusalReason_REFUSAL_REASON_INVALID, "contains the control character U+0000"
 			} else {
-				tc.applied, tc.stores = 1, []string{"entries", "history", "sequence"}
+				tc.applied, tc.stores = 1, []string{"devices", "entries", "history", "sequence"}
 				tc.readBack = func(t *testing.T) {
 					if got := read(pulled(t, nav, id)); got != s {
 						t.Fatalf("%s reads back as %q, want %q", field, got, s)

@@ -96,6 +96,9 @@ type Incoming struct {
 	// the device) this change was part of, as the device said; 0 when it
 	// did not. It only counts revisions (see Revisions).
 	Write uint64
+	// Seen is the cursor of the last page the device had applied when it
+	// sent the push (PushRequest.cursor); 0 when it did not say.
+	Seen int64
 }
 
 // GroupStats says how many group commits a store made (transactions

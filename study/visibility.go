@@ -215,6 +215,12 @@ type PullRequest struct {
 	// the page's snapshot: a person sees at the end of a sync that a new
 	// device asks to join their account.
 	AwaitingApproval bool
+	// OwnChanges is how many of the device's changes the server holds,
+	// as the device knows it, when OwnChangesKnown: while it is the
+	// store's count, a navigator's page leaves out the entries the
+	// device holds exactly as the store does (see echo.go).
+	OwnChanges      int64
+	OwnChangesKnown bool
 }
 
 // StateHashRequest asks for the state hash of a reader's views.
@@ -246,6 +252,11 @@ type PullPage struct {
 	// Awaiting and AwaitingCount answer PullRequest.AwaitingApproval.
 	Awaiting      []*Device
 	AwaitingCount int
+	// OwnChanges, on a navigator's last page, is how many changes of
+	// the calling device the store holds, in the page's snapshot
+	// (OwnChangesSet).
+	OwnChanges    int64
+	OwnChangesSet bool
 }
 
 // StateHash is the state hash of what a reader may see, and the position

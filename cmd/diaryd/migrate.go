@@ -108,13 +108,13 @@ var copyTables = []copyTable{
 	{name: "enrollment_codes", columns: []string{"code_hash", "user_id", "created_at", "expires_at", "used_at", "issued_by", "approved"},
 		convert: func(r []any) []any { r[6] = asBool(r[6]); return r }},
 	{name: "devices", columns: []string{"id", "public_id", "user_id", "replica_id", "name", "secret_hash", "enrolled_at", "last_sync_at", "revoked_at",
-		"pending", "issued_by", "approved_at", "approved_by", "revocation", "revoked_by", "kind"},
+		"pending", "issued_by", "approved_at", "approved_by", "revocation", "revoked_by", "kind", "applied_changes"},
 		convert: func(r []any) []any { r[9] = asBool(r[9]); return r }},
 	// Web console sessions (devices of kind 2) and passphrases, so that
 	// people stay signed in and sign in again as before.
 	{name: "console_sessions", columns: []string{"device_id", "expires_at", "last_seen_at", "end_reason"}},
 	{name: "passphrases", columns: []string{"user_id", "hash", "set_at"}},
-	{name: "entries", columns: []string{"rid", "id", "owner_id", "seq", "state", "date", "sup_visible", "res_visible", "deleted", "erased_at", "held_by"},
+	{name: "entries", columns: []string{"rid", "id", "owner_id", "seq", "state", "date", "sup_visible", "res_visible", "deleted", "erased_at", "held_by", "echo_device"},
 		convert: func(r []any) []any { r[6], r[7], r[8] = asBool(r[6]), asBool(r[7]), asBool(r[8]); return r }},
 	{name: "feed", columns: []string{"reader", "entry", "seq", "visible", "reason"},
 		convert: func(r []any) []any { r[3] = asBool(r[3]); return r }},

@@ -411,15 +411,6 @@ func queueNextSeqs(b *pgx.Batch, n int, at int64) {
 	b.Queue(`UPDATE sequence SET value = value + $1, changed_at = greatest(changed_at, $2) WHERE id = 1`, n, at)
 }
 
-// currentSeq returns the last sequence number committed.
-func currentSeq(ctx context.Context, q querier) (int64, error) {
-	var v int64
-	if err := q.QueryRow(ctx, `SELECT value FROM sequence WHERE id = 1`).Scan(&v); err != nil {
-		return 0, fmt.Errorf("cannot read sequence: %w", err)
-	}
-	return v, nil
-}
-
 // isUniqueViolation reports whether err is PostgreSQL's unique_violation.
 func isUniqueViolation(err error) bool {
 	var pe *pgconn.PgError

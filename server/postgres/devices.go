@@ -403,7 +403,7 @@ func (db *DB) releaseHeld(ctx context.Context, t *tx, device int64, wake *study.
 			}
 		}
 	}
-	if _, err := t.Exec(ctx, `UPDATE entries e SET held_by = NULL, seq = s.seq, sup_visible = s.sup, res_visible = s.res
+	if _, err := t.Exec(ctx, `UPDATE entries e SET held_by = NULL, seq = s.seq, sup_visible = s.sup, res_visible = s.res, echo_device = NULL
 		FROM unnest($1::bigint[], $2::bigint[], $3::boolean[], $4::boolean[]) AS s(rid, seq, sup, res) WHERE e.rid = s.rid`,
 		rids, seqs, sup, res); err != nil {
 		return 0, fmt.Errorf("cannot release held entries: %w", err)

@@ -102,7 +102,7 @@ func (db *DB) eraseRows(ctx context.Context, t *tx, rids []int64, wake *study.Wa
 	// An erased entry is held back from nobody: once its device is
 	// approved, the owner's devices all learn of the erasure.
 	if _, err := t.Exec(ctx, `UPDATE entries e SET state = NULL, date = '', sup_visible = false, res_visible = false, deleted = false,
-			erased_at = $3, seq = s.seq, held_by = NULL
+			erased_at = $3, seq = s.seq, held_by = NULL, echo_device = NULL
 		FROM unnest($1::bigint[], $2::bigint[]) AS s(rid, seq) WHERE e.rid = s.rid`, rids, seqs, db.nowMillis()); err != nil {
 		return fmt.Errorf("cannot erase entries: %w", err)
 	}

@@ -27,9 +27,12 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 	var page *study.PullPage
 	err = db.readTx(ctx, func(tx pgx.Tx) error {
 		page = &study.PullPage{Next: cursor}
-		head, err := currentSeq(ctx, tx)
-		if err != nil {
-			return err
+		// With the position, for a navigator, the device's count of its
+		// changes: while the device knows the same, the page leaves out
+		// its echoes.
+		var head, held int64
+		if err := tx.QueryRow(ctx, `SELECT value, coalesce((SELECT applied_changes FROM devices WHERE id = $1), 0) FROM sequence WHERE id = 1`, who.DeviceID).Scan(&head, &held); err != nil {
+			return fmt.Errorf("cannot read sequence: %w", err)
 		}
 		if cursor > head {
 			return study.ErrCursorAhead(cursor, head)
@@ -40,9 +43,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		var rows pgx.Rows
 		if rd.Owner {
-			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state, NULL::boolean, NULL::bigint FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
+			rows, err = tx.Query(ctx, `SELECT seq, true, 0, id, state, NULL::boolean, NULL::bigint, coalesce(echo_device, 0) FROM entries WHERE owner_id = $1 AND seq > $2 AND held_by IS NULL ORDER BY seq LIMIT $3`, rd.ID, cursor, size+1)
 		} else {
-			rows, err = tx.Query(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
+			rows, err = tx.Query(ctx, `SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock, 0::bigint FROM feed f JOIN entries e ON e.rid = f.entry
 				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
 				WHERE f.reader = $1 AND f.seq > $2 ORDER BY f.seq LIMIT $3`, rd.ID, cursor, size+1)
 		}
@@ -64,8 +67,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				state   []byte
 				read    *bool
 				clock   *int64
+				echo    int64
 			)
-			if err := rows.Scan(&seq, &visible, &reason, &id, &state, &read, &clock); err != nil {
+			if err := rows.Scan(&seq, &visible, &reason, &id, &state, &read, &clock, &echo); err != nil {
 				return fmt.Errorf("cannot read changes: %w", err)
 			}
 			n++
@@ -76,6 +80,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			}
 			if !visible {
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: study.RemovalReason(reason)})
+				continue
+			}
+			if rd.Owner && study.LeavesOut(who, &req, held, echo) {
 				continue
 			}
 			e, err := syncengine.DecodeEntryLazy(state)
@@ -101,8 +108,13 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			}
 			page.Remaining, err = countAfter(ctx, tx, rd, page.Next, limit)
 			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
-		} else if req.AwaitingApproval {
-			page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)
+		} else {
+			if rd.Owner {
+				page.OwnChanges, page.OwnChangesSet = held, true
+			}
+			if req.AwaitingApproval {
+				page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)
+			}
 		}
 		return err
 	})

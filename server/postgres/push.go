@@ -18,10 +18,13 @@ type loadedEntry struct {
 	exists  bool // a row exists
 	erased  bool
 	heldBy  int64 // the pending device that created it, or 0
+	seq     int64 // its sequence number when loaded
+	echo    int64 // its echo device when loaded, or 0 (study/echo.go)
 	entry   *syncengine.Entry
 	before  []byte // canonical encoding when loaded
 	after   []byte // canonical encoding to store, once the push is done with it
 	touched bool   // some change was accepted for it
+	echoW   study.EchoWrite
 }
 
 // Push applies a batch of changes from the calling device, all or
@@ -157,6 +160,7 @@ func (db *DB) decide(ctx context.Context, t *tx, j *pushJob, r *pushReads, w *pg
 			l.heldBy = who.DeviceID
 		}
 		l.touched = true
+		l.echoW.Note(&in[i], d, record)
 		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
 	queueRefusals(w, who.DeviceID, in, results, remember)
@@ -186,7 +190,7 @@ func queueWrites(w *pgx.Batch, loaded map[syncengine.EntryID]*loadedEntry, order
 		// the statements below read it as (SELECT value FROM sequence).
 		n := len(changed)
 		queueNextSeqs(w, n, now.UnixMilli())
-		queueUpsertEntries(w, changed)
+		queueUpsertEntries(w, changed, who)
 		var feed []pushFeedRow
 		var removals []feedRemoval
 		owners := map[int64]bool{}
@@ -239,6 +243,9 @@ func queueWrites(w *pgx.Batch, loaded map[syncengine.EntryID]*loadedEntry, order
 		}
 	}
 	queueHistory(w, history, who, now.UnixMilli())
+	if who.Role == study.RoleNavigator { // the count a navigator's pulls compare (study/echo.go)
+		w.Queue(`UPDATE devices SET applied_changes = applied_changes + $1 WHERE id = $2`, int64(len(history)), who.DeviceID)
+	}
 	return nil
 }
 
@@ -246,11 +253,11 @@ func queueWrites(w *pgx.Batch, loaded map[syncengine.EntryID]*loadedEntry, order
 // entries; the map it returns is filled in when the batch runs.
 func queueLoadEntries(b *pgx.Batch, ids [][]byte) map[syncengine.EntryID]*loadedEntry {
 	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
-	b.Queue(`SELECT id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(`SELECT id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0), seq, coalesce(echo_device, 0) FROM entries WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			l := &loadedEntry{exists: true}
 			var id, state []byte
-			if err := rows.Scan(&id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
+			if err := rows.Scan(&id, &l.owner, &state, &l.erased, &l.heldBy, &l.seq, &l.echo); err != nil {
 				return fmt.Errorf("cannot read entries: %w", err)
 			}
 			if !l.erased {
@@ -295,14 +302,14 @@ const lastSeq = `(SELECT value FROM sequence WHERE id = 1)`
 // queueUpsertEntries queues the write of the changed entries, the k-th
 // (from 0) at sequence number last-(n-1-k). A new entry's rid is made
 // here; the statements after it find it by id.
-func queueUpsertEntries(w *pgx.Batch, changed []*loadedEntry) {
+func queueUpsertEntries(w *pgx.Batch, changed []*loadedEntry, who *study.Identity) {
 	n := len(changed)
 	var (
 		ids, states       = make([][]byte, n), make([][]byte, n)
 		owners            = make([]int64, n)
 		dates             = make([]string, n)
 		sup, res, deleted = make([]bool, n), make([]bool, n), make([]bool, n)
-		held              = make([]*int64, n)
+		held, echo        = make([]*int64, n), make([]*int64, n)
 	)
 	for k, l := range changed {
 		e := l.entry
@@ -312,18 +319,22 @@ func queueUpsertEntries(w *pgx.Batch, changed []*loadedEntry) {
 		if l.heldBy != 0 {
 			held[k] = &l.heldBy
 		}
+		if d := l.echoW.Device(who, study.EchoBefore{Exists: l.exists, Owner: l.owner, Seq: l.seq, Echo: l.echo}); d != 0 {
+			echo[k] = &d
+		}
 	}
 	// held_by is set when a pending device creates the entry and left as
 	// it is by later writes: only approval, denial or erasure clears it.
 	// ord counts from 1, so the k-th entry's number is last-n+ord.
-	w.Queue(`INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by)
-		SELECT u.id, u.owner_id, `+lastSeq+` - $9 + u.ord, u.state, u.date, u.sup_visible, u.res_visible, u.deleted, u.held_by
-		FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::text[], $5::boolean[], $6::boolean[], $7::boolean[], $8::bigint[])
-			WITH ORDINALITY AS u(id, owner_id, state, date, sup_visible, res_visible, deleted, held_by, ord)
+	w.Queue(`INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by, echo_device)
+		SELECT u.id, u.owner_id, `+lastSeq+` - $9 + u.ord, u.state, u.date, u.sup_visible, u.res_visible, u.deleted, u.held_by, u.echo_device
+		FROM unnest($1::bytea[], $2::bigint[], $3::bytea[], $4::text[], $5::boolean[], $6::boolean[], $7::boolean[], $8::bigint[], $10::bigint[])
+			WITH ORDINALITY AS u(id, owner_id, state, date, sup_visible, res_visible, deleted, held_by, echo_device, ord)
 		ORDER BY u.ord
 		ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
-			sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted`,
-		ids, owners, states, dates, sup, res, deleted, held, n)
+			sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted,
+			echo_device = excluded.echo_device`,
+		ids, owners, states, dates, sup, res, deleted, held, n, echo)
 }
 
 // pushFeedRow is a feed row of a push's batch: it names its entry by id

@@ -39,15 +39,16 @@ func placeholders(rows, cols int) string {
 
 var (
 	loadEntriesQuery = &bulkQuery{"read entries", func(n int) string {
-		return `SELECT rid, id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0) FROM entries WHERE id IN (` + inList(n) + `)`
+		return `SELECT rid, id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0), seq, coalesce(echo_device, 0) FROM entries WHERE id IN (` + inList(n) + `)`
 	}}
 	knownClocksQuery = &bulkQuery{"look for retried changes", func(n int) string {
 		return `SELECT clock FROM history WHERE device_id = ? AND clock IN (` + inList(n) + `)`
 	}}
 	upsertEntriesQuery = &bulkQuery{"write entries", func(n int) string {
-		return `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by) VALUES ` + placeholders(n, 9) + `
+		return `INSERT INTO entries (id, owner_id, seq, state, date, sup_visible, res_visible, deleted, held_by, echo_device) VALUES ` + placeholders(n, 10) + `
 			ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, state = excluded.state, date = excluded.date,
-				sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted
+				sup_visible = excluded.sup_visible, res_visible = excluded.res_visible, deleted = excluded.deleted,
+				echo_device = excluded.echo_device
 			RETURNING id, rid`
 	}}
 	upsertFeedQuery = &bulkQuery{"write feed", func(n int) string {

@@ -367,7 +367,7 @@ func (db *DB) releaseHeld(ctx context.Context, tx *sql.Tx, device int64, wake *s
 		if err != nil {
 			return 0, fmt.Errorf("held entry %d: stored state: %w", h.rid, err)
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE entries SET held_by = NULL, seq = ?, sup_visible = ?, res_visible = ? WHERE rid = ?`,
+		if _, err := tx.ExecContext(ctx, `UPDATE entries SET held_by = NULL, seq = ?, sup_visible = ?, res_visible = ?, echo_device = NULL WHERE rid = ?`,
 			seq, study.SupervisorVisible(e), study.ResearchVisible(e), h.rid); err != nil {
 			return 0, fmt.Errorf("cannot release held entry: %w", err)
 		}

@@ -97,7 +97,7 @@ func eraseRows(ctx context.Context, tx *sql.Tx, rids []int64, wake *study.Wakeup
 		// An erased entry is held back from nobody: once its device is
 		// approved, the owner's devices all learn of the erasure.
 		if _, err := tx.ExecContext(ctx, `UPDATE entries SET state = NULL, date = '', sup_visible = 0, res_visible = 0, deleted = 0,
-			erased_at = ?, seq = ?, held_by = NULL WHERE rid = ?`, seq, seq, rid); err != nil {
+			erased_at = ?, seq = ?, held_by = NULL, echo_device = NULL WHERE rid = ?`, seq, seq, rid); err != nil {
 			return fmt.Errorf("cannot erase entry: %w", err)
 		}
 		rows, err := tx.QueryContext(ctx, `UPDATE feed SET visible = 0, reason = ?, seq = ? WHERE entry = ? AND visible = 1 RETURNING reader`, study.ReasonErased, seq, rid)

@@ -35,6 +35,14 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		if err != nil {
 			return err
 		}
+		// The device's count of its changes, for a navigator: while the
+		// device knows the same, the page leaves out its echoes.
+		var held int64
+		if rd.Owner {
+			if err := tx.QueryRowContext(ctx, qAppliedChanges, who.DeviceID).Scan(&held); err != nil {
+				return fmt.Errorf("cannot read device: %w", err)
+			}
+		}
 		var rows *sql.Rows
 		if rd.Owner {
 			rows, err = tx.QueryContext(ctx, qPullOwner, rd.ID, cursor, size+1)
@@ -59,8 +67,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				state   []byte
 				read    sql.NullBool
 				clock   sql.NullInt64
+				echo    int64
 			)
-			if err := rows.Scan(&seq, &visible, &reason, &id, &state, &read, &clock); err != nil {
+			if err := rows.Scan(&seq, &visible, &reason, &id, &state, &read, &clock, &echo); err != nil {
 				return fmt.Errorf("cannot read changes: %w", err)
 			}
 			n++
@@ -71,6 +80,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			}
 			if !visible {
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: reason})
+				continue
+			}
+			if rd.Owner && study.LeavesOut(who, &req, held, echo) {
 				continue
 			}
 			e, err := syncengine.DecodeEntryLazy(state)
@@ -96,8 +108,13 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			}
 			page.Remaining, err = countAfter(ctx, tx, rd, page.Next, limit)
 			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
-		} else if req.AwaitingApproval {
-			page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)
+		} else {
+			if rd.Owner {
+				page.OwnChanges, page.OwnChangesSet = held, true
+			}
+			if req.AwaitingApproval {
+				page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)
+			}
 		}
 		return err
 	})
@@ -108,14 +125,15 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 }
 
 var (
-	qPullOwner = readQuery(`SELECT seq, 1, 0, id, state, NULL, NULL FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`)
-	qPullFeed  = readQuery(`SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock FROM feed f JOIN entries e ON e.rid = f.entry
+	qPullOwner = readQuery(`SELECT seq, 1, 0, id, state, NULL, NULL, coalesce(echo_device, 0) FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL ORDER BY seq LIMIT ?`)
+	qPullFeed  = readQuery(`SELECT f.seq, f.visible, f.reason, e.id, e.state, rm.read, rm.clock, 0 FROM feed f JOIN entries e ON e.rid = f.entry
 				LEFT JOIN read_marks rm ON rm.reader = f.reader AND rm.entry = f.entry
 				WHERE f.reader = ? AND f.seq > ? ORDER BY f.seq LIMIT ?`)
-	qCountOwner = readQuery(`SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL LIMIT ?)`)
-	qCountFeed  = readQuery(`SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`)
-	qHeadOwner  = readQuery(`SELECT max(seq) FROM entries WHERE owner_id = ? AND held_by IS NULL`)
-	qHeadFeed   = readQuery(`SELECT max(seq) FROM feed WHERE reader = ?`)
+	qAppliedChanges = readQuery(`SELECT applied_changes FROM devices WHERE id = ?`)
+	qCountOwner     = readQuery(`SELECT count(*) FROM (SELECT 1 FROM entries WHERE owner_id = ? AND seq > ? AND held_by IS NULL LIMIT ?)`)
+	qCountFeed      = readQuery(`SELECT count(*) FROM (SELECT 1 FROM feed WHERE reader = ? AND seq > ? LIMIT ?)`)
+	qHeadOwner      = readQuery(`SELECT max(seq) FROM entries WHERE owner_id = ? AND held_by IS NULL`)
+	qHeadFeed       = readQuery(`SELECT max(seq) FROM feed WHERE reader = ?`)
 )
 
 // countAfter counts the reader's rows after cursor, at most limit of

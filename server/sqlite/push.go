@@ -20,10 +20,13 @@ type loadedEntry struct {
 	exists  bool // a row exists
 	erased  bool
 	heldBy  int64 // the pending device that created it, or 0
+	seq     int64 // its sequence number when loaded
+	echo    int64 // its echo device when loaded, or 0 (study/echo.go)
 	entry   *syncengine.Entry
 	before  []byte // canonical encoding when loaded
 	after   []byte // canonical encoding to store, once the push is done with it
 	touched bool   // some change was accepted for it
+	echoW   study.EchoWrite
 }
 
 // Push applies a batch of changes from the calling device, all or
@@ -129,6 +132,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 			l.heldBy = who.DeviceID
 		}
 		l.touched = true
+		l.echoW.Note(&in[i], d, record)
 		history = append(history, historyRow{id: c.Entry, change: record, clock: c.Clock, write: in[i].Write})
 	}
 	if err := rememberRefusals(ctx, tx, who.DeviceID, in, results, remember); err != nil {
@@ -154,7 +158,7 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 		if err != nil {
 			return err
 		}
-		if err := db.upsertEntries(ctx, tx, changed, first); err != nil {
+		if err := db.upsertEntries(ctx, tx, changed, first, who); err != nil {
 			return err
 		}
 		owners := map[int64]bool{}
@@ -212,7 +216,15 @@ func (db *DB) push(ctx context.Context, tx *sql.Tx, who *study.Identity, in []st
 	for k := range history {
 		history[k].rid = loaded[history[k].id].rid
 	}
-	return db.insertHistory(ctx, tx, history, who, now.UnixMilli())
+	if err := db.insertHistory(ctx, tx, history, who, now.UnixMilli()); err != nil {
+		return err
+	}
+	if who.Role == study.RoleNavigator { // the count a navigator's pulls compare (study/echo.go)
+		if _, err := q.ExecContext(ctx, qCountApplied, len(history), who.DeviceID); err != nil {
+			return fmt.Errorf("cannot count the device's changes: %w", err)
+		}
+	}
+	return nil
 }
 
 // loadEntries reads the stored state of the given entries.
@@ -227,7 +239,7 @@ func (db *DB) loadEntries(ctx context.Context, tx *sql.Tx, ids []syncengine.Entr
 	err := db.bulkExec(ctx, tx, loadEntriesQuery, len(ids), args, func(rows *sql.Rows) error {
 		l := &loadedEntry{exists: true}
 		var id, state []byte
-		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy); err != nil {
+		if err := rows.Scan(&l.rid, &id, &l.owner, &state, &l.erased, &l.heldBy, &l.seq, &l.echo); err != nil {
 			return err
 		}
 		if !l.erased {
@@ -284,7 +296,7 @@ func (db *DB) knownClocks(ctx context.Context, tx *sql.Tx, device int64, clocks 
 
 // upsertEntries writes the changed entries, the k-th at sequence number
 // first+k, and fills in the rid of new ones.
-func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEntry, first int64) error {
+func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEntry, first int64, who *study.Identity) error {
 	byID := make(map[syncengine.EntryID]*loadedEntry, len(changed))
 	args := func(a []any, from, to int) []any {
 		for k, l := range changed[from:to] {
@@ -295,8 +307,12 @@ func (db *DB) upsertEntries(ctx context.Context, tx *sql.Tx, changed []*loadedEn
 				held = l.heldBy
 			}
 			visible := l.heldBy == 0 // a held entry reaches no reader
+			var echo any
+			if d := l.echoW.Device(who, study.EchoBefore{Exists: l.exists, Owner: l.owner, Seq: l.seq, Echo: l.echo}); d != 0 {
+				echo = d
+			}
 			a = append(a, e.ID[:], l.owner, first+int64(from+k), l.after, e.Date.Value,
-				visible && study.SupervisorVisible(e), visible && study.ResearchVisible(e), e.Deleted.Value, held)
+				visible && study.SupervisorVisible(e), visible && study.ResearchVisible(e), e.Deleted.Value, held, echo)
 		}
 		return a
 	}
@@ -338,6 +354,7 @@ type feedRemoval struct {
 }
 
 var (
+	qCountApplied      = writeQuery(`UPDATE devices SET applied_changes = applied_changes + ? WHERE id = ?`)
 	qNewestClock       = writeQuery(`SELECT coalesce(max(clock), 0) FROM history WHERE device_id = ?`)
 	qWithdrawn         = writeQuery(`SELECT withdrawn_at IS NOT NULL FROM users WHERE id = ?`)
 	qAnyRefusal        = writeQuery(`SELECT EXISTS (SELECT 1 FROM refusals WHERE device_id = ?)`)

@@ -289,7 +289,13 @@ func (RemovalReason) EnumDescriptor() ([]byte, []int) {
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The changes, oldest first. At most 1000.
-	Changes       []*Change `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*Change `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	// The cursor of the last page this device applied before it sent the
+	// push (0: none, or not said). An entry of the caller's that this push
+	// is the only writer of since a version the device had pulled by then
+	// needs no echo: the device holds it as the server does, and its next
+	// Pull may leave it out (see PullRequest.own_changes).
+	Cursor        uint64 `protobuf:"varint,2,opt,name=cursor,proto3" json:"cursor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -329,6 +335,13 @@ func (x *PushRequest) GetChanges() []*Change {
 		return x.Changes
 	}
 	return nil
+}
+
+func (x *PushRequest) GetCursor() uint64 {
+	if x != nil {
+		return x.Cursor
+	}
+	return 0
 }
 
 // ChangeResult is the server's answer for one change.
@@ -475,7 +488,20 @@ type PullRequest struct {
 	// The device merges text: send merged text (Entry.body_text,
 	// Feedback.body_text) where the caller may hold it. Without it every
 	// body comes as its text only, as to devices that predate merged text.
-	MergedText    bool `protobuf:"varint,4,opt,name=merged_text,json=mergedText,proto3" json:"merged_text,omitempty"`
+	MergedText bool `protobuf:"varint,4,opt,name=merged_text,json=mergedText,proto3" json:"merged_text,omitempty"`
+	// How many of this device's changes the server holds, as the device
+	// knows it: the last page's PullResponse.own_changes, plus one for each
+	// change acknowledged since as applied or duplicate. Absent when the
+	// device does not know it (it never pulled a last page, or it set its
+	// cursor back). When it equals the server's own count, a navigator's
+	// page leaves out each entry that the device holds exactly as the
+	// server does: one whose every change since a version the device had
+	// pulled came from this device's pushes (see PushRequest.cursor). Such
+	// an entry still moves next_cursor and counts in page_size and in
+	// remaining. A replica restored from a backup, or one that lost its
+	// data, knows a smaller count, and gets every entry until its next last
+	// page.
+	OwnChanges    *uint64 `protobuf:"varint,5,opt,name=own_changes,json=ownChanges,proto3,oneof" json:"own_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -536,6 +562,13 @@ func (x *PullRequest) GetMergedText() bool {
 		return x.MergedText
 	}
 	return false
+}
+
+func (x *PullRequest) GetOwnChanges() uint64 {
+	if x != nil && x.OwnChanges != nil {
+		return *x.OwnChanges
+	}
+	return 0
 }
 
 // Removal tells a reader to drop an entry from its replica.
@@ -627,7 +660,12 @@ type PullResponse struct {
 	Capabilities []Capability `protobuf:"varint,10,rep,packed,name=capabilities,proto3,enum=diary.v1.Capability" json:"capabilities,omitempty"`
 	// For a supervisor, the read state of each entry in the page that they
 	// ever marked (entries never marked are unread and not listed).
-	Reads         []*ReadState `protobuf:"bytes,11,rep,name=reads,proto3" json:"reads,omitempty"`
+	Reads []*ReadState `protobuf:"bytes,11,rep,name=reads,proto3" json:"reads,omitempty"`
+	// On a navigator's last page (more is false): how many changes of the
+	// calling device the server holds, as of the page's snapshot. A device
+	// that applied every page up to here holds them all, and sends this,
+	// counted on with its acknowledged changes, as PullRequest.own_changes.
+	OwnChanges    *uint64 `protobuf:"varint,12,opt,name=own_changes,json=ownChanges,proto3,oneof" json:"own_changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -737,6 +775,13 @@ func (x *PullResponse) GetReads() []*ReadState {
 		return x.Reads
 	}
 	return nil
+}
+
+func (x *PullResponse) GetOwnChanges() uint64 {
+	if x != nil && x.OwnChanges != nil {
+		return *x.OwnChanges
+	}
+	return 0
 }
 
 // ReadState is a supervisor's read mark on an entry as the server holds
@@ -1200,9 +1245,10 @@ var File_diary_v1_sync_proto protoreflect.FileDescriptor
 
 const file_diary_v1_sync_proto_rawDesc = "" +
 	"\n" +
-	"\x13diary/v1/sync.proto\x12\bdiary.v1\x1a\x14diary/v1/admin.proto\x1a\x14diary/v1/entry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"9\n" +
+	"\x13diary/v1/sync.proto\x12\bdiary.v1\x1a\x14diary/v1/admin.proto\x1a\x14diary/v1/entry.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"Q\n" +
 	"\vPushRequest\x12*\n" +
-	"\achanges\x18\x01 \x03(\v2\x10.diary.v1.ChangeR\achanges\"\x8c\x01\n" +
+	"\achanges\x18\x01 \x03(\v2\x10.diary.v1.ChangeR\achanges\x12\x16\n" +
+	"\x06cursor\x18\x02 \x01(\x04R\x06cursor\"\x8c\x01\n" +
 	"\fChangeResult\x121\n" +
 	"\aoutcome\x18\x01 \x01(\x0e2\x17.diary.v1.ChangeOutcomeR\aoutcome\x12/\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RefusalReasonR\x06reason\x12\x18\n" +
@@ -1211,16 +1257,19 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x16.diary.v1.ChangeResultR\aresults\x12;\n" +
 	"\vserver_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"serverTime\x128\n" +
-	"\fcapabilities\x18\x03 \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"\x8c\x01\n" +
+	"\fcapabilities\x18\x03 \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\"\xc2\x01\n" +
 	"\vPullRequest\x12\x16\n" +
 	"\x06cursor\x18\x01 \x01(\x04R\x06cursor\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\rR\bpageSize\x12'\n" +
 	"\x0fcount_remaining\x18\x03 \x01(\bR\x0ecountRemaining\x12\x1f\n" +
 	"\vmerged_text\x18\x04 \x01(\bR\n" +
-	"mergedText\"U\n" +
+	"mergedText\x12$\n" +
+	"\vown_changes\x18\x05 \x01(\x04H\x00R\n" +
+	"ownChanges\x88\x01\x01B\x0e\n" +
+	"\f_own_changes\"U\n" +
 	"\aRemoval\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12/\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\x9b\x04\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x17.diary.v1.RemovalReasonR\x06reason\"\xd1\x04\n" +
 	"\fPullResponse\x12)\n" +
 	"\aentries\x18\x01 \x03(\v2\x0f.diary.v1.EntryR\aentries\x12-\n" +
 	"\bremovals\x18\x02 \x03(\v2\x11.diary.v1.RemovalR\bremovals\x12\x1f\n" +
@@ -1235,7 +1284,10 @@ const file_diary_v1_sync_proto_rawDesc = "" +
 	"\x1fdevices_awaiting_approval_count\x18\t \x01(\rR\x1cdevicesAwaitingApprovalCount\x128\n" +
 	"\fcapabilities\x18\n" +
 	" \x03(\x0e2\x14.diary.v1.CapabilityR\fcapabilities\x12)\n" +
-	"\x05reads\x18\v \x03(\v2\x13.diary.v1.ReadStateR\x05reads\"P\n" +
+	"\x05reads\x18\v \x03(\v2\x13.diary.v1.ReadStateR\x05reads\x12$\n" +
+	"\vown_changes\x18\f \x01(\x04H\x00R\n" +
+	"ownChanges\x88\x01\x01B\x0e\n" +
+	"\f_own_changes\"P\n" +
 	"\tReadState\x12\x19\n" +
 	"\bentry_id\x18\x01 \x01(\tR\aentryId\x12\x12\n" +
 	"\x04read\x18\x02 \x01(\bR\x04read\x12\x14\n" +
@@ -1379,6 +1431,8 @@ func file_diary_v1_sync_proto_init() {
 	}
 	file_diary_v1_admin_proto_init()
 	file_diary_v1_entry_proto_init()
+	file_diary_v1_sync_proto_msgTypes[3].OneofWrappers = []any{}
+	file_diary_v1_sync_proto_msgTypes[5].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
