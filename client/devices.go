@@ -282,7 +282,7 @@ func (c *Client) wipeIfRevoked() error {
 		if !r.At.IsZero() {
 			at = r.At.UnixMilli()
 		}
-		_, err := tx.ExecContext(ctx, `UPDATE profile SET token = '', cursor = 0, device_state = ?, revocation = ?, revoked_by = ?, revoked_at = ?,
+		_, err := tx.ExecContext(ctx, `UPDATE profile SET token = '', cursor = 0, own_changes = NULL, device_state = ?, revocation = ?, revoked_by = ?, revoked_at = ?,
 			revoked_message = ?, lost_changes = lost_changes + ?, awaiting_count = 0, last_error = ?, last_error_at = ? WHERE id = 1`,
 			study.DeviceRevoked, r.Reason, r.By, at, msg, r.LostChanges, msg, c.opts.Now().UnixMilli())
 		if err != nil {

@@ -238,7 +238,14 @@ func (c *Client) push(ctx context.Context, rpc *rpcClients, p *Profile) error {
 		if _, err := c.db.Write.ExecContext(ctx, `UPDATE outbox SET uncertain = 1 WHERE seq BETWEEN ? AND ?`, first, last); err != nil {
 			return fmt.Errorf("cannot mark outbox: %w", err)
 		}
-		req := &diaryv1.PushRequest{Changes: make([]*diaryv1.Change, len(page))}
+		// The cursor says which version of its entries this device had
+		// when it sent them: an entry it alone changed since then needs
+		// no echo in its next pull.
+		var cursor int64
+		if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
+			return fmt.Errorf("cannot read cursor: %w", err)
+		}
+		req := &diaryv1.PushRequest{Changes: make([]*diaryv1.Change, len(page)), Cursor: uint64(cursor)}
 		for i, r := range page {
 			req.Changes[i] = r.change
 		}
@@ -311,6 +318,7 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 		brokenFor := map[docKey]*broken{}
 		var brokenOrder []docKey
 		var known syncengine.Timestamp
+		var acknowledged int64   // changes the server holds now
 		var refusedAhead []int64 // outbox rows refused as ahead, whatever the floor
 		for i, r := range results {
 			row := page[i]
@@ -318,6 +326,7 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 			switch r.GetOutcome() {
 			case diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED, diaryv1.ChangeOutcome_CHANGE_OUTCOME_DUPLICATE:
 				known = max(known, syncengine.Timestamp(row.change.GetClock()))
+				acknowledged++
 				if _, err := tx.ExecContext(ctx, `DELETE FROM outbox WHERE seq = ?`, row.seq); err != nil {
 					return fmt.Errorf("cannot update outbox: %w", err)
 				}
@@ -375,6 +384,12 @@ func (c *Client) applyPushResults(ctx context.Context, p *Profile, page []outbox
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE clock SET known = max(known, ?) WHERE id = 1`, int64(known)); err != nil {
 			return fmt.Errorf("cannot save clock: %w", err)
+		}
+		// Counted on from the server's count (NULL, not known, stays so):
+		// each change leaves the outbox once, with the answer that
+		// says the server holds it, applied or duplicate.
+		if _, err := tx.ExecContext(ctx, `UPDATE profile SET own_changes = own_changes + ? WHERE id = 1`, acknowledged); err != nil {
+			return fmt.Errorf("cannot count acknowledged changes: %w", err)
 		}
 		if err := c.saveOffset(ctx, tx, offset); err != nil {
 			return err
@@ -816,22 +831,35 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 	// the progress counts down from it, and later pages, whose counts
 	// the server caps, only correct it.
 	counted := false
+	// The count of this device's changes the server holds, as this
+	// replica knows it: with it, the pages leave out what this replica
+	// holds as the server does. It does not change during a pull; a
+	// cursor set back forgets it.
+	var own *uint64
 	fetch := func(cursor uint64) chan pullResult {
 		ch := make(chan pullResult, 1)
 		count := !counted
 		counted = true
+		var known *uint64
+		if own != nil {
+			known = proto.Uint64(*own)
+		}
 		go func() {
 			// Asking for merged text costs nothing with a server that
 			// does not merge text: it ignores the field.
-			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize, CountRemaining: count, MergedText: true})
+			resp, err := rpc.sync.Pull(ctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: c.opts.PullPageSize, CountRemaining: count, MergedText: true, OwnChanges: known})
 			ch <- pullResult{resp, err}
 		}()
 		return ch
 	}
 	resetOnce := false
 	var cursor int64
-	if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor FROM profile WHERE id = 1`).Scan(&cursor); err != nil {
+	var ownKnown sql.NullInt64
+	if err := c.db.Read.QueryRowContext(ctx, `SELECT cursor, own_changes FROM profile WHERE id = 1`).Scan(&cursor, &ownKnown); err != nil {
 		return fmt.Errorf("cannot read cursor: %w", err)
+	}
+	if ownKnown.Valid && ownKnown.Int64 >= 0 {
+		own = proto.Uint64(uint64(ownKnown.Int64))
 	}
 	inflight = fetch(uint64(cursor))
 	for {
@@ -850,7 +878,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 				if err := c.resetReplica(ctx); err != nil {
 					return err
 				}
-				cursor = 0
+				cursor, own = 0, nil
 				counted = false
 				inflight = fetch(0)
 				continue
@@ -874,7 +902,7 @@ func (c *Client) pull(ctx context.Context, rpc *rpcClients) error {
 				<-inflight // a page of text only; not applied
 				inflight = nil
 			}
-			cursor = 0
+			cursor, own = 0, nil
 			counted = false
 			inflight = fetch(0)
 			continue
@@ -1003,6 +1031,13 @@ func (c *Client) applyPullPage(ctx context.Context, resp *diaryv1.PullResponse) 
 			if err := storeAwaiting(ctx, tx, resp); err != nil {
 				return err
 			}
+			// Every page up to here applied: this replica holds every
+			// change of this device that the server counts.
+			if resp.OwnChanges != nil && resp.GetOwnChanges() < 1<<62 {
+				if _, err := tx.ExecContext(ctx, `UPDATE profile SET own_changes = ? WHERE id = 1`, int64(resp.GetOwnChanges())); err != nil {
+					return fmt.Errorf("cannot store the count of this device's changes: %w", err)
+				}
+			}
 		}
 		c.clock.Observe(seen)
 		if _, err := tx.ExecContext(ctx, `UPDATE clock SET known = max(known, ?), last = max(last, ?) WHERE id = 1`, int64(seen), int64(c.clock.Last())); err != nil {
@@ -1085,7 +1120,7 @@ func (c *Client) resetReplica(ctx context.Context) error {
 		if err := c.rebuildAll(ctx, tx, touched); err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE profile SET cursor = 0 WHERE id = 1`)
+		_, err = tx.ExecContext(ctx, `UPDATE profile SET cursor = 0, own_changes = NULL WHERE id = 1`)
 		return err
 	})
 }

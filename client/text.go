@@ -144,7 +144,7 @@ func (c *Client) noteCapabilities(ctx context.Context, tx *sql.Tx, caps []diaryv
 		}
 		if on {
 			c.log.Info("the server merges text now; pulling everything again")
-			if _, err := tx.ExecContext(ctx, `UPDATE profile SET cursor = 0 WHERE id = 1`); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE profile SET cursor = 0, own_changes = NULL WHERE id = 1`); err != nil {
 				return fmt.Errorf("cannot reset cursor: %w", err)
 			}
 			return nil
