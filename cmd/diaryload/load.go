@@ -12,6 +12,7 @@ import (
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/syncengine"
+	"google.golang.org/protobuf/proto"
 )
 
 // preloadPerPush is how many entries a preloading push carries: title
@@ -42,10 +43,40 @@ func (d *device) newEntries(n int, shared bool) []*diaryv1.Change {
 		id := syncengine.NewEntryID()
 		for _, c := range fields {
 			c.Entry, c.Replica, c.Clock = id, d.replica, d.clock.Now()
+			if c.Field == syncengine.FieldBody && d.merged {
+				// As the client library writes a body for a server
+				// that merges text: the edit that makes it.
+				e := &syncengine.Entry{ID: id}
+				if err := e.EditText(&c, func(doc *syncengine.TextDoc) (*syncengine.TextChange, error) { return doc.SetText(c.Stamp, c.Text) }); err == nil && c.TextEdit != nil {
+					c.Text = ""
+				}
+			}
 			out = append(out, wire.ChangeToProto(&c))
 		}
 	}
 	return out
+}
+
+// counted adds the changes the server acknowledged, applied or
+// duplicate, to the device's count of its changes the server holds.
+func (d *device) counted(results []*diaryv1.ChangeResult) {
+	if d.own == nil {
+		return
+	}
+	for _, r := range results {
+		switch r.GetOutcome() {
+		case diaryv1.ChangeOutcome_CHANGE_OUTCOME_APPLIED, diaryv1.ChangeOutcome_CHANGE_OUTCOME_DUPLICATE:
+			*d.own++
+		}
+	}
+}
+
+// pulledLast takes the server's count of the device's changes from a
+// last page.
+func (d *device) pulledLast(page *diaryv1.PullResponse) {
+	if !page.GetMore() && page.OwnChanges != nil {
+		d.own = proto.Uint64(page.GetOwnChanges())
+	}
 }
 
 // tally counts errors by Connect code and refused changes by reason.
@@ -122,9 +153,10 @@ type ack struct {
 type navigatorResult struct {
 	push, pull   []time.Duration
 	acks         []ack
-	pushes       int // acknowledged
-	entries      int // in acknowledged pushes
-	pulled       int // entries pulled
+	pushes       int   // acknowledged
+	entries      int   // in acknowledged pushes
+	pulled       int   // entries pulled
+	pullBytes    int64 // bytes of the answers to the pulls after its pushes
 	tally        tally
 	stoppedEarly bool // the load's time was up before its last push
 }
@@ -135,6 +167,20 @@ type navigatorResult struct {
 func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *progress) *navigatorResult {
 	r := &navigatorResult{tally: newTally()}
 	cursor := uint64(0)
+	// As an app's first sync after enrolment: a pull of nothing, whose
+	// last page gives the device the count of its changes the server
+	// holds, so that its pushes' entries do not come back to it.
+	rctx, cancel := context.WithTimeout(ctx, cfg.rpcTimeout)
+	if page, err := d.sync.Pull(rctx, &diaryv1.PullRequest{PageSize: pullPageSize, MergedText: d.merged}); err == nil && !page.GetMore() {
+		d.pulledLast(page)
+		cursor = page.GetNextCursor()
+	} else if err != nil && ctx.Err() == nil {
+		r.tally.errors[errorCode(err)]++
+		pr.failed()
+	}
+	cancel()
+	from := d.pullBytes.Load()
+	defer func() { r.pullBytes = d.pullBytes.Load() - from }()
 	for range cfg.pushes {
 		if stop.Err() != nil {
 			r.stoppedEarly = true
@@ -143,7 +189,7 @@ func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *
 		changes := d.newEntries(cfg.entries, cfg.share)
 		rctx, cancel := context.WithTimeout(ctx, cfg.rpcTimeout)
 		start := time.Now()
-		resp, err := d.sync.Push(rctx, &diaryv1.PushRequest{Changes: changes})
+		resp, err := d.sync.Push(rctx, &diaryv1.PushRequest{Changes: changes, Cursor: cursor})
 		at := time.Now()
 		cancel()
 		if err != nil {
@@ -155,6 +201,7 @@ func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *
 			continue
 		}
 		r.push = append(r.push, at.Sub(start))
+		d.counted(resp.GetResults())
 		r.pushes++
 		r.entries += cfg.entries
 		applied := r.tally.countResults(resp.GetResults(), len(changes))
@@ -166,7 +213,7 @@ func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *
 		for {
 			rctx, cancel := context.WithTimeout(ctx, cfg.rpcTimeout)
 			start := time.Now()
-			page, err := d.sync.Pull(rctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: pullPageSize})
+			page, err := d.sync.Pull(rctx, &diaryv1.PullRequest{Cursor: cursor, PageSize: pullPageSize, MergedText: d.merged, OwnChanges: d.own})
 			took := time.Since(start)
 			cancel()
 			if err != nil {
@@ -180,6 +227,7 @@ func runNavigator(ctx, stop context.Context, cfg *config, i int, d *device, pr *
 			r.pull = append(r.pull, took)
 			r.pulled += len(page.GetEntries())
 			cursor = page.GetNextCursor()
+			d.pulledLast(page)
 			if !page.GetMore() {
 				break
 			}

@@ -30,9 +30,13 @@ type report struct {
 	// Pushes counts the pushes the server acknowledged; Entries the
 	// entries they created; EntriesPulled what the navigators' pulls
 	// after them brought back.
-	Pushes           int     `json:"pushes"`
-	Entries          int     `json:"entries"`
-	EntriesPulled    int     `json:"entries_pulled"`
+	Pushes        int `json:"pushes"`
+	Entries       int `json:"entries"`
+	EntriesPulled int `json:"entries_pulled"`
+	// PullBytes is what the answers to those pulls weighed on the wire
+	// (compressed, HTTP/2 framing aside), in all and per pull.
+	PullBytes        int64   `json:"pull_bytes"`
+	PullBytesPerPull float64 `json:"pull_bytes_per_pull"`
 	Seconds          float64 `json:"seconds"`
 	PushesPerSecond  float64 `json:"pushes_per_second"`
 	EntriesPerSecond float64 `json:"entries_per_second"`
@@ -111,6 +115,7 @@ func (r *report) fill(cfg *config, s *loadStudy, results []*navigatorResult, wat
 		r.Pushes += nr.pushes
 		r.Entries += nr.entries
 		r.EntriesPulled += nr.pulled
+		r.PullBytes += nr.pullBytes
 		r.StoppedEarly = r.StoppedEarly || nr.stoppedEarly
 		all.add(nr.tally)
 		if cfg.share && s.supervisorOf[i] >= 0 {
@@ -151,6 +156,9 @@ func (r *report) fill(cfg *config, s *loadStudy, results []*navigatorResult, wat
 	r.EntriesPerSecond = rate(r.Entries, elapsed)
 	r.PushLatency = summarize(push)
 	r.PullLatency = summarize(pull)
+	if len(pull) > 0 {
+		r.PullBytesPerPull = math.Round(float64(r.PullBytes)/float64(len(pull))*10) / 10
+	}
 	r.WakeLatency = summarize(wakeLat)
 	r.SupervisorPullLatency = summarize(supPull)
 }
@@ -201,7 +209,7 @@ func writeReport(w io.Writer, cfg *config, r *report) error {
 	case r.StoppedEarly:
 		b.WriteString(" (stopped early: --duration)")
 	}
-	fmt.Fprintf(&b, "\nentries: %d pushed, %d pulled back", r.Entries, r.EntriesPulled)
+	fmt.Fprintf(&b, "\nentries: %d pushed, %d pulled back (%.0f bytes a pull)", r.Entries, r.EntriesPulled, r.PullBytesPerPull)
 	if r.Supervisors > 0 {
 		fmt.Fprintf(&b, "; supervisors pulled %d of %d shared", r.SupervisorEntries, r.SupervisorEntriesExpected)
 	}

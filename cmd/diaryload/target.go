@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -240,6 +243,42 @@ type device struct {
 	replica syncengine.ReplicaID
 	clock   *syncengine.Clock
 	tr      *http.Transport
+	// merged says the server merges text: bodies go as text edits, as
+	// the client library sends them, not as whole texts.
+	merged bool
+	// own is how many of the device's changes the server holds, as the
+	// device knows it (PullRequest.own_changes), once a last page has
+	// said; with it the server leaves out the device's echoes.
+	own *uint64
+	// pullBytes counts the bytes of the answers to its pulls, as they
+	// came over the connection (compressed).
+	pullBytes atomic.Int64
+}
+
+// countPulls is a transport that counts the bytes of the Pull answers
+// it reads into n.
+type countPulls struct {
+	rt http.RoundTripper
+	n  *atomic.Int64
+}
+
+func (c countPulls) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(r)
+	if err == nil && strings.HasSuffix(r.URL.Path, diaryv1connect.SyncServicePullProcedure) {
+		resp.Body = &countingBody{ReadCloser: resp.Body, n: c.n}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	k, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(k))
+	return k, err
 }
 
 // enrol issues a one-time code for the user and enrols a device with it,
@@ -250,7 +289,7 @@ func (t *target) enrol(ctx context.Context, code, name string) (*device, error) 
 		return nil, fmt.Errorf("cannot issue an enrolment code for %s: %w", code, err)
 	}
 	d := &device{code: code, tr: newTransport(t.url), clock: syncengine.NewClock(nil)}
-	hc := &http.Client{Transport: d.tr}
+	hc := &http.Client{Transport: countPulls{rt: d.tr, n: &d.pullBytes}}
 	sent := time.Now()
 	resp, err := diaryv1connect.NewDeviceServiceClient(hc, t.url).Enroll(ctx, &diaryv1.EnrollRequest{Code: ic.GetCode(), DeviceName: name})
 	if err != nil {
@@ -269,6 +308,7 @@ func (t *target) enrol(ctx context.Context, code, name string) (*device, error) 
 		d.clock.SetOffset(st.AsTime().Sub(sent.Add(received.Sub(sent) / 2)))
 	}
 	d.id, d.pending = resp.GetDeviceId(), resp.GetState() == diaryv1.DeviceState_DEVICE_STATE_PENDING
+	d.merged = slices.Contains(resp.GetCapabilities(), diaryv1.Capability_CAPABILITY_MERGED_TEXT)
 	d.sync = diaryv1connect.NewSyncServiceClient(hc, t.url,
 		connect.WithInterceptors(bearer(resp.GetToken())),
 		gzipmsg.ClientOption(),
