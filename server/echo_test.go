@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/diarysync/diarysync/internal/wire"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/study"
@@ -226,5 +227,20 @@ func TestPullLeavesOutEchoes(t *testing.T) {
 	want := map[syncengine.EntryID]bool{e1: true, e2: true, e3: true, e4: true, e5: true}
 	if !maps.Equal(got, want) {
 		t.Fatalf("the tablet's pull carried %v, want %v", got, want)
+	}
+}
+
+// TestEchoInputsOutOfRange: a cursor with a push, or a count with a pull,
+// that no server could have given is refused with a sentence.
+func TestEchoInputsOutOfRange(t *testing.T) {
+	s := newStudy(t)
+	ctx := context.Background()
+	id := syncengine.NewEntryID()
+	_, err := s.navAc.sync.Push(ctx, &diaryv1.PushRequest{Cursor: 1 << 63, Changes: []*diaryv1.Change{s.navA.change(id, syncengine.Change{Field: syncengine.FieldTitle, Text: "x"})}})
+	wantCode(t, err, connect.CodeInvalidArgument)
+	_, err = s.navAc.sync.Pull(ctx, &diaryv1.PullRequest{OwnChanges: proto.Uint64(1 << 63)})
+	wantCode(t, err, connect.CodeInvalidArgument)
+	if resp, err := s.navAc.sync.Pull(ctx, &diaryv1.PullRequest{}); err != nil || len(resp.GetEntries()) != 0 {
+		t.Fatalf("after the refused push the navigator pulls %v, %v; want nothing", resp.GetEntries(), err)
 	}
 }
