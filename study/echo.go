@@ -75,7 +75,7 @@ func (w *EchoWrite) Device(who *Identity, b EchoBefore) int64 {
 
 // LeavesOut says whether a pull by who, whose device says it knows
 // known of its changes (PullRequest.OwnChanges) where the server holds
-// held, leaves out an entry whose echo device is echo.
-func LeavesOut(who *Identity, req *PullRequest, held, echo int64) bool {
-	return echo != 0 && echo == who.DeviceID && req.OwnChangesKnown && req.OwnChanges == held
+// applied, leaves out an entry whose echo device is echo.
+func LeavesOut(who *Identity, req *PullRequest, applied, echo int64) bool {
+	return echo != 0 && echo == who.DeviceID && req.OwnChangesKnown && req.OwnChanges == applied
 }

@@ -30,8 +30,8 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		// With the position, for a navigator, the device's count of its
 		// changes: while the device knows the same, the page leaves out
 		// its echoes.
-		var head, held int64
-		if err := tx.QueryRow(ctx, `SELECT value, coalesce((SELECT applied_changes FROM devices WHERE id = $1), 0) FROM sequence WHERE id = 1`, who.DeviceID).Scan(&head, &held); err != nil {
+		var head, applied int64
+		if err := tx.QueryRow(ctx, `SELECT value, coalesce((SELECT applied_changes FROM devices WHERE id = $1), 0) FROM sequence WHERE id = 1`, who.DeviceID).Scan(&head, &applied); err != nil {
 			return fmt.Errorf("cannot read sequence: %w", err)
 		}
 		if cursor > head {
@@ -82,7 +82,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: study.RemovalReason(reason)})
 				continue
 			}
-			if rd.Owner && study.LeavesOut(who, &req, held, echo) {
+			if rd.Owner && study.LeavesOut(who, &req, applied, echo) {
 				continue
 			}
 			e, err := syncengine.DecodeEntryLazy(state)
@@ -110,7 +110,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
 		} else {
 			if rd.Owner {
-				page.OwnChanges, page.OwnChangesSet = held, true
+				page.OwnChanges, page.OwnChangesSet = applied, true
 			}
 			if req.AwaitingApproval {
 				page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)

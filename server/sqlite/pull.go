@@ -37,9 +37,9 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 		}
 		// The device's count of its changes, for a navigator: while the
 		// device knows the same, the page leaves out its echoes.
-		var held int64
+		var applied int64
 		if rd.Owner {
-			if err := tx.QueryRowContext(ctx, qAppliedChanges, who.DeviceID).Scan(&held); err != nil {
+			if err := tx.QueryRowContext(ctx, qAppliedChanges, who.DeviceID).Scan(&applied); err != nil {
 				return fmt.Errorf("cannot read device: %w", err)
 			}
 		}
@@ -82,7 +82,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 				page.Removals = append(page.Removals, study.Removal{Entry: syncengine.EntryID(id), Reason: reason})
 				continue
 			}
-			if rd.Owner && study.LeavesOut(who, &req, held, echo) {
+			if rd.Owner && study.LeavesOut(who, &req, applied, echo) {
 				continue
 			}
 			e, err := syncengine.DecodeEntryLazy(state)
@@ -110,7 +110,7 @@ func (db *DB) Pull(ctx context.Context, who *study.Identity, req study.PullReque
 			page.RemainingExact = page.RemainingExact || page.Remaining < study.MaxRemainingCount
 		} else {
 			if rd.Owner {
-				page.OwnChanges, page.OwnChangesSet = held, true
+				page.OwnChanges, page.OwnChangesSet = applied, true
 			}
 			if req.AwaitingApproval {
 				page.Awaiting, page.AwaitingCount, err = db.awaitingApproval(ctx, tx, who.UserID, study.MaxAwaitingApproval)
