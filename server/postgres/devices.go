@@ -38,6 +38,13 @@ func (db *DB) pendingSyncTime(device int64) (int64, bool) {
 
 // FlushSyncTimes writes the remembered sync times in one statement. A
 // time never moves back, whichever process wrote the later one first.
+//
+// It takes the write lock first, as every other writer of device rows
+// does: a group of pushes holds the lock and then updates its devices'
+// rows one push at a time (their counts of changes), so a statement that
+// updated many device rows without the lock could hold one that the
+// group wants next while it waits for one the group holds, a deadlock
+// that PostgreSQL breaks only after deadlock_timeout by failing one side.
 func (db *DB) FlushSyncTimes(ctx context.Context) error {
 	db.syncTimes.mu.Lock()
 	pending := db.syncTimes.pending
@@ -52,8 +59,11 @@ func (db *DB) FlushSyncTimes(ctx context.Context) error {
 		ids = append(ids, id)
 		times = append(times, t)
 	}
-	_, err := db.pool.Exec(ctx, `UPDATE devices d SET last_sync_at = greatest(coalesce(d.last_sync_at, 0), p.t)
-		FROM unnest($1::bigint[], $2::bigint[]) AS p(id, t) WHERE d.id = p.id`, ids, times)
+	err := db.writeTx(ctx, func(t *tx) error {
+		_, err := t.Exec(ctx, `UPDATE devices d SET last_sync_at = greatest(coalesce(d.last_sync_at, 0), p.t)
+			FROM unnest($1::bigint[], $2::bigint[]) AS p(id, t) WHERE d.id = p.id`, ids, times)
+		return err
+	})
 	if err != nil {
 		// Put them back so the next flush tries again.
 		db.syncTimes.mu.Lock()
