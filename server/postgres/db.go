@@ -74,6 +74,7 @@ type DB struct {
 
 	syncTimes syncTimes
 	group     groupCommitter
+	growth    growth
 	redactors redactorCache
 	// exportSlots bounds the exports made at once (see Export).
 	exportSlots chan struct{}
@@ -155,11 +156,16 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		pool.Close()
 		return nil, err
 	}
+	if err := db.initGrowth(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("cannot read the size of the history: %w", err)
+	}
 	return db, nil
 }
 
 // Close closes the connection pool.
 func (db *DB) Close() error {
+	db.stopGrowth()
 	db.pool.Close()
 	return nil
 }

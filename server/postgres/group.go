@@ -251,6 +251,11 @@ func (db *DB) runGroup(batch []*pushJob) {
 	if err == nil && len(applied) > 0 {
 		db.group.commits.Add(1)
 		db.group.pushes.Add(int64(len(applied)))
+		changes := 0
+		for _, j := range applied {
+			changes += len(j.candidates)
+		}
+		db.grew(changes)
 	}
 	for _, j := range batch {
 		if err != nil && j.err == nil {

@@ -249,11 +249,14 @@ func queueWrites(w *pgx.Batch, loaded map[syncengine.EntryID]*loadedEntry, order
 	return nil
 }
 
+// loadEntriesSQL reads the stored state of the entries a push changes.
+const loadEntriesSQL = `SELECT id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0), seq, coalesce(echo_device, 0) FROM entries WHERE id = ANY($1)`
+
 // queueLoadEntries queues the read of the stored state of the given
 // entries; the map it returns is filled in when the batch runs.
 func queueLoadEntries(b *pgx.Batch, ids [][]byte) map[syncengine.EntryID]*loadedEntry {
 	out := make(map[syncengine.EntryID]*loadedEntry, len(ids))
-	b.Queue(`SELECT id, owner_id, state, erased_at IS NOT NULL, coalesce(held_by, 0), seq, coalesce(echo_device, 0) FROM entries WHERE id = ANY($1)`, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(loadEntriesSQL, ids).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			l := &loadedEntry{exists: true}
 			var id, state []byte
