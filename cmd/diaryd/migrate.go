@@ -73,6 +73,12 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
+	// Statistics for the copied tables, so that the server's first plans
+	// are costed with their real sizes rather than autovacuum's next
+	// visit deciding them.
+	if _, err := conn.Exec(ctx, `ANALYZE`, pgx.QueryExecModeSimpleProtocol); err != nil {
+		return fmt.Errorf("copied the study, but cannot analyze its tables (run ANALYZE on the database before starting diaryd): %w", err)
+	}
 	fmt.Fprintf(stdout, "Copied %s to PostgreSQL: %d users, %d devices, %d entries, %d history rows, %d feed rows, %d audit events, sequence at %d.\n",
 		*from, counts["users"], counts["devices"], counts["entries"], counts["history"], counts["feed"], counts["audit"], counts["sequence"])
 	fmt.Fprintf(stdout, "Start diaryd with --database and point the devices' address at it; keep %s as a backup until you are sure.\n", *from)

@@ -232,6 +232,19 @@ func TestDiaryd_Migrate(t *testing.T) {
 		if edits == 0 || copied != edits {
 			t.Fatalf("%d text edits in the SQLite history, %d copied as text edits", edits, copied)
 		}
+		// The copied tables have statistics of their size (-1 when
+		// never analyzed).
+		var entries int
+		var tuples float64
+		if err := lite.QueryRow(`SELECT count(*) FROM entries`).Scan(&entries); err != nil {
+			t.Fatal(err)
+		}
+		if err := openRaw(t, url).QueryRow(`SELECT reltuples FROM pg_class WHERE oid = 'entries'::regclass`).Scan(&tuples); err != nil {
+			t.Fatal(err)
+		}
+		if int(tuples) != entries {
+			t.Fatalf("PostgreSQL's statistics count %v entries, the copy %d", tuples, entries)
+		}
 	})
 	t.Run("ErrNotEmpty", func(t *testing.T) {
 		out, err := diaryd(t, "migrate", "--from", data, "--database", url)
