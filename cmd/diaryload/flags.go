@@ -79,6 +79,10 @@ What it measures:
   server memory        for the diaryd it starts, the peak resident memory of the
                        process (VmHWM) and the Go heap from its metrics; with
                        --metrics, what those metrics expose
+  CPU                  while pushing (Linux): the server's (its process, or
+                       process_cpu_seconds_total with --metrics), diaryload's,
+                       and the machine's share of its cores busy and stolen by
+                       its hypervisor, which moves figures on a shared machine
   errors               failed calls by Connect code; refused changes by reason
 
 Users carry study codes LOAD-<run>-N00001 (navigators), LOAD-<run>-S0001

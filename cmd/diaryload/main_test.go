@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,6 +158,7 @@ func TestRun_StartsDiaryd(t *testing.T) {
 	if r.ServerGoHeapMaxBytes == nil || *r.ServerGoHeapMaxBytes == 0 {
 		t.Errorf("server Go heap %v", r.ServerGoHeapMaxBytes)
 	}
+	checkCPU(t, r, "/proc of the diaryd process")
 	if r.Preload != nil || r.FullPull != nil || r.Cleanup != nil {
 		t.Errorf("preload %v, full pull %v, cleanup %v: none was asked for", r.Preload, r.FullPull, r.Cleanup)
 	}
@@ -429,6 +431,7 @@ func TestRun_Server(t *testing.T) {
 		if r.ServerRSSMaxBytes == nil || *r.ServerRSSMaxBytes == 0 || r.ServerGoHeapMaxBytes == nil || *r.ServerGoHeapMaxBytes == 0 {
 			t.Errorf("server RSS %v, Go heap %v: want both", r.ServerRSSMaxBytes, r.ServerGoHeapMaxBytes)
 		}
+		checkCPU(t, r, metricCPU+" from metrics")
 		if c := r.Cleanup; c == nil || c.NavigatorsErased != 2 || c.EntriesErased != 12 || c.UsersDeactivated != 3 {
 			t.Errorf("cleanup: %+v; want 12 entries of 2 navigators erased and 3 users deactivated", c)
 		}
@@ -444,6 +447,9 @@ func TestRun_Server(t *testing.T) {
 		r := mustLoad(t, "--server", srv.url, "--admin-home", home, "--devices", "1", "--pushes", "1", "--entries", "2")
 		if r.Cleanup != nil || r.ServerRSSMaxBytes != nil || r.ServerGoHeapMaxBytes != nil {
 			t.Errorf("cleanup %v, RSS %v, heap %v: none was asked for", r.Cleanup, r.ServerRSSMaxBytes, r.ServerGoHeapMaxBytes)
+		}
+		if r.CPU != nil && r.CPU.ServerSeconds != nil {
+			t.Errorf("server CPU %v s from %q without metrics", *r.CPU.ServerSeconds, r.CPU.ServerSource)
 		}
 		withAdmin(t, home, func(admin diaryv1connect.AdminServiceClient) {
 			if u := users(t, admin)[navigatorCode(r.RunID, 0)]; u == nil || !u.GetActive() {
@@ -628,11 +634,11 @@ diarysync_go_heap_inuse_bytes 4.194304e+06
 diarysync_rpc_requests_total{procedure="/x",code="ok"} 3
 process_resident_memory_bytes 33554432 1700000000000
 `
-	got, err := parseGauges(strings.NewReader(text), metricHeap, metricRSS)
+	got, err := parseSamples(strings.NewReader(text), metricHeap, metricRSS)
 	if err != nil || got[metricHeap] != 4194304 || got[metricRSS] != 33554432 || len(got) != 2 {
-		t.Errorf("parseGauges = %v, %v", got, err)
+		t.Errorf("parseSamples = %v, %v", got, err)
 	}
-	if _, err := parseGauges(strings.NewReader("diarysync_go_heap_inuse_bytes lots\n"), metricHeap); err == nil {
+	if _, err := parseSamples(strings.NewReader("diarysync_go_heap_inuse_bytes lots\n"), metricHeap); err == nil {
 		t.Error("a bad value parsed")
 	}
 }
@@ -646,5 +652,31 @@ func TestRefusalName(t *testing.T) {
 		if got := refusalName(r); got != want {
 			t.Errorf("refusalName(%d) = %q, want %q", r, got, want)
 		}
+	}
+}
+
+// checkCPU checks the CPU a run reports: the server's from source, and
+// on Linux diaryload's and the machine's. Linux counts CPU time in ticks
+// of 10 ms, which a small test load may not fill: a figure may be 0.
+func checkCPU(t *testing.T, r *report, source string) {
+	t.Helper()
+	c := r.CPU
+	if _, err := os.Stat("/proc/stat"); err != nil {
+		t.Logf("no /proc/stat (%v): the CPU figures are not checked", err)
+		return
+	}
+	if c == nil {
+		t.Fatal("no CPU figures")
+	}
+	if c.ServerSeconds == nil || *c.ServerSeconds < 0 || c.ServerSource != source || c.ServerMsPerPush == nil {
+		t.Errorf("server CPU %v s from %q, %v ms a push; want them, from %q", c.ServerSeconds, c.ServerSource, c.ServerMsPerPush, source)
+	} else if want := math.Round(*c.ServerSeconds*1000/float64(r.Pushes)*1000) / 1000; math.Abs(*c.ServerMsPerPush-want) > 0.002 {
+		t.Errorf("server CPU %v ms a push, want %v s over %d pushes", *c.ServerMsPerPush, *c.ServerSeconds, r.Pushes)
+	}
+	if c.LoadSeconds == nil || *c.LoadSeconds < 0 {
+		t.Errorf("diaryload CPU %v s", c.LoadSeconds)
+	}
+	if c.MachineCores < 1 || c.MachineBusy == nil || *c.MachineBusy < 0 || *c.MachineBusy > 1 || c.MachineSteal == nil || *c.MachineSteal < 0 || *c.MachineSteal > 1 {
+		t.Errorf("machine: %d cores, busy %v, steal %v", c.MachineCores, c.MachineBusy, c.MachineSteal)
 	}
 }

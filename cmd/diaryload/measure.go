@@ -121,12 +121,14 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 	stop, stopLoad := context.WithTimeout(ctx, cfg.duration)
 	results := make([]*navigatorResult, cfg.devices)
 	var wg sync.WaitGroup
+	cpuStart := markCPU(ctx, t)
 	start := time.Now()
 	for i, d := range s.navigators {
 		wg.Go(func() { results[i] = runNavigator(ctx, stop, cfg, i, d, pr) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpuEnd := markCPU(ctx, t)
 	stopLoad()
 
 	targets := make([]uint64, len(watchers))
@@ -144,6 +146,7 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 	stopAll()
 
 	rep.fill(cfg, s, results, watchers, elapsed)
+	rep.CPU = cpuSince(cpuStart, cpuEnd, t, rep.Pushes)
 	if err := context.Cause(ctx); err != nil {
 		rep.Interrupted = true
 		rep.memory(t.readMemory())

@@ -18,6 +18,7 @@ import (
 const (
 	metricHeap = "diarysync_go_heap_inuse_bytes"
 	metricRSS  = "process_resident_memory_bytes"
+	metricCPU  = "process_cpu_seconds_total"
 )
 
 // metricsSampler scrapes a /metrics URL a couple of times a second and
@@ -65,28 +66,40 @@ func sampleMetrics(ctx context.Context, url string) (*metricsSampler, error) {
 }
 
 func (s *metricsSampler) scrape(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", resp.Status)
-	}
-	values, err := parseGauges(io.LimitReader(resp.Body, 4<<20), metricHeap, metricRSS)
+	values, err := s.fetch(ctx, metricHeap, metricRSS)
 	if err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for name, v := range values {
-		s.peaks[name] = max(s.peaks[name], v)
+		s.peaks[name] = max(s.peaks[name], uint64(v))
 	}
 	return nil
+}
+
+// cpuSeconds reads the server's CPU time once, if its metrics have it.
+func (s *metricsSampler) cpuSeconds(ctx context.Context) (float64, bool) {
+	values, err := s.fetch(ctx, metricCPU)
+	v, ok := values[metricCPU]
+	return v, err == nil && ok
+}
+
+// fetch reads the named samples from the metrics once.
+func (s *metricsSampler) fetch(ctx context.Context, names ...string) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s", resp.Status)
+	}
+	return parseSamples(io.LimitReader(resp.Body, 4<<20), names...)
 }
 
 // stop ends scraping and returns the peak of each gauge that was found.
@@ -99,14 +112,14 @@ func (s *metricsSampler) stop() map[string]uint64 {
 	return s.peaks
 }
 
-// parseGauges reads the named unlabelled samples from the Prometheus text
-// format.
-func parseGauges(r io.Reader, names ...string) (map[string]uint64, error) {
+// parseSamples reads the named unlabelled samples from the Prometheus
+// text format.
+func parseSamples(r io.Reader, names ...string) (map[string]float64, error) {
 	want := map[string]bool{}
 	for _, n := range names {
 		want[n] = true
 	}
-	out := map[string]uint64{}
+	out := map[string]float64{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		f := strings.Fields(sc.Text())
@@ -118,7 +131,7 @@ func parseGauges(r io.Reader, names ...string) (map[string]uint64, error) {
 		if err != nil || v < 0 {
 			return nil, fmt.Errorf("%s: bad value %q", name, value)
 		}
-		out[name] = uint64(v)
+		out[name] = v
 	}
 	return out, sc.Err()
 }

@@ -66,6 +66,10 @@ type report struct {
 	ServerGoHeapMaxBytes *uint64 `json:"server_go_heap_inuse_max_bytes,omitempty"`
 	ServerGoHeapSource   string  `json:"server_go_heap_source,omitempty"`
 
+	// CPU is what the machine, diaryload and the server spent while the
+	// navigators pushed.
+	CPU *cpuReport `json:"cpu,omitempty"`
+
 	Preload  *preloadReport  `json:"preload,omitempty"`
 	FullPull *fullPullReport `json:"full_pull,omitempty"`
 	Cleanup  *cleanupReport  `json:"cleanup,omitempty"`
@@ -259,6 +263,24 @@ func writeReport(w io.Writer, cfg *config, r *report) error {
 	}
 	if r.ServerGoHeapMaxBytes != nil {
 		fmt.Fprintf(&b, "server Go heap in use: max %s (%s)\n", mib(*r.ServerGoHeapMaxBytes), r.ServerGoHeapSource)
+	}
+	if c := r.CPU; c != nil {
+		var parts []string
+		if c.ServerSeconds != nil {
+			p := fmt.Sprintf("server %.2f s", *c.ServerSeconds)
+			if c.ServerMsPerPush != nil {
+				p += fmt.Sprintf(" (%.2f ms a push and its pull)", *c.ServerMsPerPush)
+			}
+			parts = append(parts, p)
+		}
+		if c.LoadSeconds != nil {
+			parts = append(parts, fmt.Sprintf("diaryload %.2f s", *c.LoadSeconds))
+		}
+		if c.MachineBusy != nil {
+			parts = append(parts, fmt.Sprintf("machine (%s) %.0f%% busy, %.0f%% stolen by its hypervisor",
+				plural(c.MachineCores, "core"), *c.MachineBusy*100, *c.MachineSteal*100))
+		}
+		fmt.Fprintf(&b, "CPU while pushing: %s\n", strings.Join(parts, "; "))
 	}
 	if f := r.FullPull; f != nil {
 		fmt.Fprintf(&b, "full pull by a fresh device of %s: %d entries (%d expected) in %d pages of up to %d, %.3f s: %.1f entries/s\n",
