@@ -398,7 +398,7 @@ once: a code used for the console cannot enrol a phone too; restarting with
 }
 
 func adminCode(ctx context.Context, args []string, stdout, _ io.Writer) error {
-	fs := flags("diaryd admin-code", "[--data DIR]", stdout)
+	fs := flags("diaryd admin-code", "[--data DIR | --database postgres://...]", stdout)
 	data := dataFlag(fs)
 	database := databaseFlag(fs)
 	if err := parse(fs, args); err != nil {

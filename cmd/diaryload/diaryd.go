@@ -70,21 +70,33 @@ func childEnv() []string {
 // returns it with a one-time administrator code: the one a new study
 // writes to <data>/admin-code, or a fresh one from "diaryd admin-code"
 // for a study that exists already.
-func startDiaryd(ctx context.Context, bin, data, synchronous string) (*diarydProcess, string, error) {
-	code := ""
-	if _, err := os.Stat(filepath.Join(data, "diarysync.db")); err == nil {
-		cmd := exec.CommandContext(ctx, bin, "admin-code", "--data", data)
+func startDiaryd(ctx context.Context, bin, data, synchronous, database string) (*diarydProcess, string, error) {
+	adminCode := func(store ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"admin-code"}, store...)...)
 		cmd.Env = childEnv()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			return nil, "", fmt.Errorf("cannot get an administrator code from diaryd admin-code: %w: %s", err, strings.TrimSpace(stderr.String()))
+			return "", fmt.Errorf("cannot get an administrator code from diaryd admin-code: %w: %s", err, strings.TrimSpace(stderr.String()))
 		}
-		code = strings.TrimSpace(string(out))
+		return strings.TrimSpace(string(out)), nil
+	}
+	code := ""
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--log-level", "info"}
+	if database != "" {
+		args = append(args, "--database", database)
+	} else {
+		args = append(args, "--data", data, "--synchronous", synchronous)
+		if _, err := os.Stat(filepath.Join(data, "diarysync.db")); err == nil {
+			var err error
+			if code, err = adminCode("--data", data); err != nil {
+				return nil, "", err
+			}
+		}
 	}
 	p := &diarydProcess{log: &logTail{max: 40}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "serve", "--data", data, "--addr", "127.0.0.1:0", "--log-level", "info", "--synchronous", synchronous)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = childEnv()
 	p.cmd.Stdout = io.Discard
 	stderr, err := p.cmd.StderrPipe()
@@ -130,6 +142,15 @@ func startDiaryd(ctx context.Context, bin, data, synchronous string) (*diarydPro
 		return fail(context.Cause(ctx))
 	case <-time.After(time.Minute):
 		return fail(fmt.Errorf("diaryd did not start serving within a minute:\n%s", p.log))
+	}
+	if database != "" {
+		// Asked of the database once it is migrated; a code for a study
+		// that already has an administrator as well as for a new one.
+		c, err := adminCode("--database", database)
+		if err != nil {
+			return fail(err)
+		}
+		code = c
 	}
 	if code == "" {
 		b, err := os.ReadFile(filepath.Join(data, "admin-code"))

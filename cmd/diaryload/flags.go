@@ -58,11 +58,13 @@ The server:
   --data DIR         data directory for the diaryd it starts, kept afterwards
                      (default: a temporary directory, removed)
   --synchronous S    SQLite synchronous of the diaryd it starts: FULL or NORMAL (default FULL)
+  --database URL     start diaryd on this PostgreSQL database (postgres://...) instead of
+                     SQLite; what the run writes stays in it
   --server URL       load this running server instead of starting one
   --admin-home DIR   with --server: a diary profile directory enrolled as an administrator
   --metrics URL      with --server: the server's metrics, such as http://HOST:PORT/metrics
   --cleanup          afterwards erase the navigators' entries and deactivate the users
-                     this run created (with --server or --data)
+                     this run created (with --server, --data or --database)
   --cleanup-only RUN with --server: only erase and deactivate the users of an earlier
                      run (its run id, or "all" for every LOAD- user), then stop
 
@@ -98,6 +100,7 @@ type config struct {
 	duration, timeout, rpcTimeout time.Duration
 
 	diaryd, data, synchronous  string
+	database                   string
 	server, adminHome, metrics string
 	cleanup                    bool
 	cleanupOnly                string
@@ -136,6 +139,7 @@ func parseFlags(args []string, stdout io.Writer) (*config, error) {
 	fs.StringVar(&c.diaryd, "diaryd", "", "")
 	fs.StringVar(&c.data, "data", "", "")
 	fs.StringVar(&c.synchronous, "synchronous", "FULL", "")
+	fs.StringVar(&c.database, "database", "", "")
 	fs.StringVar(&c.server, "server", "", "")
 	fs.StringVar(&c.adminHome, "admin-home", "", "")
 	fs.StringVar(&c.metrics, "metrics", "", "")
@@ -210,12 +214,19 @@ func (c *config) check(set map[string]bool) error {
 				return usagef("--%s needs --server", name)
 			}
 		}
-		if c.cleanup && c.data == "" {
-			return usagef("--cleanup needs --server or --data: a temporary study is removed with its data anyway")
+		if c.database != "" {
+			for _, name := range []string{"data", "synchronous"} {
+				if set[name] {
+					return usagef("--%s is for a diaryd on SQLite; it cannot be used with --database", name)
+				}
+			}
+		}
+		if c.cleanup && c.data == "" && c.database == "" {
+			return usagef("--cleanup needs --server, --data or --database: a temporary study is removed with its data anyway")
 		}
 		return nil
 	}
-	for _, name := range []string{"diaryd", "data", "synchronous"} {
+	for _, name := range []string{"diaryd", "data", "synchronous", "database"} {
 		if set[name] {
 			return usagef("--%s is for the diaryd that diaryload starts; it cannot be used with --server", name)
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -19,8 +20,10 @@ import (
 
 	"github.com/diarysync/diarysync/client"
 	"github.com/diarysync/diarysync/client/operator"
+	"github.com/diarysync/diarysync/internal/storetest"
 	diaryv1 "github.com/diarysync/diarysync/proto/diary/v1"
 	"github.com/diarysync/diarysync/proto/diary/v1/diaryv1connect"
+	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
 var (
@@ -110,6 +113,40 @@ func checkNoErrors(t *testing.T, r *report) {
 	t.Helper()
 	if len(r.Errors) != 0 || len(r.Refused) != 0 || r.ServerLogErrors != 0 {
 		t.Errorf("errors %v, refused %v, server log errors %d; want none", r.Errors, r.Refused, r.ServerLogErrors)
+	}
+}
+
+// TestRun_Database: with --database, diaryload starts diaryd on that
+// PostgreSQL database, and --cleanup erases what the run wrote there.
+func TestRun_Database(t *testing.T) {
+	url := storetest.NewDatabase(t)
+	r := mustLoad(t, "--diaryd", diarydBinary(t), "--database", url, "--devices", "3", "--supervisors", "1", "--pushes", "3", "--entries", "5", "--cleanup")
+	if !r.StartedServer || r.Store != "postgres" || r.Synchronous != "" {
+		t.Errorf("started %v, store %q, synchronous %q; want a started server on postgres", r.StartedServer, r.Store, r.Synchronous)
+	}
+	if r.Pushes != 9 || r.Entries != 45 || r.Wakes != 9 || r.SupervisorEntries != 45 {
+		t.Errorf("pushes %d, entries %d, wakes %d, supervisor entries %d; want 9, 45, 9, 45", r.Pushes, r.Entries, r.Wakes, r.SupervisorEntries)
+	}
+	checkNoErrors(t, r)
+	checkLatency(t, "push", r.PushLatency, 9)
+	if r.ServerRSSMaxBytes == nil || *r.ServerRSSMaxBytes == 0 {
+		t.Errorf("server RSS %v", r.ServerRSSMaxBytes)
+	}
+	checkCPU(t, r, "/proc of the diaryd process")
+	if c := r.Cleanup; c == nil || c.NavigatorsErased != 3 || c.EntriesErased != 45 || c.UsersDeactivated != 4 {
+		t.Errorf("cleanup: %+v; want 45 entries of 3 navigators erased and 4 users deactivated", c)
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var users, live int
+	if err := db.QueryRow(`SELECT count(*) FILTER (WHERE study_code LIKE 'LOAD-%'), count(*) FILTER (WHERE study_code LIKE 'LOAD-%' AND active) FROM users`).Scan(&users, &live); err != nil {
+		t.Fatal(err)
+	}
+	if users != 4 || live != 0 {
+		t.Errorf("the database holds %d LOAD- users, %d active; want the run's 4, none active", users, live)
 	}
 }
 
@@ -537,7 +574,11 @@ func TestRun_BadFlags(t *testing.T) {
 		{[]string{"--server", "http://127.0.0.1:8080"}, "--server needs --admin-home"},
 		{[]string{"--admin-home", "/tmp/x"}, "--admin-home needs --server"},
 		{[]string{"--metrics", "http://127.0.0.1:8080/metrics"}, "--metrics needs --server"},
-		{[]string{"--cleanup"}, "--cleanup needs --server or --data"},
+		{[]string{"--cleanup"}, "--cleanup needs --server, --data or --database"},
+		{[]string{"--database", "postgres:///x", "--cleanup"}, ""},
+		{[]string{"--database", "postgres:///x", "--synchronous", "NORMAL"}, "--synchronous is for a diaryd on SQLite"},
+		{[]string{"--database", "postgres:///x", "--data", "/tmp/x"}, "--data is for a diaryd on SQLite"},
+		{[]string{"--server", "http://127.0.0.1:8080", "--admin-home", "/tmp/x", "--database", "postgres:///x"}, "--database is for the diaryd that diaryload starts"},
 		{[]string{"--cleanup-only", "ABC"}, "--cleanup-only needs --server"},
 		{[]string{"--server", "127.0.0.1:8080", "--admin-home", "/tmp/x"}, `--server "127.0.0.1:8080": want a URL`},
 		{[]string{"--server", "http://127.0.0.1:8080", "--admin-home", "/tmp/x", "--diaryd", "/bin/true"}, "--diaryd is for the diaryd that diaryload starts"},

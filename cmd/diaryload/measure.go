@@ -66,8 +66,10 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 		Refused:         map[string]int{},
 	}
 	if t.started {
-		rep.Synchronous = t.sync
-		rep.Data = cfg.data
+		rep.Store, rep.Synchronous, rep.Data = "sqlite", t.sync, cfg.data
+		if cfg.database != "" {
+			rep.Store, rep.Synchronous = "postgres", ""
+		}
 	}
 	if cfg.cleanup {
 		defer func() {

@@ -18,6 +18,7 @@ type report struct {
 	RunID         string `json:"run_id"`
 	Server        string `json:"server"`
 	StartedServer bool   `json:"started_server"`
+	Store         string `json:"store,omitempty"` // of a server it started: sqlite or postgres
 	Synchronous   string `json:"synchronous,omitempty"`
 	Data          string `json:"data,omitempty"`
 
@@ -192,7 +193,10 @@ func writeReport(w io.Writer, cfg *config, r *report) error {
 	}
 	var b strings.Builder
 	how := "a running server"
-	if r.StartedServer {
+	switch {
+	case r.StartedServer && r.Store == "postgres":
+		how = "diaryd started by diaryload on PostgreSQL"
+	case r.StartedServer:
 		how = "diaryd started by diaryload, synchronous=" + r.Synchronous
 	}
 	fmt.Fprintf(&b, "run %s on %s (%s)\n", r.RunID, r.Server, how)

@@ -74,7 +74,10 @@ func openTarget(ctx context.Context, cfg *config, pr *progress) (t *target, err 
 		}
 		return t, nil
 	}
-	t.started, t.sync = true, cfg.synchronous
+	t.started = true
+	if cfg.database == "" {
+		t.sync = cfg.synchronous
+	}
 	tmp, err := os.MkdirTemp("", "diaryload-")
 	if err != nil {
 		return t, err
@@ -90,7 +93,7 @@ func openTarget(ctx context.Context, cfg *config, pr *progress) (t *target, err 
 		t.dataDir = filepath.Join(tmp, "data")
 	}
 	pr.phase("starting diaryd", 0)
-	child, code, err := startDiaryd(ctx, bin, t.dataDir, cfg.synchronous)
+	child, code, err := startDiaryd(ctx, bin, t.dataDir, cfg.synchronous, cfg.database)
 	if err != nil {
 		return t, err
 	}
