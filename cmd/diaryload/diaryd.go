@@ -66,10 +66,11 @@ func childEnv() []string {
 	return env
 }
 
-// startDiaryd starts "diaryd serve" on data on a free loopback port and
-// returns it with a one-time administrator code: the one a new study
+// startDiaryd starts "diaryd serve" on a free loopback port, on the
+// PostgreSQL database when one is given and else on data, and returns it
+// with a one-time administrator code: on SQLite the one a new study
 // writes to <data>/admin-code, or a fresh one from "diaryd admin-code"
-// for a study that exists already.
+// for a study that exists already; on PostgreSQL always a fresh one.
 func startDiaryd(ctx context.Context, bin, data, synchronous, database string) (*diarydProcess, string, error) {
 	adminCode := func(store ...string) (string, error) {
 		cmd := exec.CommandContext(ctx, bin, append([]string{"admin-code"}, store...)...)
