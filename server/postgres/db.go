@@ -163,7 +163,8 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// Close closes the connection pool.
+// Close stops an analysis under way (see analyze.go) and closes the
+// connection pool.
 func (db *DB) Close() error {
 	db.stopGrowth()
 	db.pool.Close()
