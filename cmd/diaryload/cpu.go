@@ -20,7 +20,8 @@ import (
 
 // cpuReport is the CPU spent while the navigators pushed.
 type cpuReport struct {
-	// Of all the machine's cores' time: running anything, and stolen by
+	// Of all the cores' time of the machine diaryload runs on (the
+	// server's too when it is local): running anything, and stolen by
 	// the hypervisor for other machines (0 to 1).
 	MachineCores int      `json:"machine_cores,omitempty"`
 	MachineBusy  *float64 `json:"machine_busy,omitempty"`

@@ -83,7 +83,7 @@ What it measures:
                        --metrics, what those metrics expose
   CPU                  while pushing (Linux): the server's (its process, or
                        process_cpu_seconds_total with --metrics), diaryload's,
-                       and the machine's share of its cores busy and stolen by
+                       and the share of this machine's cores busy and stolen by
                        its hypervisor, which moves figures on a shared machine
   errors               failed calls by Connect code; refused changes by reason
 

@@ -668,7 +668,7 @@ func TestSummarize(t *testing.T) {
 	}
 }
 
-func TestParseGauges(t *testing.T) {
+func TestParseSamples(t *testing.T) {
 	text := `# HELP diarysync_go_heap_inuse_bytes Bytes.
 # TYPE diarysync_go_heap_inuse_bytes gauge
 diarysync_go_heap_inuse_bytes 4.194304e+06

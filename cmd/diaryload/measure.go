@@ -68,7 +68,7 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 	if t.started {
 		rep.Store, rep.Synchronous, rep.Data = "sqlite", t.sync, cfg.data
 		if cfg.database != "" {
-			rep.Store, rep.Synchronous = "postgres", ""
+			rep.Store = "postgres"
 		}
 	}
 	if cfg.cleanup {

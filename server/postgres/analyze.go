@@ -49,15 +49,22 @@ type growth struct {
 // initGrowth sets the first threshold from the history's size as the
 // statistics know it (none for a new database).
 func (db *DB) initGrowth(ctx context.Context) error {
-	var tuples float64
-	err := db.pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'history'::regclass`).Scan(&tuples)
+	rows, err := db.historyRows(ctx)
 	if err != nil {
 		return err
 	}
 	g := &db.growth
 	g.ctx, g.cancel = context.WithCancel(context.Background())
-	g.next = max(analyzeFloor, int64(tuples))
+	g.next = max(analyzeFloor, rows)
 	return nil
+}
+
+// historyRows is the history's number of rows as the statistics give it
+// (-1 before any analysis).
+func (db *DB) historyRows(ctx context.Context) (int64, error) {
+	var tuples float64
+	err := db.pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'history'::regclass`).Scan(&tuples)
+	return int64(tuples), err
 }
 
 // grew records that changes were committed, and starts an analysis in
@@ -86,14 +93,14 @@ func (db *DB) analyze() {
 	defer cancel()
 	start := time.Now()
 	_, err := db.pool.Exec(ctx, `ANALYZE entries, history, feed`, pgx.QueryExecModeSimpleProtocol)
-	var tuples float64
+	var rows int64
 	if err == nil {
-		err = db.pool.QueryRow(ctx, `SELECT reltuples FROM pg_class WHERE oid = 'history'::regclass`).Scan(&tuples)
+		rows, err = db.historyRows(ctx)
 	}
 	g.mu.Lock()
 	g.running = false
 	if err == nil {
-		g.next = max(analyzeFloor, int64(tuples))
+		g.next = max(analyzeFloor, rows)
 	}
 	g.mu.Unlock()
 	switch {
@@ -101,7 +108,7 @@ func (db *DB) analyze() {
 		// It is tried again once as many changes are written again.
 		db.log.Warn("cannot analyze the growing tables; plans may stay those of a smaller study until autovacuum analyzes them", "err", err)
 	case err == nil:
-		db.log.Debug("analyzed the growing tables", "history_rows", int64(tuples), "took", time.Since(start))
+		db.log.Debug("analyzed the growing tables", "history_rows", rows, "took", time.Since(start))
 	}
 }
 
