@@ -95,8 +95,9 @@ func NewMetrics() *Metrics {
 }
 
 // countGroups exports a store's group commit counters: how many
-// commits held pushes, and how many pushes they held (their ratio is the
-// mean group size).
+// commits held pushes, how many pushes they held (their ratio is the
+// mean group size), and the time spent running groups (its rate is the
+// share of the time the writer is busy).
 func (m *Metrics) countGroups(g study.GroupCounter) {
 	m.registry.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -105,6 +106,10 @@ func (m *Metrics) countGroups(g study.GroupCounter) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "diarysync_group_commit_pushes_total", Help: "Pushes committed in group commits.",
 		}, func() float64 { return float64(g.GroupStats().Pushes) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "diarysync_group_commit_seconds_total",
+			Help: "Seconds spent running group commits, from asking for the write transaction to its end; its rate is the share of the time the single writer is busy (near 1, pushes queue behind it).",
+		}, func() float64 { return g.GroupStats().Busy.Seconds() }),
 	)
 }
 

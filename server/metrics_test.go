@@ -12,7 +12,7 @@ import (
 
 // TestMetrics_Standard checks that /metrics carries the standard Go and
 // process series beside the server's own, the refused-streams counter and
-// the pull feed's lag, the group commit counters, and that with PrivateMetrics the public handler
+// the pull feed's lag, the group commit counters and the writer's busy time, and that with PrivateMetrics the public handler
 // does not serve them.
 func TestMetrics_Standard(t *testing.T) {
 	ts := newTestServer(t, Config{})
@@ -56,6 +56,9 @@ func TestMetrics_Standard(t *testing.T) {
 		if got, ok := values[name]; !ok || got != want {
 			t.Errorf("%s = %v (present %v), want %v", name, got, ok, want)
 		}
+	}
+	if got := values["diarysync_group_commit_seconds_total"]; !(got > 0) {
+		t.Errorf("diarysync_group_commit_seconds_total = %v after three group commits, want the time they took", got)
 	}
 
 	private := newTestServer(t, Config{PrivateMetrics: true})

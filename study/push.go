@@ -102,10 +102,18 @@ type Incoming struct {
 }
 
 // GroupStats says how many group commits a store made (transactions
-// holding the pushes that arrived together) and how many pushes they
-// held; stores that group their commits report it (GroupCounter).
+// holding the pushes that arrived together), how many pushes they held,
+// and how long its writer spent running groups; stores that group their
+// commits report it (GroupCounter).
 type GroupStats struct {
 	Commits, Pushes int64
+	// Busy is the time spent running groups, each from asking for its
+	// write transaction (waiting for another write, or on PostgreSQL
+	// for another process's group, included) to its commit or failure.
+	// Groups run one at a time, so Busy over a span of wall time is the
+	// share of it the writer was busy: near 1, every push queues behind
+	// the single writer.
+	Busy time.Duration
 }
 
 // GroupCounter is a store that groups pushes into shared commits.

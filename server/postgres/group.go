@@ -61,11 +61,16 @@ type groupCommitter struct {
 	// Counters, for tests and metrics.
 	commits atomic.Int64 // group transactions committed
 	pushes  atomic.Int64 // pushes committed in them
+	busy    atomic.Int64 // nanoseconds spent running groups
 }
 
 // GroupStats returns the group commit counters of this process.
 func (db *DB) GroupStats() study.GroupStats {
-	return study.GroupStats{Commits: db.group.commits.Load(), Pushes: db.group.pushes.Load()}
+	return study.GroupStats{
+		Commits: db.group.commits.Load(),
+		Pushes:  db.group.pushes.Load(),
+		Busy:    time.Duration(db.group.busy.Load()),
+	}
 }
 
 // commitPush queues j and returns once the group holding it committed or
@@ -138,6 +143,7 @@ func (db *DB) runGroup(batch []*pushJob) {
 	// cancellation may roll it back. A push whose caller gave up before
 	// its turn is skipped.
 	ctx := context.Background()
+	start := time.Now()
 	applied := make([]*pushJob, 0, len(batch))
 	err := db.writeTx(ctx, func(t *tx) error {
 		// A transaction rolled back and run again starts afresh.
@@ -248,6 +254,7 @@ func (db *DB) runGroup(batch []*pushJob) {
 		}
 		return nil
 	})
+	db.group.busy.Add(int64(time.Since(start)))
 	if err == nil && len(applied) > 0 {
 		db.group.commits.Add(1)
 		db.group.pushes.Add(int64(len(applied)))

@@ -174,6 +174,7 @@ func TestGroupCommit(t *testing.T) {
 			navs[i] = mustEnroll(t, db, "PN-"+string(rune('A'+i)))
 		}
 		before := db.GroupStats()
+		began := time.Now()
 		release := holdWriteLock(t, db)
 		out := make([]pushOutcome, devices)
 		var wg sync.WaitGroup
@@ -201,6 +202,10 @@ func TestGroupCommit(t *testing.T) {
 		got := db.GroupStats()
 		if commits, pushes := got.Commits-before.Commits, got.Pushes-before.Pushes; commits != 2 || pushes != devices {
 			t.Fatalf("%d pushes in %d commits, want %d in 2 (the leader's, then everyone queued behind it)", pushes, commits, devices)
+		}
+		// Both groups ran, one after the other, while the pushes waited.
+		if busy, span := got.Busy-before.Busy, time.Since(began); busy <= 0 || busy > span {
+			t.Fatalf("the writer was busy %v running groups within %v", busy, span)
 		}
 		if n := countRows(t, db, `SELECT count(*) FROM history`); n != devices*2 {
 			t.Fatalf("%d history rows, want %d", n, devices*2)

@@ -75,6 +75,7 @@ func TestGroupCommit(t *testing.T) {
 			navs[i] = MustEnroll(t, db, study.RoleNavigator, "PN-"+string(rune('A'+i)))
 		}
 		before := db.GroupStats()
+		began := time.Now()
 		release := holdWriter(t, db)
 		out := make([]pushOutcome, devices)
 		var wg sync.WaitGroup
@@ -102,6 +103,10 @@ func TestGroupCommit(t *testing.T) {
 		got := db.GroupStats()
 		if commits, pushes := got.Commits-before.Commits, got.Pushes-before.Pushes; commits != 2 || pushes != devices {
 			t.Fatalf("%d pushes in %d commits, want %d in 2 (the leader's, then everyone queued behind it)", pushes, commits, devices)
+		}
+		// Both groups ran, one after the other, while the pushes waited.
+		if busy, span := got.Busy-before.Busy, time.Since(began); busy <= 0 || busy > span {
+			t.Fatalf("the writer was busy %v running groups within %v", busy, span)
 		}
 		if n := historyRows(t, db); n != devices*3 {
 			t.Fatalf("%d history rows, want %d", n, devices*3)
