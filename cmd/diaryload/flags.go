@@ -85,6 +85,10 @@ What it measures:
                        process_cpu_seconds_total with --metrics), diaryload's,
                        and the share of this machine's cores busy and stolen by
                        its hypervisor, which moves figures on a shared machine
+  group commits        while pushing, from the server's metrics (for the diaryd it
+                       starts, or with --metrics): how many, the pushes each held,
+                       and the share of the time the server's single writer was
+                       busy running them (near all the time, pushes queue behind it)
   errors               failed calls by Connect code; refused changes by reason
 
 Users carry study codes LOAD-<run>-N00001 (navigators), LOAD-<run>-S0001

@@ -133,6 +133,7 @@ func TestRun_Database(t *testing.T) {
 		t.Errorf("server RSS %v", r.ServerRSSMaxBytes)
 	}
 	checkCPU(t, r, "/proc of the diaryd process")
+	checkGroups(t, r)
 	if c := r.Cleanup; c == nil || c.NavigatorsErased != 3 || c.EntriesErased != 45 || c.UsersDeactivated != 4 {
 		t.Errorf("cleanup: %+v; want 45 entries of 3 navigators erased and 4 users deactivated", c)
 	}
@@ -196,6 +197,7 @@ func TestRun_StartsDiaryd(t *testing.T) {
 		t.Errorf("server Go heap %v", r.ServerGoHeapMaxBytes)
 	}
 	checkCPU(t, r, "/proc of the diaryd process")
+	checkGroups(t, r)
 	if r.Preload != nil || r.FullPull != nil || r.Cleanup != nil {
 		t.Errorf("preload %v, full pull %v, cleanup %v: none was asked for", r.Preload, r.FullPull, r.Cleanup)
 	}
@@ -245,6 +247,8 @@ func TestRun_Table(t *testing.T) {
 		"errors: none\n",
 		"refused changes: none\n",
 		"server resident memory: max ",
+		"group commits while pushing: ",
+		"the writer busy ",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("no %q in:\n%s", want, out)
@@ -469,6 +473,7 @@ func TestRun_Server(t *testing.T) {
 			t.Errorf("server RSS %v, Go heap %v: want both", r.ServerRSSMaxBytes, r.ServerGoHeapMaxBytes)
 		}
 		checkCPU(t, r, metricCPU+" from metrics")
+		checkGroups(t, r)
 		if c := r.Cleanup; c == nil || c.NavigatorsErased != 2 || c.EntriesErased != 12 || c.UsersDeactivated != 3 {
 			t.Errorf("cleanup: %+v; want 12 entries of 2 navigators erased and 3 users deactivated", c)
 		}
@@ -719,5 +724,25 @@ func checkCPU(t *testing.T, r *report, source string) {
 	}
 	if c.MachineCores < 1 || c.MachineBusy == nil || *c.MachineBusy < 0 || *c.MachineBusy > 1 || c.MachineSteal == nil || *c.MachineSteal < 0 || *c.MachineSteal > 1 {
 		t.Errorf("machine: %d cores, busy %v, steal %v", c.MachineCores, c.MachineBusy, c.MachineSteal)
+	}
+}
+
+// checkGroups checks the report of the server's group commits: every
+// push of the load in one of them, the writer busy for some of the push
+// phase and never more than all of it.
+func checkGroups(t *testing.T, r *report) {
+	t.Helper()
+	g := r.GroupCommit
+	if g == nil {
+		t.Fatal("no group commit figures")
+	}
+	if g.Commits < 1 || g.Commits > int64(r.Pushes) || g.PushesPerCommit == nil {
+		t.Fatalf("%d group commits (%v pushes each) for %d pushes", g.Commits, g.PushesPerCommit, r.Pushes)
+	}
+	if want := math.Round(float64(r.Pushes)/float64(g.Commits)*1000) / 1000; *g.PushesPerCommit != want {
+		t.Errorf("%v pushes a commit, want %d pushes over %d commits", *g.PushesPerCommit, r.Pushes, g.Commits)
+	}
+	if g.WriterBusy == nil || *g.WriterBusy <= 0 || *g.WriterBusy > 1 {
+		t.Errorf("writer busy %v of the push phase", g.WriterBusy)
 	}
 }

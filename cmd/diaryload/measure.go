@@ -124,6 +124,7 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 	results := make([]*navigatorResult, cfg.devices)
 	var wg sync.WaitGroup
 	cpuStart := markCPU(ctx, t)
+	groupStart, groupsKnown := markGroups(ctx, t)
 	start := time.Now()
 	for i, d := range s.navigators {
 		wg.Go(func() { results[i] = runNavigator(ctx, stop, cfg, i, d, pr) })
@@ -131,6 +132,9 @@ func load(ctx context.Context, cfg *config, pr *progress) (rep *report, err erro
 	wg.Wait()
 	elapsed := time.Since(start)
 	cpuEnd := markCPU(ctx, t)
+	if groupEnd, ok := markGroups(ctx, t); ok && groupsKnown {
+		rep.GroupCommit = groupsSince(groupStart, groupEnd)
+	}
 	stopLoad()
 
 	targets := make([]uint64, len(watchers))

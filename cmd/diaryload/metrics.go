@@ -19,6 +19,10 @@ const (
 	metricHeap = "diarysync_go_heap_inuse_bytes"
 	metricRSS  = "process_resident_memory_bytes"
 	metricCPU  = "process_cpu_seconds_total"
+
+	metricCommits    = "diarysync_group_commits_total"
+	metricCommitted  = "diarysync_group_commit_pushes_total"
+	metricCommitBusy = "diarysync_group_commit_seconds_total"
 )
 
 // metricsSampler scrapes a /metrics URL a couple of times a second and
@@ -83,6 +87,16 @@ func (s *metricsSampler) cpuSeconds(ctx context.Context) (float64, bool) {
 	values, err := s.fetch(ctx, metricCPU)
 	v, ok := values[metricCPU]
 	return v, err == nil && ok
+}
+
+// groupCounters reads the server's group commit counters once, if its
+// metrics have them.
+func (s *metricsSampler) groupCounters(ctx context.Context) (groupMark, bool) {
+	values, err := s.fetch(ctx, metricCommits, metricCommitted, metricCommitBusy)
+	if err != nil || len(values) != 3 {
+		return groupMark{}, false
+	}
+	return groupMark{commits: values[metricCommits], pushes: values[metricCommitted], busy: values[metricCommitBusy], at: time.Now()}, true
 }
 
 // fetch reads the named samples from the metrics once.

@@ -70,6 +70,9 @@ type report struct {
 	// CPU is what the machine, diaryload and the server spent while the
 	// navigators pushed.
 	CPU *cpuReport `json:"cpu,omitempty"`
+	// GroupCommit is what the server's group commits did meanwhile, from
+	// its metrics.
+	GroupCommit *groupReport `json:"group_commit,omitempty"`
 
 	Preload  *preloadReport  `json:"preload,omitempty"`
 	FullPull *fullPullReport `json:"full_pull,omitempty"`
@@ -285,6 +288,16 @@ func writeReport(w io.Writer, cfg *config, r *report) error {
 				plural(c.MachineCores, "core"), *c.MachineBusy*100, *c.MachineSteal*100))
 		}
 		fmt.Fprintf(&b, "CPU while pushing: %s\n", strings.Join(parts, "; "))
+	}
+	if g := r.GroupCommit; g != nil {
+		p := fmt.Sprintf("group commits while pushing: %d", g.Commits)
+		if g.PushesPerCommit != nil {
+			p += fmt.Sprintf(", %.1f pushes each", *g.PushesPerCommit)
+		}
+		if g.WriterBusy != nil {
+			p += fmt.Sprintf("; the writer busy %.0f%% of the time", *g.WriterBusy*100)
+		}
+		fmt.Fprintln(&b, p)
 	}
 	if f := r.FullPull; f != nil {
 		fmt.Fprintf(&b, "full pull by a fresh device of %s: %d entries (%d expected) in %d pages of up to %d, %.3f s: %.1f entries/s\n",
