@@ -143,7 +143,7 @@ func (db *DB) runGroup(batch []*pushJob) {
 	// cancellation may roll it back. A push whose caller gave up before
 	// its turn is skipped.
 	ctx := context.Background()
-	start := time.Now()
+	began := time.Now()
 	applied := make([]*pushJob, 0, len(batch))
 	err := db.writeTx(ctx, func(t *tx) error {
 		// A transaction rolled back and run again starts afresh.
@@ -254,7 +254,7 @@ func (db *DB) runGroup(batch []*pushJob) {
 		}
 		return nil
 	})
-	db.group.busy.Add(int64(time.Since(start)))
+	db.group.busy.Add(int64(time.Since(began)))
 	if err == nil && len(applied) > 0 {
 		db.group.commits.Add(1)
 		db.group.pushes.Add(int64(len(applied)))
