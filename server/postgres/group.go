@@ -2,14 +2,11 @@ package postgres
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/diarysync/diarysync/study"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Group commit. Every push locks the sequence row for its whole
@@ -62,6 +59,7 @@ type groupCommitter struct {
 	commits atomic.Int64 // group transactions committed
 	pushes  atomic.Int64 // pushes committed in them
 	busy    atomic.Int64 // nanoseconds spent running groups
+	trips   atomic.Int64 // batches and statements groups sent (grouprun.go), for tests
 }
 
 // GroupStats returns the group commit counters of this process.
@@ -151,108 +149,8 @@ func (db *DB) runGroup(batch []*pushJob) {
 		for _, j := range batch {
 			j.err = nil
 		}
-		// A push is one round trip: the batch that carries its writes
-		// also carries the next push's savepoint and reads. Only the first
-		// push of the group, and a push after one that failed, send their
-		// reads alone.
-		var (
-			next     = 0        // the next push to start
-			prefetch *pushReads // batch[next]'s reads, when already answered
-		)
-		// start returns the index of the next push whose caller still
-		// waits, or len(batch).
-		start := func() int {
-			for next < len(batch) {
-				j := batch[next]
-				if err := j.ctx.Err(); err != nil {
-					j.err = err
-					next++
-					continue
-				}
-				*j.wake = study.Wakeups{}
-				for _, i := range j.candidates {
-					j.results[i] = study.ChangeResult{}
-				}
-				return next
-			}
-			return next
-		}
-		// fail rolls the push back to its savepoint: nothing of it is
-		// written, whatever the others in the group do. When its savepoint
-		// was never opened the transaction cannot go on.
-		fail := func(j *pushJob, err error) error {
-			j.err = storageFull(err)
-			if _, rerr := t.Exec(ctx, `ROLLBACK TO SAVEPOINT push; RELEASE SAVEPOINT push`); rerr != nil {
-				return fmt.Errorf("cannot roll back a failed push: %w", rerr)
-			}
-			return nil
-		}
-		for {
-			// A push whose reads were answered goes on even if its
-			// caller gives up now: its savepoint is open.
-			if prefetch == nil && start() == len(batch) {
-				break
-			}
-			j := batch[next]
-			next++
-			r := prefetch
-			prefetch = nil
-			if r == nil {
-				b := &pgx.Batch{}
-				r = queueReads(b, j.who, j.in, j.candidates)
-				if err := t.SendBatch(ctx, b).Close(); err != nil {
-					if err := fail(j, err); err != nil {
-						return err
-					}
-					continue
-				}
-			}
-			w := &pgx.Batch{}
-			if err := db.decide(ctx, t, j, r, w); err != nil {
-				if err := fail(j, err); err != nil {
-					return err
-				}
-				continue
-			}
-			// Once its release is answered the push is part of the
-			// transaction, whatever happens after it in the batch.
-			released := false
-			w.Queue(`RELEASE SAVEPOINT push`).Exec(func(pgconn.CommandTag) error {
-				released = true
-				return nil
-			})
-			var nextReads *pushReads
-			if start() < len(batch) {
-				n := batch[next]
-				nextReads = queueReads(w, n.who, n.in, n.candidates)
-			}
-			err := t.SendBatch(ctx, w).Close()
-			if err != nil && !released {
-				// The push's own writes failed, and the database ran
-				// nothing after them: the next push's savepoint was not
-				// opened, and its reads go again on their own.
-				if err := fail(j, fmt.Errorf("cannot write the push: %w", err)); err != nil {
-					return err
-				}
-				continue
-			}
-			applied = append(applied, j)
-			t.notify(j.wake)
-			if err != nil {
-				// The push is written; the next one's reads failed.
-				if nextReads == nil {
-					return fmt.Errorf("cannot write the push: %w", err)
-				}
-				n := batch[next]
-				next++
-				if err := fail(n, err); err != nil {
-					return err
-				}
-				continue
-			}
-			prefetch = nextReads
-		}
-		return nil
+		g := groupRun{db: db, ctx: ctx, t: t, batch: batch}
+		return g.run(&applied)
 	})
 	db.group.busy.Add(int64(time.Since(began)))
 	if err == nil && len(applied) > 0 {

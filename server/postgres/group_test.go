@@ -328,3 +328,154 @@ func TestGroupCommit(t *testing.T) {
 		}
 	})
 }
+
+// TestGroupRuns checks how a group's pushes share round trips
+// (grouprun.go): pushes with nothing in common read in one batch and
+// write in the next, a push that touches what one before it in the group
+// wrote reads it, and a push whose writes fail in a shared batch fails
+// alone while the pushes after it are written.
+func TestGroupRuns(t *testing.T) {
+	today := time.Now().Format(time.DateOnly)
+	ctx := context.Background()
+
+	t.Run("OK", func(t *testing.T) {
+		db := openTestDB(t)
+		const devices = 20
+		navs := make([]*study.Identity, devices)
+		for i := range navs {
+			navs[i] = mustEnroll(t, db, "PN-"+string(rune('A'+i)))
+		}
+		trips := db.group.trips.Load()
+		release := holdWriteLock(t, db)
+		errs := make([]error, devices)
+		var wg sync.WaitGroup
+		for i, nav := range navs {
+			wg.Go(func() {
+				_, _, errs[i] = db.Push(ctx, nav, newEntry(nav.Replica, syncengine.NewClock(nil), today))
+			})
+		}
+		waitQueued(t, db, devices-1)
+		release()
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("push %d: %v", i, err)
+			}
+		}
+		// The leader's group, then the 19 queued behind it: a batch of
+		// reads and a batch of writes each.
+		if got := db.group.trips.Load() - trips; got != 4 {
+			t.Errorf("%d round trips for %d pushes in two groups, want 4", got, devices)
+		}
+		if n := countRows(t, db, `SELECT count(*) FROM history`); n != devices*2 {
+			t.Fatalf("%d history rows, want %d", n, devices*2)
+		}
+	})
+
+	// The same device creates an entry and then, in the same group,
+	// dates it anew: the second push must read the entry the first
+	// wrote, or it would write the entry as new, without its title.
+	t.Run("DependentReadsWhatBeforeWrote", func(t *testing.T) {
+		db := openTestDB(t)
+		lead, a, b := mustEnroll(t, db, "PN-L"), mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B")
+		release := holdWriteLock(t, db)
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := db.Push(ctx, lead, newEntry(lead.Replica, syncengine.NewClock(nil), today))
+			done <- err
+		}()
+		waitQueued(t, db, 0)
+		clockA := syncengine.NewClock(nil)
+		create := newEntry(a.Replica, clockA, today)
+		redate := create[1]
+		redate.Change.Clock, redate.Change.Text = clockA.Now(), "2026-01-02"
+		pushes := []struct {
+			who *study.Identity
+			in  []study.Incoming
+		}{
+			{a, create},
+			{b, newEntry(b.Replica, syncengine.NewClock(nil), today)},
+			{a, []study.Incoming{redate}},
+		}
+		errs := make([]error, len(pushes))
+		var wg sync.WaitGroup
+		for i, p := range pushes {
+			wg.Go(func() { _, _, errs[i] = db.Push(ctx, p.who, p.in) })
+			waitQueued(t, db, i+1)
+		}
+		release()
+		wg.Wait()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("push %d: %v", i, err)
+			}
+		}
+		var state []byte
+		if err := db.pool.QueryRow(ctx, `SELECT state FROM entries WHERE id = $1`, create[0].Change.Entry[:]).Scan(&state); err != nil {
+			t.Fatal(err)
+		}
+		e, err := syncengine.DecodeEntry(state)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.Title.Value != create[0].Change.Text || e.Date.Value != "2026-01-02" {
+			t.Errorf("entry titled %q, dated %q; want %q, dated anew", e.Title.Value, e.Date.Value, create[0].Change.Text)
+		}
+	})
+
+	// C's writes break a constraint in the batch that writes D's, C's
+	// and E's pushes: D's are written before it, E's are sent again.
+	t.Run("ErrWriteFailsAlone", func(t *testing.T) {
+		db := openTestDB(t)
+		if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
+			t.Fatal(err)
+		}
+		lead, c, d, e := mustEnroll(t, db, "PN-L"), mustEnroll(t, db, "PN-C"), mustEnroll(t, db, "PN-D"), mustEnroll(t, db, "PN-E")
+		release := holdWriteLock(t, db)
+		done := make(chan error, 1)
+		go func() {
+			_, _, err := db.Push(ctx, lead, newEntry(lead.Replica, syncengine.NewClock(nil), today))
+			done <- err
+		}()
+		waitQueued(t, db, 0)
+		pushes := []struct {
+			who  *study.Identity
+			date string
+		}{{d, today}, {c, "1999-09-09"}, {e, today}}
+		errs := make([]error, len(pushes))
+		var wg sync.WaitGroup
+		for i, p := range pushes {
+			wg.Go(func() { _, _, errs[i] = db.Push(ctx, p.who, newEntry(p.who.Replica, syncengine.NewClock(nil), p.date)) })
+			waitQueued(t, db, i+1)
+		}
+		before := db.GroupStats()
+		trips := db.group.trips.Load()
+		release()
+		wg.Wait()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if errs[0] != nil || errs[2] != nil || syncengine.ErrorCode(errs[1]) != syncengine.EINTERNAL {
+			t.Fatalf("pushes of D, C, E: %v, %v, %v; want C's alone to fail", errs[0], errs[1], errs[2])
+		}
+		if got := db.GroupStats(); got.Commits-before.Commits != 2 || got.Pushes-before.Pushes != 3 {
+			t.Fatalf("%d pushes in %d commits, want the leader's, then D's and E's", got.Pushes-before.Pushes, got.Commits-before.Commits)
+		}
+		// The leader's reads and writes; the run's reads, its writes
+		// failing at C, C's rollback, E's reads and E's writes.
+		if got := db.group.trips.Load() - trips; got != 7 {
+			t.Errorf("%d round trips, want 7", got)
+		}
+		for u, want := range map[*study.Identity]int{c: 0, d: 1, e: 1} {
+			if n := countRows(t, db, `SELECT count(*) FROM entries WHERE owner_id = $1`, u.UserID); n != want {
+				t.Errorf("user %d has %d entries, want %d", u.UserID, n, want)
+			}
+		}
+		if n := countRows(t, db, `SELECT count(*) FROM history`); n != 2*3 {
+			t.Errorf("%d history rows, want the leader's, D's and E's 2 each", n)
+		}
+	})
+}

@@ -65,16 +65,19 @@ type pushReads struct {
 	remembered  map[int64]study.ChangeResult
 	supervisors map[int64][]int64 // owner → supervisor ids, read once per push
 	withdrawn   bool
+	// shared: read in a batch with other pushes' reads, outside any
+	// savepoint of this push's, so deciding it may read nothing more.
+	shared bool
 }
 
-// queueReads queues, in b, the opening of the push's savepoint (so that a
+// queueReads queues, in b, everything the push's decisions read, and
+// with savepoint first the opening of the push's savepoint (so that a
 // failed push rolls back alone, in runGroup, without a round trip of its
-// own) and everything its decisions read. A group's pushes run one after
-// another and each round trip is one its whole group waits for, so
-// runGroup sends these in the batch that carries the writes of the push
-// before.
-func queueReads(b *pgx.Batch, who *study.Identity, in []study.Incoming, candidates []int) *pushReads {
-	r := &pushReads{supervisors: map[int64][]int64{}}
+// own). A group's pushes run one after another and each round trip is
+// one its whole group waits for, so runGroup sends these in the batch
+// that carries the writes of the pushes before (grouprun.go).
+func queueReads(b *pgx.Batch, who *study.Identity, in []study.Incoming, candidates []int, savepoint bool) *pushReads {
+	r := &pushReads{supervisors: map[int64][]int64{}, shared: !savepoint}
 	var ids [][]byte
 	seenID := map[syncengine.EntryID]bool{}
 	clocks := make([]int64, 0, len(candidates))
@@ -87,7 +90,9 @@ func queueReads(b *pgx.Batch, who *study.Identity, in []study.Incoming, candidat
 		}
 		clocks = append(clocks, int64(c.Clock))
 	}
-	b.Queue(`SAVEPOINT push`)
+	if savepoint {
+		b.Queue(`SAVEPOINT push`)
+	}
 	r.loaded = queueLoadEntries(b, ids)
 	r.known = queueKnownClocks(b, who.DeviceID, clocks)
 	r.remembered = queueRememberedRefusals(b, who.DeviceID, clocks)
@@ -121,6 +126,11 @@ func (db *DB) decide(ctx context.Context, t *tx, j *pushJob, r *pushReads, w *pg
 	supervisorsFor := func(owner int64) ([]int64, error) {
 		if s, ok := r.supervisors[owner]; ok {
 			return s, nil
+		}
+		if r.shared {
+			// A failed query here would abort the transaction with no
+			// savepoint of this push's to roll back to.
+			return nil, fmt.Errorf("the supervisors of user %d were not read with the push", owner)
 		}
 		s, err := supervisorsOf(ctx, t, owner)
 		r.supervisors[owner] = s
