@@ -219,10 +219,12 @@ func TestGroupCommit(t *testing.T) {
 	// A push that fails in the database (here a constraint the test adds)
 	// leaves the transaction aborted until its savepoint is rolled back;
 	// one that fails in Go (a stored state that cannot be decoded) does
-	// not. Both fail alone, and the pushes beside them commit. A push's
-	// reads travel with the writes of the push before it: B's reads fail
-	// in the batch that writes D's push, and E's reads are in the batch
-	// whose writes (C's) fail, so they are sent again.
+	// not. Both fail alone, and the pushes beside them commit. The four
+	// queued pushes share a run (grouprun.go) whose reads fail at B's, so
+	// each is read again alone, its reads travelling with the writes of
+	// the push before it: B's reads fail in the batch that writes D's
+	// push, and E's reads are in the batch whose writes (C's) fail, so
+	// they are sent again.
 	t.Run("ErrOneFailsAlone", func(t *testing.T) {
 		db := openTestDB(t)
 		ctx := context.Background()
