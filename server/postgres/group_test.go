@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	mrand "math/rand/v2"
 	"net/url"
 	"os"
 	"sync"
@@ -480,4 +482,152 @@ func TestGroupRuns(t *testing.T) {
 			t.Errorf("%d history rows, want the leader's, D's and E's 2 each", n)
 		}
 	})
+}
+
+// TestGroupRunsAsOneByOne checks, over random mixes of pushes, that a
+// group sharing round trips among its pushes ends as the same pushes do
+// one at a time: the same pushes fail, and every entry holds the same
+// title and date. Each navigator creates entries and edits its own, some
+// pushes in the group depend on pushes before them, and some break a
+// constraint the test adds.
+func TestGroupRunsAsOneByOne(t *testing.T) {
+	ctx := context.Background()
+	const navigators, pushes = 6, 40
+	type step struct {
+		nav    int
+		create bool
+		entry  int    // index into the entries made so far (an edit), or the new entry's
+		date   string // "1999-09-09" breaks the constraint
+		// An edit changes one field: the date, or with retitle the title.
+		retitle bool
+	}
+	for seed := range uint64(4) {
+		rng := mrand.New(mrand.NewPCG(seed, 26))
+		// The steps, and the entries they make: each entry is its
+		// navigator's.
+		var steps []step
+		var owner []int
+		for range pushes {
+			s := step{nav: rng.IntN(navigators), date: fmt.Sprintf("2026-%02d-%02d", 1+rng.IntN(12), 1+rng.IntN(28))}
+			var own []int
+			for e, o := range owner {
+				if o == s.nav {
+					own = append(own, e)
+				}
+			}
+			if len(own) == 0 || rng.IntN(3) == 0 {
+				s.create, s.entry = true, len(owner)
+				owner = append(owner, s.nav)
+			} else {
+				s.entry, s.retitle = own[rng.IntN(len(own))], rng.IntN(2) == 0
+			}
+			if rng.IntN(8) == 0 {
+				s.date = "1999-09-09"
+			}
+			steps = append(steps, s)
+		}
+		ids := make([]syncengine.EntryID, len(owner))
+		for e := range ids {
+			ids[e] = syncengine.NewEntryID()
+		}
+
+		// run applies the steps on a new database, all queued behind one
+		// group when grouped, else one after another, and returns which
+		// failed and each entry's title and date.
+		run := func(grouped bool) (failed []bool, fields map[syncengine.EntryID][2]string) {
+			db := openTestDB(t)
+			if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
+				t.Fatal(err)
+			}
+			navs := make([]*study.Identity, navigators)
+			clocks := make([]*syncengine.Clock, navigators)
+			for i := range navs {
+				navs[i], clocks[i] = mustEnroll(t, db, fmt.Sprintf("PN-%02d", i)), syncengine.NewClock(nil)
+			}
+			changes := func(s step) []study.Incoming {
+				mk := func(f syncengine.Field, text string) study.Incoming {
+					c := syncengine.Change{Entry: ids[s.entry], Field: f, Text: text}
+					c.Replica, c.Clock = navs[s.nav].Replica, clocks[s.nav].Now()
+					return study.Incoming{Change: c}
+				}
+				if s.create {
+					return []study.Incoming{mk(syncengine.FieldTitle, fmt.Sprintf("entry %d", s.entry)), mk(syncengine.FieldDate, s.date)}
+				}
+				if s.retitle {
+					return []study.Incoming{mk(syncengine.FieldTitle, fmt.Sprintf("entry %d, retitled", s.entry))}
+				}
+				return []study.Incoming{mk(syncengine.FieldDate, s.date)}
+			}
+			errs := make([]error, len(steps))
+			if grouped {
+				release := holdWriteLock(t, db)
+				lead := make(chan error, 1)
+				go func() {
+					_, _, err := db.Push(ctx, navs[0], newEntry(navs[0].Replica, clocks[0], "2026-12-04"))
+					lead <- err
+				}()
+				waitQueued(t, db, 0)
+				var wg sync.WaitGroup
+				for i, s := range steps {
+					in := changes(s)
+					wg.Go(func() { _, _, errs[i] = db.Push(ctx, navs[s.nav], in) })
+					waitQueued(t, db, i+1)
+				}
+				release()
+				wg.Wait()
+				if err := <-lead; err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if _, _, err := db.Push(ctx, navs[0], newEntry(navs[0].Replica, clocks[0], "2026-12-04")); err != nil {
+					t.Fatal(err)
+				}
+				for i, s := range steps {
+					_, _, errs[i] = db.Push(ctx, navs[s.nav], changes(s))
+				}
+			}
+			for _, err := range errs {
+				if err != nil && syncengine.ErrorCode(err) != syncengine.EINTERNAL {
+					t.Fatalf("seed %d: a push failed with %v, want only the constraint's internal errors", seed, err)
+				}
+				failed = append(failed, err != nil)
+			}
+			fields = map[syncengine.EntryID][2]string{}
+			rows, err := db.pool.Query(ctx, `SELECT id, state FROM entries`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id, state []byte
+				if err := rows.Scan(&id, &state); err != nil {
+					t.Fatal(err)
+				}
+				e, err := syncengine.DecodeEntry(state)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fields[syncengine.EntryID(id)] = [2]string{e.Title.Value, e.Date.Value}
+			}
+			if err := rows.Err(); err != nil {
+				t.Fatal(err)
+			}
+			return failed, fields
+		}
+		gotFailed, got := run(true)
+		wantFailed, want := run(false)
+		for i := range steps {
+			if gotFailed[i] != wantFailed[i] {
+				t.Errorf("seed %d, push %d (%+v): failed %v in a group, %v alone", seed, i, steps[i], gotFailed[i], wantFailed[i])
+			}
+		}
+		if len(got) != len(want) {
+			t.Errorf("seed %d: %d entries in a group, %d alone", seed, len(got), len(want))
+		}
+		for id, w := range want {
+			if g, ok := got[id]; ok && g != w {
+				t.Errorf("seed %d: entry %s is %q in a group, %q alone", seed, id, g, w)
+			}
+		}
+	}
 }
