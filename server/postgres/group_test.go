@@ -161,6 +161,30 @@ func countRows(t *testing.T, db *DB, query string, args ...any) int {
 	return n
 }
 
+// leadBehindLock holds the study's write lock and starts a push of a new
+// entry by lead, which leads a group and waits for the lock; the pushes
+// made before release queue behind it, and done says how it ended.
+func leadBehindLock(t *testing.T, db *DB, lead *study.Identity) (release func(), done <-chan error) {
+	t.Helper()
+	release = holdWriteLock(t, db)
+	ch := make(chan error, 1)
+	go func() {
+		_, _, err := db.Push(context.Background(), lead, newEntry(lead.Replica, syncengine.NewClock(nil), time.Now().Format(time.DateOnly)))
+		ch <- err
+	}()
+	waitQueued(t, db, 0)
+	return release, ch
+}
+
+// forbidPoisonDate adds a constraint that fails, in the database, the
+// write of an entry dated 1999-09-09.
+func forbidPoisonDate(t *testing.T, db *DB) {
+	t.Helper()
+	if _, err := db.pool.Exec(context.Background(), `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type pushOutcome struct {
 	results []study.ChangeResult
 	err     error
@@ -230,9 +254,7 @@ func TestGroupCommit(t *testing.T) {
 	t.Run("ErrOneFailsAlone", func(t *testing.T) {
 		db := openTestDB(t)
 		ctx := context.Background()
-		if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
-			t.Fatal(err)
-		}
+		forbidPoisonDate(t, db)
 		a, b, c, d, e := mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B"), mustEnroll(t, db, "PN-C"), mustEnroll(t, db, "PN-D"), mustEnroll(t, db, "PN-E")
 		clockB := syncengine.NewClock(nil)
 		stored := newEntry(b.Replica, clockB, today)
@@ -382,13 +404,7 @@ func TestGroupRuns(t *testing.T) {
 	t.Run("DependentReadsWhatBeforeWrote", func(t *testing.T) {
 		db := openTestDB(t)
 		lead, a, b := mustEnroll(t, db, "PN-L"), mustEnroll(t, db, "PN-A"), mustEnroll(t, db, "PN-B")
-		release := holdWriteLock(t, db)
-		done := make(chan error, 1)
-		go func() {
-			_, _, err := db.Push(ctx, lead, newEntry(lead.Replica, syncengine.NewClock(nil), today))
-			done <- err
-		}()
-		waitQueued(t, db, 0)
+		release, done := leadBehindLock(t, db, lead)
 		clockA := syncengine.NewClock(nil)
 		create := newEntry(a.Replica, clockA, today)
 		redate := create[1]
@@ -434,17 +450,9 @@ func TestGroupRuns(t *testing.T) {
 	// and E's pushes: D's are written before it, E's are sent again.
 	t.Run("ErrWriteFailsAlone", func(t *testing.T) {
 		db := openTestDB(t)
-		if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
-			t.Fatal(err)
-		}
+		forbidPoisonDate(t, db)
 		lead, c, d, e := mustEnroll(t, db, "PN-L"), mustEnroll(t, db, "PN-C"), mustEnroll(t, db, "PN-D"), mustEnroll(t, db, "PN-E")
-		release := holdWriteLock(t, db)
-		done := make(chan error, 1)
-		go func() {
-			_, _, err := db.Push(ctx, lead, newEntry(lead.Replica, syncengine.NewClock(nil), today))
-			done <- err
-		}()
-		waitQueued(t, db, 0)
+		release, done := leadBehindLock(t, db, lead)
 		pushes := []struct {
 			who  *study.Identity
 			date string
@@ -536,9 +544,9 @@ func TestGroupRunsAsOneByOne(t *testing.T) {
 		// failed and each entry's title and date.
 		run := func(grouped bool) (failed []bool, fields map[syncengine.EntryID][2]string) {
 			db := openTestDB(t)
-			if _, err := db.pool.Exec(ctx, `ALTER TABLE entries ADD CONSTRAINT no_poison CHECK (date <> '1999-09-09')`); err != nil {
-				t.Fatal(err)
-			}
+			forbidPoisonDate(t, db)
+			// The leader's push, in a group of its own, is alike in both.
+			leader := mustEnroll(t, db, "PN-L")
 			navs := make([]*study.Identity, navigators)
 			clocks := make([]*syncengine.Clock, navigators)
 			for i := range navs {
@@ -560,13 +568,7 @@ func TestGroupRunsAsOneByOne(t *testing.T) {
 			}
 			errs := make([]error, len(steps))
 			if grouped {
-				release := holdWriteLock(t, db)
-				lead := make(chan error, 1)
-				go func() {
-					_, _, err := db.Push(ctx, navs[0], newEntry(navs[0].Replica, clocks[0], "2026-12-04"))
-					lead <- err
-				}()
-				waitQueued(t, db, 0)
+				release, lead := leadBehindLock(t, db, leader)
 				var wg sync.WaitGroup
 				for i, s := range steps {
 					in := changes(s)
@@ -579,7 +581,7 @@ func TestGroupRunsAsOneByOne(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				if _, _, err := db.Push(ctx, navs[0], newEntry(navs[0].Replica, clocks[0], "2026-12-04")); err != nil {
+				if _, _, err := db.Push(ctx, leader, newEntry(leader.Replica, syncengine.NewClock(nil), time.Now().Format(time.DateOnly))); err != nil {
 					t.Fatal(err)
 				}
 				for i, s := range steps {
