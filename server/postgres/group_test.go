@@ -199,7 +199,7 @@ func TestGroupCommit(t *testing.T) {
 		for i := range navs {
 			navs[i] = mustEnroll(t, db, "PN-"+string(rune('A'+i)))
 		}
-		before := db.GroupStats()
+		before, trips := db.GroupStats(), db.group.trips.Load()
 		began := time.Now()
 		release := holdWriteLock(t, db)
 		out := make([]pushOutcome, devices)
@@ -232,6 +232,12 @@ func TestGroupCommit(t *testing.T) {
 		// Both groups ran, one after the other, while the pushes waited.
 		if busy, span := got.Busy-before.Busy, time.Since(began); busy <= 0 || busy > span {
 			t.Fatalf("the writer was busy %v running groups within %v", busy, span)
+		}
+		// The pushes have nothing in common (grouprun.go): the leader's
+		// group, then the 19 queued behind it, each a batch of reads and
+		// a batch of writes.
+		if got := db.group.trips.Load() - trips; got != 4 {
+			t.Errorf("%d round trips for %d pushes in two groups, want 4", got, devices)
 		}
 		if n := countRows(t, db, `SELECT count(*) FROM history`); n != devices*2 {
 			t.Fatalf("%d history rows, want %d", n, devices*2)
@@ -356,47 +362,13 @@ func TestGroupCommit(t *testing.T) {
 }
 
 // TestGroupRuns checks how a group's pushes share round trips
-// (grouprun.go): pushes with nothing in common read in one batch and
-// write in the next, a push that touches what one before it in the group
-// wrote reads it, and a push whose writes fail in a shared batch fails
-// alone while the pushes after it are written.
+// (grouprun.go; TestGroupCommit/OK counts them): a push that touches what
+// one before it in the group wrote reads it, and a push whose writes fail
+// in a batch shared with others fails alone while the pushes after it
+// are written.
 func TestGroupRuns(t *testing.T) {
 	today := time.Now().Format(time.DateOnly)
 	ctx := context.Background()
-
-	t.Run("OK", func(t *testing.T) {
-		db := openTestDB(t)
-		const devices = 20
-		navs := make([]*study.Identity, devices)
-		for i := range navs {
-			navs[i] = mustEnroll(t, db, "PN-"+string(rune('A'+i)))
-		}
-		trips := db.group.trips.Load()
-		release := holdWriteLock(t, db)
-		errs := make([]error, devices)
-		var wg sync.WaitGroup
-		for i, nav := range navs {
-			wg.Go(func() {
-				_, _, errs[i] = db.Push(ctx, nav, newEntry(nav.Replica, syncengine.NewClock(nil), today))
-			})
-		}
-		waitQueued(t, db, devices-1)
-		release()
-		wg.Wait()
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("push %d: %v", i, err)
-			}
-		}
-		// The leader's group, then the 19 queued behind it: a batch of
-		// reads and a batch of writes each.
-		if got := db.group.trips.Load() - trips; got != 4 {
-			t.Errorf("%d round trips for %d pushes in two groups, want 4", got, devices)
-		}
-		if n := countRows(t, db, `SELECT count(*) FROM history`); n != devices*2 {
-			t.Fatalf("%d history rows, want %d", n, devices*2)
-		}
-	})
 
 	// The same device creates an entry and then, in the same group,
 	// dates it anew: the second push must read the entry the first
