@@ -19,15 +19,17 @@ type groupReport struct {
 	Commits         int64    `json:"commits"`
 	PushesPerCommit *float64 `json:"pushes_per_commit,omitempty"`
 	// WriterBusy is the share of the push phase's wall time the writer
-	// spent running groups (0 to 1; a little over 1 only by the
-	// metrics' rounding).
+	// spent running groups (0 to 1; over 1 only when a group that began
+	// before the first reading, of another client's pushes, ended after
+	// it).
 	WriterBusy *float64 `json:"writer_busy"`
 }
 
-// groupMark is one reading of the server's group commit counters.
+// groupMark is one reading of the server's group commit counters,
+// taken between before and after.
 type groupMark struct {
 	commits, pushes, busy float64
-	at                    time.Time
+	before, after         time.Time
 }
 
 // markGroups reads the counters now; ok is false where they cannot be
@@ -45,7 +47,10 @@ func groupsSince(a, b groupMark) *groupReport {
 	if r.Commits > 0 {
 		r.PushesPerCommit = round3((b.pushes - a.pushes) / float64(r.Commits))
 	}
-	if span := b.at.Sub(a.at).Seconds(); span > 0 {
+	// From before the first reading to after the second: at least the
+	// time between the server's two readings, so a writer busy all that
+	// time is busy at most 1 of it.
+	if span := b.after.Sub(a.before).Seconds(); span > 0 {
 		r.WriterBusy = round3((b.busy - a.busy) / span)
 	}
 	return r

@@ -92,11 +92,12 @@ func (s *metricsSampler) cpuSeconds(ctx context.Context) (float64, bool) {
 // groupCounters reads the server's group commit counters once, if its
 // metrics have them.
 func (s *metricsSampler) groupCounters(ctx context.Context) (groupMark, bool) {
+	before := time.Now()
 	values, err := s.fetch(ctx, metricCommits, metricCommitted, metricCommitBusy)
 	if err != nil || len(values) != 3 {
 		return groupMark{}, false
 	}
-	return groupMark{commits: values[metricCommits], pushes: values[metricCommitted], busy: values[metricCommitBusy], at: time.Now()}, true
+	return groupMark{commits: values[metricCommits], pushes: values[metricCommitted], busy: values[metricCommitBusy], before: before, after: time.Now()}, true
 }
 
 // fetch reads the named samples from the metrics once.
