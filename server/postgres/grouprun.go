@@ -24,9 +24,10 @@ import (
 //
 // Only navigators' pushes share a run. Deciding a supervisor's push may
 // read more (the supervisors of the owner of an entry it comments on), so
-// it runs alone, as does a push after a run whose reads failed (so that
-// the push whose read failed fails alone): its savepoint opens with its
-// reads, and whatever fails up to its writes rolls back to it.
+// it runs alone, as does each push of a run whose reads failed, read
+// again (so that the push whose read failed fails alone): its savepoint
+// opens with its reads, and whatever fails up to its writes rolls back to
+// it.
 
 // groupRun runs the pushes of one group in its transaction.
 type groupRun struct {
